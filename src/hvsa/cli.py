@@ -1,0 +1,175 @@
+"""The ``hvsa`` command line: synth, pretrain, run, demo.
+
+Every command reads params.yaml (``--params``) and lets flags override it. A user error is one
+line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from hvsa.config import Config, load_config, parse_set_option
+from hvsa.errors import HvsaError
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"size must be HxW, e.g. 96x128, got {text!r}") from exc
+    return h, w
+
+
+def _config(args: argparse.Namespace, overrides: dict[str, Any]) -> Config:
+    merged = parse_set_option(args.set or [])
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    return load_config(args.params, merged)
+
+
+def cmd_synth(args: argparse.Namespace) -> None:
+    from hvsa.synth import generate, write_video
+
+    cfg = _config(args, {})
+    h, w = args.size or (cfg.synth.height, cfg.synth.width)
+    frames, labels, classes = generate(args.frames or cfg.synth.frames, h, w, args.seed)
+    out = write_video(args.out, frames, labels, classes)
+    print(f"wrote {len(frames)} frames of {h}x{w} with labels to {out}")
+
+
+def _pretrain_to(videos: list[str], out: str, cfg: Config, steps: int | None = None) -> Path:
+    from hvsa.network import save_checkpoint
+    from hvsa.pretrain import pretrain
+    from hvsa.video import load_video
+
+    loaded = [load_video(v, cfg.data.classes_file, cfg.data.void_id) for v in videos]
+    model, classes, losses = pretrain(loaded, cfg, steps)
+    save_checkpoint(out, model, classes, {"pretrained_on": [str(v) for v in videos], "final_loss": losses[-1]})
+    return Path(out)
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    cfg = _config(args, {"pretrain.steps": args.steps})
+    out = _pretrain_to(args.video, args.out, cfg)
+    print(f"wrote checkpoint {out}")
+
+
+def _run(video_path: str, model_path: str, out: str, cfg: Config) -> dict:
+    from hvsa.annotator import make_annotator
+    from hvsa.loop import AnnotationLoop
+    from hvsa.network import load_checkpoint, pick_device
+    from hvsa.video import check_classes, load_video
+
+    device = pick_device(cfg.model.device)
+    video = load_video(video_path, cfg.data.classes_file, cfg.data.void_id)
+    model, classes, _ = load_checkpoint(model_path, device)
+    check_classes(video, classes)
+    annotator = make_annotator(cfg.annotation.annotator, cfg.annotation.polygon_tolerance)
+    if cfg.annotation.annotator == "oracle" and video.labels is None:
+        raise HvsaError(f"the oracle annotator needs ground truth, and {video_path} has no labels/")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    loop = AnnotationLoop(video, model, classes, cfg, annotator, Path(out), device)
+    loop.run()
+    return json.loads((Path(out) / "summary.json").read_text())
+
+
+def _print_summary(summary: dict) -> None:
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{100 * v:.1f}%"
+
+    print(f"video      {summary['video']} ({summary['frames']} frames, {summary['granularity']} samples)")
+    print(f"rounds     {summary['rounds']}")
+    manual = summary["manual_clicks"]
+    share = f" ({summary['clicks_pct_of_manual']:.1f}% of {manual} for full manual)" if manual else ""
+    print(f"clicks     {summary['clicks']}{share}")
+    print(f"mIoU       {pct(summary['miou_start'])} -> {pct(summary['miou_final'])}")
+    print(f"outputs    {summary['out']} (round_*/labels, round_*/overlays, clicks_vs_miou.png)")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    cfg = _config(args, {
+        "samples.granularity": args.granularity, "loop.budget": args.budget,
+        "loop.rounds": args.rounds, "loop.target_miou": args.target_miou,
+        "loop.max_clicks": args.max_clicks, "annotation.annotator": args.annotator,
+        "selection.strategy": args.selector, "uncertainty.measure": args.uncertainty,
+    })
+    _print_summary(_run(args.video, args.model, args.out, cfg))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from hvsa.synth import generate, write_video
+
+    cfg = _config(args, {})
+    d = cfg.demo
+    out = Path(args.out or d.out)
+    videos = []
+    for seed in [d.target_seed, *d.pretrain_seeds]:
+        frames, labels, classes = generate(d.frames, d.height, d.width, seed)
+        videos.append(write_video(out / "videos" / f"seed{seed}", frames, labels, classes))
+    print(f"generated {len(videos)} videos of {d.frames} frames in {out / 'videos'}")
+    model = _pretrain_to([str(v) for v in videos[1:]], str(out / "pretrained.pt"), cfg, d.pretrain_steps)
+    cfg = cfg.model_copy(update={
+        "samples": cfg.samples.model_copy(update={"granularity": d.granularity}),
+        "loop": cfg.loop.model_copy(update={"budget": d.budget, "rounds": d.rounds}),
+    })
+    _print_summary(_run(str(videos[0]), str(model), str(out / "run"), cfg))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--params", help="params.yaml to read (default: ./params.yaml, else the repository's)")
+    common.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override any knob of params.yaml (repeatable)")
+    parser = argparse.ArgumentParser(prog="hvsa", description="Human-in-the-loop video semantic-segmentation auto-annotation")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", parents=[common], help="write a generated video with ground truth")
+    p.add_argument("out")
+    p.add_argument("--frames", type=int)
+    p.add_argument("--size", type=_size, help="HxW, e.g. 96x128")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("pretrain", parents=[common], help="train the starting network on labelled videos")
+    p.add_argument("--video", nargs="+", required=True, help="labelled video folders")
+    p.add_argument("--out", required=True, help="checkpoint to write")
+    p.add_argument("--steps", type=int)
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("run", parents=[common], help="annotate a video, round by round")
+    p.add_argument("video", help="video folder (frames/, labels/) or file (.mp4, .avi)")
+    p.add_argument("--model", required=True, help="checkpoint from `hvsa pretrain` or a round")
+    p.add_argument("--out", required=True)
+    p.add_argument("--granularity", choices=["frame", "rect", "superpixel"])
+    p.add_argument("--budget", type=int, help="samples per round")
+    p.add_argument("--rounds", type=int)
+    p.add_argument("--target-miou", type=float)
+    p.add_argument("--max-clicks", type=int)
+    p.add_argument("--annotator", choices=["oracle"])
+    p.add_argument("--selector", choices=["paper", "random", "uncertainty", "diversity"])
+    p.add_argument("--uncertainty", choices=["entropy", "margin", "least_confidence"])
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", parents=[common], help="generate, pretrain and annotate a video end to end")
+    p.add_argument("--out", help="output folder (default: demo.out of params.yaml)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except HvsaError as exc:
+        print(f"hvsa: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hvsa: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Typed configuration loaded from ``params.yaml``.
+
+``params.yaml`` is the single source of truth for every knob: the models below declare types
+and bounds but no defaults, so a knob missing from the file is an error rather than a silent
+fallback to a value hidden in code. CLI flags override single values after loading.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hvsa.errors import HvsaError
+
+PARAMS_NAME = "params.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Section):
+    void_id: int = Field(ge=0, le=255)
+    classes_file: str
+
+
+class FlowConfig(_Section):
+    method: Literal["dis", "raft"]
+    dis_preset: Literal["ultrafast", "fast", "medium"]
+    raft_weights: str | None
+    raft_arch: Literal["raft_small", "raft_large"]
+    fb_alpha: float = Field(ge=0)
+    fb_beta: float = Field(ge=0)
+
+
+class ModelConfig(_Section):
+    arch: Literal["lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large"]
+    scale: float = Field(gt=0, le=1)
+    device: Literal["auto", "cpu", "cuda"]
+
+
+class PretrainConfig(_Section):
+    steps: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    crop_scale: float = Field(gt=0, le=1)
+    seed: int
+
+
+class SamplesConfig(_Section):
+    granularity: Literal["frame", "rect", "superpixel"]
+    rect_size: int = Field(ge=2)
+    superpixels: int = Field(ge=2)
+    compactness: float = Field(gt=0)
+    min_unlabelled: float = Field(gt=0, le=1)
+
+
+class UncertaintyConfig(_Section):
+    measure: Literal["entropy", "margin", "least_confidence"]
+
+
+class SelectionConfig(_Section):
+    strategy: Literal["paper", "random", "uncertainty", "diversity"]
+    keep_fraction: float = Field(gt=0, le=1)
+    kmeans_init: int = Field(ge=1)
+    seed: int
+
+
+class AnnotationConfig(_Section):
+    annotator: Literal["oracle"]
+    polygon_tolerance: float = Field(ge=0)
+
+
+class FinetuneConfig(_Section):
+    steps: int = Field(ge=0)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    temporal_weight: float = Field(ge=0)
+    labelled_share: float = Field(ge=0, le=1)
+    freeze_bn: bool
+    seed: int
+
+
+class LoopConfig(_Section):
+    budget: int = Field(ge=1)
+    rounds: int = Field(ge=1)
+    target_miou: float = Field(gt=0, le=1)
+    max_clicks: int | None = Field(ge=1)
+
+
+class OutputConfig(_Section):
+    overlay_alpha: float = Field(ge=0, le=1)
+    batch_size: int = Field(ge=1)
+
+
+class SynthConfig(_Section):
+    frames: int = Field(ge=2)
+    height: int = Field(ge=32)
+    width: int = Field(ge=32)
+
+
+class DemoConfig(_Section):
+    out: str
+    target_seed: int
+    pretrain_seeds: list[int] = Field(min_length=1)
+    frames: int = Field(ge=2)
+    height: int = Field(ge=32)
+    width: int = Field(ge=32)
+    pretrain_steps: int = Field(ge=1)
+    granularity: Literal["frame", "rect", "superpixel"]
+    budget: int = Field(ge=1)
+    rounds: int = Field(ge=1)
+
+
+class Config(_Section):
+    data: DataConfig
+    flow: FlowConfig
+    model: ModelConfig
+    pretrain: PretrainConfig
+    samples: SamplesConfig
+    uncertainty: UncertaintyConfig
+    selection: SelectionConfig
+    annotation: AnnotationConfig
+    finetune: FinetuneConfig
+    loop: LoopConfig
+    output: OutputConfig
+    synth: SynthConfig
+    demo: DemoConfig
+
+
+def find_params(explicit: str | Path | None = None) -> Path:
+    """Locate params.yaml: an explicit path, else the working directory, else the repository.
+
+    The repository fallback lets ``hvsa`` run from any folder of a checkout (editable install)
+    while keeping one file as the only place where knobs are set.
+    """
+    if explicit is not None:
+        path = Path(explicit)
+        if not path.is_file():
+            raise HvsaError(f"params file not found: {path}")
+        return path
+    candidates = [Path.cwd() / PARAMS_NAME, Path(__file__).resolve().parents[2] / PARAMS_NAME]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise HvsaError(f"no {PARAMS_NAME} in the working directory or the repository; pass --params")
+
+
+def _parse_scalar(text: str) -> Any:
+    return yaml.safe_load(text)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set ``section.key`` values in a raw params dict (a copy); unknown keys are errors."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        section, _, key = dotted.partition(".")
+        if section not in out or not isinstance(out[section], dict) or not key:
+            raise HvsaError(f"unknown setting {dotted!r}")
+        if key not in out[section]:
+            raise HvsaError(f"unknown setting {dotted!r}")
+        out[section][key] = value
+    return out
+
+
+def parse_set_option(items: list[str]) -> dict[str, Any]:
+    """Turn ``["loop.budget=5", ...]`` into ``{"loop.budget": 5}`` (values parsed as YAML)."""
+    parsed: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise HvsaError(f"--set expects section.key=value, got {item!r}")
+        key, _, value = item.partition("=")
+        parsed[key.strip()] = _parse_scalar(value)
+    return parsed
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Load and validate params.yaml, then apply overrides; errors are one-line HvsaErrors."""
+    params_path = find_params(path)
+    try:
+        raw = yaml.safe_load(params_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise HvsaError(f"{params_path} is not valid YAML: {exc}".splitlines()[0]) from exc
+    raw = apply_overrides(raw, overrides or {})
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise HvsaError(f"{params_path}: {where}: {first['msg']}") from exc

@@ -1,0 +1,100 @@
+"""Test-time fine-tuning on the video being annotated.
+
+Loss = cross-entropy on every human-labelled pixel so far
+     + λ · temporal consistency: each frame's prediction should match its next frame's
+       prediction warped back by the optical flow, where the flow is trustworthy.
+
+The supervised term teaches the classes where a human spoke; the temporal term carries that
+knowledge to the unlabelled frames along the motion, which is what makes sparse labels enough.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from hvsa.config import FinetuneConfig
+from hvsa.motion import torch_warp
+from hvsa.network import SegNet
+from hvsa.video import VOID
+
+
+@dataclass
+class TrainingData:
+    """Everything at working resolution: frames (N,3,h,w) float, labels (N,h,w) long (255 =
+    unlabelled), forward flow (N-1,h,w,2) and its validity (N-1,h,w) bool."""
+
+    frames: torch.Tensor
+    labels: torch.Tensor
+    flow: torch.Tensor
+    valid: torch.Tensor
+
+
+def supervised_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over labelled pixels only; exactly 0 when none is labelled."""
+    if not (labels != VOID).any():
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits, labels, ignore_index=VOID)
+
+
+def temporal_loss(probs: torch.Tensor, probs_next: torch.Tensor, flow: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean total-variation distance between P_t and P_{t+1} warped into frame t.
+
+    ``flow`` is the forward flow t→t+1, so backward-warping P_{t+1} by it aligns it with frame
+    t. Pixels where ``valid`` is False (occluded or inconsistent flow) do not count.
+    """
+    warped = torch_warp(probs_next, flow)
+    dist = 0.5 * (probs - warped).abs().sum(1)
+    weight = valid.float()
+    return (dist * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def _freeze_batchnorm(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def _pick_pairs(n: int, labelled: np.ndarray, cfg: FinetuneConfig, rng: np.random.Generator) -> np.ndarray:
+    """First frames ``a`` of (a, a+1) pairs, favouring frames that hold human labels."""
+    firsts = []
+    for _ in range(cfg.batch_size):
+        if labelled.size and rng.random() < cfg.labelled_share:
+            t = int(rng.choice(labelled))
+        else:
+            t = int(rng.integers(0, n))
+        firsts.append(min(t, n - 2))
+    return np.asarray(firsts)
+
+
+def finetune(model: SegNet, data: TrainingData, cfg: FinetuneConfig, device: torch.device, seed: int = 0) -> list[dict[str, float]]:
+    """Run ``cfg.steps`` optimiser steps in place; returns the per-step loss terms."""
+    n = len(data.frames)
+    labelled = np.flatnonzero((data.labels != VOID).flatten(1).any(1).numpy())
+    rng = np.random.default_rng(cfg.seed + seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model.train()
+    if cfg.freeze_bn:
+        _freeze_batchnorm(model)
+    history = []
+    for _ in tqdm(range(cfg.steps), desc="fine-tune", unit="step", leave=False):
+        a = torch.from_numpy(_pick_pairs(n, labelled, cfg, rng))
+        x = torch.cat([data.frames[a], data.frames[a + 1]]).to(device)
+        y = torch.cat([data.labels[a], data.labels[a + 1]]).to(device)
+        logits, _ = model(x)
+        ce = supervised_loss(logits, y)
+        probs = logits.softmax(1)
+        b = len(a)
+        tc = temporal_loss(probs[:b], probs[b:], data.flow[a].to(device), data.valid[a].to(device))
+        loss = ce + cfg.temporal_weight * tc
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        history.append({"loss": float(loss), "ce": float(ce), "temporal": float(tc)})
+    model.eval()
+    return history

@@ -1,0 +1,38 @@
+"""Label quality: confusion matrix, per-class IoU and mIoU (void ignored)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hvsa.video import VOID
+
+
+def confusion(truth: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C,C) counts, rows = truth, columns = prediction, over non-void truth pixels."""
+    keep = truth != VOID
+    t = truth[keep].astype(np.int64)
+    p = pred[keep].astype(np.int64)
+    p = np.where(p < num_classes, p, num_classes)  # a void prediction counts as a miss
+    cm = np.bincount(t * (num_classes + 1) + p, minlength=num_classes * (num_classes + 1))
+    return cm.reshape(num_classes, num_classes + 1)[:, :num_classes]
+
+
+def iou_per_class(cm: np.ndarray, truth_pixels: np.ndarray | None = None) -> np.ndarray:
+    """IoU per class; NaN for a class absent from both truth and prediction.
+
+    ``truth_pixels`` (per class) lets a void prediction count against recall; by default the
+    row sums of ``cm`` are used.
+    """
+    tp = np.diag(cm).astype(np.float64)
+    gt = cm.sum(1) if truth_pixels is None else truth_pixels
+    union = gt + cm.sum(0) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, tp / union, np.nan)
+
+
+def miou(truth: np.ndarray, pred: np.ndarray, num_classes: int) -> tuple[float, np.ndarray]:
+    """(mIoU over classes present in truth or prediction, per-class IoU)."""
+    keep = truth != VOID
+    truth_pixels = np.bincount(truth[keep].astype(np.int64), minlength=num_classes)[:num_classes]
+    ious = iou_per_class(confusion(truth, pred, num_classes), truth_pixels)
+    return float(np.nanmean(ious)) if np.isfinite(ious).any() else float("nan"), ious

@@ -1,0 +1,91 @@
+"""Pretraining: the network the method starts from, trained on other labelled videos.
+
+No weights can be downloaded here, so the starting point is trained by us, from scratch, on
+videos other than the target (other seeds of the generator, or other CamVid drives).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from hvsa.config import Config
+from hvsa.errors import HvsaError
+from hvsa.network import SegNet, pick_device
+from hvsa.scaling import VOID, frames_to_tensor, labels_to_tensor, work_size
+from hvsa.video import ClassList, Video
+
+
+def _training_set(videos: Sequence[Video], scale: float) -> tuple[torch.Tensor, torch.Tensor, ClassList]:
+    if not videos:
+        raise HvsaError("pretraining needs at least one labelled video")
+    classes = videos[0].classes
+    xs, ys = [], []
+    for video in videos:
+        if video.labels is None:
+            raise HvsaError(f"{video.path} has no labels/ folder: pretraining needs labels")
+        if video.classes is None:
+            raise HvsaError(f"{video.path} has no classes.json: pretraining needs the class list")
+        if video.classes != classes:
+            raise HvsaError(f"{video.path} has a different class list than {videos[0].path}")
+        size = work_size(video.size, scale)
+        if xs and size != tuple(xs[0].shape[-2:]):
+            raise HvsaError(f"{video.path} has another frame size than {videos[0].path}")
+        keep = [i for i in range(len(video)) if (video.labels[i] != VOID).any()]
+        xs.append(frames_to_tensor(video.frames[keep], size))
+        ys.append(labels_to_tensor(video.labels[keep], size))
+    assert classes is not None
+    return torch.cat(xs), torch.cat(ys), classes
+
+
+def _augment(x: torch.Tensor, y: torch.Tensor, min_side: float, gen: torch.Generator):
+    """Random crop (side share in [min_side, 1]) resized back, plus horizontal flip."""
+    n, _, h, w = x.shape
+    out_x, out_y = [], []
+    for i in range(n):
+        s = min_side + (1 - min_side) * torch.rand(1, generator=gen).item()
+        ch, cw = max(16, int(h * s)), max(16, int(w * s))
+        top = int(torch.randint(0, h - ch + 1, (1,), generator=gen))
+        left = int(torch.randint(0, w - cw + 1, (1,), generator=gen))
+        xi = x[i : i + 1, :, top : top + ch, left : left + cw]
+        yi = y[i : i + 1, None, top : top + ch, left : left + cw].float()
+        xi = F.interpolate(xi, size=(h, w), mode="bilinear", align_corners=False)
+        yi = F.interpolate(yi, size=(h, w), mode="nearest").long()[:, 0]
+        if torch.rand(1, generator=gen).item() < 0.5:
+            xi, yi = xi.flip(-1), yi.flip(-1)
+        out_x.append(xi)
+        out_y.append(yi)
+    return torch.cat(out_x), torch.cat(out_y)
+
+
+def pretrain(videos: Sequence[Video], cfg: Config, steps: int | None = None) -> tuple[SegNet, ClassList, list[float]]:
+    """Train a fresh network on labelled videos; returns the model, classes and loss curve."""
+    p = cfg.pretrain
+    torch.manual_seed(p.seed)
+    gen = torch.Generator().manual_seed(p.seed)
+    x, y, classes = _training_set(videos, cfg.model.scale)
+    device = pick_device(cfg.model.device)
+    model = SegNet(cfg.model.arch, len(classes)).to(device)
+    total = steps if steps is not None else p.steps
+    opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=p.lr, total_steps=total, pct_start=0.1)
+    losses: list[float] = []
+    model.train()
+    bar = tqdm(range(total), desc="pretrain", unit="step")
+    for _ in bar:
+        idx = torch.randint(0, len(x), (min(p.batch_size, len(x)),), generator=gen)
+        xb, yb = _augment(x[idx], y[idx], p.crop_scale, gen)
+        logits, _ = model(xb.to(device))
+        loss = F.cross_entropy(logits, yb.to(device), ignore_index=VOID)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(float(loss))
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    model.eval()
+    return model, classes, losses

@@ -1,0 +1,68 @@
+"""Choosing which samples a human labels this round.
+
+The paper's rule (Qiao et al., WACV 2023): keep the most uncertain share of the candidates,
+cluster them by the network's features into ``b`` clusters, and send the sample nearest each
+centroid. Uncertainty finds where the network is wrong; clustering spreads the budget over
+different-looking content so that ``b`` labels do not all teach the same thing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.cluster import KMeans
+
+
+def _nearest_to_centroids(features: np.ndarray, budget: int, n_init: int, seed: int) -> np.ndarray:
+    """Indices (into ``features``) of the member nearest each of ``budget`` k-means centroids."""
+    if len(features) <= budget:
+        return np.arange(len(features))
+    km = KMeans(n_clusters=budget, n_init=n_init, random_state=seed).fit(features)
+    chosen = []
+    for c in range(budget):
+        members = np.flatnonzero(km.labels_ == c)
+        if members.size == 0:
+            continue
+        d = ((features[members] - km.cluster_centers_[c]) ** 2).sum(1)
+        chosen.append(int(members[int(d.argmin())]))
+    picked = list(dict.fromkeys(chosen))
+    # identical features can leave clusters empty: top up in the caller's order of preference
+    for i in range(len(features)):
+        if len(picked) >= budget:
+            break
+        if i not in picked:
+            picked.append(i)
+    return np.asarray(picked, dtype=int)
+
+
+def select_paper(uncertainty: np.ndarray, features: np.ndarray, budget: int, keep_fraction: float, n_init: int, seed: int) -> np.ndarray:
+    """Most uncertain ``keep_fraction`` of candidates, then one per feature cluster."""
+    keep = max(budget, int(np.ceil(len(uncertainty) * keep_fraction)))
+    top = np.argsort(-uncertainty, kind="stable")[:keep]
+    picked = _nearest_to_centroids(features[top], budget, n_init, seed)
+    return top[picked]
+
+
+def select_uncertainty(uncertainty: np.ndarray, budget: int) -> np.ndarray:
+    """The ``budget`` most uncertain candidates."""
+    return np.argsort(-uncertainty, kind="stable")[:budget]
+
+
+def select_diversity(features: np.ndarray, budget: int, n_init: int, seed: int) -> np.ndarray:
+    """One candidate per feature cluster over all candidates, ignoring uncertainty."""
+    return _nearest_to_centroids(features, budget, n_init, seed)
+
+
+def select_random(n: int, budget: int, seed: int) -> np.ndarray:
+    """``budget`` candidates uniformly at random (the baseline every selector must beat)."""
+    return np.random.default_rng(seed).choice(n, size=min(budget, n), replace=False)
+
+
+def select(strategy: str, uncertainty: np.ndarray, features: np.ndarray, budget: int, keep_fraction: float, n_init: int, seed: int) -> np.ndarray:
+    """Dispatch to a selector; returns indices into the candidate arrays."""
+    if strategy == "paper":
+        return select_paper(uncertainty, features, budget, keep_fraction, n_init, seed)
+    if strategy == "uncertainty":
+        return select_uncertainty(uncertainty, budget)
+    if strategy == "diversity":
+        return select_diversity(features, budget, n_init, seed)
+    return select_random(len(uncertainty), budget, seed)

@@ -1,0 +1,47 @@
+"""How unsure the network is, per pixel and per sample.
+
+All three measures grow with uncertainty so that "most uncertain" is always "largest".
+Entropy is normalised by log(C) so that scores of networks with different class counts compare.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def entropy(probs: torch.Tensor) -> torch.Tensor:
+    """Normalised Shannon entropy over the class axis 1: (N,C,h,w) → (N,h,w) in [0, 1]."""
+    c = probs.shape[1]
+    p = probs.clamp_min(1e-12)
+    return -(p * p.log()).sum(1) / float(np.log(c))
+
+
+def margin(probs: torch.Tensor) -> torch.Tensor:
+    """1 − (p₁ − p₂): one minus the gap between the two most likely classes."""
+    top2 = probs.topk(2, dim=1).values
+    return 1 - (top2[:, 0] - top2[:, 1])
+
+
+def least_confidence(probs: torch.Tensor) -> torch.Tensor:
+    """1 − p₁: one minus the probability of the predicted class."""
+    return 1 - probs.max(1).values
+
+
+MEASURES = {"entropy": entropy, "margin": margin, "least_confidence": least_confidence}
+
+
+def pixel_uncertainty(probs: torch.Tensor, measure: str) -> np.ndarray:
+    """(N,C,h,w) probabilities → (N,h,w) float32 uncertainty by the named measure."""
+    return MEASURES[measure](probs).float().numpy()
+
+
+def per_segment_mean(values: np.ndarray, segments: np.ndarray, n: int) -> np.ndarray:
+    """Mean of ``values`` (h,w) over each region id 0..n-1 of ``segments`` (h,w).
+
+    Regions with no pixel at this resolution get NaN; the caller decides how to fill them.
+    """
+    sums = np.bincount(segments.ravel(), values.ravel(), minlength=n)
+    counts = np.bincount(segments.ravel(), minlength=n).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / counts, np.nan)

@@ -1,0 +1,218 @@
+"""Reading videos: a folder of frames (with optional label masks) or a video file.
+
+Everything is validated on load so that a bad file is reported by name before any minutes of
+flow or training are spent. Internally void is always 255, whatever id the dataset uses.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from hvsa.errors import HvsaError
+
+VOID = 255
+FRAME_EXTS = (".png", ".jpg", ".jpeg")
+VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv")
+
+
+@dataclass(frozen=True)
+class ClassList:
+    """Class names and display colours; index i of the lists is class id i."""
+
+    names: tuple[str, ...]
+    colors: tuple[tuple[int, int, int], ...]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def palette(self) -> np.ndarray:
+        """A 256×3 colour table (void and unused ids black) for colouring label maps."""
+        table = np.zeros((256, 3), np.uint8)
+        table[: len(self.colors)] = np.asarray(self.colors, np.uint8)
+        return table
+
+    def to_json(self) -> list[dict]:
+        return [
+            {"id": i, "name": n, "color": list(c)}
+            for i, (n, c) in enumerate(zip(self.names, self.colors, strict=True))
+        ]
+
+    @classmethod
+    def from_json(cls, items: list[dict]) -> ClassList:
+        ordered = sorted(items, key=lambda c: int(c["id"]))
+        if [int(c["id"]) for c in ordered] != list(range(len(ordered))):
+            raise HvsaError("class ids must be 0..C-1 without gaps")
+        return cls(
+            names=tuple(str(c["name"]) for c in ordered),
+            colors=tuple(tuple(int(v) for v in c["color"]) for c in ordered),
+        )
+
+
+@dataclass
+class Video:
+    """A whole video in memory: frames (N,H,W,3) uint8 RGB, labels (N,H,W) uint8 or None."""
+
+    path: Path
+    frames: np.ndarray
+    frame_names: list[str]
+    labels: np.ndarray | None
+    classes: ClassList | None
+
+    @property
+    def name(self) -> str:
+        return self.path.stem if self.path.is_file() else self.path.name
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.frames.shape[1]), int(self.frames.shape[2])
+
+    def __len__(self) -> int:
+        return int(self.frames.shape[0])
+
+
+def read_classes_file(path: Path) -> tuple[ClassList, int]:
+    """Read a classes.json ({"void": id, "classes": [{"id","name","color"}]})."""
+    try:
+        data = json.loads(path.read_text())
+        classes = ClassList.from_json(data["classes"])
+        void = int(data.get("void", VOID))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise HvsaError(f"cannot read class list {path}: {exc}") from exc
+    return classes, void
+
+
+def write_classes_file(path: Path, classes: ClassList, void: int = VOID) -> None:
+    path.write_text(json.dumps({"void": void, "classes": classes.to_json()}, indent=2) + "\n")
+
+
+def find_classes_file(video_path: Path, name: str) -> Path | None:
+    """classes.json in the video folder or one of its two parents (CamVid keeps it two up)."""
+    base = video_path if video_path.is_dir() else video_path.parent
+    for folder in (base, base.parent, base.parent.parent):
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_image(path: Path, flags: int) -> np.ndarray:
+    image = cv2.imread(str(path), flags)
+    if image is None:
+        raise HvsaError(f"cannot read image {path}")
+    return image
+
+
+def _frame_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_EXTS)
+
+
+def _read_frames_folder(folder: Path) -> tuple[np.ndarray, list[str]]:
+    files = _frame_files(folder)
+    if not files:
+        raise HvsaError(f"no frames (*.png, *.jpg) in {folder}")
+    frames = []
+    for path in tqdm(files, desc="read frames", leave=False, disable=len(files) < 50):
+        image = _read_image(path, cv2.IMREAD_COLOR)
+        if frames and image.shape != frames[0].shape:
+            raise HvsaError(
+                f"frames differ in size: {path.name} is {image.shape[1]}x{image.shape[0]}, "
+                f"{files[0].name} is {frames[0].shape[1]}x{frames[0].shape[0]}"
+            )
+        frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    return np.stack(frames), [p.stem for p in files]
+
+
+def _read_video_file(path: Path) -> tuple[np.ndarray, list[str]]:
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while capture.isOpened():
+        ok, image = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    capture.release()
+    if not frames:
+        raise HvsaError(f"cannot read any frame from video file {path}")
+    return np.stack(frames), [f"{i:06d}" for i in range(len(frames))]
+
+
+def _read_labels(
+    folder: Path, frame_names: list[str], size: tuple[int, int], void: int, num_classes: int | None
+) -> np.ndarray:
+    files = _frame_files(folder)
+    index = {name: i for i, name in enumerate(frame_names)}
+    labels = np.full((len(frame_names), *size), VOID, np.uint8)
+    for path in files:
+        if path.stem not in index:
+            raise HvsaError(f"label {path} has no frame of the same name")
+        mask = _read_image(path, cv2.IMREAD_UNCHANGED)
+        if mask.ndim != 2:
+            raise HvsaError(f"label {path} is not a single-channel class-index image")
+        if mask.shape != size:
+            raise HvsaError(
+                f"label {path} is {mask.shape[1]}x{mask.shape[0]} but its frame is "
+                f"{size[1]}x{size[0]}"
+            )
+        mask = mask.astype(np.int64)
+        is_void = mask == void
+        if num_classes is not None:
+            bad = (~is_void) & ((mask < 0) | (mask >= num_classes))
+            if bad.any():
+                value = int(mask[bad][0])
+                raise HvsaError(
+                    f"label {path} holds value {value}, outside the class list "
+                    f"(0..{num_classes - 1}, void {void})"
+                )
+        labels[index[path.stem]] = np.where(is_void, VOID, mask).astype(np.uint8)
+    return labels
+
+
+def load_video(path: str | Path, classes_file: str = "classes.json", void_id: int = VOID) -> Video:
+    """Load a video folder (``frames/``, optional ``labels/``) or a video file.
+
+    A folder may also hold the frames directly. The class list comes from ``classes_file``
+    found beside the video (see :func:`find_classes_file`); its ``void`` id overrides
+    ``void_id``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise HvsaError(f"video not found: {path}")
+    classes: ClassList | None = None
+    found = find_classes_file(path, classes_file)
+    if found is not None:
+        classes, void_id = read_classes_file(found)
+    if path.is_file():
+        if path.suffix.lower() not in VIDEO_EXTS:
+            raise HvsaError(f"{path} is neither a frames folder nor a video file ({VIDEO_EXTS})")
+        frames, names = _read_video_file(path)
+        return Video(path, frames, names, None, classes)
+    frames_dir = path / "frames" if (path / "frames").is_dir() else path
+    frames, names = _read_frames_folder(frames_dir)
+    labels = None
+    if (path / "labels").is_dir() and _frame_files(path / "labels"):
+        num = len(classes) if classes is not None else None
+        labels = _read_labels(path / "labels", names, frames.shape[1:3], void_id, num)
+    return Video(path, frames, names, labels, classes)
+
+
+def check_classes(video: Video, classes: ClassList) -> None:
+    """Fail clearly when a network's class list cannot describe this video's labels."""
+    if video.classes is not None and video.classes.names != classes.names:
+        raise HvsaError(
+            f"checkpoint classes {list(classes.names)} do not match the video's "
+            f"{list(video.classes.names)}"
+        )
+    if video.labels is not None:
+        present = np.unique(video.labels)
+        bad = present[(present != VOID) & (present >= len(classes))]
+        if bad.size:
+            raise HvsaError(
+                f"labels of {video.path} hold class {int(bad[0])}, but the checkpoint has only "
+                f"{len(classes)} classes"
+            )
