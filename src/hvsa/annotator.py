@@ -50,7 +50,9 @@ class OracleAnnotator:
 
     def annotate(self, video: Video, samples: SampleSet, sample_ids: list[int]) -> list[Annotation]:
         if video.labels is None:
-            raise HvsaError(f"the oracle annotator needs ground truth, and {video.path} has no labels/")
+            raise HvsaError(
+                f"the oracle annotator needs ground truth, and {video.path} has no labels/"
+            )
         out = []
         for sid in sample_ids:
             started = time.time()

@@ -47,7 +47,9 @@ def _pretrain_to(videos: list[str], out: str, cfg: Config, steps: int | None = N
 
     loaded = [load_video(v, cfg.data.classes_file, cfg.data.void_id) for v in videos]
     model, classes, losses = pretrain(loaded, cfg, steps)
-    save_checkpoint(out, model, classes, {"pretrained_on": [str(v) for v in videos], "final_loss": losses[-1]})
+    save_checkpoint(
+        out, model, classes, {"pretrained_on": [str(v) for v in videos], "final_loss": losses[-1]}
+    )
     return Path(out)
 
 
@@ -80,22 +82,32 @@ def _print_summary(summary: dict) -> None:
     def pct(v: float | None) -> str:
         return "n/a" if v is None else f"{100 * v:.1f}%"
 
-    print(f"video      {summary['video']} ({summary['frames']} frames, {summary['granularity']} samples)")
+    frames, kind = summary["frames"], summary["granularity"]
+    print(f"video      {summary['video']} ({frames} frames, {kind} samples)")
     print(f"rounds     {summary['rounds']}")
     manual = summary["manual_clicks"]
-    share = f" ({summary['clicks_pct_of_manual']:.1f}% of {manual} for full manual)" if manual else ""
+    share = (
+        f" ({summary['clicks_pct_of_manual']:.1f}% of {manual} for full manual)" if manual else ""
+    )
     print(f"clicks     {summary['clicks']}{share}")
     print(f"mIoU       {pct(summary['miou_start'])} -> {pct(summary['miou_final'])}")
     print(f"outputs    {summary['out']} (round_*/labels, round_*/overlays, clicks_vs_miou.png)")
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    cfg = _config(args, {
-        "samples.granularity": args.granularity, "loop.budget": args.budget,
-        "loop.rounds": args.rounds, "loop.target_miou": args.target_miou,
-        "loop.max_clicks": args.max_clicks, "annotation.annotator": args.annotator,
-        "selection.strategy": args.selector, "uncertainty.measure": args.uncertainty,
-    })
+    cfg = _config(
+        args,
+        {
+            "samples.granularity": args.granularity,
+            "loop.budget": args.budget,
+            "loop.rounds": args.rounds,
+            "loop.target_miou": args.target_miou,
+            "loop.max_clicks": args.max_clicks,
+            "annotation.annotator": args.annotator,
+            "selection.strategy": args.selector,
+            "uncertainty.measure": args.uncertainty,
+        },
+    )
     _print_summary(_run(args.video, args.model, args.out, cfg))
 
 
@@ -110,19 +122,32 @@ def cmd_demo(args: argparse.Namespace) -> None:
         frames, labels, classes = generate(d.frames, d.height, d.width, seed)
         videos.append(write_video(out / "videos" / f"seed{seed}", frames, labels, classes))
     print(f"generated {len(videos)} videos of {d.frames} frames in {out / 'videos'}")
-    model = _pretrain_to([str(v) for v in videos[1:]], str(out / "pretrained.pt"), cfg, d.pretrain_steps)
-    cfg = cfg.model_copy(update={
-        "samples": cfg.samples.model_copy(update={"granularity": d.granularity}),
-        "loop": cfg.loop.model_copy(update={"budget": d.budget, "rounds": d.rounds}),
-    })
+    model = _pretrain_to(
+        [str(v) for v in videos[1:]], str(out / "pretrained.pt"), cfg, d.pretrain_steps
+    )
+    cfg = cfg.model_copy(
+        update={
+            "samples": cfg.samples.model_copy(update={"granularity": d.granularity}),
+            "loop": cfg.loop.model_copy(update={"budget": d.budget, "rounds": d.rounds}),
+        }
+    )
     _print_summary(_run(str(videos[0]), str(model), str(out / "run"), cfg))
 
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--params", help="params.yaml to read (default: ./params.yaml, else the repository's)")
-    common.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override any knob of params.yaml (repeatable)")
-    parser = argparse.ArgumentParser(prog="hvsa", description="Human-in-the-loop video semantic-segmentation auto-annotation")
+    common.add_argument(
+        "--params", help="params.yaml to read (default: ./params.yaml, else the repository's)"
+    )
+    common.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="override any knob of params.yaml (repeatable)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="hvsa", description="Human-in-the-loop video semantic-segmentation auto-annotation"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", parents=[common], help="write a generated video with ground truth")
@@ -132,7 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("pretrain", parents=[common], help="train the starting network on labelled videos")
+    p = sub.add_parser(
+        "pretrain", parents=[common], help="train the starting network on labelled videos"
+    )
     p.add_argument("--video", nargs="+", required=True, help="labelled video folders")
     p.add_argument("--out", required=True, help="checkpoint to write")
     p.add_argument("--steps", type=int)
@@ -152,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--uncertainty", choices=["entropy", "margin", "least_confidence"])
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("demo", parents=[common], help="generate, pretrain and annotate a video end to end")
+    p = sub.add_parser(
+        "demo", parents=[common], help="generate, pretrain and annotate a video end to end"
+    )
     p.add_argument("--out", help="output folder (default: demo.out of params.yaml)")
     p.set_defaults(func=cmd_demo)
     return parser

@@ -47,9 +47,14 @@ def boundary_crossings(labels: np.ndarray) -> int:
     if h == 1 or w == 1:
         ring = labels.ravel()
     else:
-        ring = np.concatenate([
-            labels[0, :], labels[1:, -1], labels[-1, -2::-1], labels[-2:0:-1, 0],
-        ])
+        ring = np.concatenate(
+            [
+                labels[0, :],
+                labels[1:, -1],
+                labels[-1, -2::-1],
+                labels[-2:0:-1, 0],
+            ]
+        )
     if ring.size < 2:
         return 0
     return int((ring != np.roll(ring, -1)).sum())

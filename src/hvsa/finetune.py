@@ -42,7 +42,9 @@ def supervised_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, labels, ignore_index=VOID)
 
 
-def temporal_loss(probs: torch.Tensor, probs_next: torch.Tensor, flow: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def temporal_loss(
+    probs: torch.Tensor, probs_next: torch.Tensor, flow: torch.Tensor, valid: torch.Tensor
+) -> torch.Tensor:
     """Mean total-variation distance between P_t and P_{t+1} warped into frame t.
 
     ``flow`` is the forward flow t→t+1, so backward-warping P_{t+1} by it aligns it with frame
@@ -60,7 +62,9 @@ def _freeze_batchnorm(model: nn.Module) -> None:
             m.eval()
 
 
-def _pick_pairs(n: int, labelled: np.ndarray, cfg: FinetuneConfig, rng: np.random.Generator) -> np.ndarray:
+def _pick_pairs(
+    n: int, labelled: np.ndarray, cfg: FinetuneConfig, rng: np.random.Generator
+) -> np.ndarray:
     """First frames ``a`` of (a, a+1) pairs, favouring frames that hold human labels."""
     firsts = []
     for _ in range(cfg.batch_size):
@@ -72,7 +76,9 @@ def _pick_pairs(n: int, labelled: np.ndarray, cfg: FinetuneConfig, rng: np.rando
     return np.asarray(firsts)
 
 
-def finetune(model: SegNet, data: TrainingData, cfg: FinetuneConfig, device: torch.device, seed: int = 0) -> list[dict[str, float]]:
+def finetune(
+    model: SegNet, data: TrainingData, cfg: FinetuneConfig, device: torch.device, seed: int = 0
+) -> list[dict[str, float]]:
     """Run ``cfg.steps`` optimiser steps in place; returns the per-step loss terms."""
     n = len(data.frames)
     labelled = np.flatnonzero((data.labels != VOID).flatten(1).any(1).numpy())
@@ -95,6 +101,8 @@ def finetune(model: SegNet, data: TrainingData, cfg: FinetuneConfig, device: tor
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        history.append({"loss": float(loss), "ce": float(ce), "temporal": float(tc)})
+        history.append(
+            {"loss": float(loss.detach()), "ce": float(ce.detach()), "temporal": float(tc.detach())}
+        )
     model.eval()
     return history

@@ -16,18 +16,27 @@ def compose(pred: np.ndarray, human: np.ndarray) -> np.ndarray:
     return np.where(human != VOID, human, pred).astype(np.uint8)
 
 
-def overlay(frame: np.ndarray, labels: np.ndarray, human: np.ndarray, classes: ClassList, alpha: float) -> np.ndarray:
+def overlay(
+    frame: np.ndarray, labels: np.ndarray, human: np.ndarray, classes: ClassList, alpha: float
+) -> np.ndarray:
     """RGB preview: label colours blended over the frame, human-labelled areas outlined white."""
     colours = classes.palette()[labels]
     out = (frame.astype(np.float32) * (1 - alpha) + colours * alpha).astype(np.uint8)
-    contours, _ = cv2.findContours((human != VOID).astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    contours, _ = cv2.findContours(
+        (human != VOID).astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE
+    )
     cv2.drawContours(out, contours, -1, (255, 255, 255), 1)
     return out
 
 
 def write_labels(
-    out: Path, names: list[str], labels: np.ndarray, frames: np.ndarray, human: np.ndarray,
-    classes: ClassList, alpha: float,
+    out: Path,
+    names: list[str],
+    labels: np.ndarray,
+    frames: np.ndarray,
+    human: np.ndarray,
+    classes: ClassList,
+    alpha: float,
 ) -> None:
     """``out/labels/<frame>.png`` class-index masks and ``out/overlays/<frame>.jpg`` previews."""
     (out / "labels").mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,13 @@ from hvsa.network import SegNet, save_checkpoint
 from hvsa.plots import plot_clicks_vs_miou
 from hvsa.predict import Prediction, predict
 from hvsa.samples import SampleSet, load_or_build_samples
-from hvsa.scaling import downsample_segments, frames_to_tensor, labels_to_tensor, upsample_argmax, work_size
+from hvsa.scaling import (
+    downsample_segments,
+    frames_to_tensor,
+    labels_to_tensor,
+    upsample_argmax,
+    work_size,
+)
 from hvsa.scoring import sample_features, sample_uncertainty
 from hvsa.selection import select
 from hvsa.uncertainty import pixel_uncertainty
@@ -62,11 +68,15 @@ def manual_clicks(labels: np.ndarray, tolerance: float) -> int:
     return sum(region_clicks(m, tolerance).total for m in labels)
 
 
-def _score(video: Video, labels: np.ndarray, classes: ClassList) -> tuple[float | None, dict[str, float | None]]:
+def _score(
+    video: Video, labels: np.ndarray, classes: ClassList
+) -> tuple[float | None, dict[str, float | None]]:
     if video.labels is None:
         return None, {}
     value, ious = miou(video.labels, labels, len(classes))
-    return value, {n: (None if np.isnan(v) else float(v)) for n, v in zip(classes.names, ious, strict=True)}
+    return value, {
+        n: (None if np.isnan(v) else float(v)) for n, v in zip(classes.names, ious, strict=True)
+    }
 
 
 def _apply(state: LoopState, annotations: list[Annotation], samples: SampleSet) -> None:
@@ -92,20 +102,44 @@ def _candidates(state: LoopState, samples: SampleSet, min_unlabelled: float) -> 
 
 
 def _annotations_table(annotations: list[Annotation], video: Video, round_no: int) -> pd.DataFrame:
-    return pd.DataFrame([{
-        "round": round_no, "sample_id": a.sample_id, "frame": a.frame,
-        "frame_name": video.frame_names[a.frame], "y0": a.box[0].start, "y1": a.box[0].stop,
-        "x0": a.box[1].start, "x1": a.box[1].stop, "annotator": a.annotator,
-        "clicks": a.clicks.total, "clicks_regions": a.clicks.regions,
-        "clicks_vertices": a.clicks.vertices, "clicks_crossings": a.clicks.crossings,
-        "labelled_pixels": int((a.labels != VOID).sum()), "started": a.started, "finished": a.finished,
-    } for a in annotations])
+    return pd.DataFrame(
+        [
+            {
+                "round": round_no,
+                "sample_id": a.sample_id,
+                "frame": a.frame,
+                "frame_name": video.frame_names[a.frame],
+                "y0": a.box[0].start,
+                "y1": a.box[0].stop,
+                "x0": a.box[1].start,
+                "x1": a.box[1].stop,
+                "annotator": a.annotator,
+                "clicks": a.clicks.total,
+                "clicks_regions": a.clicks.regions,
+                "clicks_vertices": a.clicks.vertices,
+                "clicks_crossings": a.clicks.crossings,
+                "labelled_pixels": int((a.labels != VOID).sum()),
+                "started": a.started,
+                "finished": a.finished,
+            }
+            for a in annotations
+        ]
+    )
 
 
 class AnnotationLoop:
     """One video, one network, rounds until the target mIoU, the round limit or the click cap."""
 
-    def __init__(self, video: Video, model: SegNet, classes: ClassList, cfg: Config, annotator: Annotator, out: Path, device: torch.device):
+    def __init__(
+        self,
+        video: Video,
+        model: SegNet,
+        classes: ClassList,
+        cfg: Config,
+        annotator: Annotator,
+        out: Path,
+        device: torch.device,
+    ):
         self.video, self.model, self.classes, self.cfg = video, model, classes, cfg
         self.annotator, self.out, self.device = annotator, Path(out), device
         self.full = video.size
@@ -120,28 +154,58 @@ class AnnotationLoop:
         self.valid_t = torch.from_numpy(resize_mask(flow.valid_forward, self.work))
         self.small_segments = downsample_segments(self.samples.segments, self.work)
         n = len(video)
-        self.state = LoopState(np.full((n, *self.full), VOID, np.uint8), np.zeros((n, *self.full), bool), set())
+        self.state = LoopState(
+            np.full((n, *self.full), VOID, np.uint8), np.zeros((n, *self.full), bool), set()
+        )
         self.results: list[RoundResult] = []
 
     def _predict(self) -> Prediction:
         return predict(self.model, self.frames_t, self.cfg.output.batch_size, self.device)
 
-    def _write_round(self, round_no: int, pred: Prediction, timings: dict[str, float], started: float, annotations: list[Annotation], selected: pd.DataFrame) -> RoundResult:
+    def _write_round(
+        self,
+        round_no: int,
+        pred: Prediction,
+        timings: dict[str, float],
+        started: float,
+        annotations: list[Annotation],
+        selected: pd.DataFrame,
+    ) -> RoundResult:
         t0 = time.perf_counter()
-        labels = compose(upsample_argmax(pred.probs, self.full, self.cfg.output.batch_size), self.state.human)
+        labels = compose(
+            upsample_argmax(pred.probs, self.full, self.cfg.output.batch_size), self.state.human
+        )
         value, per_class = _score(self.video, labels, self.classes)
         folder = self.out / f"round_{round_no:02d}"
-        write_labels(folder, self.video.frame_names, labels, self.video.frames, self.state.human, self.classes, self.cfg.output.overlay_alpha)
+        write_labels(
+            folder,
+            self.video.frame_names,
+            labels,
+            self.video.frames,
+            self.state.human,
+            self.classes,
+            self.cfg.output.overlay_alpha,
+        )
         selected.to_parquet(folder / "selected.parquet", index=False)
-        _annotations_table(annotations, self.video, round_no).to_parquet(folder / "annotations.parquet", index=False)
-        np.savez_compressed(folder / "human.npz", labels=self.state.human, annotated=self.state.annotated)
+        _annotations_table(annotations, self.video, round_no).to_parquet(
+            folder / "annotations.parquet", index=False
+        )
+        np.savez_compressed(
+            folder / "human.npz", labels=self.state.human, annotated=self.state.annotated
+        )
         save_checkpoint(folder / "model.pt", self.model, self.classes, {"round": round_no})
         timings["write"] = time.perf_counter() - t0
         clicks = sum(a.clicks.total for a in annotations)
         result = RoundResult(
-            round_no, clicks, self.state.clicks_total, len(annotations),
-            float(self.state.annotated.mean()), value, per_class,
-            time.perf_counter() - started, {k: round(v, 3) for k, v in timings.items()},
+            round_no,
+            clicks,
+            self.state.clicks_total,
+            len(annotations),
+            float(self.state.annotated.mean()),
+            value,
+            per_class,
+            time.perf_counter() - started,
+            {k: round(v, 3) for k, v in timings.items()},
         )
         (folder / "metrics.json").write_text(json.dumps(result.__dict__, indent=2) + "\n")
         self.results.append(result)
@@ -157,14 +221,18 @@ class AnnotationLoop:
         feats = sample_features(pred.features, self.small_segments, table, self.full)[cand]
         s = self.cfg.selection
         seed = s.seed + len(self.results)
-        picked = select(s.strategy, unc, feats, min(budget, cand.size), s.keep_fraction, s.kmeans_init, seed)
+        picked = select(
+            s.strategy, unc, feats, min(budget, cand.size), s.keep_fraction, s.kmeans_init, seed
+        )
         chosen = table.iloc[cand[picked]].copy()
         chosen["uncertainty"] = unc[picked]
         chosen["rank"] = np.arange(len(chosen))
         return chosen
 
     def _annotate(self, selected: pd.DataFrame) -> list[Annotation]:
-        annotations = self.annotator.annotate(self.video, self.samples, [int(i) for i in selected["sample_id"]])
+        annotations = self.annotator.annotate(
+            self.video, self.samples, [int(i) for i in selected["sample_id"]]
+        )
         cap = self.cfg.loop.max_clicks
         if cap is None:
             return annotations
@@ -177,7 +245,9 @@ class AnnotationLoop:
         return kept
 
     def _training_data(self) -> TrainingData:
-        return TrainingData(self.frames_t, labels_to_tensor(self.state.human, self.work), self.flow_t, self.valid_t)
+        return TrainingData(
+            self.frames_t, labels_to_tensor(self.state.human, self.work), self.flow_t, self.valid_t
+        )
 
     def run(self) -> list[RoundResult]:
         """Round 0 scores the starting network; rounds 1.. select, annotate, fine-tune, label."""
@@ -208,7 +278,9 @@ class AnnotationLoop:
                 break
             _apply(self.state, annotations, self.samples)
             t0 = time.perf_counter()
-            finetune(self.model, self._training_data(), self.cfg.finetune, self.device, seed=round_no)
+            finetune(
+                self.model, self._training_data(), self.cfg.finetune, self.device, seed=round_no
+            )
             timings["finetune"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             pred = self._predict()
@@ -219,21 +291,38 @@ class AnnotationLoop:
         return self.results
 
     def _finish(self) -> None:
-        rows = [{k: v for k, v in r.__dict__.items() if k not in ("per_class", "timings")} | {f"iou_{k}": v for k, v in r.per_class.items()} for r in self.results]
+        rows = [
+            {k: v for k, v in r.__dict__.items() if k not in ("per_class", "timings")}
+            | {f"iou_{k}": v for k, v in r.per_class.items()}
+            for r in self.results
+        ]
         pd.DataFrame(rows).to_parquet(self.out / "rounds.parquet", index=False)
-        manual = manual_clicks(self.video.labels, self.cfg.annotation.polygon_tolerance) if self.video.labels is not None else None
+        manual = (
+            manual_clicks(self.video.labels, self.cfg.annotation.polygon_tolerance)
+            if self.video.labels is not None
+            else None
+        )
         summary = {
-            "video": str(self.video.path), "frames": len(self.video), "size": list(self.full),
-            "granularity": self.samples.granularity, "rounds": len(self.results) - 1,
-            "clicks": self.state.clicks_total, "manual_clicks": manual,
+            "video": str(self.video.path),
+            "frames": len(self.video),
+            "size": list(self.full),
+            "granularity": self.samples.granularity,
+            "rounds": len(self.results) - 1,
+            "clicks": self.state.clicks_total,
+            "manual_clicks": manual,
             "clicks_pct_of_manual": (100 * self.state.clicks_total / manual) if manual else None,
-            "miou_start": self.results[0].miou, "miou_final": self.results[-1].miou,
-            "round_seconds_median": float(np.median([r.seconds for r in self.results[1:]])) if len(self.results) > 1 else None,
+            "miou_start": self.results[0].miou,
+            "miou_final": self.results[-1].miou,
+            "round_seconds_median": float(np.median([r.seconds for r in self.results[1:]]))
+            if len(self.results) > 1
+            else None,
             "out": str(self.out),
         }
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         if self.video.labels is not None:
-            plot_clicks_vs_miou(self.results, manual, self.out / "clicks_vs_miou.png", self.video.name)
+            plot_clicks_vs_miou(
+                self.results, manual, self.out / "clicks_vs_miou.png", self.video.name
+            )
 
 
 def _fmt(value: float | None) -> str:

@@ -53,7 +53,9 @@ def warp(image: np.ndarray, flow: np.ndarray, nearest: bool = False) -> np.ndarr
     return cv2.remap(image, mapx, mapy, interp, borderMode=cv2.BORDER_REPLICATE)
 
 
-def consistency_mask(forward: np.ndarray, backward: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+def consistency_mask(
+    forward: np.ndarray, backward: np.ndarray, alpha: float, beta: float
+) -> np.ndarray:
     """Pixels of the source frame whose forward flow is undone by the backward flow.
 
     ``|f + b(x+f)|² < alpha (|f|² + |b(x+f)|²) + beta``; pixels whose flow leaves the frame are
@@ -78,7 +80,9 @@ def _gray(frames: np.ndarray) -> list[np.ndarray]:
     return [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
 
 
-def _raft_flows(frames: np.ndarray, cfg: FlowConfig, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+def _raft_flows(
+    frames: np.ndarray, cfg: FlowConfig, device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
     from torchvision.models import optical_flow
 
     if not cfg.raft_weights:
@@ -90,7 +94,9 @@ def _raft_flows(frames: np.ndarray, cfg: FlowConfig, device: torch.device) -> tu
     try:
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     except (RuntimeError, ValueError) as exc:
-        raise HvsaError(f"{path} is not a {cfg.raft_arch} state dict: {str(exc).splitlines()[0]}") from exc
+        raise HvsaError(
+            f"{path} is not a {cfg.raft_arch} state dict: {str(exc).splitlines()[0]}"
+        ) from exc
     model.eval().to(device)
     h, w = frames.shape[1:3]
     ph, pw = (8 - h % 8) % 8, (8 - w % 8) % 8
@@ -119,8 +125,12 @@ def compute_flow(frames: np.ndarray, cfg: FlowConfig, device: torch.device | Non
             fw_list.append(_dis_pair(dis, gray[t], gray[t + 1]))
             bw_list.append(_dis_pair(dis, gray[t + 1], gray[t]))
         fw, bw = np.stack(fw_list), np.stack(bw_list)
-    valid_fw = np.stack([consistency_mask(f, b, cfg.fb_alpha, cfg.fb_beta) for f, b in zip(fw, bw, strict=True)])
-    valid_bw = np.stack([consistency_mask(b, f, cfg.fb_alpha, cfg.fb_beta) for f, b in zip(fw, bw, strict=True)])
+    valid_fw = np.stack(
+        [consistency_mask(f, b, cfg.fb_alpha, cfg.fb_beta) for f, b in zip(fw, bw, strict=True)]
+    )
+    valid_bw = np.stack(
+        [consistency_mask(b, f, cfg.fb_alpha, cfg.fb_beta) for f, b in zip(fw, bw, strict=True)]
+    )
     return Flow(fw.astype(np.float32), bw.astype(np.float32), valid_fw, valid_bw)
 
 
@@ -140,14 +150,19 @@ def load_or_compute_flow(
     if path.is_file():
         data = np.load(path)
         return Flow(
-            data["forward"].astype(np.float32), data["backward"].astype(np.float32),
-            data["valid_forward"], data["valid_backward"],
+            data["forward"].astype(np.float32),
+            data["backward"].astype(np.float32),
+            data["valid_forward"],
+            data["valid_backward"],
         )
     flow = compute_flow(frames, cfg, device)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(
-        tmp, forward=flow.forward.astype(np.float16), backward=flow.backward.astype(np.float16),
-        valid_forward=flow.valid_forward, valid_backward=flow.valid_backward,
+        tmp,
+        forward=flow.forward.astype(np.float16),
+        backward=flow.backward.astype(np.float16),
+        valid_forward=flow.valid_forward,
+        valid_backward=flow.valid_backward,
     )
     tmp.replace(path)
     return flow
@@ -156,16 +171,23 @@ def load_or_compute_flow(
 def resize_flow(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize (…,H,W,2) flow to (h,w), scaling the vectors with the image."""
     h, w = size
-    H, W = flow.shape[-3:-1]
-    out = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) for f in flow.reshape(-1, H, W, 2)])
-    out[..., 0] *= w / W
-    out[..., 1] *= h / H
+    src_h, src_w = flow.shape[-3:-1]
+    out = np.stack(
+        [
+            cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR)
+            for f in flow.reshape(-1, src_h, src_w, 2)
+        ]
+    )
+    out[..., 0] *= w / src_w
+    out[..., 1] *= h / src_h
     return out.reshape(*flow.shape[:-3], h, w, 2)
 
 
 def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     h, w = size
-    return np.stack([cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) for m in mask]).astype(bool)
+    return np.stack(
+        [cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) for m in mask]
+    ).astype(bool)
 
 
 def torch_warp(values: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ list, so ``--model model.pt`` is all a user passes.
 
 from __future__ import annotations
 
+import pickle
 from collections import OrderedDict
 from pathlib import Path
 
@@ -64,7 +65,9 @@ class SegNet(nn.Module):
         return logits, hidden
 
 
-def save_checkpoint(path: str | Path, model: SegNet, classes: ClassList, meta: dict | None = None) -> None:
+def save_checkpoint(
+    path: str | Path, model: SegNet, classes: ClassList, meta: dict | None = None
+) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
@@ -88,7 +91,7 @@ def load_checkpoint(path: str | Path, device: torch.device) -> tuple[SegNet, Cla
         classes = ClassList.from_json(state["classes"])
         model = SegNet(state["arch"], len(classes))
         model.load_state_dict(state["state_dict"])
-    except (RuntimeError, KeyError, TypeError, ValueError, EOFError) as exc:
+    except (RuntimeError, KeyError, TypeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise HvsaError(f"{path} is not an hvsa checkpoint: {msg}") from exc
     return model.to(device), classes, dict(state.get("meta", {}))

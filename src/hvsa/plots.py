@@ -23,7 +23,9 @@ def plot_clicks_vs_miou(results, manual_clicks: int | None, path: Path, title: s
     ax.set_title(f"{title}: label quality per round")
     ax.grid(alpha=0.3)
     if manual_clicks:
-        top = ax.secondary_xaxis("top", functions=(lambda c: 100 * c / manual_clicks, lambda p: p * manual_clicks / 100))
+        top = ax.secondary_xaxis(
+            "top", functions=(lambda c: 100 * c / manual_clicks, lambda p: p * manual_clicks / 100)
+        )
         top.set_xlabel("% of full manual clicks")
     fig.tight_layout()
     fig.savefig(path)

@@ -18,7 +18,9 @@ class Prediction:
 
 
 @torch.no_grad()
-def predict(model: SegNet, frames: torch.Tensor, batch_size: int, device: torch.device) -> Prediction:
+def predict(
+    model: SegNet, frames: torch.Tensor, batch_size: int, device: torch.device
+) -> Prediction:
     """Predict every frame (N,3,h,w); results are kept on the CPU to bound device memory."""
     model.eval()
     probs, feats = [], []

@@ -6,7 +6,9 @@ videos other than the target (other seeds of the generator, or other CamVid driv
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 import torch
@@ -20,7 +22,9 @@ from hvsa.scaling import VOID, frames_to_tensor, labels_to_tensor, work_size
 from hvsa.video import ClassList, Video
 
 
-def _training_set(videos: Sequence[Video], scale: float) -> tuple[torch.Tensor, torch.Tensor, ClassList]:
+def _training_set(
+    videos: Sequence[Video], scale: float
+) -> tuple[torch.Tensor, torch.Tensor, ClassList]:
     if not videos:
         raise HvsaError("pretraining needs at least one labelled video")
     classes = videos[0].classes
@@ -62,7 +66,20 @@ def _augment(x: torch.Tensor, y: torch.Tensor, min_side: float, gen: torch.Gener
     return torch.cat(out_x), torch.cat(out_y)
 
 
-def pretrain(videos: Sequence[Video], cfg: Config, steps: int | None = None) -> tuple[SegNet, ClassList, list[float]]:
+def warmup_cosine(step: int, total: int, warmup_share: float = 0.1) -> float:
+    """LR factor: linear warm-up over the first tenth, then cosine decay to zero.
+
+    Training from scratch without a warm-up diverges easily at the start.
+    """
+    warm = max(1, int(total * warmup_share))
+    if step < warm:
+        return (step + 1) / warm
+    return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+
+def pretrain(
+    videos: Sequence[Video], cfg: Config, steps: int | None = None
+) -> tuple[SegNet, ClassList, list[float]]:
     """Train a fresh network on labelled videos; returns the model, classes and loss curve."""
     p = cfg.pretrain
     torch.manual_seed(p.seed)
@@ -72,7 +89,7 @@ def pretrain(videos: Sequence[Video], cfg: Config, steps: int | None = None) -> 
     model = SegNet(cfg.model.arch, len(classes)).to(device)
     total = steps if steps is not None else p.steps
     opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=p.lr, total_steps=total, pct_start=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(warmup_cosine, total=total))
     losses: list[float] = []
     model.train()
     bar = tqdm(range(total), desc="pretrain", unit="step")
@@ -85,7 +102,7 @@ def pretrain(videos: Sequence[Video], cfg: Config, steps: int | None = None) -> 
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
     model.eval()
     return model, classes, losses

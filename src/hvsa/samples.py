@@ -72,18 +72,30 @@ def _table(segments: np.ndarray, kind: str) -> pd.DataFrame:
         cx = np.bincount(flat, xx, minlength=k) / np.maximum(count, 1)
         cy = np.bincount(flat, yy, minlength=k) / np.maximum(count, 1)
         boxes = find_objects(seg + 1, max_label=k)
-        rows.append(pd.DataFrame({
-            "sample_id": np.arange(next_id, next_id + k), "frame": f,
-            "segment": np.arange(k), "kind": kind,
-            "x0": [b[1].start for b in boxes], "y0": [b[0].start for b in boxes],
-            "x1": [b[1].stop for b in boxes], "y1": [b[0].stop for b in boxes],
-            "n_pixels": count, "cx": cx, "cy": cy,
-        }))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "sample_id": np.arange(next_id, next_id + k),
+                    "frame": f,
+                    "segment": np.arange(k),
+                    "kind": kind,
+                    "x0": [b[1].start for b in boxes],
+                    "y0": [b[0].start for b in boxes],
+                    "x1": [b[1].stop for b in boxes],
+                    "y1": [b[0].stop for b in boxes],
+                    "n_pixels": count,
+                    "cx": cx,
+                    "cy": cy,
+                }
+            )
+        )
         next_id += k
     return pd.concat(rows, ignore_index=True)
 
 
-def build_samples(frames: np.ndarray, cfg: SamplesConfig, granularity: str | None = None) -> SampleSet:
+def build_samples(
+    frames: np.ndarray, cfg: SamplesConfig, granularity: str | None = None
+) -> SampleSet:
     """All candidate samples of a video at one granularity."""
     kind = granularity or cfg.granularity
     n, h, w = frames.shape[:3]
@@ -92,18 +104,26 @@ def build_samples(frames: np.ndarray, cfg: SamplesConfig, granularity: str | Non
     elif kind == "rect":
         segments = np.broadcast_to(rect_segments((h, w), cfg.rect_size), (n, h, w)).copy()
     else:
-        segments = np.stack([
-            superpixel_segments(f, cfg.superpixels, cfg.compactness)
-            for f in tqdm(frames, desc="superpixels", leave=False)
-        ])
+        segments = np.stack(
+            [
+                superpixel_segments(f, cfg.superpixels, cfg.compactness)
+                for f in tqdm(frames, desc="superpixels", leave=False)
+            ]
+        )
     return SampleSet(segments, _table(segments, kind), kind)
 
 
-def load_or_build_samples(frames: np.ndarray, cfg: SamplesConfig, cache_dir: Path, granularity: str | None = None) -> SampleSet:
+def load_or_build_samples(
+    frames: np.ndarray, cfg: SamplesConfig, cache_dir: Path, granularity: str | None = None
+) -> SampleSet:
     """Samples from the cache (superpixels take seconds per video), else built and cached."""
     kind = granularity or cfg.granularity
     digest = hashlib.sha1(frames.tobytes())
-    knobs = {"frame": "", "rect": str(cfg.rect_size), "superpixel": f"{cfg.superpixels}-{cfg.compactness}"}
+    knobs = {
+        "frame": "",
+        "rect": str(cfg.rect_size),
+        "superpixel": f"{cfg.superpixels}-{cfg.compactness}",
+    }
     digest.update(f"{kind}-{knobs[kind]}".encode())
     path = cache_dir / f"samples-{kind}-{digest.hexdigest()[:16]}.npz"
     if path.is_file():

@@ -14,13 +14,17 @@ import torch.nn.functional as F
 from hvsa.uncertainty import per_segment_mean
 
 
-def _centroid_index(table: pd.DataFrame, full: tuple[int, int], work: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def _centroid_index(
+    table: pd.DataFrame, full: tuple[int, int], work: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
     ys = np.clip((table["cy"].to_numpy() * work[0] / full[0]).astype(int), 0, work[0] - 1)
     xs = np.clip((table["cx"].to_numpy() * work[1] / full[1]).astype(int), 0, work[1] - 1)
     return ys, xs
 
 
-def sample_uncertainty(pixel_unc: np.ndarray, small_segments: np.ndarray, table: pd.DataFrame, full: tuple[int, int]) -> np.ndarray:
+def sample_uncertainty(
+    pixel_unc: np.ndarray, small_segments: np.ndarray, table: pd.DataFrame, full: tuple[int, int]
+) -> np.ndarray:
     """Mean uncertainty per sample (table order) from (N,h,w) pixel scores."""
     work = pixel_unc.shape[1:]
     out = np.empty(len(table))
@@ -34,14 +38,18 @@ def sample_uncertainty(pixel_unc: np.ndarray, small_segments: np.ndarray, table:
     return out
 
 
-def sample_features(features: torch.Tensor, small_segments: np.ndarray, table: pd.DataFrame, full: tuple[int, int]) -> np.ndarray:
+def sample_features(
+    features: torch.Tensor, small_segments: np.ndarray, table: pd.DataFrame, full: tuple[int, int]
+) -> np.ndarray:
     """Mean feature vector per sample, L2-normalised so k-means compares directions."""
     work = small_segments.shape[1:]
     dim = features.shape[1]
     out = np.zeros((len(table), dim), np.float32)
     ys, xs = _centroid_index(table, full, work)
     for f, rows in table.groupby("frame").indices.items():
-        up = F.interpolate(features[f : f + 1].float(), size=work, mode="bilinear", align_corners=False)
+        up = F.interpolate(
+            features[f : f + 1].float(), size=work, mode="bilinear", align_corners=False
+        )
         flat = up[0].flatten(1).T  # (h*w, F)
         seg = torch.from_numpy(small_segments[f].ravel().astype(np.int64))
         sums = torch.zeros(len(rows), dim).index_add_(0, seg, flat)

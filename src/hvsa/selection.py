@@ -34,7 +34,14 @@ def _nearest_to_centroids(features: np.ndarray, budget: int, n_init: int, seed: 
     return np.asarray(picked, dtype=int)
 
 
-def select_paper(uncertainty: np.ndarray, features: np.ndarray, budget: int, keep_fraction: float, n_init: int, seed: int) -> np.ndarray:
+def select_paper(
+    uncertainty: np.ndarray,
+    features: np.ndarray,
+    budget: int,
+    keep_fraction: float,
+    n_init: int,
+    seed: int,
+) -> np.ndarray:
     """Most uncertain ``keep_fraction`` of candidates, then one per feature cluster."""
     keep = max(budget, int(np.ceil(len(uncertainty) * keep_fraction)))
     top = np.argsort(-uncertainty, kind="stable")[:keep]
@@ -57,7 +64,15 @@ def select_random(n: int, budget: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).choice(n, size=min(budget, n), replace=False)
 
 
-def select(strategy: str, uncertainty: np.ndarray, features: np.ndarray, budget: int, keep_fraction: float, n_init: int, seed: int) -> np.ndarray:
+def select(
+    strategy: str,
+    uncertainty: np.ndarray,
+    features: np.ndarray,
+    budget: int,
+    keep_fraction: float,
+    n_init: int,
+    seed: int,
+) -> np.ndarray:
     """Dispatch to a selector; returns indices into the candidate arrays."""
     if strategy == "paper":
         return select_paper(uncertainty, features, budget, keep_fraction, n_init, seed)

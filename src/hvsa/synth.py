@@ -107,17 +107,26 @@ class _Scene:
             cx, cy = int(rng.integers(0, ww)), hz - int(r * rng.uniform(0.2, 0.9))
             mask = np.zeros(self.shape, np.uint8)
             pts = [
-                (cx + r * np.cos(a) * rng.uniform(0.7, 1.2), cy + r * np.sin(a) * rng.uniform(0.7, 1.2))
+                (
+                    cx + r * np.cos(a) * rng.uniform(0.7, 1.2),
+                    cy + r * np.sin(a) * rng.uniform(0.7, 1.2),
+                )
                 for a in np.linspace(0, 2 * np.pi, 14, endpoint=False)
             ]
             cv2.fillPoly(mask, [np.asarray(pts, np.int32)], 1)
-            _paint(img, lab, mask.astype(bool), VEGETATION, _colour(rng, VEGETATION), tex[VEGETATION])
+            _paint(
+                img, lab, mask.astype(bool), VEGETATION, _colour(rng, VEGETATION), tex[VEGETATION]
+            )
         ground = yy >= hz
         _paint(img, lab, ground, VEGETATION, _colour(rng, VEGETATION) * 0.8, tex[VEGETATION])
         left, right = rng.uniform(0.0, 0.2) * ww, rng.uniform(0.8, 1.0) * ww
         vanish = rng.uniform(0.4, 0.6) * ww
         road = np.zeros(self.shape, np.uint8)
-        cv2.fillPoly(road, [np.asarray([(vanish - 2, hz), (vanish + 2, hz), (right, hw), (left, hw)], np.int32)], 1)
+        cv2.fillPoly(
+            road,
+            [np.asarray([(vanish - 2, hz), (vanish + 2, hz), (right, hw), (left, hw)], np.int32)],
+            1,
+        )
         road_colour = _colour(rng, ROAD)
         _paint(img, lab, road.astype(bool), ROAD, road_colour, tex[ROAD])
         for y in range(hz + 4, hw, 8):  # dashed centre line: still road
@@ -146,19 +155,32 @@ class _Scene:
             bottom = rng.uniform(hz + 0.25 * (hw - hz), hw - 2)
             t = (bottom - hz) / max(hw - hz, 1)
             width = (right - left) * t * rng.uniform(0.18, 0.3)
-            movers.append({
-                "cls": CAR, "x": rng.uniform(0, ww), "bottom": bottom, "w": width,
-                "h": width * rng.uniform(0.45, 0.7), "vx": rng.uniform(-2.5, 2.5) * (1 + t),
-                "colour": rng.uniform(0, 255, 3),
-            })
+            movers.append(
+                {
+                    "cls": CAR,
+                    "x": rng.uniform(0, ww),
+                    "bottom": bottom,
+                    "w": width,
+                    "h": width * rng.uniform(0.45, 0.7),
+                    "vx": rng.uniform(-2.5, 2.5) * (1 + t),
+                    "colour": rng.uniform(0, 255, 3),
+                }
+            )
         for _ in range(int(rng.integers(2, 5))):
             bottom = rng.uniform(hz + 0.1 * (hw - hz), hw - 2)
             t = (bottom - hz) / max(hw - hz, 1)
             h = (0.15 + 0.35 * t) * hw * rng.uniform(0.6, 1.0)
-            movers.append({
-                "cls": PEDESTRIAN, "x": rng.uniform(0, ww), "bottom": bottom, "w": h * 0.3,
-                "h": h, "vx": rng.uniform(-0.8, 0.8), "colour": _colour(rng, PEDESTRIAN),
-            })
+            movers.append(
+                {
+                    "cls": PEDESTRIAN,
+                    "x": rng.uniform(0, ww),
+                    "bottom": bottom,
+                    "w": h * 0.3,
+                    "h": h,
+                    "vx": rng.uniform(-0.8, 0.8),
+                    "colour": _colour(rng, PEDESTRIAN),
+                }
+            )
         return sorted(movers, key=lambda m: m["bottom"])  # far ones first: near ones occlude
 
     def world_at(self, t: int) -> tuple[np.ndarray, np.ndarray]:
@@ -171,7 +193,9 @@ class _Scene:
             mask = np.zeros(self.shape, np.uint8)
             if m["cls"] == CAR:
                 cv2.rectangle(mask, (x0, int(y0 + m["h"] * 0.35)), (x1, y1), 1, -1)
-                cv2.rectangle(mask, (int(x0 + m["w"] * 0.2), y0), (int(x1 - m["w"] * 0.2), y1), 1, -1)
+                cv2.rectangle(
+                    mask, (int(x0 + m["w"] * 0.2), y0), (int(x1 - m["w"] * 0.2), y1), 1, -1
+                )
             else:
                 head = max(1, int(m["w"] * 0.35))
                 cv2.circle(mask, ((x0 + x1) // 2, y0 + head), head, 1, -1)

@@ -1,0 +1,147 @@
+"""The whole loop on an 8-frame 64×80 generated video, as a user runs it."""
+
+import json
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from hvsa.cli import main
+from hvsa.video import VOID, load_video
+
+BUDGETS = {"frame": 2, "rect": 10, "superpixel": 16}
+
+
+@pytest.mark.parametrize("granularity", ["frame", "rect", "superpixel"])
+def test_run_improves_labels_and_keeps_human_pixels(
+    granularity, tiny_videos, pretrained, tmp_path, capsys
+):
+    out = tmp_path / "run"
+    code = main(
+        [
+            "run",
+            str(tiny_videos[0]),
+            "--model",
+            str(pretrained),
+            "--out",
+            str(out),
+            "--granularity",
+            granularity,
+            "--budget",
+            str(BUDGETS[granularity]),
+            "--rounds",
+            "2",
+            "--target-miou",
+            "0.99",
+            "--annotator",
+            "oracle",
+            "--set",
+            "finetune.steps=30",
+            "--set",
+            "samples.superpixels=40",
+            "--set",
+            "samples.rect_size=16",
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "mIoU" in printed and str(out) in printed
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rounds"] == 2
+    assert summary["miou_final"] > summary["miou_start"] + 0.05
+
+    video = load_video(tiny_videos[0])
+    last = out / "round_02"
+    human = np.load(last / "human.npz")["labels"]
+    assert (human != VOID).any()
+    for i, name in enumerate(video.frame_names):
+        written = cv2.imread(str(last / "labels" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
+        assert written.shape == (64, 80) and written.dtype == np.uint8
+        given = human[i] != VOID
+        assert (written[given] == human[i][given]).all()  # human labels win, exactly
+        assert (last / "overlays" / f"{name}.jpg").is_file()
+    if granularity != "superpixel":  # frames and rectangles are labelled exactly as the truth
+        assert (human[human != VOID] == video.labels[human != VOID]).all()
+
+    annotations = pd.concat(
+        [pd.read_parquet(out / f"round_{r:02d}" / "annotations.parquet") for r in (1, 2)]
+    )
+    assert len(annotations) == 2 * BUDGETS[granularity]
+    assert annotations["sample_id"].is_unique  # no sample is offered twice
+    assert annotations["clicks"].sum() == summary["clicks"]
+    if granularity == "superpixel":
+        assert (annotations["clicks"] == 1).all()
+    selected = pd.read_parquet(out / "round_01" / "selected.parquet")
+    assert {"sample_id", "frame", "uncertainty", "x0", "y1"} <= set(selected.columns)
+    metrics = json.loads((out / "round_01" / "metrics.json").read_text())
+    assert metrics["clicks_total"] == annotations.query("round == 1")["clicks"].sum()
+    assert (out / "round_02" / "model.pt").is_file()
+    assert (out / "clicks_vs_miou.png").stat().st_size > 0
+    assert len(pd.read_parquet(out / "rounds.parquet")) == 3
+
+
+def test_click_cap_is_never_passed(tiny_videos, pretrained, tmp_path):
+    out = tmp_path / "capped"
+    assert (
+        main(
+            [
+                "run",
+                str(tiny_videos[0]),
+                "--model",
+                str(pretrained),
+                "--out",
+                str(out),
+                "--granularity",
+                "rect",
+                "--budget",
+                "10",
+                "--rounds",
+                "5",
+                "--max-clicks",
+                "25",
+                "--set",
+                "finetune.steps=2",
+                "--set",
+                "samples.rect_size=16",
+            ]
+        )
+        == 0
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0 < summary["clicks"] <= 25
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code = main(
+        [
+            "demo",
+            "--out",
+            str(out),
+            "--set",
+            "demo.frames=6",
+            "--set",
+            "demo.height=64",
+            "--set",
+            "demo.width=80",
+            "--set",
+            "demo.pretrain_seeds=[1]",
+            "--set",
+            "demo.pretrain_steps=10",
+            "--set",
+            "demo.rounds=1",
+            "--set",
+            "demo.budget=5",
+            "--set",
+            "finetune.steps=5",
+            "--set",
+            "samples.superpixels=30",
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "rounds     1" in printed
+    assert (out / "pretrained.pt").is_file()
+    assert (out / "run" / "round_01" / "labels").is_dir()

@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+import torch
+
+from hvsa.finetune import supervised_loss, temporal_loss
+from hvsa.labels import compose
+from hvsa.metrics import miou
+from hvsa.samples import build_samples, rect_segments
+from hvsa.synth import generate
+from hvsa.video import VOID
+from tests.conftest import tiny_config
+
+
+def test_rect_grid_covers_the_frame_with_partial_edge_cells():
+    seg = rect_segments((40, 50), 16)
+    assert seg.max() + 1 == 3 * 4
+    assert (seg == 0).sum() == 256
+    assert (seg == 11).sum() == 8 * 2  # bottom-right cell: 8 rows × 2 columns
+
+
+@pytest.mark.parametrize("kind", ["frame", "rect", "superpixel"])
+def test_samples_partition_every_frame(kind):
+    frames = generate(3, 48, 64, seed=0)[0]
+    s = build_samples(frames, tiny_config().samples, kind)
+    assert s.table["n_pixels"].sum() == 3 * 48 * 64
+    assert (s.table["sample_id"] == np.arange(len(s.table))).all()
+    ids = s.global_ids()
+    assert np.bincount(ids.ravel()).tolist() == s.table["n_pixels"].tolist()
+    for sid in (0, len(s.table) - 1):
+        frame, box, mask = s.region(sid)
+        row = s.table.iloc[sid]
+        assert frame == row.frame and mask.sum() == row.n_pixels
+        assert mask.shape == (row.y1 - row.y0, row.x1 - row.x0)
+    if kind == "frame":
+        assert len(s.table) == 3
+    if kind == "superpixel":
+        assert len(s.table) > 3 * 10
+
+
+def test_miou_ignores_void_and_counts_void_prediction_as_miss():
+    truth = np.array([[0, 0, 1, VOID]], np.uint8)
+    pred = np.array([[0, 1, 1, 0]], np.uint8)
+    value, ious = miou(truth, pred, 2)
+    assert ious.tolist() == pytest.approx([0.5, 0.5])
+    assert value == pytest.approx(0.5)
+    value, _ = miou(truth, np.array([[0, 0, VOID, 1]], np.uint8), 2)
+    assert value == pytest.approx(0.5)  # class 1 missed entirely, class 0 perfect
+
+
+def test_compose_keeps_every_human_pixel():
+    pred = np.zeros((2, 4, 4), np.uint8)
+    human = np.full((2, 4, 4), VOID, np.uint8)
+    human[1, 1:3, 1:3] = 3
+    out = compose(pred, human)
+    assert (out[1, 1:3, 1:3] == 3).all()
+    assert (out[human == VOID] == 0).all()
+
+
+def test_supervised_loss_only_sees_labelled_pixels():
+    logits = torch.zeros(1, 3, 2, 2, requires_grad=True)
+    empty = torch.full((1, 2, 2), VOID)
+    assert float(supervised_loss(logits, empty).detach()) == 0.0
+    labels = empty.clone()
+    labels[0, 0, 0] = 1
+    assert float(supervised_loss(logits, labels).detach()) == pytest.approx(np.log(3), rel=1e-5)
+
+
+def test_temporal_loss_zero_for_flow_consistent_predictions():
+    probs_next = torch.rand(1, 4, 8, 10).softmax(1)
+    flow = torch.zeros(1, 8, 10, 2)
+    flow[..., 0] = 2.0  # pixel x of frame t is at x+2 in frame t+1
+    probs = torch.roll(probs_next, shifts=-2, dims=-1)  # P_t(x) = P_{t+1}(x+2)
+    valid = torch.ones(1, 8, 10, dtype=torch.bool)
+    valid[..., -2:] = False  # leaving the frame
+    assert float(temporal_loss(probs, probs_next, flow, valid)) == pytest.approx(0, abs=1e-5)
+
+
+def test_temporal_loss_penalises_disagreement_only_where_valid():
+    a = torch.zeros(1, 2, 4, 4)
+    a[:, 0] = 1
+    b = torch.zeros(1, 2, 4, 4)
+    b[:, 1] = 1
+    flow = torch.zeros(1, 4, 4, 2)
+    valid = torch.ones(1, 4, 4, dtype=torch.bool)
+    assert float(temporal_loss(a, b, flow, valid)) == pytest.approx(1.0)
+    assert float(temporal_loss(a, b, flow, torch.zeros_like(valid))) == 0.0

@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+import torch
+
+from hvsa.selection import select, select_paper
+from hvsa.uncertainty import entropy, least_confidence, margin, per_segment_mean, pixel_uncertainty
+
+
+def _probs(*rows):
+    return torch.tensor(rows, dtype=torch.float32).T[None, :, :, None]  # (1,C,P,1)
+
+
+def test_measures_on_known_distributions():
+    p = _probs([1.0, 0.0, 0.0], [1 / 3, 1 / 3, 1 / 3], [0.6, 0.3, 0.1])
+    ent = entropy(p)[0, :, 0]
+    assert ent[0] == pytest.approx(0, abs=1e-6)
+    assert ent[1] == pytest.approx(1, abs=1e-6)
+    assert 0 < ent[2] < 1
+    assert margin(p)[0, :, 0].tolist() == pytest.approx([0.0, 1.0, 0.7])
+    assert least_confidence(p)[0, :, 0].tolist() == pytest.approx([0.0, 2 / 3, 0.4])
+
+
+def test_all_measures_rank_the_uniform_pixel_most_uncertain():
+    p = _probs([0.9, 0.05, 0.05], [0.4, 0.35, 0.25], [0.7, 0.2, 0.1])
+    for measure in ("entropy", "margin", "least_confidence"):
+        assert int(pixel_uncertainty(p, measure)[0, :, 0].argmax()) == 1
+
+
+def test_per_segment_mean_and_empty_segments():
+    values = np.array([[1.0, 3.0], [5.0, 7.0]])
+    segments = np.array([[0, 0], [1, 1]])
+    out = per_segment_mean(values, segments, 3)
+    assert out[:2].tolist() == [2.0, 6.0]
+    assert np.isnan(out[2])
+
+
+def test_paper_rule_keeps_uncertain_half_and_one_per_cluster():
+    rng = np.random.default_rng(0)
+    centres = np.array([[1, 0], [0, 1], [-1, 0], [0, -1]], np.float64)
+    feats = np.concatenate([c + rng.normal(0, 0.05, (10, 2)) for c in centres])
+    unc = rng.uniform(0, 1, 40)
+    unc[:10] += 1  # cluster 0 is the most uncertain ...
+    unc[20:30] += 1  # ... and so is cluster 2
+    picked = select_paper(unc, feats, budget=2, keep_fraction=0.5, n_init=3, seed=0)
+    assert len(picked) == 2
+    top_half = set(np.argsort(-unc)[:20])
+    assert set(picked) <= top_half
+    clusters = {int(i) // 10 for i in picked}
+    assert clusters == {0, 2}  # one sample from each uncertain cluster, not two from one
+
+
+def test_selectors_return_distinct_indices_within_budget():
+    rng = np.random.default_rng(1)
+    unc, feats = rng.uniform(size=50), rng.normal(size=(50, 4))
+    for strategy in ("paper", "random", "uncertainty", "diversity"):
+        picked = select(strategy, unc, feats, 7, 0.5, 2, 0)
+        assert len(picked) == 7
+        assert len(set(picked.tolist())) == 7
+        assert picked.min() >= 0 and picked.max() < 50
+    assert set(select("uncertainty", unc, feats, 7, 0.5, 2, 0)) == set(np.argsort(-unc)[:7])
+
+
+def test_identical_features_still_fill_the_budget():
+    feats = np.zeros((10, 3))
+    picked = select_paper(np.arange(10.0), feats, budget=3, keep_fraction=0.5, n_init=1, seed=0)
+    assert len(set(picked.tolist())) == 3
