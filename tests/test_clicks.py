@@ -13,10 +13,11 @@ def test_two_halves_cost_regions_plus_crossings():
 
 def test_object_inside_costs_its_corners():
     mask = np.zeros((32, 32), np.uint8)
-    mask[10:20, 8:24] = 3
+    mask[10:20, 8:24] = 8
     counted = region_clicks(mask, 2.0)
-    assert counted == ClickCount(regions=2, vertices=4, crossings=0)
-    assert counted.total == 6
+    # the car's 4 corners, and the same corners again as the hole in the road's outline
+    assert counted == ClickCount(regions=2, vertices=8, crossings=0)
+    assert counted.total == 10
 
 
 def test_uniform_sample_costs_one_click():
@@ -29,7 +30,7 @@ def test_two_separate_blobs_of_one_class_are_two_regions():
     mask[12:16, 12:16] = 1
     counted = region_clicks(mask, 1.0)
     assert counted.regions == 3
-    assert counted.vertices == 8
+    assert counted.vertices == 16  # 2 blobs × 4 corners, drawn by the blob and by the hole
 
 
 def test_void_is_not_charged_as_a_region():

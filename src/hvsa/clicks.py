@@ -5,19 +5,25 @@ costs" charges region-based annotation as a polygon tool would:
 
 * **frame or rectangle** — for each connected class region inside the sample, one click to pick
   its class, plus one click per vertex of its simplified outline (Douglas–Peucker, tolerance in
-  px) that lies strictly inside the sample (vertices on the sample's edge come free with the
-  rectangle), plus one click for each point where a class boundary crosses the sample's edge
-  (the annotator must place the polygon exactly there);
+  px; outer boundary and holes) that lies strictly inside the sample (vertices on the sample's
+  edge come free with the rectangle), plus one click for each point where a class boundary
+  crosses the sample's edge (the annotator must place the polygon exactly there). Every region
+  is outlined by its own polygon, so a boundary between two regions is drawn by both — the
+  same convention for every strategy, which is what makes click counts comparable;
 * **superpixel** — one click: the annotator names the dominant class and the whole superpixel
   receives it. That is why superpixels are cheap, and why they are imperfect at object borders.
 
 Void pixels of the ground truth are not drawn (no region is charged for them), but boundaries
 between a class and void still count, since the class's outline has to follow them.
 
-Worked example (see README): a 6×6 rectangle whose left 3 columns are road (0) and right 3
-columns are car (1) has two regions (2 clicks), each outline a rectangle whose only vertices
-strictly inside the sample are none (all 4 corners of each lie on the sample's edge: 0 clicks),
-and the road/car boundary crosses the top and bottom edges (2 clicks): 4 clicks in all.
+Worked examples (also in the README and the tests):
+
+* a 6×6 rectangle whose left 3 columns are road and right 3 columns car: two regions
+  (2 clicks); every corner of both outlines lies on the rectangle's edge (0 clicks); the
+  road/car boundary crosses the top and the bottom edge (2 clicks): **4 clicks**;
+* a 32×32 rectangle of road with a 10×16 car fully inside: two regions (2), the car's 4 corners
+  (4) and the same 4 corners again as the hole in the road's outline (4), no crossing: **10**;
+* a superpixel, whatever it contains: **1 click**, and it takes its majority class.
 """
 
 from __future__ import annotations
@@ -63,7 +69,7 @@ def boundary_crossings(labels: np.ndarray) -> int:
 def _inner_vertices(component: np.ndarray, tolerance: float) -> int:
     h, w = component.shape
     padded = np.pad(component.astype(np.uint8), 1)
-    contours, _ = cv2.findContours(padded, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    contours, _ = cv2.findContours(padded, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
     count = 0
     for contour in contours:
         poly = cv2.approxPolyDP(contour, tolerance, True) if tolerance > 0 else contour
