@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from hvsa.motion import compute_flow, consistency_mask, resize_flow, torch_warp, warp
@@ -61,3 +62,29 @@ def test_resize_flow_scales_vectors():
     assert small.shape == (2, 10, 10, 2)
     assert np.allclose(small[..., 0], 0.25)
     assert np.allclose(small[..., 1], 0.5)
+
+
+def test_raft_needs_a_local_weights_file(tmp_path):
+    from hvsa.errors import HvsaError
+
+    frames = np.stack([_texture()[:64, :80]] * 2)
+    cfg = tiny_config(**{"flow.method": "raft"}).flow
+    with pytest.raises(HvsaError, match="raft_weights"):
+        compute_flow(frames, cfg)
+    missing = cfg.model_copy(update={"raft_weights": str(tmp_path / "none.pth")})
+    with pytest.raises(HvsaError, match="not found"):
+        compute_flow(frames, missing)
+
+
+def test_raft_runs_from_a_local_state_dict(tmp_path):
+    from torchvision.models.optical_flow import raft_small
+
+    torch.manual_seed(0)
+    path = tmp_path / "raft_small.pth"
+    torch.save(raft_small(weights=None).state_dict(), path)
+    frames = np.stack([_texture()[:64, :80], _texture()[2:66, 2:82]])
+    cfg = tiny_config(**{"flow.method": "raft", "flow.raft_weights": str(path)}).flow
+    flow = compute_flow(frames, cfg)
+    assert flow.forward.shape == (1, 64, 80, 2) and flow.backward.shape == (1, 64, 80, 2)
+    assert np.isfinite(flow.forward).all()
+    assert flow.valid_forward.dtype == bool

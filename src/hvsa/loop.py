@@ -90,11 +90,16 @@ def _apply(state: LoopState, annotations: list[Annotation], samples: SampleSet) 
         state.clicks_total += a.clicks.total
 
 
-def _candidates(state: LoopState, samples: SampleSet, min_unlabelled: float) -> np.ndarray:
-    """Sample ids not yet labelled and with enough unlabelled pixels left."""
-    ids = samples.global_ids()
-    free = np.bincount(ids[~state.annotated], minlength=len(samples.table))
-    share = free / samples.table["n_pixels"].to_numpy()
+def _candidates(
+    state: LoopState, ids: np.ndarray, n_pixels: np.ndarray, min_unlabelled: float
+) -> np.ndarray:
+    """Sample ids not yet labelled and with enough unlabelled pixels left.
+
+    ``ids`` is the (N,H,W) global sample-id map; a sample partly covered by labels of another
+    granularity stays a candidate while ``min_unlabelled`` of it is still free.
+    """
+    free = np.bincount(ids[~state.annotated], minlength=len(n_pixels))
+    share = free / n_pixels
     ok = share >= min_unlabelled
     if state.used:
         ok[list(state.used)] = False
@@ -153,6 +158,7 @@ class AnnotationLoop:
         self.flow_t = torch.from_numpy(resize_flow(flow.forward, self.work))
         self.valid_t = torch.from_numpy(resize_mask(flow.valid_forward, self.work))
         self.small_segments = downsample_segments(self.samples.segments, self.work)
+        self.sample_ids = self.samples.global_ids()
         n = len(video)
         self.state = LoopState(
             np.full((n, *self.full), VOID, np.uint8), np.zeros((n, *self.full), bool), set()
@@ -212,7 +218,12 @@ class AnnotationLoop:
         return result
 
     def _select(self, pred: Prediction, budget: int) -> pd.DataFrame:
-        cand = _candidates(self.state, self.samples, self.cfg.samples.min_unlabelled)
+        cand = _candidates(
+            self.state,
+            self.sample_ids,
+            self.samples.table["n_pixels"].to_numpy(),
+            self.cfg.samples.min_unlabelled,
+        )
         if cand.size == 0:
             return self.samples.table.iloc[[]].assign(uncertainty=[], rank=[])
         table = self.samples.table

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from hvsa.config import FlowConfig
 from hvsa.errors import HvsaError
 
+RAFT_MIN_SIDE = 128
 DIS_PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
     "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
@@ -99,15 +100,19 @@ def _raft_flows(
         ) from exc
     model.eval().to(device)
     h, w = frames.shape[1:3]
-    ph, pw = (8 - h % 8) % 8, (8 - w % 8) % 8
+    # RAFT's correlation pyramid needs sides of at least 128 px, in multiples of 8
+    th, tw = (max(RAFT_MIN_SIDE, -(-side // 8) * 8) for side in (h, w))
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
-    x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    if (th, tw) != (h, w):
+        x = F.interpolate(x, size=(th, tw), mode="bilinear", align_corners=False)
     fw, bw = [], []
     with torch.no_grad():
         for t in tqdm(range(len(frames) - 1), desc="flow (raft)", leave=False):
             a, b = x[t : t + 1].to(device), x[t + 1 : t + 2].to(device)
-            fw.append(model(a, b)[-1][0, :, :h, :w].permute(1, 2, 0).cpu().numpy())
-            bw.append(model(b, a)[-1][0, :, :h, :w].permute(1, 2, 0).cpu().numpy())
+            fw.append(model(a, b)[-1][0].permute(1, 2, 0).cpu().numpy())
+            bw.append(model(b, a)[-1][0].permute(1, 2, 0).cpu().numpy())
+    if (th, tw) != (h, w):
+        return resize_flow(np.stack(fw), (h, w)), resize_flow(np.stack(bw), (h, w))
     return np.stack(fw), np.stack(bw)
 
 
