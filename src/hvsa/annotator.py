@@ -28,6 +28,7 @@ class Annotation:
     labels: np.ndarray
     clicks: ClickCount
     annotator: str
+    tool: str
     started: float
     finished: float
 
@@ -62,10 +63,14 @@ class OracleAnnotator:
                 cls = dominant_label(truth[mask])
                 patch = np.where(mask, cls, VOID).astype(np.uint8)
                 clicks = superpixel_clicks()
+                tool = "superpixel-fill"
             else:
                 patch = np.where(mask, truth, VOID).astype(np.uint8)
                 clicks = region_clicks(truth, self.tolerance)
-            out.append(Annotation(sid, frame, box, patch, clicks, self.name, started, time.time()))
+                tool = "polygon"
+            out.append(
+                Annotation(sid, frame, box, patch, clicks, self.name, tool, started, time.time())
+            )
         return out
 
 

@@ -134,6 +134,50 @@ def cmd_demo(args: argparse.Namespace) -> None:
     _print_summary(_run(str(videos[0]), str(model), str(out / "run"), cfg))
 
 
+def _pixel(text: str) -> tuple[int, int]:
+    try:
+        x, y = (int(v) for v in text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"pixel must be X,Y, e.g. 120,45, got {text!r}") from exc
+    return x, y
+
+
+def cmd_audit(args: argparse.Namespace) -> None:
+    from hvsa.audit import audit_pixel, audit_summary
+
+    cfg = _config(args, {})
+    run = Path(args.run)
+    if not run.is_dir():
+        raise HvsaError(f"run folder not found: {run}")
+    if args.summary:
+        summary = audit_summary(run, cfg.campaign.ledger)
+        shares = summary.pop("shares")
+        for name, table in summary.items():
+            print(f"clicks per {name}:")
+            print(table.round(1).to_string() if len(table) else "  (no annotation yet)")
+            print()
+        print(f"pixels set by humans {100 * shares['pixels_by_human']:.2f}%, "
+              f"by the model {100 * shares['pixels_by_model']:.2f}%")  # fmt: skip
+        return
+    if args.frame is None or args.pixel is None:
+        raise HvsaError("audit needs --frame and --pixel, or --summary")
+    answer = audit_pixel(run, cfg.campaign.ledger, args.frame, *args.pixel, args.round)
+    where = f"frame {answer['frame']} pixel {answer['x']},{answer['y']}: class {answer['label']}"
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    elif answer["source"] == "model":
+        print(
+            f"{where}, predicted by the network of round {answer['model_round']} (no human label)"
+        )
+    else:
+        print(
+            f"{where}, labelled by {answer['annotator']} ({answer['tool']}) "
+            f"in round {answer['round']}, finished {answer['finished']}, "
+            f"ledger event {answer['event_id']}, sample {answer['sample_id']} "
+            f"cost {answer['clicks']} clicks"
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -178,6 +222,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--selector", choices=["paper", "random", "uncertainty", "diversity"])
     p.add_argument("--uncertainty", choices=["entropy", "margin", "least_confidence"])
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "audit", parents=[common], help="who labelled a pixel, and what the annotation cost"
+    )
+    p.add_argument("run", help="the --out folder of `hvsa run`")
+    p.add_argument("--frame", help="frame name (e.g. 000012) or index")
+    p.add_argument("--pixel", type=_pixel, help="X,Y in full-resolution pixels")
+    p.add_argument("--round", type=int, help="as of this round (default: the last)")
+    p.add_argument("--summary", action="store_true", help="clicks per annotator, round, class")
+    p.add_argument("--json", action="store_true", help="print the answer as JSON")
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser(
         "demo", parents=[common], help="generate, pretrain and annotate a video end to end"

@@ -48,6 +48,7 @@ class PretrainConfig(_Section):
     lr: float = Field(gt=0)
     weight_decay: float = Field(ge=0)
     crop_scale: float = Field(gt=0, le=1)
+    warmup_share: float = Field(ge=0, lt=1)
     seed: int
 
 
@@ -68,6 +69,11 @@ class SelectionConfig(_Section):
     keep_fraction: float = Field(gt=0, le=1)
     kmeans_init: int = Field(ge=1)
     seed: int
+
+
+class CampaignConfig(_Section):
+    name: str = Field(min_length=1)
+    ledger: str = Field(min_length=1)
 
 
 class AnnotationConfig(_Section):
@@ -125,6 +131,7 @@ class Config(_Section):
     samples: SamplesConfig
     uncertainty: UncertaintyConfig
     selection: SelectionConfig
+    campaign: CampaignConfig
     annotation: AnnotationConfig
     finetune: FinetuneConfig
     loop: LoopConfig

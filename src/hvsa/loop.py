@@ -6,9 +6,10 @@ it: selected samples, annotations with clicks, the checkpoint, the labels and me
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from hvsa.clicks import region_clicks
 from hvsa.config import Config
 from hvsa.finetune import TrainingData, finetune
 from hvsa.labels import compose, write_labels
+from hvsa.ledger import Event, Ledger
 from hvsa.metrics import miou
 from hvsa.motion import load_or_compute_flow, resize_flow, resize_mask
 from hvsa.network import SegNet, save_checkpoint
@@ -55,10 +57,15 @@ class RoundResult:
 
 @dataclass
 class LoopState:
-    """What a round changes: human labels, which pixels a human covered, samples used."""
+    """What a round changes: human labels, which pixels a human covered, samples used.
+
+    ``provenance`` (N,H,W) int32 holds, per pixel, the ledger event that set its label, or 0
+    where the label comes from the network.
+    """
 
     human: np.ndarray
     annotated: np.ndarray
+    provenance: np.ndarray
     used: set[int]
     clicks_total: int = 0
 
@@ -79,12 +86,73 @@ def _score(
     }
 
 
-def _apply(state: LoopState, annotations: list[Annotation], samples: SampleSet) -> None:
+def label_hash(a: Annotation) -> str:
+    """Hash of an annotation's label patch and where it lies: what the ledger vouches for."""
+    digest = hashlib.sha256()
+    box = [a.frame, a.box[0].start, a.box[0].stop, a.box[1].start, a.box[1].stop]
+    digest.update(json.dumps(box).encode())
+    digest.update(np.ascontiguousarray(a.labels).tobytes())
+    return digest.hexdigest()
+
+
+def ledger_events(
+    annotations: list[Annotation],
+    samples: SampleSet,
+    video: Video,
+    classes: ClassList,
+    campaign: str,
+    round_no: int,
+) -> list[Event]:
+    """One ledger event per annotation, keyed so that a replayed round records nothing twice."""
+    events = []
     for a in annotations:
+        segment = int(samples.table.iloc[a.sample_id].segment)
+        (y0, y1), (x0, x1) = (a.box[0].start, a.box[0].stop), (a.box[1].start, a.box[1].stop)
+        values, counts = np.unique(a.labels[a.labels != VOID], return_counts=True)
+        class_pixels = {classes.names[int(v)]: int(c) for v, c in zip(values, counts, strict=True)}
+        clicks = {"regions": a.clicks.regions, "vertices": a.clicks.vertices}
+        clicks["crossings"] = a.clicks.crossings
+        digest = label_hash(a)
+        events.append(
+            Event(
+                kind="annotation",
+                campaign=campaign,
+                video=video.name,
+                round=round_no,
+                sample_id=a.sample_id,
+                frame=a.frame,
+                frame_name=video.frame_names[a.frame],
+                geometry={
+                    "kind": samples.granularity,
+                    "segment": segment,
+                    "x0": x0,
+                    "y0": y0,
+                    "x1": x1,
+                    "y1": y1,
+                },  # fmt: skip
+                annotator=a.annotator,
+                tool=a.tool,
+                clicks=a.clicks.total,
+                clicks_detail=clicks,
+                class_pixels=class_pixels,
+                started=a.started,
+                finished=a.finished,
+                label_hash=digest,
+                idempotency_key=f"{campaign}/{video.name}/{round_no}/{a.sample_id}/{digest}",
+            )
+        )
+    return events
+
+
+def _apply(
+    state: LoopState, annotations: list[Annotation], samples: SampleSet, event_ids: list[int]
+) -> None:
+    for a, event_id in zip(annotations, event_ids, strict=True):
         _, _, mask = samples.region(a.sample_id)
         target = state.human[a.frame][a.box]
         given = mask & (a.labels != VOID)
         target[given] = a.labels[given]
+        state.provenance[a.frame][a.box][given] = event_id
         state.annotated[a.frame][a.box] |= mask
         state.used.add(a.sample_id)
         state.clicks_total += a.clicks.total
@@ -106,30 +174,19 @@ def _candidates(
     return np.flatnonzero(ok)
 
 
-def _annotations_table(annotations: list[Annotation], video: Video, round_no: int) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {
-                "round": round_no,
-                "sample_id": a.sample_id,
-                "frame": a.frame,
-                "frame_name": video.frame_names[a.frame],
-                "y0": a.box[0].start,
-                "y1": a.box[0].stop,
-                "x0": a.box[1].start,
-                "x1": a.box[1].stop,
-                "annotator": a.annotator,
-                "clicks": a.clicks.total,
-                "clicks_regions": a.clicks.regions,
-                "clicks_vertices": a.clicks.vertices,
-                "clicks_crossings": a.clicks.crossings,
-                "labelled_pixels": int((a.labels != VOID).sum()),
-                "started": a.started,
-                "finished": a.finished,
-            }
-            for a in annotations
-        ]
-    )
+def _annotations_table(events: list[Event], event_ids: list[int]) -> pd.DataFrame:
+    """The round's ledger events as a flat table (one row per annotation)."""
+    rows = []
+    for event, event_id in zip(events, event_ids, strict=True):
+        row = asdict(event)
+        geometry, detail = row.pop("geometry"), row.pop("clicks_detail")
+        classes = row.pop("class_pixels")
+        row = {"event_id": event_id, **row, "granularity": geometry.pop("kind"), **geometry}
+        row |= {f"clicks_{k}": v for k, v in detail.items()}
+        row["labelled_pixels"] = sum(classes.values())
+        row["class_pixels"] = json.dumps(classes)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 class AnnotationLoop:
@@ -161,8 +218,12 @@ class AnnotationLoop:
         self.sample_ids = self.samples.global_ids()
         n = len(video)
         self.state = LoopState(
-            np.full((n, *self.full), VOID, np.uint8), np.zeros((n, *self.full), bool), set()
+            human=np.full((n, *self.full), VOID, np.uint8),
+            annotated=np.zeros((n, *self.full), bool),
+            provenance=np.zeros((n, *self.full), np.int32),
+            used=set(),
         )
+        self.ledger = Ledger(self.out / cfg.campaign.ledger)
         self.results: list[RoundResult] = []
 
     def _predict(self) -> Prediction:
@@ -174,7 +235,7 @@ class AnnotationLoop:
         pred: Prediction,
         timings: dict[str, float],
         started: float,
-        annotations: list[Annotation],
+        recorded: pd.DataFrame,
         selected: pd.DataFrame,
     ) -> RoundResult:
         t0 = time.perf_counter()
@@ -193,20 +254,20 @@ class AnnotationLoop:
             self.cfg.output.overlay_alpha,
         )
         selected.to_parquet(folder / "selected.parquet", index=False)
-        _annotations_table(annotations, self.video, round_no).to_parquet(
-            folder / "annotations.parquet", index=False
-        )
+        recorded.to_parquet(folder / "annotations.parquet", index=False)
         np.savez_compressed(
-            folder / "human.npz", labels=self.state.human, annotated=self.state.annotated
+            folder / "human.npz",
+            labels=self.state.human,
+            annotated=self.state.annotated,
+            provenance=self.state.provenance,
         )
         save_checkpoint(folder / "model.pt", self.model, self.classes, {"round": round_no})
         timings["write"] = time.perf_counter() - t0
-        clicks = sum(a.clicks.total for a in annotations)
         result = RoundResult(
             round_no,
-            clicks,
+            int(recorded["clicks"].sum()) if len(recorded) else 0,
             self.state.clicks_total,
-            len(annotations),
+            len(recorded),
             float(self.state.annotated.mean()),
             value,
             per_class,
@@ -266,7 +327,9 @@ class AnnotationLoop:
         started = time.perf_counter()
         pred = self._predict()
         empty = self.samples.table.iloc[[]]
-        first = self._write_round(0, pred, {"prepare": self.prep_seconds}, started, [], empty)
+        first = self._write_round(
+            0, pred, {"prepare": self.prep_seconds}, started, pd.DataFrame(), empty
+        )
         bar = tqdm(range(1, loop.rounds + 1), desc=f"rounds ({self.video.name})", unit="round")
         bar.set_postfix(mIoU=_fmt(first.miou), clicks=0)
         for round_no in bar:
@@ -287,7 +350,16 @@ class AnnotationLoop:
             timings["annotate"] = time.perf_counter() - t0
             if not annotations:
                 break
-            _apply(self.state, annotations, self.samples)
+            events = ledger_events(
+                annotations,
+                self.samples,
+                self.video,
+                self.classes,
+                self.cfg.campaign.name,
+                round_no,
+            )
+            event_ids = self.ledger.append(events)
+            _apply(self.state, annotations, self.samples, event_ids)
             t0 = time.perf_counter()
             finetune(
                 self.model, self._training_data(), self.cfg.finetune, self.device, seed=round_no
@@ -296,9 +368,11 @@ class AnnotationLoop:
             t0 = time.perf_counter()
             pred = self._predict()
             timings["predict"] = time.perf_counter() - t0
-            result = self._write_round(round_no, pred, timings, started, annotations, selected)
+            recorded = _annotations_table(events, event_ids)
+            result = self._write_round(round_no, pred, timings, started, recorded, selected)
             bar.set_postfix(mIoU=_fmt(result.miou), clicks=result.clicks_total)
         self._finish()
+        self.ledger.close()
         return self.results
 
     def _finish(self) -> None:

@@ -66,8 +66,8 @@ def _augment(x: torch.Tensor, y: torch.Tensor, min_side: float, gen: torch.Gener
     return torch.cat(out_x), torch.cat(out_y)
 
 
-def warmup_cosine(step: int, total: int, warmup_share: float = 0.1) -> float:
-    """LR factor: linear warm-up over the first tenth, then cosine decay to zero.
+def warmup_cosine(step: int, total: int, warmup_share: float) -> float:
+    """LR factor: linear warm-up over ``warmup_share`` of the steps, then cosine decay to zero.
 
     Training from scratch without a warm-up diverges easily at the start.
     """
@@ -89,7 +89,9 @@ def pretrain(
     model = SegNet(cfg.model.arch, len(classes)).to(device)
     total = steps if steps is not None else p.steps
     opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(warmup_cosine, total=total))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, partial(warmup_cosine, total=total, warmup_share=p.warmup_share)
+    )
     losses: list[float] = []
     model.train()
     bar = tqdm(range(total), desc="pretrain", unit="step")
