@@ -1,0 +1,253 @@
+"""The steps of one round, shared by the in-process loop and the DVC stages.
+
+Each function takes what it needs in memory and returns its result; reading and writing files
+is left to the caller (``loop.py`` keeps everything in memory, ``stages/`` goes through disk).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hvsa.annotator import Annotation, Annotator
+from hvsa.clicks import region_clicks
+from hvsa.config import Config
+from hvsa.finetune import TrainingData, finetune
+from hvsa.labels import compose
+from hvsa.ledger import Event, Ledger
+from hvsa.metrics import miou
+from hvsa.motion import Flow, resize_flow, resize_mask
+from hvsa.network import SegNet
+from hvsa.predict import Prediction
+from hvsa.samples import SampleSet
+from hvsa.scaling import (
+    downsample_segments,
+    frames_to_tensor,
+    labels_to_tensor,
+    upsample_argmax,
+    work_size,
+)
+from hvsa.scoring import sample_features, sample_uncertainty
+from hvsa.selection import select
+from hvsa.state import LoopState
+from hvsa.uncertainty import pixel_uncertainty
+from hvsa.video import VOID, ClassList, Video
+
+
+@dataclass
+class RoundResult:
+    round: int
+    clicks: int
+    clicks_total: int
+    samples: int
+    labelled_fraction: float
+    miou: float | None
+    per_class: dict[str, float | None]
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class VideoContext:
+    """A video prepared for rounds: its samples and flow, and tensors at the working size."""
+
+    video: Video
+    classes: ClassList
+    samples: SampleSet
+    full: tuple[int, int]
+    work: tuple[int, int]
+    frames_t: torch.Tensor
+    flow_t: torch.Tensor
+    valid_t: torch.Tensor
+    small_segments: np.ndarray
+    sample_ids: np.ndarray
+
+    @classmethod
+    def build(
+        cls, video: Video, classes: ClassList, cfg: Config, flow: Flow, samples: SampleSet
+    ) -> VideoContext:
+        work = work_size(video.size, cfg.model.scale)
+        return cls(
+            video=video,
+            classes=classes,
+            samples=samples,
+            full=video.size,
+            work=work,
+            frames_t=frames_to_tensor(video.frames, work),
+            flow_t=torch.from_numpy(resize_flow(flow.forward, work)),
+            valid_t=torch.from_numpy(resize_mask(flow.valid_forward, work)),
+            small_segments=downsample_segments(samples.segments, work),
+            sample_ids=samples.global_ids(),
+        )
+
+
+def manual_clicks(labels: np.ndarray, tolerance: float) -> int:
+    """Clicks to annotate every frame in full with the click model: 100 % of manual cost."""
+    return sum(region_clicks(m, tolerance).total for m in labels)
+
+
+def score(
+    video: Video, labels: np.ndarray, classes: ClassList
+) -> tuple[float | None, dict[str, float | None]]:
+    if video.labels is None:
+        return None, {}
+    value, ious = miou(video.labels, labels, len(classes))
+    return value, {
+        n: (None if np.isnan(v) else float(v)) for n, v in zip(classes.names, ious, strict=True)
+    }
+
+
+def select_samples(
+    ctx: VideoContext, pred: Prediction, state: LoopState, cfg: Config, round_no: int
+) -> pd.DataFrame:
+    """This round's samples for the annotator, with their uncertainty and rank."""
+    table = ctx.samples.table
+    n_pixels = table["n_pixels"].to_numpy()
+    cand = state.candidates(ctx.sample_ids, n_pixels, cfg.samples.min_unlabelled)
+    if cand.size == 0:
+        return table.iloc[[]].assign(uncertainty=[], rank=[])
+    unc_pix = pixel_uncertainty(pred.probs, cfg.uncertainty.measure)
+    unc = sample_uncertainty(unc_pix, ctx.small_segments, table, ctx.full)[cand]
+    feats = sample_features(pred.features, ctx.small_segments, table, ctx.full)[cand]
+    s = cfg.selection
+    budget = min(cfg.loop.budget, cand.size)
+    picked = select(
+        s.strategy, unc, feats, budget, s.keep_fraction, s.kmeans_init, s.seed + round_no
+    )
+    chosen = table.iloc[cand[picked]].copy()
+    chosen["uncertainty"] = unc[picked]
+    chosen["rank"] = np.arange(len(chosen))
+    return chosen
+
+
+def annotate_samples(
+    ctx: VideoContext, selected: pd.DataFrame, annotator: Annotator, state: LoopState, cfg: Config
+) -> list[Annotation]:
+    """Ask the annotator; with a click cap, later samples stay unlabelled rather than pass it."""
+    ids = [int(i) for i in selected["sample_id"]]
+    annotations = annotator.annotate(ctx.video, ctx.samples, ids)
+    cap = cfg.loop.max_clicks
+    if cap is None:
+        return annotations
+    kept, total = [], state.clicks_total
+    for a in annotations:
+        if total + a.clicks.total > cap:
+            break
+        kept.append(a)
+        total += a.clicks.total
+    return kept
+
+
+def label_hash(a: Annotation) -> str:
+    """Hash of an annotation's label patch and where it lies: what the ledger vouches for."""
+    digest = hashlib.sha256()
+    box = [a.frame, a.box[0].start, a.box[0].stop, a.box[1].start, a.box[1].stop]
+    digest.update(json.dumps(box).encode())
+    digest.update(np.ascontiguousarray(a.labels).tobytes())
+    return digest.hexdigest()
+
+
+def ledger_events(
+    annotations: list[Annotation],
+    samples: SampleSet,
+    video: Video,
+    classes: ClassList,
+    campaign: str,
+    round_no: int,
+) -> list[Event]:
+    """One ledger event per annotation, keyed so that a replayed round records nothing twice."""
+    events = []
+    for a in annotations:
+        segment = int(samples.table.iloc[a.sample_id].segment)
+        (y0, y1), (x0, x1) = (a.box[0].start, a.box[0].stop), (a.box[1].start, a.box[1].stop)
+        values, counts = np.unique(a.labels[a.labels != VOID], return_counts=True)
+        class_pixels = {classes.names[int(v)]: int(c) for v, c in zip(values, counts, strict=True)}
+        clicks = {"regions": a.clicks.regions, "vertices": a.clicks.vertices}
+        clicks["crossings"] = a.clicks.crossings
+        digest = label_hash(a)
+        events.append(
+            Event(
+                kind="annotation",
+                campaign=campaign,
+                video=video.name,
+                round=round_no,
+                sample_id=a.sample_id,
+                frame=a.frame,
+                frame_name=video.frame_names[a.frame],
+                geometry={
+                    "kind": samples.granularity,
+                    "segment": segment,
+                    "x0": x0,
+                    "y0": y0,
+                    "x1": x1,
+                    "y1": y1,
+                },  # fmt: skip
+                annotator=a.annotator,
+                tool=a.tool,
+                clicks=a.clicks.total,
+                clicks_detail=clicks,
+                class_pixels=class_pixels,
+                started=a.started,
+                finished=a.finished,
+                label_hash=digest,
+                idempotency_key=f"{campaign}/{video.name}/{round_no}/{a.sample_id}/{digest}",
+            )
+        )
+    return events
+
+
+def record_annotations(
+    ledger: Ledger,
+    annotations: list[Annotation],
+    ctx: VideoContext,
+    state: LoopState,
+    campaign: str,
+    round_no: int,
+) -> pd.DataFrame:
+    """Append the annotations to the ledger, apply them to the state; returns the round's table."""
+    events = ledger_events(annotations, ctx.samples, ctx.video, ctx.classes, campaign, round_no)
+    event_ids = ledger.append(events)
+    state.apply(annotations, ctx.samples, event_ids)
+    return annotations_table(events, event_ids)
+
+
+def annotations_table(events: list[Event], event_ids: list[int]) -> pd.DataFrame:
+    """The round's ledger events as a flat table (one row per annotation)."""
+    rows = []
+    for event, event_id in zip(events, event_ids, strict=True):
+        row = asdict(event)
+        geometry, detail = row.pop("geometry"), row.pop("clicks_detail")
+        classes = row.pop("class_pixels")
+        row = {"event_id": event_id, **row, "granularity": geometry.pop("kind"), **geometry}
+        row |= {f"clicks_{k}": v for k, v in detail.items()}
+        row["labelled_pixels"] = sum(classes.values())
+        row["class_pixels"] = json.dumps(classes)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def finetune_model(
+    model: SegNet,
+    ctx: VideoContext,
+    state: LoopState,
+    cfg: Config,
+    device: torch.device,
+    round_no: int,
+) -> list[dict[str, float]]:
+    """Fine-tune in place on every human label so far plus the temporal term."""
+    data = TrainingData(
+        ctx.frames_t, labels_to_tensor(state.human, ctx.work), ctx.flow_t, ctx.valid_t
+    )
+    return finetune(model, data, cfg.finetune, device, seed=round_no)
+
+
+def compose_labels(
+    ctx: VideoContext, pred: Prediction, state: LoopState, cfg: Config
+) -> np.ndarray:
+    """Full-resolution labels: the network's prediction, human labels winning."""
+    return compose(upsample_argmax(pred.probs, ctx.full, cfg.output.batch_size), state.human)
