@@ -59,7 +59,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     print(f"wrote checkpoint {out}")
 
 
-def _run(video_path: str, model_path: str, out: str, cfg: Config) -> dict:
+def _run(video_path: str, model_path: str, out: str, cfg: Config, campaign: str = "run") -> dict:
     from hvsa.annotator import make_annotator
     from hvsa.loop import AnnotationLoop
     from hvsa.network import load_checkpoint, pick_device
@@ -73,7 +73,7 @@ def _run(video_path: str, model_path: str, out: str, cfg: Config) -> dict:
     if cfg.annotation.annotator == "oracle" and video.labels is None:
         raise HvsaError(f"the oracle annotator needs ground truth, and {video_path} has no labels/")
     Path(out).mkdir(parents=True, exist_ok=True)
-    loop = AnnotationLoop(video, model, classes, cfg, annotator, Path(out), device)
+    loop = AnnotationLoop(video, model, classes, cfg, annotator, Path(out), device, campaign)
     loop.run()
     return json.loads((Path(out) / "summary.json").read_text())
 
@@ -108,7 +108,7 @@ def cmd_run(args: argparse.Namespace) -> None:
             "uncertainty.measure": args.uncertainty,
         },
     )
-    _print_summary(_run(args.video, args.model, args.out, cfg))
+    _print_summary(_run(args.video, args.model, args.out, cfg, args.campaign))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -178,6 +178,43 @@ def cmd_audit(args: argparse.Namespace) -> None:
         )
 
 
+def _video_pair(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"--video expects NAME=PATH, got {text!r}")
+    return name, path
+
+
+def cmd_campaign(args: argparse.Namespace) -> None:
+    from hvsa.campaign import init_workspace, run_round
+    from hvsa.workspace import Workspace
+
+    root = Path(args.workspace)
+    if args.action == "init":
+        if not args.model or not args.video:
+            raise HvsaError("campaign init needs --model and at least one --video NAME=PATH")
+        ws = init_workspace(root, args.name, Path(args.model), dict(args.video), args.params)
+        print(f"campaign {ws.campaign.name} in {ws.root}: {', '.join(ws.campaign.videos)}")
+        return
+    if args.action == "round":
+        for _ in range(args.rounds):
+            metrics = run_round(root)
+            _print_campaign(Workspace.open(root), metrics)
+        return
+    _print_campaign(Workspace.open(root), None)
+
+
+def _print_campaign(ws, metrics: dict | None) -> None:
+    from hvsa.campaign import round_metrics
+
+    for key, video in ws.campaign.videos.items():
+        m = (metrics or {}).get(key) or round_metrics(ws, key)
+        quality = "n/a" if not m or m["miou"] is None else f"{100 * m['miou']:.1f}%"
+        clicks = m["clicks_total"] if m else 0
+        state = video.status + (f" ({video.reason})" if video.reason else "")
+        print(f"{key}: round {video.round}, mIoU {quality}, clicks {clicks}, {state}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -221,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotator", choices=["oracle"])
     p.add_argument("--selector", choices=["paper", "random", "uncertainty", "diversity"])
     p.add_argument("--uncertainty", choices=["entropy", "margin", "least_confidence"])
+    p.add_argument("--campaign", default="run", help="campaign name recorded in the ledger")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -233,6 +271,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", action="store_true", help="clicks per annotator, round, class")
     p.add_argument("--json", action="store_true", help="print the answer as JSON")
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser(
+        "campaign", parents=[common], help="a versioned campaign workspace (git + DVC)"
+    )
+    p.add_argument("action", choices=["init", "round", "status"])
+    p.add_argument("workspace", help="workspace folder")
+    p.add_argument("--name", default="campaign", help="campaign name (init)")
+    p.add_argument("--model", help="starting checkpoint (init)")
+    p.add_argument("--video", type=_video_pair, action="append", help="NAME=PATH (init)")
+    p.add_argument("--rounds", type=int, default=1, help="rounds to run (round)")
+    p.set_defaults(func=cmd_campaign)
 
     p = sub.add_parser(
         "demo", parents=[common], help="generate, pretrain and annotate a video end to end"

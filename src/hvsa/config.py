@@ -72,8 +72,8 @@ class SelectionConfig(_Section):
 
 
 class CampaignConfig(_Section):
-    name: str = Field(min_length=1)
     ledger: str = Field(min_length=1)
+    remote: str | None
 
 
 class AnnotationConfig(_Section):

@@ -52,9 +52,11 @@ class AnnotationLoop:
         annotator: Annotator,
         out: Path,
         device: torch.device,
+        campaign: str = "run",
     ):
         self.video, self.model, self.classes, self.cfg = video, model, classes, cfg
         self.annotator, self.out, self.device = annotator, Path(out), device
+        self.campaign = campaign
         cache = self.out / "cache"
         t0 = time.perf_counter()
         flow = load_or_compute_flow(video.frames, cfg.flow, cache, device)
@@ -143,7 +145,7 @@ class AnnotationLoop:
             if not annotations:
                 break
             recorded = record_annotations(
-                self.ledger, annotations, self.ctx, self.state, cfg.campaign.name, round_no
+                self.ledger, annotations, self.ctx, self.state, self.campaign, round_no
             )
             t0 = time.perf_counter()
             finetune_model(self.model, self.ctx, self.state, cfg, self.device, round_no)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 
+from hvsa.errors import HvsaError
 from hvsa.network import SegNet
 
 
@@ -29,3 +32,20 @@ def predict(
         probs.append(logits.softmax(1).cpu())
         feats.append(hidden.cpu())
     return Prediction(torch.cat(probs), torch.cat(feats))
+
+
+def save_prediction(path: Path, pred: Prediction) -> None:
+    """float16 on disk: probabilities and features need no more for ranking samples."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, probs=pred.probs.half().numpy(), features=pred.features.half().numpy())
+    tmp.replace(path)
+
+
+def load_prediction(path: Path) -> Prediction:
+    if not path.is_file():
+        raise HvsaError(f"prediction not found: {path}")
+    data = np.load(path)
+    return Prediction(
+        torch.from_numpy(data["probs"]).float(), torch.from_numpy(data["features"]).float()
+    )

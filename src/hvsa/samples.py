@@ -18,6 +18,7 @@ from skimage.segmentation import slic
 from tqdm import tqdm
 
 from hvsa.config import SamplesConfig
+from hvsa.errors import HvsaError
 
 
 @dataclass
@@ -113,6 +114,22 @@ def build_samples(
     return SampleSet(segments, _table(segments, kind), kind)
 
 
+def save_samples(path: Path, samples: SampleSet) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, segments=samples.segments, granularity=samples.granularity)
+    tmp.replace(path)
+
+
+def load_samples(path: Path) -> SampleSet:
+    """Samples saved by :func:`save_samples` (the table is rebuilt from the region maps)."""
+    if not path.is_file():
+        raise HvsaError(f"samples not found: {path}")
+    data = np.load(path)
+    kind = str(data["granularity"])
+    return SampleSet(data["segments"], _table(data["segments"], kind), kind)
+
+
 def load_or_build_samples(
     frames: np.ndarray, cfg: SamplesConfig, cache_dir: Path, granularity: str | None = None
 ) -> SampleSet:
@@ -127,11 +144,7 @@ def load_or_build_samples(
     digest.update(f"{kind}-{knobs[kind]}".encode())
     path = cache_dir / f"samples-{kind}-{digest.hexdigest()[:16]}.npz"
     if path.is_file():
-        segments = np.load(path)["segments"]
-        return SampleSet(segments, _table(segments, kind), kind)
+        return load_samples(path)
     samples = build_samples(frames, cfg, kind)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, segments=samples.segments)
-    tmp.replace(path)
+    save_samples(path, samples)
     return samples

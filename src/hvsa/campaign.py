@@ -1,0 +1,181 @@
+"""Campaign workspaces: create one, advance its rounds with DVC, version each round with git.
+
+A round of a video is done when its ``metrics.json`` exists. Advancing bumps the round in
+``campaign.yaml`` (or marks the video done when it reached the target mIoU, the round limit or
+the click cap); ``dvc repro`` then runs the round's stages; a git commit and tag per round make
+the state after it restorable exactly (``git checkout <tag> && dvc checkout``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from hvsa.config import find_params
+from hvsa.errors import HvsaError
+from hvsa.workspace import NAME_PATTERN, Campaign, CampaignVideo, Workspace, write_campaign
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEMO_ONLY_STAGES = ("synth", "pretrain")
+GITIGNORE = "/data/ledger.sqlite*\n/.dvc-remote/\n__pycache__/\n"
+
+
+def tool_env() -> dict[str, str]:
+    """Environment for git/DVC subprocesses: this interpreter's ``python`` first on PATH (the
+    stages run ``python -m hvsa.stages…``), and no DVC analytics."""
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.setdefault("DVC_NO_ANALYTICS", "1")
+    return env
+
+
+def _run(args: list[str], cwd: Path, what: str) -> str:
+    proc = subprocess.run(args, cwd=cwd, env=tool_env(), capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()
+        detail = " | ".join(line.strip() for line in tail[-3:] if line.strip())
+        raise HvsaError(f"{what} failed in {cwd}: {detail}")
+    return proc.stdout
+
+
+def git(root: Path, *args: str) -> str:
+    return _run(["git", *args], root, "git " + args[0])
+
+
+def dvc(root: Path, *args: str) -> str:
+    return _run([sys.executable, "-m", "dvc", *args], root, "dvc " + args[0])
+
+
+def _campaign_stages() -> dict:
+    spec = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
+    for name in DEMO_ONLY_STAGES:
+        spec["stages"].pop(name, None)
+    return spec
+
+
+def init_workspace(
+    root: Path, name: str, model: Path, videos: dict[str, str], params: Path | None = None
+) -> Workspace:
+    """Create a campaign workspace: git + DVC (local remote), params, pipeline, videos, model."""
+    root = root.resolve()
+    if (root / "campaign.yaml").exists():
+        raise HvsaError(f"{root} already holds a campaign")
+    if not videos:
+        raise HvsaError("a campaign needs at least one --video NAME=PATH")
+    for key, path in videos.items():
+        if not NAME_PATTERN.match(key):
+            raise HvsaError(f"video name {key!r} may hold only letters, digits, '.', '_', '-'")
+        if not Path(path).exists():
+            raise HvsaError(f"video {key}: {path} not found")
+    if not model.is_file():
+        raise HvsaError(f"starting checkpoint not found: {model}")
+    root.mkdir(parents=True, exist_ok=True)
+    if not (root / ".git").exists():
+        git(root, "init", "-q")
+    for key, value in (("user.name", "hvsa"), ("user.email", "hvsa@localhost")):
+        if subprocess.run(["git", "config", key], cwd=root, capture_output=True).returncode:
+            git(root, "config", key, value)
+    if not (root / ".dvc").exists():
+        dvc(root, "init", "-q")
+    shutil.copyfile(find_params(params), root / "params.yaml")
+    ws_params = yaml.safe_load((root / "params.yaml").read_text())
+    remote = ws_params["campaign"]["remote"] or str(root.parent / f"{root.name}-dvc-remote")
+    dvc(root, "remote", "add", "-f", "-d", "local", str(Path(remote).resolve()))
+    (root / "dvc.yaml").write_text(
+        "# copied by `hvsa campaign init` from hvsa's dvc.yaml (campaign stages)\n"
+        + yaml.safe_dump(_campaign_stages(), sort_keys=False)
+    )
+    entries = {
+        key: CampaignVideo(
+            path=str(Path(path).resolve()), round=1, prev=0, status="active", reason=None
+        )
+        for key, path in videos.items()
+    }
+    write_campaign(root, Campaign(name=name, start_model="data/pretrained.pt", videos=entries))
+    (root / "data").mkdir(exist_ok=True)
+    shutil.copyfile(model, root / "data" / "pretrained.pt")
+    dvc(root, "add", "data/pretrained.pt")
+    with open(root / ".gitignore", "a") as f:
+        f.write(GITIGNORE)
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", f"campaign {name}: start with {len(videos)} video(s)")
+    return Workspace.open(root)
+
+
+def round_metrics(ws: Workspace, key: str) -> dict | None:
+    path = ws.round_dir(key, ws.video(key).round) / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _stop_reason(ws: Workspace, key: str, metrics: dict) -> str | None:
+    loop = ws.cfg.loop
+    if metrics["miou"] is not None and metrics["miou"] >= loop.target_miou:
+        return f"reached mIoU {metrics['miou']:.3f}"
+    if metrics["round"] >= loop.rounds:
+        return f"round limit {loop.rounds}"
+    if loop.max_clicks is not None and metrics["clicks_total"] >= loop.max_clicks:
+        return f"click cap {loop.max_clicks}"
+    if metrics["samples"] == 0:
+        return "nothing left to label"
+    return None
+
+
+def advance(ws: Workspace) -> list[str]:
+    """Move every video whose round is finished to its next round, or mark it done.
+
+    Returns the videos that have a round to run. A video whose round is not finished yet (a
+    crash, or labels still awaited) stays where it is, so rerunning continues that round.
+    """
+    campaign = ws.campaign
+    for key, video in campaign.videos.items():
+        if video.status == "done":
+            continue
+        metrics = round_metrics(ws, key)
+        if metrics is None:
+            continue
+        reason = _stop_reason(ws, key, metrics)
+        if reason is not None:
+            video.status, video.reason = "done", reason
+        else:
+            video.prev, video.round = video.round, video.round + 1
+    write_campaign(ws.root, campaign)
+    return [k for k, v in campaign.videos.items() if v.status == "active"]
+
+
+def stage_names(key: str) -> list[str]:
+    return [
+        f"{s}@{key}" for s in ("predict", "select", "annotate", "finetune", "labels", "evaluate")
+    ]
+
+
+def reproduce(ws: Workspace, targets: list[str] | None = None) -> None:
+    """``dvc repro`` (of some stages, with their upstream ones): finished stages are skipped."""
+    dvc(ws.root, "repro", *(targets or []))
+
+
+def commit_round(ws: Workspace, message: str) -> str:
+    """Commit the workspace (dvc.lock, campaign.yaml, metrics) and tag it; returns the tag."""
+    git(ws.root, "add", "-A")
+    if git(ws.root, "status", "--porcelain").strip():
+        git(ws.root, "commit", "-q", "-m", message)
+    head = git(ws.root, "rev-parse", "--short", "HEAD").strip()
+    rounds = "-".join(f"{k}.r{v.round}" for k, v in ws.campaign.videos.items())
+    tag = f"{ws.campaign.name}/{rounds}/{head}"
+    git(ws.root, "tag", "-f", tag)
+    return tag
+
+
+def run_round(root: Path) -> dict[str, dict | None]:
+    """One round for every active video: advance, ``dvc repro``, commit. Returns metrics."""
+    ws = Workspace.open(root)
+    active = advance(ws)
+    if active:
+        reproduce(ws)
+        commit_round(ws, "round: " + ", ".join(f"{k} r{ws.video(k).round}" for k in active))
+    return {k: round_metrics(ws, k) for k in ws.campaign.videos}

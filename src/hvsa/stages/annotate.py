@@ -1,0 +1,37 @@
+"""Stage ``annotate``: the selected samples get labels and a price; the ledger records both.
+
+With the oracle annotator the labels come from ground truth at once. Events are keyed in the
+ledger, so a stage rerun after a crash records nothing twice.
+"""
+
+import sys
+
+import pandas as pd
+
+from hvsa.annotator import make_annotator
+from hvsa.ledger import Ledger
+from hvsa.network import load_checkpoint
+from hvsa.rounds import annotate_samples, record_annotations
+from hvsa.stages import load_context, run_stage
+from hvsa.state import LoopState
+from hvsa.workspace import Workspace
+
+
+def step(ws: Workspace, key: str) -> None:
+    prev, here = ws.current(key)
+    _, classes, _ = load_checkpoint(prev / "model.pt", "cpu")
+    ctx = load_context(ws, key, classes)
+    state = LoopState.load(prev / "human.npz")
+    selected = pd.read_parquet(here / "selected.parquet")
+    annotator = make_annotator(ws.cfg.annotation.annotator, ws.cfg.annotation.polygon_tolerance)
+    annotations = annotate_samples(ctx, selected, annotator, state, ws.cfg)
+    with Ledger(ws.ledger_path) as ledger:
+        recorded = record_annotations(
+            ledger, annotations, ctx, state, ws.campaign.name, ws.video(key).round
+        )
+    recorded.to_parquet(here / "annotations.parquet", index=False)
+    state.save(here / "human.npz")
+
+
+if __name__ == "__main__":
+    sys.exit(run_stage("annotate", step))
