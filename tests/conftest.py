@@ -59,3 +59,30 @@ def pretrained(tiny_videos, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("model") / "pretrained.pt"
     save_checkpoint(path, model, classes)
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tool_environment(tmp_path_factory):
+    """DVC and MLflow write only below the test's temporary folders; no analytics."""
+    import os
+
+    site = tmp_path_factory.mktemp("dvc-site")
+    os.environ["DVC_SITE_CACHE_DIR"] = str(site)
+    os.environ["DVC_NO_ANALYTICS"] = "1"
+
+
+def write_fast_params(path: Path, **overrides) -> Path:
+    """The repository's params.yaml with short training, for campaign tests."""
+    import yaml
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    settings = {
+        "finetune.steps": 5, "samples.superpixels": 40, "samples.rect_size": 16,
+        "loop.budget": 6, "model.device": "cpu", "output.batch_size": 8,
+    }  # fmt: skip
+    settings.update(overrides)
+    for dotted, value in settings.items():
+        section, key = dotted.split(".")
+        raw[section][key] = value
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path

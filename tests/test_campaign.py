@@ -1,0 +1,88 @@
+"""Campaign workspaces with real git and DVC: rounds advance by `dvc repro` and are versioned."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from hvsa.campaign import dvc, git, init_workspace, run_round
+from hvsa.ledger import Ledger
+from hvsa.workspace import Workspace
+from tests.conftest import write_fast_params
+
+
+@pytest.fixture(scope="module")
+def two_rounds(tiny_videos, pretrained, tmp_path_factory):
+    base = tmp_path_factory.mktemp("campaign")
+    params = write_fast_params(base / "params.yaml")
+    ws = init_workspace(base / "ws", "test", pretrained, {"cam": str(tiny_videos[0])}, params)
+    first = run_round(ws.root)
+    second = run_round(ws.root)
+    return ws.root, first, second
+
+
+def test_two_rounds_run_through_dvc(two_rounds):
+    root, first, second = two_rounds
+    assert first["cam"]["round"] == 1 and second["cam"]["round"] == 2
+    assert second["cam"]["clicks_total"] > first["cam"]["clicks_total"] > 0
+    status = json.loads(dvc(root, "status", "--json"))
+    assert status == {}  # everything up to date: `dvc repro` has nothing left to do
+    lock = (root / "dvc.lock").read_text()
+    for stage in ("flow@cam", "samples@cam", "predict@cam", "finetune@cam", "evaluate@cam"):
+        assert stage in lock
+    for name in ("predict.npz", "selected.parquet", "annotations.parquet", "human.npz", "model.pt"):
+        assert (root / "data" / "cam" / "r2" / name).is_file()
+        assert (root / "data" / "cam" / "r1" / name).is_file()
+
+
+def test_each_round_is_a_tagged_commit(two_rounds):
+    root, _, _ = two_rounds
+    log = git(root, "log", "--format=%s").splitlines()
+    assert log[:2] == ["round: cam r2", "round: cam r1"]
+    tags = git(root, "tag").split()
+    assert any("cam.r1" in t for t in tags) and any("cam.r2" in t for t in tags)
+    assert git(root, "status", "--porcelain").strip() == ""
+
+
+def test_ledger_holds_both_rounds_once(two_rounds):
+    root, _, second = two_rounds
+    with Ledger(root / "data" / "ledger.sqlite") as ledger:
+        events = ledger.frame()
+    assert sorted(events["round"].unique()) == [1, 2]
+    assert events.groupby("round").size().tolist() == [6, 6]
+    assert events["clicks"].sum() == second["cam"]["clicks_total"]
+    assert events["idempotency_key"].is_unique
+    table = pd.read_parquet(root / "data" / "cam" / "r2" / "annotations.parquet")
+    assert set(table["event_id"]) <= set(events["event_id"])
+
+
+def test_dvc_repro_alone_reruns_nothing_when_done(two_rounds):
+    root, _, _ = two_rounds
+    out = dvc(root, "repro")
+    assert "didn't change, skipping" in out or "up to date" in out
+    assert "Running stage" not in out
+
+
+def test_stage_error_is_one_line(two_rounds):
+    root, _, _ = two_rounds
+    proc = subprocess.run(
+        [sys.executable, "-m", "hvsa.stages.predict", "nope"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "hvsa predict: error: video 'nope' is not in campaign test (cam)"
+    ]
+
+
+def test_workspace_layout(two_rounds):
+    root, _, _ = two_rounds
+    ws = Workspace.open(root)
+    assert ws.campaign.videos["cam"].round == 2
+    remote = dvc(root, "remote", "list")
+    assert "local" in remote
+    dvc(root, "push")  # the default local remote works out of the box
