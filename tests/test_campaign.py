@@ -86,3 +86,35 @@ def test_workspace_layout(two_rounds):
     remote = dvc(root, "remote", "list")
     assert "local" in remote
     dvc(root, "push")  # the default local remote works out of the box
+
+
+def test_mlflow_has_a_nested_run_per_round_and_the_current_model(two_rounds):
+    import mlflow
+    from mlflow import MlflowClient
+
+    from hvsa.tracking import tracking_uri
+
+    root, _, second = two_rounds
+    mlflow.set_tracking_uri(tracking_uri(root))
+    experiment = mlflow.get_experiment_by_name("test")
+    runs = mlflow.search_runs([experiment.experiment_id], output_format="list")
+    rounds = sorted(
+        (r for r in runs if r.data.tags.get("hvsa.level") == "round"),
+        key=lambda r: int(r.data.tags["hvsa.round"]),
+    )
+    parents = [r for r in runs if r.data.tags.get("hvsa.level") == "video"]
+    assert len(rounds) == 2 and len(parents) == 1
+    for run in rounds:
+        assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert {"miou", "clicks_round", "clicks_total", "labelled_fraction"} <= set(
+            run.data.metrics
+        )
+        assert len(run.data.tags["git.commit"]) == 40
+        artifacts = {a.path for a in MlflowClient().list_artifacts(run.info.run_id)}
+        assert {"selected_samples.json", "overlays"} <= artifacts
+    assert rounds[1].data.metrics["clicks_total"] == second["cam"]["clicks_total"]
+    assert rounds[1].data.tags["git.commit"] == git(root, "rev-parse", "HEAD").strip()
+    current = MlflowClient().get_model_version_by_alias("test-cam", "current")
+    assert current.tags["hvsa.round"] == "2"
+    model = mlflow.pytorch.load_model("models:/test-cam@current")
+    assert model.arch == "lraspp_mobilenet_v3_large"

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -23,7 +24,7 @@ from hvsa.workspace import NAME_PATTERN, Campaign, CampaignVideo, Workspace, wri
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_ONLY_STAGES = ("synth", "pretrain")
-GITIGNORE = "/data/ledger.sqlite*\n/.dvc-remote/\n__pycache__/\n"
+GITIGNORE = "/data/ledger.sqlite*\n/mlflow.db\n/mlruns/\n__pycache__/\n"
 
 
 def tool_env() -> dict[str, str]:
@@ -172,10 +173,20 @@ def commit_round(ws: Workspace, message: str) -> str:
 
 
 def run_round(root: Path) -> dict[str, dict | None]:
-    """One round for every active video: advance, ``dvc repro``, commit. Returns metrics."""
+    """One round for every active video: advance, ``dvc repro``, commit, log to MLflow.
+
+    Returns each video's metrics after the round.
+    """
+    from hvsa.tracking import log_round
+
     ws = Workspace.open(root)
     active = advance(ws)
     if active:
+        started = time.perf_counter()
         reproduce(ws)
+        seconds = time.perf_counter() - started
         commit_round(ws, "round: " + ", ".join(f"{k} r{ws.video(k).round}" for k in active))
+        commit = git(ws.root, "rev-parse", "HEAD").strip()
+        for key in active:
+            log_round(ws, key, commit, seconds / len(active))
     return {k: round_metrics(ws, k) for k in ws.campaign.videos}
