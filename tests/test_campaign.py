@@ -7,19 +7,34 @@ import sys
 import pandas as pd
 import pytest
 
-from hvsa.campaign import dvc, git, init_workspace, run_round
+from hvsa.campaign import dvc, git, init_workspace
 from hvsa.ledger import Ledger
 from hvsa.workspace import Workspace
 from tests.conftest import write_fast_params
 
 
 @pytest.fixture(scope="module")
-def two_rounds(tiny_videos, pretrained, tmp_path_factory):
+def prefect_api():
+    """A real, temporary Prefect API (SQLite) for the flow runs of this module."""
+    import os
+
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness():
+        yield
+
+
+@pytest.fixture(scope="module")
+def two_rounds(tiny_videos, pretrained, tmp_path_factory, prefect_api):
+    """Two rounds of the real Prefect flow over real DVC stages in a git+DVC workspace."""
+    from flows.campaign import campaign
+
     base = tmp_path_factory.mktemp("campaign")
     params = write_fast_params(base / "params.yaml")
     ws = init_workspace(base / "ws", "test", pretrained, {"cam": str(tiny_videos[0])}, params)
-    first = run_round(ws.root)
-    second = run_round(ws.root)
+    first = campaign(str(ws.root), rounds=1)
+    second = campaign(str(ws.root), rounds=1)
     return ws.root, first, second
 
 
@@ -118,3 +133,21 @@ def test_mlflow_has_a_nested_run_per_round_and_the_current_model(two_rounds):
     assert current.tags["hvsa.round"] == "2"
     model = mlflow.pytorch.load_model("models:/test-cam@current")
     assert model.arch == "lraspp_mobilenet_v3_large"
+
+
+def test_campaign_status_and_init_errors(two_rounds, tiny_videos, pretrained, tmp_path, capsys):
+    from hvsa.cli import main
+
+    root, _, _ = two_rounds
+    assert main(["campaign", "status", str(root)]) == 0
+    assert "cam: round 2" in capsys.readouterr().out
+    assert main(["campaign", "init", str(root), "--model", str(pretrained),
+                 "--video", f"cam={tiny_videos[0]}"]) == 2  # fmt: skip
+    assert "already holds a campaign" in capsys.readouterr().err
+    bad = ["campaign", "init", str(tmp_path / "w"), "--model", str(pretrained)]
+    assert main([*bad, "--video", "a b=" + str(tiny_videos[0])]) == 2
+    assert "video name" in capsys.readouterr().err
+    assert main([*bad, "--video", f"v={tmp_path / 'missing'}"]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["campaign", "status", str(tmp_path)]) == 2
+    assert "not a campaign workspace" in capsys.readouterr().err
