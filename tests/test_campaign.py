@@ -151,3 +151,70 @@ def test_campaign_status_and_init_errors(two_rounds, tiny_videos, pretrained, tm
     assert "not found" in capsys.readouterr().err
     assert main(["campaign", "status", str(tmp_path)]) == 2
     assert "not a campaign workspace" in capsys.readouterr().err
+
+
+def test_audit_a_workspace_video(two_rounds, capsys):
+    import numpy as np
+
+    from hvsa.audit import audit_pixel, audit_summary
+    from hvsa.cli import main
+
+    root, _, second = two_rounds
+    video_dir = root / "data" / "cam"
+    provenance = np.load(video_dir / "r2" / "human.npz")["provenance"]
+    frame, y, x = np.argwhere(provenance > 0)[-1]
+    answer = audit_pixel(video_dir, "ledger.sqlite", str(frame), int(x), int(y))
+    assert answer["source"] == "human" and answer["round"] in (1, 2)
+    summary = audit_summary(video_dir, "ledger.sqlite")
+    assert summary["round"]["clicks"].sum() == second["cam"]["clicks_total"]
+    assert main(["audit", str(video_dir), "--summary"]) == 0
+    assert "clicks per round" in capsys.readouterr().out
+
+
+def _hashes(folder):
+    import hashlib
+
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != ".gitignore"
+    }
+
+
+def test_rollback_to_round_1_redo_round_2_and_return_to_round_3(two_rounds, capsys):
+    """Runs last: it moves the module's workspace on to round 3 and back."""
+    from mlflow import MlflowClient
+
+    from flows.campaign import campaign
+    from hvsa.cli import main
+    from hvsa.tracking import tracking_uri
+
+    root, _, _ = two_rounds
+    video = root / "data" / "cam"
+    r1 = _hashes(video / "r1")
+    campaign(str(root), rounds=1)
+    r3 = _hashes(video / "r3")
+    assert {"model.pt", "human.npz", "selected.parquet", "metrics.json"} <= set(r3)
+
+    assert main(["rollback", str(video), "--to-round", "1"]) == 0
+    assert "back at round 1" in capsys.readouterr().out
+    assert _hashes(video / "r1") == r1  # byte for byte
+    assert not (video / "r3").exists()
+    assert Workspace.open(root).campaign.videos["cam"].round == 1
+    assert json.loads(dvc(root, "status", "--json")) == {}
+    client = MlflowClient(tracking_uri(root))
+    assert client.get_model_version_by_alias("test-cam", "current").tags["hvsa.round"] == "1"
+
+    again = campaign(str(root), rounds=1)  # round 2 once more, from round 1's state
+    assert again["cam"]["round"] == 2
+    with Ledger(root / "data" / "ledger.sqlite") as ledger:
+        events = ledger.frame()
+    assert (events["kind"] == "rollback").sum() == 1
+    assert (events.query("kind == 'annotation'").groupby("round").size() == [6, 12, 6]).all()
+
+    assert main(["rollback", str(video), "--to-round", "3"]) == 0  # the old round 3
+    assert _hashes(video / "r3") == r3
+    assert json.loads(dvc(root, "status", "--json")) == {}
+    assert client.get_model_version_by_alias("test-cam", "current").tags["hvsa.round"] == "3"
+    assert main(["rollback", str(video), "--to-round", "7"]) == 2
+    assert "no committed round 7" in capsys.readouterr().err

@@ -7,6 +7,7 @@ which ledger event set each pixel, and the ledger says who, when and for how man
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,23 +18,39 @@ import pandas as pd
 from hvsa.errors import HvsaError
 from hvsa.ledger import Ledger
 
+ROUND_DIR = re.compile(r"^(?:round_|r)(\d+)$")
 
-def round_dirs(run: Path) -> list[Path]:
-    """The run's round folders, oldest first."""
-    dirs = sorted(p for p in run.glob("round_[0-9][0-9]") if (p / "human.npz").is_file())
-    if not dirs:
-        raise HvsaError(f"{run} holds no rounds: is it the --out folder of `hvsa run`?")
-    return dirs
+
+def round_dirs(run: Path) -> dict[int, Path]:
+    """Finished round folders by number: ``round_NN`` of `hvsa run`, ``rN`` of a workspace."""
+    found = {}
+    for p in run.iterdir() if run.is_dir() else []:
+        match = ROUND_DIR.match(p.name)
+        if match and (p / "human.npz").is_file() and (p / "metrics.json").is_file():
+            found[int(match.group(1))] = p
+    if not found:
+        raise HvsaError(
+            f"{run} holds no finished round: give the --out folder of `hvsa run` "
+            "or a workspace's data/<video>"
+        )
+    return dict(sorted(found.items()))
+
+
+def find_ledger(run: Path, name: str) -> Path:
+    """The ledger of a run folder (inside it) or of a workspace video (in data/, its parent)."""
+    for candidate in (run / name, run.parent / name):
+        if candidate.is_file():
+            return candidate
+    raise HvsaError(f"no ledger {name} in {run} or {run.parent}")
 
 
 def _round_dir(run: Path, round_no: int | None) -> Path:
     dirs = round_dirs(run)
     if round_no is None:
-        return dirs[-1]
-    wanted = run / f"round_{round_no:02d}"
-    if wanted not in dirs:
-        raise HvsaError(f"{run} has no round {round_no} (rounds 0..{len(dirs) - 1})")
-    return wanted
+        return list(dirs.values())[-1]
+    if round_no not in dirs:
+        raise HvsaError(f"{run} has no finished round {round_no} (rounds: {list(dirs)})")
+    return dirs[round_no]
 
 
 def _frame_index(folder: Path, frame: str) -> tuple[int, str]:
@@ -73,7 +90,7 @@ def audit_pixel(
     event_id = int(provenance[index, y, x])
     if event_id == 0:
         return answer | {"source": "model", "model_round": metrics["round"]}
-    with Ledger(run / ledger_name) as ledger:
+    with Ledger(find_ledger(run, ledger_name)) as ledger:
         event = ledger.get(event_id)
     pixels = sum(event["class_pixels"].values()) or 1
     return answer | {
@@ -94,9 +111,11 @@ def audit_pixel(
 
 def audit_summary(run: Path, ledger_name: str) -> dict[str, pd.DataFrame | dict]:
     """Clicks per annotator, per round and per class, and the human/model share of pixels."""
-    with Ledger(run / ledger_name) as ledger:
+    with Ledger(find_ledger(run, ledger_name)) as ledger:
         events = ledger.frame(kind="annotation")
-    provenance = np.load(round_dirs(run)[-1] / "human.npz")["provenance"]
+    if not events.empty and not (run / ledger_name).is_file():
+        events = events[events["video"] == run.name]  # a workspace ledger holds every video
+    provenance = np.load(list(round_dirs(run).values())[-1] / "human.npz")["provenance"]
     human_share = float((provenance > 0).mean())
     shares = {"pixels_by_human": human_share, "pixels_by_model": 1 - human_share}
     if events.empty:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from hvsa.config import find_params
+from hvsa.config import apply_overrides, find_params, load_config
 from hvsa.errors import HvsaError
 from hvsa.workspace import NAME_PATTERN, Campaign, CampaignVideo, Workspace, write_campaign
 
@@ -61,7 +61,12 @@ def _campaign_stages() -> dict:
 
 
 def init_workspace(
-    root: Path, name: str, model: Path, videos: dict[str, str], params: Path | None = None
+    root: Path,
+    name: str,
+    model: Path,
+    videos: dict[str, str],
+    params: Path | None = None,
+    overrides: dict | None = None,
 ) -> Workspace:
     """Create a campaign workspace: git + DVC (local remote), params, pipeline, videos, model."""
     root = root.resolve()
@@ -76,6 +81,8 @@ def init_workspace(
             raise HvsaError(f"video {key}: {path} not found")
     if not model.is_file():
         raise HvsaError(f"starting checkpoint not found: {model}")
+    source = find_params(params)
+    load_config(source, overrides)  # fail early, before anything is written
     root.mkdir(parents=True, exist_ok=True)
     if not (root / ".git").exists():
         git(root, "init", "-q")
@@ -84,7 +91,11 @@ def init_workspace(
             git(root, "config", key, value)
     if not (root / ".dvc").exists():
         dvc(root, "init", "-q")
-    shutil.copyfile(find_params(params), root / "params.yaml")
+    if overrides:
+        raw = apply_overrides(yaml.safe_load(source.read_text()), overrides)
+        (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    else:
+        shutil.copyfile(source, root / "params.yaml")
     ws_params = yaml.safe_load((root / "params.yaml").read_text())
     remote = ws_params["campaign"]["remote"] or str(root.parent / f"{root.name}-dvc-remote")
     dvc(root, "remote", "add", "-f", "-d", "local", str(Path(remote).resolve()))

@@ -193,7 +193,10 @@ def cmd_campaign(args: argparse.Namespace) -> None:
     if args.action == "init":
         if not args.model or not args.video:
             raise HvsaError("campaign init needs --model and at least one --video NAME=PATH")
-        ws = init_workspace(root, args.name, Path(args.model), dict(args.video), args.params)
+        overrides = parse_set_option(args.set or [])
+        ws = init_workspace(
+            root, args.name, Path(args.model), dict(args.video), args.params, overrides
+        )
         print(f"campaign {ws.campaign.name} in {ws.root}: {', '.join(ws.campaign.videos)}")
         return
     if args.action == "round":
@@ -213,6 +216,18 @@ def _print_campaign(ws, metrics: dict | None) -> None:
         clicks = m["clicks_total"] if m else 0
         state = video.status + (f" ({video.reason})" if video.reason else "")
         print(f"{key}: round {video.round}, mIoU {quality}, clicks {clicks}, {state}")
+
+
+def cmd_rollback(args: argparse.Namespace) -> None:
+    from hvsa.rollback import rollback
+    from hvsa.workspace import Workspace
+
+    folder = Path(args.video).resolve()
+    if folder.parent.name != "data":
+        raise HvsaError(f"{args.video} is not a workspace video folder (WORKSPACE/data/VIDEO)")
+    ws = Workspace.open(folder.parent.parent)
+    sha = rollback(ws, folder.name, args.to_round)
+    print(f"{folder.name} is back at round {args.to_round} (commit {sha[:10]})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -282,6 +297,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video", type=_video_pair, action="append", help="NAME=PATH (init)")
     p.add_argument("--rounds", type=int, default=1, help="rounds to run (round)")
     p.set_defaults(func=cmd_campaign)
+
+    p = sub.add_parser(
+        "rollback", parents=[common], help="return a campaign video to an earlier (or later) round"
+    )
+    p.add_argument("video", help="the video's folder in a workspace: WORKSPACE/data/VIDEO")
+    p.add_argument("--to-round", type=int, required=True)
+    p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser(
         "demo", parents=[common], help="generate, pretrain and annotate a video end to end"

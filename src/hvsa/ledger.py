@@ -140,6 +140,13 @@ class Ledger:
             raise HvsaError(f"no ledger event {event_id} in {self.path}")
         return _decode(dict(row))
 
+    def count(self, **where: object) -> int:
+        """Number of events matching column equalities."""
+        clauses = " AND ".join(f"{k} = :{k}" for k in where) or "1"
+        return int(
+            self.conn.execute(f"SELECT COUNT(*) FROM events WHERE {clauses}", where).fetchone()[0]
+        )
+
     def frame(self, **where: object) -> pd.DataFrame:
         """All events (optionally filtered by column equality) as a table, oldest first."""
         clauses = " AND ".join(f"{k} = :{k}" for k in where)

@@ -145,7 +145,13 @@ class AnnotationLoop:
             if not annotations:
                 break
             recorded = record_annotations(
-                self.ledger, annotations, self.ctx, self.state, self.campaign, round_no
+                self.ledger,
+                annotations,
+                self.ctx,
+                self.state,
+                self.campaign,
+                self.video.name,
+                round_no,
             )
             t0 = time.perf_counter()
             finetune_model(self.model, self.ctx, self.state, cfg, self.device, round_no)

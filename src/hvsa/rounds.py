@@ -158,9 +158,15 @@ def ledger_events(
     video: Video,
     classes: ClassList,
     campaign: str,
+    video_key: str,
     round_no: int,
+    epoch: int = 0,
 ) -> list[Event]:
-    """One ledger event per annotation, keyed so that a replayed round records nothing twice."""
+    """One ledger event per annotation, keyed so that a replayed round records nothing twice.
+
+    ``epoch`` counts the video's rollbacks: a round redone after a rollback is new work and
+    gets new events, while a step replayed after a crash in the same epoch gets none.
+    """
     events = []
     for a in annotations:
         segment = int(samples.table.iloc[a.sample_id].segment)
@@ -174,7 +180,7 @@ def ledger_events(
             Event(
                 kind="annotation",
                 campaign=campaign,
-                video=video.name,
+                video=video_key,
                 round=round_no,
                 sample_id=a.sample_id,
                 frame=a.frame,
@@ -195,7 +201,9 @@ def ledger_events(
                 started=a.started,
                 finished=a.finished,
                 label_hash=digest,
-                idempotency_key=f"{campaign}/{video.name}/{round_no}/{a.sample_id}/{digest}",
+                idempotency_key=(
+                    f"{campaign}/{video_key}/e{epoch}/r{round_no}/{a.sample_id}/{digest}"
+                ),
             )
         )
     return events
@@ -207,10 +215,14 @@ def record_annotations(
     ctx: VideoContext,
     state: LoopState,
     campaign: str,
+    video_key: str,
     round_no: int,
 ) -> pd.DataFrame:
     """Append the annotations to the ledger, apply them to the state; returns the round's table."""
-    events = ledger_events(annotations, ctx.samples, ctx.video, ctx.classes, campaign, round_no)
+    epoch = ledger.count(kind="rollback", campaign=campaign, video=video_key)
+    events = ledger_events(
+        annotations, ctx.samples, ctx.video, ctx.classes, campaign, video_key, round_no, epoch
+    )
     event_ids = ledger.append(events)
     state.apply(annotations, ctx.samples, event_ids)
     return annotations_table(events, event_ids)

@@ -65,6 +65,21 @@ def _plot(history: list[RoundResult], path: Path, title: str) -> None:
     plot_clicks_vs_miou(history, None, path, title)
 
 
+def model_md5(ws: Workspace, key: str) -> str | None:
+    """The DVC hash of the video's current checkpoint, as dvc.lock records it.
+
+    Model versions carry it, so a rollback finds the version of exactly the restored model.
+    """
+    import yaml
+
+    lock = yaml.safe_load((ws.root / "dvc.lock").read_text())
+    wanted = f"data/{key}/r{ws.video(key).round}/model.pt"
+    for out in lock["stages"].get(f"finetune@{key}", {}).get("outs", []):
+        if out["path"] == wanted:
+            return out["md5"]
+    return None
+
+
 def history_of(ws: Workspace, key: str) -> list[RoundResult]:
     """The video's rounds so far, read back from their metrics.json."""
     results = []
@@ -139,7 +154,9 @@ def log_round(ws: Workspace, key: str, commit: str, seconds: float) -> str:
             pip_requirements=["torch", "torchvision", "hvsa"], serialization_format="pickle",
         )  # fmt: skip
         MlflowClient().set_registered_model_alias(name, ALIAS, info.registered_model_version)
-        MlflowClient().set_model_version_tag(
-            name, info.registered_model_version, "hvsa.round", str(video.round)
-        )
+        client = MlflowClient()
+        tags = {"hvsa.round": str(video.round), "git.commit": commit}
+        tags["model.md5"] = model_md5(ws, key) or ""
+        for tag, value in tags.items():
+            client.set_model_version_tag(name, info.registered_model_version, tag, value)
         return run.info.run_id

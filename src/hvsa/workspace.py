@@ -66,7 +66,8 @@ class Workspace:
     @classmethod
     def open(cls, root: str | Path) -> Workspace:
         root = Path(root).resolve()
-        return cls(root, load_config(root / "params.yaml"), read_campaign(root))
+        campaign = read_campaign(root)  # first: "not a workspace" is the clearer message
+        return cls(root, load_config(root / "params.yaml"), campaign)
 
     def video(self, key: str) -> CampaignVideo:
         if key not in self.campaign.videos:

@@ -27,7 +27,7 @@ def step(ws: Workspace, key: str) -> None:
     annotations = annotate_samples(ctx, selected, annotator, state, ws.cfg)
     with Ledger(ws.ledger_path) as ledger:
         recorded = record_annotations(
-            ledger, annotations, ctx, state, ws.campaign.name, ws.video(key).round
+            ledger, annotations, ctx, state, ws.campaign.name, key, ws.video(key).round
         )
     recorded.to_parquet(here / "annotations.parquet", index=False)
     state.save(here / "human.npz")
