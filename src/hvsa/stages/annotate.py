@@ -1,9 +1,10 @@
 """Stage ``annotate``: the selected samples get labels and a price; the ledger records both.
 
 With the oracle annotator the labels come from ground truth at once. Events are keyed in the
-ledger, so a stage rerun after a crash records nothing twice.
+ledger, so a stage rerun after a crash records nothing twice; ``receipt.json`` lists their ids.
 """
 
+import json
 import sys
 
 import pandas as pd
@@ -31,6 +32,9 @@ def step(ws: Workspace, key: str) -> None:
         )
     recorded.to_parquet(here / "annotations.parquet", index=False)
     state.save(here / "human.npz")
+    receipt = {"ledger": str(ws.ledger_path.relative_to(ws.root)), "events": len(recorded)}
+    receipt["event_ids"] = [int(i) for i in recorded.get("event_id", [])]
+    (here / "receipt.json").write_text(json.dumps(receipt, indent=2) + "\n")
 
 
 if __name__ == "__main__":
