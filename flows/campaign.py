@@ -16,9 +16,11 @@ import argparse
 import time
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, pause_flow_run, task
+from prefect.input import RunInput
 
 from hvsa.campaign import advance, commit_round, dvc, git, round_metrics
+from hvsa.submission import submission_paths
 from hvsa.tracking import log_round
 from hvsa.workspace import Workspace
 
@@ -50,10 +52,50 @@ def log_to_mlflow(root: str, video: str, commit_sha: str, seconds: float) -> Non
     log_round(Workspace.open(root), video, commit_sha, seconds)
 
 
+class RoundLabels(RunInput):
+    """What resumes a paused campaign: the round's labels are in the workspace's inbox."""
+
+    video: str
+    round: int
+    submission: str  # path of rN.npz, relative to the workspace
+
+
+def wait_for_labels(root: str, video: str, round_no: int) -> None:
+    """Pause the flow run until labels for exactly this video and round are submitted.
+
+    Runs in the flow body: Prefect pauses flow runs, not task runs. A resume with labels for
+    another video or round, or with a missing file, is logged and the run pauses again.
+    """
+    logger = get_run_logger()
+    ws = Workspace.open(root)
+    npz, _ = submission_paths(ws.root / "inbox" / video, round_no)
+    while not npz.is_file():
+        description = (
+            f"Labels for video {video}, round {round_no}: write {npz.relative_to(ws.root)} and "
+            f"its .json, then resume with video={video!r}, round={round_no}."
+        )
+        answer = pause_flow_run(
+            wait_for_input=RoundLabels.with_initial_data(
+                description=description, video=video, round=round_no,
+                submission=str(npz.relative_to(ws.root)),
+            ),
+            timeout=ws.cfg.annotation.wait_timeout_s,
+            poll_interval=ws.cfg.annotation.poll_s,
+        )  # fmt: skip
+        if answer.video != video or answer.round != round_no:
+            logger.warning("labels for %s round %d refused: waiting for %s round %d",
+                           answer.video, answer.round, video, round_no)  # fmt: skip
+        elif not (ws.root / answer.submission).is_file():
+            logger.warning("submission %s not found: waiting again", answer.submission)
+
+
 def run_video_round(root: str, video: str) -> None:
-    """The steps of one video's round, in order (the flow body, so that it could pause)."""
+    """The steps of one video's round, in order; a human annotator makes the flow wait."""
     for stage in BEFORE_ANNOTATION:
         reproduce_stage(root, stage, video)
+    ws = Workspace.open(root)
+    if ws.cfg.annotation.annotator == "human":
+        wait_for_labels(root, video, ws.video(video).round)
     for stage in AFTER_ANNOTATION:
         reproduce_stage(root, stage, video)
 

@@ -218,3 +218,25 @@ def test_rollback_to_round_1_redo_round_2_and_return_to_round_3(two_rounds, caps
     assert client.get_model_version_by_alias("test-cam", "current").tags["hvsa.round"] == "3"
     assert main(["rollback", str(video), "--to-round", "7"]) == 2
     assert "no committed round 7" in capsys.readouterr().err
+
+
+def test_new_inbox_videos_join_the_campaign(tiny_videos, pretrained, tmp_path):
+    import shutil
+
+    from hvsa.campaign import add_videos
+    from hvsa.errors import HvsaError
+
+    params = write_fast_params(tmp_path / "params.yaml")
+    ws = init_workspace(tmp_path / "ws", "inbox", pretrained, {"cam": str(tiny_videos[0])}, params)
+    inbox = tmp_path / "drop"
+    inbox.mkdir()
+    shutil.copytree(tiny_videos[1], inbox / "street2")
+    assert add_videos(ws.root, inbox) == ["street2"]
+    assert add_videos(ws.root, inbox) == []  # already in the campaign
+    campaign = Workspace.open(ws.root).campaign
+    assert campaign.videos["street2"].round == 1 and campaign.videos["street2"].status == "active"
+    assert (ws.root / "inbox" / "street2").is_dir()
+    assert git(ws.root, "log", "-1", "--format=%s").strip() == "campaign: add street2"
+    (inbox / "broken").mkdir()
+    with pytest.raises(HvsaError, match="no frames"):
+        add_videos(ws.root, inbox)

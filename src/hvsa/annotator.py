@@ -75,6 +75,10 @@ class OracleAnnotator:
 
 
 def make_annotator(name: str, tolerance: float) -> Annotator:
+    """The annotator of an in-process run (human labels arrive through a campaign's inbox)."""
     if name == "oracle":
         return OracleAnnotator(tolerance)
-    raise HvsaError(f"unknown annotator {name!r} (available: oracle)")
+    raise HvsaError(
+        f"annotator {name!r} works in campaigns only (`hvsa campaign`), where the flow waits "
+        "for submitted labels; `hvsa run` supports the oracle"
+    )

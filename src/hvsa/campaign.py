@@ -53,6 +53,15 @@ def dvc(root: Path, *args: str) -> str:
     return _run([sys.executable, "-m", "dvc", *args], root, "dvc " + args[0])
 
 
+def _make_inbox(root: Path, key: str) -> None:
+    """The folder where a video's human labels are handed in (a dependency of `annotate`)."""
+    folder = root / "inbox" / key
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "README").write_text(
+        f"Human label submissions of campaign video {key!r}: rN.npz + rN.json per round.\n"
+    )
+
+
 def _campaign_stages() -> dict:
     spec = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
     for name in DEMO_ONLY_STAGES:
@@ -110,6 +119,8 @@ def init_workspace(
         for key, path in videos.items()
     }
     write_campaign(root, Campaign(name=name, start_model="data/pretrained.pt", videos=entries))
+    for key in videos:
+        _make_inbox(root, key)
     (root / "data").mkdir(exist_ok=True)
     shutil.copyfile(model, root / "data" / "pretrained.pt")
     dvc(root, "add", "data/pretrained.pt")
@@ -201,3 +212,33 @@ def run_round(root: Path) -> dict[str, dict | None]:
         for key in active:
             log_round(ws, key, commit, seconds / len(active))
     return {k: round_metrics(ws, k) for k in ws.campaign.videos}
+
+
+def add_videos(root: Path, inbox: Path) -> list[str]:
+    """Add every video folder (or file) of ``inbox`` not yet in the campaign; returns new keys.
+
+    The key is the folder's name; a name already used by another path is refused, so a video
+    can never silently replace another one's history.
+    """
+    ws = Workspace.open(root)
+    known = {Path(v.path).resolve(): k for k, v in ws.campaign.videos.items()}
+    added = []
+    for path in sorted(inbox.iterdir()) if inbox.is_dir() else []:
+        key = path.stem
+        if path.name.startswith(".") or path.resolve() in known:
+            continue
+        if not NAME_PATTERN.match(key):
+            raise HvsaError(f"video name {key!r} may hold only letters, digits, '.', '_', '-'")
+        if key in ws.campaign.videos:
+            raise HvsaError(f"{path}: campaign {ws.campaign.name} already has a video {key!r}")
+        ws.campaign.videos[key] = CampaignVideo(
+            path=str(path.resolve()), round=1, prev=0, status="active", reason=None
+        )
+        ws.load_video(key)  # a video that cannot be read is refused before it is added
+        _make_inbox(ws.root, key)
+        added.append(key)
+    if added:
+        write_campaign(ws.root, ws.campaign)
+        git(ws.root, "add", "-A")
+        git(ws.root, "commit", "-q", "-m", "campaign: add " + ", ".join(added))
+    return added

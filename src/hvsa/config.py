@@ -77,7 +77,9 @@ class CampaignConfig(_Section):
 
 
 class AnnotationConfig(_Section):
-    annotator: Literal["oracle"]
+    annotator: Literal["oracle", "human"]
+    wait_timeout_s: int = Field(ge=1)
+    poll_s: int = Field(ge=1)
     polygon_tolerance: float = Field(ge=0)
 
 

@@ -15,6 +15,7 @@ from hvsa.network import load_checkpoint
 from hvsa.rounds import annotate_samples, record_annotations
 from hvsa.stages import load_context, run_stage
 from hvsa.state import LoopState
+from hvsa.submission import SubmittedAnnotator
 from hvsa.workspace import Workspace
 
 
@@ -24,11 +25,15 @@ def step(ws: Workspace, key: str) -> None:
     ctx = load_context(ws, key, classes)
     state = LoopState.load(prev / "human.npz")
     selected = pd.read_parquet(here / "selected.parquet")
-    annotator = make_annotator(ws.cfg.annotation.annotator, ws.cfg.annotation.polygon_tolerance)
+    round_no = ws.video(key).round
+    if ws.cfg.annotation.annotator == "human":
+        annotator = SubmittedAnnotator(ws.root / "inbox" / key, round_no, len(classes))
+    else:
+        annotator = make_annotator(ws.cfg.annotation.annotator, ws.cfg.annotation.polygon_tolerance)
     annotations = annotate_samples(ctx, selected, annotator, state, ws.cfg)
     with Ledger(ws.ledger_path) as ledger:
         recorded = record_annotations(
-            ledger, annotations, ctx, state, ws.campaign.name, key, ws.video(key).round
+            ledger, annotations, ctx, state, ws.campaign.name, key, round_no
         )
     recorded.to_parquet(here / "annotations.parquet", index=False)
     state.save(here / "human.npz")

@@ -1,0 +1,93 @@
+"""Labels submitted by human annotators for a round, and the annotator that reads them.
+
+A submission for round N of video V lives in the workspace's ``inbox/V/``: ``rN.npz`` holds one
+label patch per sample (``labels_<sample id>``, the sample's bounding box, 255 outside its
+region) and ``rN.json`` who made them with which tool, the clicks counted at the source and the
+times. It is checked before anything is recorded: every selected sample exactly once, no other
+sample, patch sizes, no label outside a sample's region, class ids in the class list.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from hvsa.annotator import Annotation
+from hvsa.clicks import ClickCount
+from hvsa.errors import HvsaError
+from hvsa.samples import SampleSet
+from hvsa.video import VOID, Video
+
+
+def submission_paths(inbox: Path, round_no: int) -> tuple[Path, Path]:
+    return inbox / f"r{round_no}.npz", inbox / f"r{round_no}.json"
+
+
+def write_submission(inbox: Path, round_no: int, annotations: list[Annotation]) -> Path:
+    """Write a round's submission (what the annotation app, or a test, hands in)."""
+    inbox.mkdir(parents=True, exist_ok=True)
+    npz, meta = submission_paths(inbox, round_no)
+    np.savez_compressed(npz, **{f"labels_{a.sample_id}": a.labels for a in annotations})
+    info = {
+        str(a.sample_id): {
+            "annotator": a.annotator, "tool": a.tool, "clicks": a.clicks.total,
+            "started": a.started, "finished": a.finished,
+        }
+        for a in annotations
+    }  # fmt: skip
+    meta.write_text(json.dumps(info, indent=2) + "\n")
+    return npz
+
+
+class SubmittedAnnotator:
+    """Reads a human submission for the requested samples, refusing anything inconsistent."""
+
+    name = "human"
+
+    def __init__(self, inbox: Path, round_no: int, num_classes: int):
+        self.inbox, self.round_no, self.num_classes = inbox, round_no, num_classes
+
+    def annotate(self, video: Video, samples: SampleSet, sample_ids: list[int]) -> list[Annotation]:
+        npz, meta = submission_paths(self.inbox, self.round_no)
+        if not npz.is_file() or not meta.is_file():
+            raise HvsaError(
+                f"the labels of round {self.round_no} are not submitted yet (expected {npz})"
+            )
+        patches = np.load(npz)
+        info = {int(k): v for k, v in json.loads(meta.read_text()).items()}
+        given = {int(k.removeprefix("labels_")) for k in patches.files}
+        if given != set(info):
+            raise HvsaError(f"{npz} and {meta.name} list different samples")
+        extra = sorted(given - set(sample_ids))
+        missing = sorted(set(sample_ids) - given)
+        if extra:
+            raise HvsaError(f"sample {extra[0]} was not assigned in round {self.round_no}")
+        if missing:
+            raise HvsaError(f"sample {missing[0]} of round {self.round_no} has no labels")
+        out = []
+        for sid in sample_ids:
+            frame, box, mask = samples.region(sid)
+            patch = patches[f"labels_{sid}"]
+            if patch.shape != mask.shape:
+                raise HvsaError(
+                    f"sample {sid}: labels are {patch.shape}, the sample is {mask.shape}"
+                )
+            if (patch[~mask] != VOID).any():
+                raise HvsaError(f"sample {sid}: labels outside the sample's region are refused")
+            bad = (patch != VOID) & (patch >= self.num_classes)
+            if bad.any():
+                raise HvsaError(
+                    f"sample {sid}: class {int(patch[bad][0])} is not in the class list"
+                )
+            meta_row = info[sid]
+            clicks = int(meta_row["clicks"])
+            if clicks < 0:
+                raise HvsaError(f"sample {sid}: negative click count")
+            out.append(Annotation(
+                sid, frame, box, patch.astype(np.uint8), ClickCount(clicks, 0, 0),
+                str(meta_row["annotator"]), str(meta_row["tool"]),
+                float(meta_row["started"]), float(meta_row["finished"]),
+            ))  # fmt: skip
+        return out

@@ -1,0 +1,95 @@
+"""A human round: the flow pauses at `annotate` and resumes when labels arrive from elsewhere."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from hvsa.annotator import OracleAnnotator
+from hvsa.campaign import init_workspace
+from hvsa.ledger import Ledger
+from hvsa.samples import load_samples
+from hvsa.submission import write_submission
+from hvsa.workspace import Workspace
+from tests.conftest import REPO, write_fast_params
+
+PAUSE_WAIT_S = 240
+
+
+@pytest.fixture(scope="module")
+def prefect_api():
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    from prefect.settings import get_current_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness():
+        yield get_current_settings().api.url
+
+
+def _paused_run(api_url: str):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+            )
+        )
+    return runs[0] if runs else None
+
+
+def test_flow_pauses_for_human_labels_and_resumes(prefect_api, tiny_videos, pretrained, tmp_path):
+    from prefect.flow_runs import resume_flow_run
+
+    params = write_fast_params(
+        tmp_path / "params.yaml", **{"annotation.annotator": "human", "annotation.poll_s": 1}
+    )
+    ws = init_workspace(tmp_path / "ws", "people", pretrained, {"cam": str(tiny_videos[0])}, params)
+    env = dict(os.environ, PREFECT_API_URL=prefect_api)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+    flow = subprocess.Popen(
+        [sys.executable, str(REPO / "flows" / "campaign.py"), str(ws.root), "--rounds", "1"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + PAUSE_WAIT_S
+        run = None
+        while run is None and time.time() < deadline and flow.poll() is None:
+            time.sleep(1)
+            run = _paused_run(prefect_api)
+        assert run is not None, "the flow never paused for labels"
+        assert not (ws.root / "data" / "cam" / "r1" / "annotations.parquet").exists()
+
+        # the annotator's side: label the selected samples and hand them in
+        selected = pd.read_parquet(ws.root / "data" / "cam" / "r1" / "selected.parquet")
+        workspace = Workspace.open(ws.root)
+        video = workspace.load_video("cam")
+        samples = load_samples(ws.root / "data" / "cam" / "samples.npz")
+        annotations = OracleAnnotator(2.0).annotate(video, samples, selected["sample_id"].tolist())
+        for a in annotations:
+            a.annotator, a.tool = "alice", "polygon"
+        write_submission(ws.root / "inbox" / "cam", 1, annotations)
+        resume_flow_run(
+            run.id, run_input={"video": "cam", "round": 1, "submission": "inbox/cam/r1.npz"}
+        )
+        output, _ = flow.communicate(timeout=PAUSE_WAIT_S)
+    finally:
+        if flow.poll() is None:
+            flow.kill()
+    assert flow.returncode == 0, output[-2000:]
+    metrics = json.loads((ws.root / "data" / "cam" / "r1" / "metrics.json").read_text())
+    assert metrics["clicks_total"] == sum(a.clicks.total for a in annotations)
+    with Ledger(ws.root / "data" / "ledger.sqlite") as ledger:
+        events = ledger.frame()
+    assert len(events) == len(selected)
+    assert set(events["annotator"]) == {"alice"}
