@@ -86,3 +86,16 @@ def write_fast_params(path: Path, **overrides) -> Path:
         raw[section][key] = value
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """One real, temporary Prefect API (SQLite) for every flow test; yields its URL."""
+    import os
+
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    from prefect.settings import get_current_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness():
+        yield get_current_settings().api.url

@@ -14,18 +14,6 @@ from tests.conftest import write_fast_params
 
 
 @pytest.fixture(scope="module")
-def prefect_api():
-    """A real, temporary Prefect API (SQLite) for the flow runs of this module."""
-    import os
-
-    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness():
-        yield
-
-
-@pytest.fixture(scope="module")
 def two_rounds(tiny_videos, pretrained, tmp_path_factory, prefect_api):
     """Two rounds of the real Prefect flow over real DVC stages in a git+DVC workspace."""
     from flows.campaign import campaign

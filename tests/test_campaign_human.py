@@ -7,7 +7,6 @@ import sys
 import time
 
 import pandas as pd
-import pytest
 
 from hvsa.annotator import OracleAnnotator
 from hvsa.campaign import init_workspace
@@ -18,16 +17,6 @@ from hvsa.workspace import Workspace
 from tests.conftest import REPO, write_fast_params
 
 PAUSE_WAIT_S = 240
-
-
-@pytest.fixture(scope="module")
-def prefect_api():
-    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    from prefect.settings import get_current_settings
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness():
-        yield get_current_settings().api.url
 
 
 def _paused_run(api_url: str):
