@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from hvsa.arrays import load_arrays, save_arrays
 from hvsa.config import FlowConfig
 from hvsa.errors import HvsaError
 
@@ -148,22 +149,17 @@ def flow_key(frames: np.ndarray, cfg: FlowConfig) -> str:
 
 def save_flow(path: Path, flow: Flow) -> None:
     """Write flow as float16 (half the disk, sub-pixel error far below DIS's own)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(
-        tmp,
+    save_arrays(
+        path,
         forward=flow.forward.astype(np.float16),
         backward=flow.backward.astype(np.float16),
         valid_forward=flow.valid_forward,
         valid_backward=flow.valid_backward,
     )
-    tmp.replace(path)
 
 
 def load_flow(path: Path) -> Flow:
-    if not path.is_file():
-        raise HvsaError(f"flow not found: {path}")
-    data = np.load(path)
+    data = load_arrays(path, "flow")
     return Flow(
         data["forward"].astype(np.float32),
         data["backward"].astype(np.float32),

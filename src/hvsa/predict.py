@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from hvsa.errors import HvsaError
+from hvsa.arrays import load_arrays, save_arrays
 from hvsa.network import SegNet
 
 
@@ -36,16 +35,11 @@ def predict(
 
 def save_prediction(path: Path, pred: Prediction) -> None:
     """float16 on disk: probabilities and features need no more for ranking samples."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, probs=pred.probs.half().numpy(), features=pred.features.half().numpy())
-    tmp.replace(path)
+    save_arrays(path, probs=pred.probs.half().numpy(), features=pred.features.half().numpy())
 
 
 def load_prediction(path: Path) -> Prediction:
-    if not path.is_file():
-        raise HvsaError(f"prediction not found: {path}")
-    data = np.load(path)
+    data = load_arrays(path, "prediction")
     return Prediction(
         torch.from_numpy(data["probs"]).float(), torch.from_numpy(data["features"]).float()
     )

@@ -17,8 +17,8 @@ from scipy.ndimage import find_objects
 from skimage.segmentation import slic
 from tqdm import tqdm
 
+from hvsa.arrays import load_arrays, save_arrays
 from hvsa.config import SamplesConfig
-from hvsa.errors import HvsaError
 
 
 @dataclass
@@ -115,17 +115,14 @@ def build_samples(
 
 
 def save_samples(path: Path, samples: SampleSet) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, segments=samples.segments, granularity=samples.granularity)
-    tmp.replace(path)
+    save_arrays(
+        path, compressed=True, segments=samples.segments, granularity=np.str_(samples.granularity)
+    )
 
 
 def load_samples(path: Path) -> SampleSet:
     """Samples saved by :func:`save_samples` (the table is rebuilt from the region maps)."""
-    if not path.is_file():
-        raise HvsaError(f"samples not found: {path}")
-    data = np.load(path)
+    data = load_arrays(path, "samples")
     kind = str(data["granularity"])
     return SampleSet(data["segments"], _table(data["segments"], kind), kind)
 

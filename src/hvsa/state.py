@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from hvsa.annotator import Annotation
-from hvsa.errors import HvsaError
+from hvsa.arrays import load_arrays, save_arrays
 from hvsa.samples import SampleSet
 from hvsa.video import VOID
 
@@ -38,23 +38,19 @@ class LoopState:
         )
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(
-            tmp,
+        save_arrays(
+            path,
+            compressed=True,
             labels=self.human,
             annotated=self.annotated,
             provenance=self.provenance,
             used=np.asarray(sorted(self.used), np.int64),
             clicks_total=np.int64(self.clicks_total),
         )
-        tmp.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> LoopState:
-        if not path.is_file():
-            raise HvsaError(f"round state not found: {path}")
-        data = np.load(path)
+        data = load_arrays(path, "round state")
         return cls(
             human=data["labels"],
             annotated=data["annotated"],
