@@ -30,6 +30,7 @@ def test_two_rounds_run_through_dvc(two_rounds):
     root, first, second = two_rounds
     assert first["cam"]["round"] == 1 and second["cam"]["round"] == 2
     assert second["cam"]["clicks_total"] > first["cam"]["clicks_total"] > 0
+    assert 0 < second["cam"]["miou_estimate"] <= 1  # the stop rule where there is no truth
     status = json.loads(dvc(root, "status", "--json"))
     assert status == {}  # everything up to date: `dvc repro` has nothing left to do
     lock = (root / "dvc.lock").read_text()

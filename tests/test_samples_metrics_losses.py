@@ -84,3 +84,21 @@ def test_temporal_loss_penalises_disagreement_only_where_valid():
     valid = torch.ones(1, 4, 4, dtype=torch.bool)
     assert float(temporal_loss(a, b, flow, valid)) == pytest.approx(1.0)
     assert float(temporal_loss(a, b, flow, torch.zeros_like(valid))) == 0.0
+
+
+def test_expected_miou_is_one_when_certain_and_lower_when_unsure():
+    from hvsa.metrics import expected_miou
+
+    certain = np.zeros((1, 2, 2, 2))
+    certain[0, 0, 0] = 1
+    certain[0, 1, 1] = 1
+    none = np.full((1, 2, 2), VOID, np.uint8)
+    assert expected_miou(certain, none) == pytest.approx(1.0)
+    unsure = np.full((1, 2, 2, 2), 0.5)
+    unsure[0, 0] += 0.1
+    unsure[0, 1] -= 0.1
+    low = expected_miou(unsure, none)
+    assert 0 < low < 1
+    human = none.copy()
+    human[0, 1, :] = 1  # a human labels half the pixels: the estimate rises
+    assert expected_miou(unsure, human) > low

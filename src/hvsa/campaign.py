@@ -140,6 +140,9 @@ def _stop_reason(ws: Workspace, key: str, metrics: dict) -> str | None:
     loop = ws.cfg.loop
     if metrics["miou"] is not None and metrics["miou"] >= loop.target_miou:
         return f"reached mIoU {metrics['miou']:.3f}"
+    estimate = metrics.get("miou_estimate")
+    if metrics["miou"] is None and estimate is not None and estimate >= loop.target_miou:
+        return f"reached an estimated mIoU of {estimate:.3f} (no ground truth)"
     if metrics["round"] >= loop.rounds:
         return f"round limit {loop.rounds}"
     if loop.max_clicks is not None and metrics["clicks_total"] >= loop.max_clicks:

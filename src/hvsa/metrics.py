@@ -36,3 +36,27 @@ def miou(truth: np.ndarray, pred: np.ndarray, num_classes: int) -> tuple[float, 
     truth_pixels = np.bincount(truth[keep].astype(np.int64), minlength=num_classes)[:num_classes]
     ious = iou_per_class(confusion(truth, pred, num_classes), truth_pixels)
     return float(np.nanmean(ious)) if np.isfinite(ious).any() else float("nan"), ious
+
+
+def expected_miou(probs: np.ndarray, human: np.ndarray) -> float:
+    """mIoU the network expects of its own labels, for videos without ground truth.
+
+    Soft IoU per class under the network's belief: the intersection is the probability mass of
+    class c on pixels labelled c, the union the mass of c plus the pixels labelled c minus the
+    intersection. Human-labelled pixels count as certain. ``probs`` is (N,C,h,w) softmax,
+    ``human`` (N,h,w) with 255 where no human label exists. Only as good as the network's
+    calibration: a stop rule on it is a heuristic, logged as such.
+    """
+    num = probs.shape[1]
+    inter, union = np.zeros(num), np.zeros(num)
+    for frame_probs, frame_human in zip(probs, human, strict=True):  # per frame: bounded memory
+        p = frame_probs.astype(np.float64).reshape(num, -1)
+        h = frame_human.ravel()
+        labelled = h != VOID
+        p[:, labelled] = np.eye(num)[h[labelled]].T
+        chosen = np.eye(num)[p.argmax(0)].T
+        both = (p * chosen).sum(1)
+        inter += both
+        union += p.sum(1) + chosen.sum(1) - both
+    ious = inter[union > 0] / union[union > 0]
+    return float(ious.mean()) if ious.size else float("nan")

@@ -132,6 +132,8 @@ def log_round(ws: Workspace, key: str, commit: str, seconds: float) -> str:
             "labelled_fraction": metrics["labelled_fraction"],
             "round_seconds": seconds,
         }
+        if metrics.get("miou_estimate") is not None:
+            values["miou_estimate"] = metrics["miou_estimate"]
         if metrics["miou"] is not None:
             values["miou"] = metrics["miou"]
             values |= {f"iou_{k}": v for k, v in metrics["per_class"].items() if v is not None}

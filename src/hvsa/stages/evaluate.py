@@ -32,6 +32,7 @@ def step(ws: Workspace, key: str) -> None:
         "samples": len(recorded),
         "labelled_fraction": float(state.annotated.mean()),
         "miou": value,
+        "miou_estimate": json.loads((here / "estimate.json").read_text())["miou_estimate"],
         "per_class": per_class,
     }
     (here / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

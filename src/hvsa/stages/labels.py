@@ -1,10 +1,19 @@
-"""Stage ``labels``: every frame's label — the fine-tuned network's, human labels winning."""
+"""Stage ``labels``: every frame's label — the fine-tuned network's, human labels winning.
 
+Also the mIoU the network expects of these labels (``estimate.json``): the stop rule of a
+video without ground truth.
+"""
+
+import json
 import sys
 
+import numpy as np
+
 from hvsa.labels import write_labels
+from hvsa.metrics import expected_miou
 from hvsa.predict import predict
 from hvsa.rounds import compose_labels
+from hvsa.scaling import labels_to_tensor
 from hvsa.stages import load_context, load_model, run_stage
 from hvsa.state import LoopState
 from hvsa.workspace import Workspace
@@ -17,6 +26,9 @@ def step(ws: Workspace, key: str) -> None:
     state = LoopState.load(here / "human.npz")
     pred = predict(model, ctx.frames_t, ws.cfg.output.batch_size, device)
     labels = compose_labels(ctx, pred, state, ws.cfg)
+    human_small = labels_to_tensor(state.human, ctx.work).numpy().astype(np.uint8)
+    estimate = {"miou_estimate": expected_miou(pred.probs.numpy(), human_small)}
+    (here / "estimate.json").write_text(json.dumps(estimate) + "\n")
     video = ctx.video
     write_labels(
         here, video.frame_names, labels, video.frames, state.human, classes,
