@@ -174,12 +174,6 @@ def advance(ws: Workspace) -> list[str]:
     return [k for k, v in campaign.videos.items() if v.status == "active"]
 
 
-def stage_names(key: str) -> list[str]:
-    return [
-        f"{s}@{key}" for s in ("predict", "select", "annotate", "finetune", "labels", "evaluate")
-    ]
-
-
 def reproduce(ws: Workspace, targets: list[str] | None = None) -> None:
     """``dvc repro`` (of some stages, with their upstream ones): finished stages are skipped."""
     dvc(ws.root, "repro", *(targets or []))

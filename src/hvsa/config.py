@@ -160,10 +160,6 @@ def find_params(explicit: str | Path | None = None) -> Path:
     raise HvsaError(f"no {PARAMS_NAME} in the working directory or the repository; pass --params")
 
 
-def _parse_scalar(text: str) -> Any:
-    return yaml.safe_load(text)
-
-
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Set ``section.key`` values in a raw params dict (a copy); unknown keys are errors."""
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
@@ -186,7 +182,7 @@ def parse_set_option(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise HvsaError(f"--set expects section.key=value, got {item!r}")
         key, _, value = item.partition("=")
-        parsed[key.strip()] = _parse_scalar(value)
+        parsed[key.strip()] = yaml.safe_load(value)
     return parsed
 
 

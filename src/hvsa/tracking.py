@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hvsa.plots import plot_clicks_vs_miou
 from hvsa.rounds import RoundResult
 from hvsa.workspace import Workspace
 
@@ -57,12 +58,6 @@ def _parent_run(mlflow, experiment_id: str, video: str) -> str:
     with mlflow.start_run(experiment_id=experiment_id, run_name=video) as run:
         mlflow.set_tags({"hvsa.video": video, "hvsa.level": "video"})
         return run.info.run_id
-
-
-def _plot(history: list[RoundResult], path: Path, title: str) -> None:
-    from hvsa.plots import plot_clicks_vs_miou
-
-    plot_clicks_vs_miou(history, None, path, title)
 
 
 def model_md5(ws: Workspace, key: str) -> str | None:
@@ -144,7 +139,7 @@ def log_round(ws: Workspace, key: str, commit: str, seconds: float) -> str:
         if all(r.miou is not None for r in history):
             with tempfile.TemporaryDirectory() as tmp:  # not in the round folder: DVC owns it
                 plot = Path(tmp) / "clicks_vs_miou.png"
-                _plot(history, plot, key)
+                plot_clicks_vs_miou(history, None, plot, key)
                 mlflow.log_artifact(str(plot))
         overlays = sorted((folder / "overlays").glob("*.jpg"))
         for image in overlays[:: max(1, len(overlays) // OVERLAYS_LOGGED)][:OVERLAYS_LOGGED]:
