@@ -230,6 +230,17 @@ def cmd_rollback(args: argparse.Namespace) -> None:
     print(f"{folder.name} is back at round {args.to_round} (commit {sha[:10]})")
 
 
+def cmd_benchmark(args: argparse.Namespace) -> None:
+    from hvsa.benchmark import benchmark
+
+    cfg = _config(args, {"benchmark.rounds": args.rounds})
+    names = [n.strip() for n in (args.strategies or "").split(",") if n.strip()] or None
+    out = Path(args.out)
+    benchmark(args.video, out, cfg, args.pretrain or [], args.model, names, args.quick)
+    print((out / "summary.md").read_text(), end="")
+    print(f"outputs    {out} (rounds.csv, summary.csv/.md, miou_vs_clicks.png, overlays.png)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -304,6 +315,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("video", help="the video's folder in a workspace: WORKSPACE/data/VIDEO")
     p.add_argument("--to-round", type=int, required=True)
     p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser(
+        "benchmark", parents=[common], help="clicks each strategy needs for 80/90/95 % mIoU"
+    )
+    p.add_argument("--video", required=True, help="labelled target video")
+    p.add_argument("--pretrain", nargs="+", help="labelled videos to pretrain on (not the target)")
+    p.add_argument("--model", help="use this starting checkpoint instead of pretraining")
+    p.add_argument("--out", required=True)
+    p.add_argument("--strategies", help="comma-separated: manual,propagate-4,hvsa-rect32-paper")
+    p.add_argument("--rounds", type=int, help="most rounds per hvsa strategy")
+    p.add_argument("--quick", action="store_true", help="a few frames at half size, two strategies")
+    p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser(
         "demo", parents=[common], help="generate, pretrain and annotate a video end to end"

@@ -94,6 +94,16 @@ class FinetuneConfig(_Section):
     seed: int
 
 
+class FusionConfig(_Section):
+    enabled: bool
+    window: int = Field(ge=1)
+    sigma: float = Field(gt=0)
+    min_remaining: float = Field(ge=0, le=1)
+    network_weight: float = Field(gt=0)
+    guided_radius: int = Field(ge=0)
+    guided_eps: float = Field(gt=0)
+
+
 class LoopConfig(_Section):
     budget: int = Field(ge=1)
     rounds: int = Field(ge=1)
@@ -125,6 +135,29 @@ class DemoConfig(_Section):
     rounds: int = Field(ge=1)
 
 
+class QuickBenchmarkConfig(_Section):
+    frames: int = Field(ge=2)
+    scale: float = Field(gt=0, le=1)
+    strategies: list[str] = Field(min_length=1)
+    budgets: dict[str, int]
+    rounds: int = Field(ge=1)
+    pretrain_steps: int = Field(ge=1)
+    finetune_steps: int = Field(ge=0)
+
+
+class BenchmarkConfig(_Section):
+    ks: list[int] = Field(min_length=1)
+    granularities: list[str] = Field(min_length=1)
+    selectors: list[Literal["paper", "random", "uncertainty", "diversity"]] = Field(min_length=1)
+    budgets: dict[str, int]
+    rounds: int = Field(ge=1)
+    max_clicks_pct: float = Field(gt=0, le=100)
+    targets: list[float] = Field(min_length=1)
+    pretrain_steps: int = Field(ge=1)
+    overlay_frames: int = Field(ge=1)
+    quick: QuickBenchmarkConfig
+
+
 class Config(_Section):
     data: DataConfig
     flow: FlowConfig
@@ -136,10 +169,12 @@ class Config(_Section):
     campaign: CampaignConfig
     annotation: AnnotationConfig
     finetune: FinetuneConfig
+    fusion: FusionConfig
     loop: LoopConfig
     output: OutputConfig
     synth: SynthConfig
     demo: DemoConfig
+    benchmark: BenchmarkConfig
 
 
 def find_params(explicit: str | Path | None = None) -> Path:

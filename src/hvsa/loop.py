@@ -24,6 +24,7 @@ from hvsa.motion import load_or_compute_flow
 from hvsa.network import SegNet, save_checkpoint
 from hvsa.plots import plot_clicks_vs_miou
 from hvsa.predict import Prediction, predict
+from hvsa.resources import peak_memory_mb, reset_peak_memory
 from hvsa.rounds import (
     RoundResult,
     VideoContext,
@@ -53,11 +54,13 @@ class AnnotationLoop:
         out: Path,
         device: torch.device,
         campaign: str = "run",
+        cache: Path | None = None,
     ):
+        """``cache`` holds flow and samples (default ``out/cache``); runs may share one."""
         self.video, self.model, self.classes, self.cfg = video, model, classes, cfg
         self.annotator, self.out, self.device = annotator, Path(out), device
         self.campaign = campaign
-        cache = self.out / "cache"
+        cache = Path(cache) if cache is not None else self.out / "cache"
         t0 = time.perf_counter()
         flow = load_or_compute_flow(video.frames, cfg.flow, cache, device)
         samples = load_or_build_samples(video.frames, cfg.samples, cache)
@@ -78,9 +81,11 @@ class AnnotationLoop:
         started: float,
         recorded: pd.DataFrame,
         selected: pd.DataFrame,
-    ) -> RoundResult:
+    ) -> tuple[RoundResult, Prediction]:
         t0 = time.perf_counter()
-        labels = compose_labels(self.ctx, pred, self.state, self.cfg)
+        labels, belief = compose_labels(self.ctx, pred, self.state, self.cfg)
+        timings["labels"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
         value, per_class = score(self.video, labels, self.classes)
         folder = self.out / f"round_{round_no:02d}"
         write_labels(
@@ -107,10 +112,11 @@ class AnnotationLoop:
             per_class,
             time.perf_counter() - started,
             {k: round(v, 3) for k, v in timings.items()},
+            round(peak_memory_mb(), 1),
         )
         (folder / "metrics.json").write_text(json.dumps(result.__dict__, indent=2) + "\n")
         self.results.append(result)
-        return result
+        return result, belief
 
     def _done(self) -> bool:
         loop, last = self.cfg.loop, self.results[-1].miou
@@ -124,7 +130,7 @@ class AnnotationLoop:
         started = time.perf_counter()
         pred = self._predict()
         empty = self.ctx.samples.table.iloc[[]]
-        first = self._write_round(
+        first, belief = self._write_round(
             0, pred, {"prepare": self.prep_seconds}, started, pd.DataFrame(), empty
         )
         bar = tqdm(range(1, cfg.loop.rounds + 1), desc=f"rounds ({self.video.name})", unit="round")
@@ -133,9 +139,10 @@ class AnnotationLoop:
             if self._done():
                 break
             started = time.perf_counter()
+            reset_peak_memory()
             timings: dict[str, float] = {}
             t0 = time.perf_counter()
-            selected = select_samples(self.ctx, pred, self.state, cfg, round_no)
+            selected = select_samples(self.ctx, belief, self.state, cfg, round_no)
             timings["select"] = time.perf_counter() - t0
             if selected.empty:
                 break
@@ -159,7 +166,7 @@ class AnnotationLoop:
             t0 = time.perf_counter()
             pred = self._predict()
             timings["predict"] = time.perf_counter() - t0
-            result = self._write_round(round_no, pred, timings, started, recorded, selected)
+            result, belief = self._write_round(round_no, pred, timings, started, recorded, selected)
             bar.set_postfix(mIoU=_fmt(result.miou), clicks=result.clicks_total)
         self._finish()
         self.ledger.close()

@@ -20,27 +20,44 @@ def _sample(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return cv2.remap(field, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
+def step(
+    flow: Flow, t: int, forward: bool, x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Move points (x, y) of frame ``t`` one frame on (t+1 if ``forward`` else t-1).
+
+    Returns the new coordinates and the step's forward–backward residual in pixels (infinite
+    where the point left the frame: nothing there to carry back).
+    """
+    h, w = flow.forward.shape[1:3]
+    there, back = (flow.forward[t], flow.backward[t]) if forward else (
+        flow.backward[t - 1], flow.forward[t - 1]
+    )  # fmt: skip
+    f = _sample(there, x, y)
+    nx, ny = x + f[..., 0], y + f[..., 1]
+    g = _sample(back, nx, ny)
+    err = np.hypot(f[..., 0] + g[..., 0], f[..., 1] + g[..., 1])
+    err[(nx < 0) | (nx > w - 1) | (ny < 0) | (ny > h - 1)] = np.inf
+    return nx, ny, err
+
+
+def grid(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates (x, y) of a frame, float32: the start of every trace."""
+    h, w = size
+    return np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+
+
 def trace(flow: Flow, start: int, end: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where each pixel of frame ``start`` lies in frame ``end``, and the chain's error.
 
     Follows the backward flows when ``end < start`` and the forward flows otherwise. The error
     is the summed forward–backward residual of every step, in pixels.
     """
-    h, w = flow.forward.shape[1:3]
-    x, y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    err = np.zeros((h, w), np.float32)
-    step = 1 if end > start else -1
-    for t in range(start, end, step):
-        there, back = (flow.forward[t], flow.backward[t]) if step > 0 else (
-            flow.backward[t - 1], flow.forward[t - 1]
-        )  # fmt: skip
-        f = _sample(there, x, y)
-        nx, ny = x + f[..., 0], y + f[..., 1]
-        g = _sample(back, nx, ny)
-        err += np.hypot(f[..., 0] + g[..., 0], f[..., 1] + g[..., 1])
-        outside = (nx < 0) | (nx > w - 1) | (ny < 0) | (ny > h - 1)
-        err[outside] = np.inf  # the pixel left the frame: nothing to carry back
-        x, y = nx, ny
+    x, y = grid(flow.forward.shape[1:3])
+    err = np.zeros(x.shape, np.float32)
+    direction = 1 if end > start else -1
+    for t in range(start, end, direction):
+        x, y, e = step(flow, t, direction > 0, x, y)
+        err += e
     return x, y, err
 
 

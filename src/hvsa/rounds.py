@@ -18,6 +18,7 @@ from hvsa.annotator import Annotation, Annotator
 from hvsa.clicks import region_clicks
 from hvsa.config import Config
 from hvsa.finetune import TrainingData, finetune
+from hvsa.fusion import fuse
 from hvsa.labels import compose
 from hvsa.ledger import Event, Ledger
 from hvsa.metrics import miou
@@ -50,6 +51,7 @@ class RoundResult:
     per_class: dict[str, float | None]
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    peak_memory_mb: float | None = None
 
 
 @dataclass
@@ -59,6 +61,7 @@ class VideoContext:
     video: Video
     classes: ClassList
     samples: SampleSet
+    flow: Flow
     full: tuple[int, int]
     work: tuple[int, int]
     frames_t: torch.Tensor
@@ -76,6 +79,7 @@ class VideoContext:
             video=video,
             classes=classes,
             samples=samples,
+            flow=flow,
             full=video.size,
             work=work,
             frames_t=frames_to_tensor(video.frames, work),
@@ -260,6 +264,15 @@ def finetune_model(
 
 def compose_labels(
     ctx: VideoContext, pred: Prediction, state: LoopState, cfg: Config
-) -> np.ndarray:
-    """Full-resolution labels: the network's prediction, human labels winning."""
-    return compose(upsample_argmax(pred.probs, ctx.full, cfg.output.batch_size), state.human)
+) -> tuple[np.ndarray, Prediction]:
+    """Full-resolution labels, and the belief that the next selection ranks samples by.
+
+    With ``fusion.enabled`` human labels are carried along the flow and fused with the network
+    (``fusion.py``), and the belief is the fused probabilities; otherwise the labels are the
+    network's prediction with human labels winning, and the belief is the network's own.
+    """
+    if cfg.fusion.enabled:
+        labels, probs = fuse(pred.probs, state.human, ctx.video.frames, ctx.flow, cfg.fusion)
+        return labels, Prediction(probs, pred.features)
+    net = upsample_argmax(pred.probs, ctx.full, cfg.output.batch_size)
+    return compose(net, state.human), pred

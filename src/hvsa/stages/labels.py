@@ -1,4 +1,5 @@
-"""Stage ``labels``: every frame's label — the fine-tuned network's, human labels winning.
+"""Stage ``labels``: every frame's label — human labels carried along the flow and fused with
+the fine-tuned network (``fusion.py``), human labels winning.
 
 Also the mIoU the network expects of these labels (``estimate.json``): the stop rule of a
 video without ground truth.
@@ -25,9 +26,9 @@ def step(ws: Workspace, key: str) -> None:
     ctx = load_context(ws, key, classes)
     state = LoopState.load(here / "human.npz")
     pred = predict(model, ctx.frames_t, ws.cfg.output.batch_size, device)
-    labels = compose_labels(ctx, pred, state, ws.cfg)
+    labels, belief = compose_labels(ctx, pred, state, ws.cfg)
     human_small = labels_to_tensor(state.human, ctx.work).numpy().astype(np.uint8)
-    estimate = {"miou_estimate": expected_miou(pred.probs.numpy(), human_small)}
+    estimate = {"miou_estimate": expected_miou(belief.probs.numpy(), human_small)}
     (here / "estimate.json").write_text(json.dumps(estimate) + "\n")
     video = ctx.video
     write_labels(

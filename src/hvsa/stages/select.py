@@ -4,7 +4,7 @@ import sys
 
 from hvsa.network import load_checkpoint
 from hvsa.predict import load_prediction
-from hvsa.rounds import select_samples
+from hvsa.rounds import compose_labels, select_samples
 from hvsa.stages import load_context, run_stage
 from hvsa.state import LoopState
 from hvsa.workspace import Workspace
@@ -16,7 +16,8 @@ def step(ws: Workspace, key: str) -> None:
     ctx = load_context(ws, key, classes)
     state = LoopState.load(prev / "human.npz")
     pred = load_prediction(here / "predict.npz")
-    selected = select_samples(ctx, pred, state, ws.cfg, ws.video(key).round)
+    _, belief = compose_labels(ctx, pred, state, ws.cfg)
+    selected = select_samples(ctx, belief, state, ws.cfg, ws.video(key).round)
     selected.to_parquet(here / "selected.parquet", index=False)
 
 

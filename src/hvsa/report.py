@@ -1,0 +1,137 @@
+"""Benchmark reports: clicks to reach each target, as a table, a chart and an overlay strip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hvsa.plots import plt
+
+SUMMARY_COLUMNS = ["video", "strategy", "target", "clicks", "clicks_pct", "best_miou"]
+
+
+def clicks_to_targets(rows: pd.DataFrame, targets: list[float]) -> pd.DataFrame:
+    """One row per video × strategy × target: the clicks at which mIoU first reached it.
+
+    ``clicks`` and ``clicks_pct`` are empty (NA) when the target was never reached;
+    ``best_miou`` is the strategy's best mIoU either way.
+    """
+    out = []
+    for (video, strategy), runs in rows.groupby(["video", "strategy"], sort=False):
+        runs = runs.sort_values(["clicks", "round"])
+        best = float(runs["miou"].max())
+        for target in targets:
+            hit = runs[runs["miou"] >= target - 1e-12]
+            first = hit.iloc[0] if len(hit) else None
+            out.append(
+                {
+                    "video": video,
+                    "strategy": strategy,
+                    "target": target,
+                    "clicks": int(first["clicks"]) if first is not None else pd.NA,
+                    "clicks_pct": float(first["clicks_pct"]) if first is not None else pd.NA,
+                    "best_miou": best,
+                }
+            )
+    frame = pd.DataFrame(out, columns=SUMMARY_COLUMNS)
+    frame["clicks"] = frame["clicks"].astype("Int64")
+    frame["clicks_pct"] = frame["clicks_pct"].astype("Float64")
+    return frame
+
+
+def best_of(summary: pd.DataFrame, prefix: str, target: float) -> pd.Series | None:
+    """The strategy starting with ``prefix`` that reached ``target`` with the fewest clicks."""
+    part = summary[summary["strategy"].str.startswith(prefix) & (summary["target"] == target)]
+    part = part.dropna(subset=["clicks"])
+    return None if part.empty else part.sort_values("clicks").iloc[0]
+
+
+def summary_markdown(summary: pd.DataFrame, rows: pd.DataFrame) -> str:
+    """The RESULTS.md table: per strategy, clicks (and %) to each target or 'not reached'."""
+    targets = sorted(summary["target"].unique())
+    spent = rows.groupby("strategy")["clicks"].max()
+    head = "| strategy | " + " | ".join(f"{100 * t:.0f} % mIoU" for t in targets) + " | best mIoU |"
+    lines = [head, "|---" * (len(targets) + 2) + "|"]
+    for strategy, part in summary.groupby("strategy", sort=False):
+        cells = []
+        for t in targets:
+            r = part[part["target"] == t].iloc[0]
+            if pd.isna(r["clicks"]):
+                best = f"{100 * r['best_miou']:.1f} % at {spent[strategy]:,}"
+                cells.append(f"not reached (best {best})")
+            else:
+                cells.append(f"{int(r['clicks']):,} ({r['clicks_pct']:.1f} %)")
+        best = 100 * part["best_miou"].iloc[0]
+        lines.append(f"| {strategy} | " + " | ".join(cells) + f" | {best:.1f} % |")
+    verdicts = []
+    for t in targets:
+        hv, pk = best_of(summary, "hvsa", t), best_of(summary, "propagate-", t)
+        hv_text = f"{hv['strategy']} {hv['clicks_pct']:.1f} %" if hv is not None else "not reached"
+        pk_text = f"{pk['strategy']} {pk['clicks_pct']:.1f} %" if pk is not None else "not reached"
+        verdicts.append(f"- {100 * t:.0f} %: best hvsa {hv_text}; best propagate-K {pk_text}")
+    return (
+        "\n".join(lines)
+        + "\n\nBest per target (share of the manual clicks):\n"
+        + "\n".join(verdicts)
+        + "\n"
+    )
+
+
+def plot_miou_vs_clicks(rows: pd.DataFrame, targets: list[float], path: Path, title: str) -> None:
+    """All strategies on one chart: mIoU against clicks as % of full manual (log axis)."""
+    fig, ax = plt.subplots(figsize=(9, 6), dpi=110)
+    prop = rows[rows["strategy"].str.startswith("propagate-")].sort_values("clicks_pct")
+    if len(prop):
+        ax.plot(prop["clicks_pct"], 100 * prop["miou"], "k--o", label="propagate-K", zorder=3)
+        for _, r in prop.iterrows():
+            ax.annotate(r["strategy"].split("-")[1], (r["clicks_pct"], 100 * r["miou"]),
+                        textcoords="offset points", xytext=(3, -11), fontsize=7)  # fmt: skip
+    manual = rows[rows["strategy"] == "manual"]
+    if len(manual):
+        ax.plot(manual["clicks_pct"], 100 * manual["miou"], "k*", ms=12, label="manual")
+    for strategy, part in rows[rows["strategy"].str.startswith("hvsa")].groupby("strategy"):
+        part = part[part["clicks"] > 0].sort_values("clicks")
+        if len(part):
+            ax.plot(part["clicks_pct"], 100 * part["miou"], marker=".", label=strategy)
+    for t in targets:
+        ax.axhline(100 * t, color="grey", lw=0.8, ls=":")
+    ax.set_xscale("log")
+    ax.set_xlabel("clicks, % of full manual annotation (log scale)")
+    ax.set_ylabel("label mIoU (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_overlay_strip(
+    frames: np.ndarray,
+    panels: dict[str, np.ndarray],
+    palette: np.ndarray,
+    indices: list[int],
+    path: Path,
+    alpha: float,
+) -> None:
+    """A grid of frames (columns) × label sources (rows: ground truth, strategies) as overlays."""
+    fig, axes = plt.subplots(
+        len(panels), len(indices), figsize=(3 * len(indices), 2.4 * len(panels)), dpi=100,
+        squeeze=False,
+    )  # fmt: skip
+    for row, (name, labels) in enumerate(panels.items()):
+        for col, t in enumerate(indices):
+            blend = frames[t] * (1 - alpha) + palette[labels[t]] * alpha
+            ax = axes[row][col]
+            ax.imshow(blend.astype(np.uint8))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col == 0:
+                ax.set_ylabel(name, fontsize=8)
+            if row == 0:
+                ax.set_title(f"frame {t}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,110 @@
+import pandas as pd
+import pytest
+
+from hvsa.benchmark import grid, parse_strategy
+from hvsa.cli import main
+from hvsa.config import load_config
+from hvsa.report import SUMMARY_COLUMNS, clicks_to_targets
+from hvsa.video import load_video
+from tests.conftest import REPO
+
+
+def test_strategy_names_parse():
+    assert parse_strategy("manual").kind == "manual"
+    assert parse_strategy("propagate-6").k == 6
+    s = parse_strategy("hvsa-rect32-uncertainty")
+    assert (s.kind, s.granularity, s.rect_size, s.selector) == ("hvsa", "rect", 32, "uncertainty")
+    assert parse_strategy("hvsa-rect32-paper").samples == "rect32"
+    assert parse_strategy("hvsa-superpixel-random").samples == "superpixel"
+
+
+def test_the_grid_covers_every_granularity_and_selector():
+    b = load_config(REPO / "params.yaml").benchmark
+    names = [s.name for s in grid(b)]
+    assert names[0] == "manual"
+    assert {f"propagate-{k}" for k in b.ks} <= set(names)
+    for g in b.granularities:
+        for s in b.selectors:
+            assert f"hvsa-{g}-{s}" in names
+        assert g in b.budgets, f"benchmark.budgets lacks {g}"
+
+
+def test_clicks_to_targets_takes_the_first_round_that_reaches_each():
+    rows = pd.DataFrame(
+        {
+            "video": "v",
+            "strategy": ["a"] * 4 + ["propagate-2"],
+            "round": [0, 1, 2, 3, 1],
+            "clicks": [0, 10, 20, 30, 50],
+            "clicks_pct": [0.0, 10.0, 20.0, 30.0, 50.0],
+            "miou": [0.5, 0.85, 0.91, 0.90, 0.94],
+        }
+    )
+    summary = clicks_to_targets(rows, [0.8, 0.9, 0.95])
+    assert list(summary.columns) == SUMMARY_COLUMNS
+    a = summary[summary["strategy"] == "a"].set_index("target")
+    assert a.loc[0.8, "clicks"] == 10 and a.loc[0.9, "clicks"] == 20
+    assert pd.isna(a.loc[0.95, "clicks"]) and pd.isna(a.loc[0.95, "clicks_pct"])
+    assert a.loc[0.95, "best_miou"] == pytest.approx(0.91)
+    p = summary[summary["strategy"] == "propagate-2"].set_index("target")
+    assert p.loc[0.9, "clicks_pct"] == 50.0 and pd.isna(p.loc[0.95, "clicks"])
+
+
+def test_quick_benchmark_end_to_end(tiny_videos, tmp_path, capsys):
+    out = tmp_path / "bench"
+    argv = ["benchmark", "--quick", "--video", str(tiny_videos[0]), "--out", str(out)]
+    argv += ["--pretrain", str(tiny_videos[1]), str(tiny_videos[2])]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| strategy |" in printed and "hvsa-frame-paper" in printed
+    rows = pd.read_csv(out / "rounds.csv")
+    quick = load_config(REPO / "params.yaml").benchmark.quick
+    assert set(rows["strategy"]) == set(quick.strategies)
+    for column in ["round", "clicks", "clicks_pct", "miou", "seconds", "peak_memory_mb"]:
+        assert column in rows.columns
+    assert any(c.startswith("iou_") for c in rows.columns)
+    manual_clicks = pd.read_csv(out / "manual_clicks.csv")
+    assert len(manual_clicks) == quick.frames
+    total = int(manual_clicks["clicks"].sum())
+    manual = rows[rows["strategy"] == "manual"].iloc[0]
+    assert manual["clicks"] == total and manual["miou"] == 1.0
+    prop = rows[rows["strategy"] == "propagate-4"].iloc[0]
+    keys = [0, 4, quick.frames - 1]
+    assert prop["clicks"] == manual_clicks["clicks"].to_numpy()[keys].sum()
+    assert 0 < prop["miou"] < 1
+    hv = rows[rows["strategy"] == "hvsa-frame-paper"].sort_values("round")
+    assert hv["round"].tolist() == list(range(quick.rounds + 1))
+    assert hv["clicks"].is_monotonic_increasing and hv["clicks"].iloc[-1] > 0
+    assert hv["miou"].iloc[-1] > hv["miou"].iloc[0]  # the rounds improved the labels
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary.columns) == SUMMARY_COLUMNS
+    assert len(summary) == 3 * len(quick.strategies)
+    assert set(summary["target"]) == {0.8, 0.9, 0.95}
+    for name in ["miou_vs_clicks.png", "overlays.png"]:
+        assert (out / name).stat().st_size > 10_000
+    # labels of the hvsa run are written at the (quick) video's size
+    video = load_video(tiny_videos[0])
+    last = out / "runs" / "hvsa-frame-paper" / f"round_{quick.rounds:02d}" / "labels"
+    assert len(list(last.glob("*.png"))) == quick.frames
+    assert video.size == (64, 80)
+    # a second call reuses the finished strategies instead of running them again
+    before = (out / "rounds.csv").read_text()
+    assert main(argv) == 0
+    assert (out / "rounds.csv").read_text() == before
+
+
+def test_benchmark_refuses_bad_input(tiny_videos, tmp_path, capsys):
+    base = ["benchmark", "--video", str(tiny_videos[0]), "--out", str(tmp_path / "b")]
+    assert main([*base, "--strategies", "manual,bogus", "--model", "x.pt"]) == 2
+    assert "unknown strategy 'bogus'" in capsys.readouterr().err
+    assert main([*base, "--strategies", "manual"]) == 2
+    assert "--pretrain" in capsys.readouterr().err
+    assert main([*base, "--strategies", "propagate-1", "--model", "x.pt"]) == 2
+    assert "K must be at least 2" in capsys.readouterr().err
+    nolabels = tmp_path / "nolabels"
+    (nolabels / "frames").mkdir(parents=True)
+    for f in sorted((tiny_videos[0] / "frames").iterdir()):
+        (nolabels / "frames" / f.name).write_bytes(f.read_bytes())
+    args = ["benchmark", "--video", str(nolabels), "--out", str(tmp_path / "c"), "--model", "x"]
+    assert main(args) == 2
+    assert "ground truth" in capsys.readouterr().err

@@ -1,0 +1,99 @@
+import numpy as np
+import torch
+
+from hvsa.config import load_config
+from hvsa.fusion import carried_votes, fuse, guided_filter, one_hot
+from hvsa.metrics import miou
+from hvsa.motion import compute_flow
+from hvsa.synth import CLASSES, generate
+from hvsa.video import VOID
+from tests.conftest import REPO
+from tests.test_propagate import _shifting_video
+
+CFG = load_config(REPO / "params.yaml")
+
+
+def _uniform(n, c, h, w):
+    return torch.full((n, c, h, w), 1.0 / c)
+
+
+def test_one_hot_leaves_void_empty():
+    labels = np.array([[0, 1], [VOID, 1]], np.uint8)
+    oh = one_hot(labels, 2)
+    assert oh.shape == (2, 2, 2)
+    assert oh[:, 1, 0].sum() == 0 and oh[0, 0, 0] == 1 and oh[1, 1, 1] == 1
+
+
+def test_guided_filter_keeps_a_constant_and_a_border_on_a_frame_edge():
+    guide = np.zeros((20, 20), np.float32)
+    guide[:, 10:] = 1.0
+    plane = np.zeros((1, 20, 20), np.float32)
+    plane[0, :, 10:] = 1.0  # a label border on the image edge stays sharp
+    flat = guided_filter(guide, np.ones((1, 20, 20), np.float32), 2, 1e-3)
+    assert np.allclose(flat, 1.0, atol=1e-4)
+    kept = guided_filter(guide, plane, 2, 1e-3)[0]
+    assert kept[10, 9] < 0.02 and kept[10, 10] > 0.98
+    # the same border where the frame is flat is smoothed like a box filter would
+    smoothed = guided_filter(np.zeros_like(guide), plane, 2, 1e-3)[0]
+    assert 0.2 < smoothed[10, 9] < 0.8
+
+
+def test_votes_come_from_the_nearest_labelled_frame_in_each_direction():
+    frames, labels = _shifting_video(frames=5)
+    flow = compute_flow(frames, CFG.flow)
+    human = np.full_like(labels, VOID)
+    human[[0, 4]] = labels[[0, 4]]
+    labelled = np.array([True, False, False, False, True])
+    votes = carried_votes(human, labelled, flow, 1, 2, CFG.fusion)
+    inner = (slice(8, -8), slice(8, -16))
+    agree = (votes.argmax(0) == labels[1])[inner].mean()
+    assert agree > 0.97
+    # the keyframe one frame away weighs about 3x the one three frames away
+    assert votes.sum(0)[inner].max() > 1.0
+    none = carried_votes(human, np.zeros(5, bool), flow, 1, 2, CFG.fusion)
+    assert not none.any()
+
+
+def test_partial_labels_let_the_next_frame_fill_in():
+    frames, labels = _shifting_video(frames=4, shift=0)  # a still video
+    flow = compute_flow(frames, CFG.flow)
+    human = np.full_like(labels, VOID)
+    human[1, :, :40] = labels[1, :, :40]  # frame 1 labelled on its left half only
+    human[3] = labels[3]
+    labelled = np.array([False, True, False, True])
+    votes = carried_votes(human, labelled, flow, 0, 2, CFG.fusion)
+    covered = votes.sum(0) > 0
+    assert covered[:, 45:75].all(), "the right half comes from frame 3"
+    assert (votes.argmax(0) == labels[0])[covered].mean() > 0.97
+
+
+def test_fused_labels_beat_the_network_alone_and_keep_human_labels():
+    frames, labels, _ = generate(8, 64, 80, seed=2)
+    flow = compute_flow(frames, CFG.flow)
+    human = np.full_like(labels, VOID)
+    human[[0, 4, 7]] = labels[[0, 4, 7]]
+    human[2, 10:20, 10:20] = labels[2, 10:20, 10:20]
+    c = len(CLASSES)
+    fused, small = fuse(_uniform(8, c, 32, 40), human, frames, flow, CFG.fusion)
+    assert fused.shape == labels.shape and fused.dtype == np.uint8
+    assert small.shape == (8, c, 32, 40)
+    assert torch.allclose(small.sum(1), torch.ones(8, 32, 40), atol=1e-4)
+    given = human != VOID
+    assert (fused[given] == human[given]).all()
+    value, _ = miou(labels, fused, c)
+    assert value > 0.8
+    # the belief is surest on a labelled frame (below 1 only where the downsampling mixes
+    # two classes) and less sure between keyframes
+    assert small[0].max(0).values.mean() > 0.9
+    assert small[5].max(0).values.mean() < small[0].max(0).values.mean()
+
+
+def test_without_any_human_label_fusion_is_the_network():
+    frames, labels, _ = generate(4, 64, 80, seed=1)
+    flow = compute_flow(frames, CFG.flow)
+    net = torch.zeros(4, len(CLASSES), 32, 40)
+    net[:, 3] = 1.0
+    cfg = CFG.fusion.model_copy(update={"guided_radius": 0})
+    fused, small = fuse(net, np.full_like(labels, VOID), frames, flow, cfg)
+    assert (fused == 3).all()
+    assert torch.allclose(small, net)
