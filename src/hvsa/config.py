@@ -30,6 +30,7 @@ class DataConfig(_Section):
 class FlowConfig(_Section):
     method: Literal["dis", "raft"]
     dis_preset: Literal["ultrafast", "fast", "medium"]
+    dis_finest_scale: int | None = Field(ge=0)
     raft_weights: str | None
     raft_arch: Literal["raft_small", "raft_large"]
     fb_alpha: float = Field(ge=0)
@@ -98,6 +99,8 @@ class FusionConfig(_Section):
     enabled: bool
     window: int = Field(ge=1)
     sigma: float = Field(gt=0)
+    distance_power: float = Field(ge=0)
+    photo_sigma: float | None = Field(gt=0)
     min_remaining: float = Field(ge=0, le=1)
     network_weight: float = Field(gt=0)
     guided_radius: int = Field(ge=0)

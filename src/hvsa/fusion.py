@@ -56,6 +56,7 @@ def carried_votes(
     t: int,
     num_classes: int,
     cfg: FusionConfig,
+    frames: np.ndarray | None = None,
 ) -> np.ndarray:
     """(C,H,W) votes of the human labels of other frames for frame ``t``.
 
@@ -82,7 +83,11 @@ def carried_votes(
                 continue
             carried = _pull(one_hot(human[k], num_classes), x, y)
             cover = carried.sum(0)
-            trust = np.exp(-np.minimum(err, 1e3) / cfg.sigma) / abs(k - t)
+            trust = np.exp(-np.minimum(err, 1e3) / cfg.sigma) / abs(k - t) ** cfg.distance_power
+            if frames is not None and cfg.photo_sigma:
+                there = _pull(frames[k].transpose(2, 0, 1).astype(np.float32), x, y)
+                diff = np.abs(there - frames[t].transpose(2, 0, 1)).mean(0)
+                trust *= np.exp(-diff / cfg.photo_sigma)
             votes += carried * (remaining * trust)[None]
             remaining *= 1 - np.clip(cover, 0, 1)
             if remaining.max() < cfg.min_remaining:
@@ -154,7 +159,7 @@ def fuse(
     labels = np.empty(human.shape, np.uint8)
     small = torch.empty((n, num_classes, h, w), dtype=torch.float32)
     for t in tqdm(range(n), desc="fuse labels", leave=False):
-        votes = carried_votes(human, labelled, flow, t, num_classes, cfg)
+        votes = carried_votes(human, labelled, flow, t, num_classes, cfg, frames)
         fused = fuse_frame(net_probs[t], votes, frames[t], human[t], cfg)
         labels[t] = fused.argmax(0)
         small[t] = F.interpolate(torch.from_numpy(fused)[None], size=(h, w), mode="area")[0]

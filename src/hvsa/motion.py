@@ -125,6 +125,10 @@ def compute_flow(frames: np.ndarray, cfg: FlowConfig, device: torch.device | Non
         fw, bw = _raft_flows(frames, cfg, device or torch.device("cpu"))
     else:
         dis = cv2.DISOpticalFlow_create(DIS_PRESETS[cfg.dis_preset])
+        if cfg.dis_finest_scale is not None:
+            # the presets stop one or two pyramid levels above full resolution, which leaves
+            # borders a pixel or two off: the error that carried labels inherit
+            dis.setFinestScale(cfg.dis_finest_scale)
         gray = _gray(frames)
         fw_list, bw_list = [], []
         for t in tqdm(range(len(frames) - 1), desc="flow (dis)", leave=False):
