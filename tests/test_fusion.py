@@ -88,7 +88,7 @@ def test_fused_labels_beat_the_network_alone_and_keep_human_labels():
     assert small[5].max(0).values.mean() < small[0].max(0).values.mean()
 
 
-def test_without_any_human_label_fusion_is_the_network():
+def test_without_any_human_label_the_labels_are_the_network_but_the_belief_is_unsure():
     frames, labels, _ = generate(4, 64, 80, seed=1)
     flow = compute_flow(frames, CFG.flow)
     net = torch.zeros(4, len(CLASSES), 32, 40)
@@ -96,4 +96,9 @@ def test_without_any_human_label_fusion_is_the_network():
     cfg = CFG.fusion.model_copy(update={"guided_radius": 0})
     fused, small = fuse(net, np.full_like(labels, VOID), frames, flow, cfg)
     assert (fused == 3).all()
-    assert torch.allclose(small, net)
+    assert (small.argmax(1) == 3).all()
+    # the prior keeps a pixel that only the network speaks for uncertain
+    expected = (cfg.network_weight + cfg.prior / len(CLASSES)) / (cfg.network_weight + cfg.prior)
+    assert torch.allclose(small.max(1).values, torch.tensor(expected), atol=1e-5)
+    without = cfg.model_copy(update={"prior": 0.0})
+    assert torch.allclose(fuse(net, np.full_like(labels, VOID), frames, flow, without)[1], net)

@@ -103,6 +103,7 @@ class FusionConfig(_Section):
     photo_sigma: float | None = Field(gt=0)
     min_remaining: float = Field(ge=0, le=1)
     network_weight: float = Field(gt=0)
+    prior: float = Field(ge=0)
     guided_radius: int = Field(ge=0)
     guided_eps: float = Field(gt=0)
 

@@ -130,7 +130,9 @@ def fuse_frame(
     """
     size = frame.shape[:2]
     net = F.interpolate(net_probs[None].float(), size=size, mode="bilinear", align_corners=False)
-    fused = votes + cfg.network_weight * net[0].numpy()
+    # the uniform prior leaves every argmax as it is but keeps a pixel that only the network
+    # speaks for uncertain: the network is sure of itself far more often than it is right
+    fused = votes + cfg.network_weight * net[0].numpy() + cfg.prior / len(votes)
     fused /= fused.sum(0, keepdims=True).clip(1e-8)
     if cfg.guided_radius > 0:
         guide = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
