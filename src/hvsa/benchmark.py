@@ -45,7 +45,9 @@ from hvsa.report import (
 from hvsa.resources import peak_memory_mb, reset_peak_memory
 from hvsa.video import ClassList, Video, check_classes, load_video
 
-_HVSA = re.compile(r"^hvsa-(frame|superpixel|rect(\d+))-(paper|random|uncertainty|diversity)$")
+_HVSA = re.compile(
+    r"^hvsa-(frame|superpixel|rect(\d+))-(paper|random|uncertainty|diversity|gain)$"
+)
 _PROPAGATE = re.compile(r"^propagate-(\d+)$")
 
 

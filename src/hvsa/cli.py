@@ -282,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-miou", type=float)
     p.add_argument("--max-clicks", type=int)
     p.add_argument("--annotator", choices=["oracle", "human"])
-    p.add_argument("--selector", choices=["paper", "random", "uncertainty", "diversity"])
+    p.add_argument("--selector", choices=["paper", "random", "uncertainty", "diversity", "gain"])
     p.add_argument("--uncertainty", choices=["entropy", "margin", "least_confidence"])
     p.add_argument("--campaign", default="run", help="campaign name recorded in the ledger")
     p.set_defaults(func=cmd_run)

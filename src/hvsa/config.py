@@ -66,8 +66,9 @@ class UncertaintyConfig(_Section):
 
 
 class SelectionConfig(_Section):
-    strategy: Literal["paper", "random", "uncertainty", "diversity"]
+    strategy: Literal["paper", "random", "uncertainty", "diversity", "gain"]
     keep_fraction: float = Field(gt=0, le=1)
+    gain_pool: int = Field(ge=1)
     kmeans_init: int = Field(ge=1)
     seed: int
 
@@ -152,7 +153,9 @@ class QuickBenchmarkConfig(_Section):
 class BenchmarkConfig(_Section):
     ks: list[int] = Field(min_length=1)
     granularities: list[str] = Field(min_length=1)
-    selectors: list[Literal["paper", "random", "uncertainty", "diversity"]] = Field(min_length=1)
+    selectors: list[Literal["paper", "random", "uncertainty", "diversity", "gain"]] = Field(
+        min_length=1
+    )
     budgets: dict[str, int]
     rounds: int = Field(ge=1)
     max_clicks_pct: float = Field(gt=0, le=100)

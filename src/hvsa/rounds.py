@@ -19,6 +19,7 @@ from hvsa.clicks import region_clicks
 from hvsa.config import Config
 from hvsa.finetune import TrainingData, finetune
 from hvsa.fusion import fuse
+from hvsa.gain import expected_clicks, pixel_gain, sample_gain, select_gain
 from hvsa.labels import compose
 from hvsa.ledger import Event, Ledger
 from hvsa.metrics import miou
@@ -120,11 +121,25 @@ def select_samples(
     feats = sample_features(pred.features, ctx.small_segments, table, ctx.full)[cand]
     s = cfg.selection
     budget = min(cfg.loop.budget, cand.size)
-    picked = select(
-        s.strategy, unc, feats, budget, s.keep_fraction, s.kmeans_init, s.seed + round_no
-    )
+    if s.strategy == "gain":
+        gains = sample_gain(pixel_gain(pred.probs), ctx.small_segments, table, cand)
+        predicted = pred.probs.argmax(1).to(torch.uint8).numpy()
+        tolerance = cfg.annotation.polygon_tolerance
+        granularity = ctx.samples.granularity
+
+        def cost_of(idx: np.ndarray) -> np.ndarray:
+            return expected_clicks(predicted, table, cand[idx], ctx.full, granularity, tolerance)
+
+        picked, cost = select_gain(gains, cost_of, budget, s.gain_pool)
+    else:
+        picked = select(
+            s.strategy, unc, feats, budget, s.keep_fraction, s.kmeans_init, s.seed + round_no
+        )
     chosen = table.iloc[cand[picked]].copy()
     chosen["uncertainty"] = unc[picked]
+    if s.strategy == "gain":
+        chosen["expected_gain"] = gains[picked]
+        chosen["expected_clicks"] = cost
     chosen["rank"] = np.arange(len(chosen))
     return chosen
 

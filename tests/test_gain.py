@@ -1,0 +1,79 @@
+import json
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hvsa.cli import main
+from hvsa.gain import expected_clicks, pixel_gain, sample_gain, select_gain
+from hvsa.samples import rect_segments
+from tests.test_end_to_end import _run_args
+
+
+def _probs(c0_share: float, torn: tuple[int, int], where: tuple[int, int]) -> torch.Tensor:
+    """A 1×3×10×10 belief: class 0 covers ``c0_share`` of the frame, the rest class 1 (common),
+    and the pixel ``where`` is torn 50/50 between the classes ``torn``."""
+    p = torch.zeros(1, 3, 10, 10)
+    cols = int(10 * c0_share)
+    p[0, 0, :, :cols] = 1
+    p[0, 1, :, cols:] = 1
+    y, x = where
+    p[0, :, y, x] = 0
+    p[0, torn[0], y, x] = p[0, torn[1], y, x] = 0.5
+    return p
+
+
+def test_a_pixel_torn_between_rare_classes_is_worth_more():
+    rare = pixel_gain(_probs(0.1, (0, 2), (5, 5)))[0, 5, 5]
+    torn_common = pixel_gain(_probs(0.1, (1, 2), (5, 5)))[0, 5, 5]
+    assert rare > torn_common > 0
+    certain = pixel_gain(_probs(0.1, (1, 2), (5, 5)))[0, 2, 7]
+    assert certain == 0
+    assert (pixel_gain(_probs(0.1, (0, 2), (5, 5))) >= 0).all()
+
+
+def test_sample_gain_sums_over_each_sample():
+    gain = np.zeros((2, 4, 4))
+    gain[1, :2, :2] = 1.0  # sample 0 of frame 1
+    segments = np.stack([rect_segments((4, 4), 2)] * 2)
+    table = pd.DataFrame({"frame": [0] * 4 + [1] * 4, "segment": list(range(4)) * 2})
+    out = sample_gain(gain, segments, table, np.arange(8))
+    assert out.tolist() == [0, 0, 0, 0, 4, 0, 0, 0]
+
+
+def test_expected_clicks_follow_the_click_model():
+    predicted = np.zeros((1, 6, 6), np.uint8)
+    predicted[0, :, 3:] = 1  # the README's 6×6 road/car example: 4 clicks
+    table = pd.DataFrame({"frame": [0], "x0": [0], "y0": [0], "x1": [6], "y1": [6]})
+    assert expected_clicks(predicted, table, np.array([0]), (6, 6), "rect", 2.0).tolist() == [4]
+    # at half the working size the box is scaled up before counting
+    small = predicted[:, ::2, ::2]
+    assert expected_clicks(small, table, np.array([0]), (6, 6), "rect", 2.0).tolist() == [4]
+    assert expected_clicks(predicted, table, np.array([0]), (6, 6), "superpixel", 2.0)[0] == 1
+
+
+def test_select_gain_prefers_cheap_heavy_samples_and_prices_only_a_pool():
+    gain = np.array([10.0, 9.0, 1.0, 0.5])
+    prices = np.array([100.0, 3.0, 1.0, 1.0])
+    asked = []
+
+    def cost_of(idx):
+        asked.append(sorted(idx.tolist()))
+        return prices[idx]
+
+    picked, cost = select_gain(gain, cost_of, budget=1, pool=2)
+    assert picked.tolist() == [1] and cost.tolist() == [3.0]
+    assert asked == [[0, 1]]  # samples 2 and 3 were never priced
+
+
+def test_the_loop_runs_with_the_gain_selector(tiny_videos, pretrained, tmp_path):
+    out = tmp_path / "gain"
+    args = _run_args(tiny_videos[0], pretrained, out, "rect", 6, rounds=1)
+    assert main([*args, "--selector", "gain", "--set", "finetune.steps=2"]) == 0
+    selected = pd.read_parquet(out / "round_01" / "selected.parquet")
+    assert len(selected) == 6
+    assert (selected["expected_clicks"] >= 1).all() and (selected["expected_gain"] >= 0).all()
+    ratio = selected["expected_gain"] / selected["expected_clicks"]
+    assert ratio.is_monotonic_decreasing
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["clicks"] > 0
