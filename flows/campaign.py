@@ -130,7 +130,9 @@ def main() -> None:
     parser.add_argument("workspace")
     parser.add_argument("--rounds", type=int, help="at most this many rounds (default: until done)")
     args = parser.parse_args()
-    for key, metrics in campaign(args.workspace, args.rounds).items():
+    # an absolute path: the annotation app finds the run it resumes by this parameter
+    root = str(Path(args.workspace).resolve())
+    for key, metrics in campaign(root, args.rounds).items():
         print(key, metrics and {k: metrics[k] for k in ("round", "clicks_total", "miou")})
 
 

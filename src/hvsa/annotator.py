@@ -31,6 +31,7 @@ class Annotation:
     tool: str
     started: float
     finished: float
+    detail: dict | None = None  # clicks by tool and active seconds, as counted at the source
 
 
 class Annotator(Protocol):

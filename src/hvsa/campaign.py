@@ -24,7 +24,7 @@ from hvsa.workspace import NAME_PATTERN, Campaign, CampaignVideo, Workspace, wri
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_ONLY_STAGES = ("synth", "pretrain")
-GITIGNORE = "/data/ledger.sqlite*\n/mlflow.db\n/mlruns/\n__pycache__/\n"
+GITIGNORE = "/data/ledger.sqlite*\n/data/app.sqlite*\n/mlflow.db\n/mlruns/\n__pycache__/\n"
 
 
 def tool_env() -> dict[str, str]:

@@ -218,6 +218,30 @@ def _print_campaign(ws, metrics: dict | None) -> None:
         print(f"{key}: round {video.round}, mIoU {quality}, clicks {clicks}, {state}")
 
 
+def cmd_annotate(args: argparse.Namespace) -> None:
+    from hvsa.app.server import app_store
+    from hvsa.workspace import Workspace
+
+    ws = Workspace.open(args.workspace)
+    if args.action == "add-annotator":
+        if not args.name:
+            raise HvsaError("add-annotator needs the annotator's NAME")
+        token = app_store(ws).add_annotator(args.name)
+        print(f"annotator {args.name!r} added; their token (shown once, keep it safe):\n{token}")
+        return
+    if args.action == "annotators":
+        print("\n".join(app_store(ws).annotators()) or "no annotators yet (add-annotator NAME)")
+        return
+    import uvicorn
+
+    from hvsa.app.server import create_app
+
+    host = args.host or ws.cfg.app.host
+    port = args.port or ws.cfg.app.port
+    print(f"annotation app for campaign {ws.campaign.name}: http://{host}:{port}/")
+    uvicorn.run(create_app(ws.root), host=host, port=port, log_level="warning")
+
+
 def cmd_rollback(args: argparse.Namespace) -> None:
     from hvsa.rollback import rollback
     from hvsa.workspace import Workspace
@@ -308,6 +332,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video", type=_video_pair, action="append", help="NAME=PATH (init)")
     p.add_argument("--rounds", type=int, default=1, help="rounds to run (round)")
     p.set_defaults(func=cmd_campaign)
+
+    p = sub.add_parser(
+        "annotate", parents=[common], help="the annotation web app of a campaign workspace"
+    )
+    p.add_argument("action", choices=["serve", "add-annotator", "annotators"])
+    p.add_argument("name", nargs="?", help="annotator name (add-annotator)")
+    p.add_argument("--workspace", default=".", help="campaign workspace (default: here)")
+    p.add_argument("--host", help="bind address (default: app.host of params.yaml, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default: app.port of params.yaml)")
+    p.set_defaults(func=cmd_annotate)
 
     p = sub.add_parser(
         "rollback", parents=[common], help="return a campaign video to an earlier (or later) round"

@@ -85,6 +85,12 @@ class AnnotationConfig(_Section):
     polygon_tolerance: float = Field(ge=0)
 
 
+class AppConfig(_Section):
+    host: str
+    port: int = Field(ge=1, le=65535)
+    lease_s: float = Field(gt=0)
+
+
 class FinetuneConfig(_Section):
     steps: int = Field(ge=0)
     batch_size: int = Field(ge=1)
@@ -175,6 +181,7 @@ class Config(_Section):
     selection: SelectionConfig
     campaign: CampaignConfig
     annotation: AnnotationConfig
+    app: AppConfig
     finetune: FinetuneConfig
     fusion: FusionConfig
     loop: LoopConfig

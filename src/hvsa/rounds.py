@@ -192,8 +192,11 @@ def ledger_events(
         (y0, y1), (x0, x1) = (a.box[0].start, a.box[0].stop), (a.box[1].start, a.box[1].stop)
         values, counts = np.unique(a.labels[a.labels != VOID], return_counts=True)
         class_pixels = {classes.names[int(v)]: int(c) for v, c in zip(values, counts, strict=True)}
-        clicks = {"regions": a.clicks.regions, "vertices": a.clicks.vertices}
-        clicks["crossings"] = a.clicks.crossings
+        if a.detail is not None:  # a human's clicks as the app counted them, tool by tool
+            clicks = dict(a.detail)
+        else:
+            clicks = {"regions": a.clicks.regions, "vertices": a.clicks.vertices}
+            clicks["crossings"] = a.clicks.crossings
         digest = label_hash(a)
         events.append(
             Event(

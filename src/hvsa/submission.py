@@ -33,7 +33,7 @@ def write_submission(inbox: Path, round_no: int, annotations: list[Annotation]) 
     info = {
         str(a.sample_id): {
             "annotator": a.annotator, "tool": a.tool, "clicks": a.clicks.total,
-            "started": a.started, "finished": a.finished,
+            "started": a.started, "finished": a.finished, "detail": a.detail,
         }
         for a in annotations
     }  # fmt: skip
@@ -89,5 +89,23 @@ class SubmittedAnnotator:
                 sid, frame, box, patch.astype(np.uint8), ClickCount(clicks, 0, 0),
                 str(meta_row["annotator"]), str(meta_row["tool"]),
                 float(meta_row["started"]), float(meta_row["finished"]),
+                _detail(meta_row.get("detail"), clicks, sid),
             ))  # fmt: skip
         return out
+
+
+def _detail(detail: object, clicks: int, sample_id: int) -> dict | None:
+    """Clicks by tool as the source counted them; they must add up to the click total."""
+    if detail is None:
+        return None
+    if not isinstance(detail, dict):
+        raise HvsaError(f"sample {sample_id}: 'detail' must be a mapping of tool to clicks")
+    by_tool = detail.get("clicks_by_tool", {})
+    if any(not isinstance(v, int) or v < 0 for v in by_tool.values()):
+        raise HvsaError(f"sample {sample_id}: clicks by tool must be counts (whole, not negative)")
+    if sum(by_tool.values()) != clicks:
+        raise HvsaError(
+            f"sample {sample_id}: clicks by tool add up to {sum(by_tool.values())}, not {clicks}"
+        )
+    return {**{f"{k}": v for k, v in by_tool.items()},
+            **{k: v for k, v in detail.items() if k != "clicks_by_tool"}}  # fmt: skip

@@ -1,0 +1,43 @@
+"""Wake the campaign flow run that waits for a round's labels.
+
+The campaign flow pauses with ``wait_for_input`` (``flows/campaign.py``) until it is resumed
+with the round's video, number and submission path. This is the one place where the app talks
+to Prefect; the Prefect API comes from the environment (``PREFECT_API_URL``), as for the flow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def resume_waiting_run(workspace: Path, video: str, round_no: int, submission: str) -> str | None:
+    """Resume the paused campaign run of ``workspace``; its id, or None if no run is paused.
+
+    A run paused for this workspace is resumed with the round's input; the flow itself checks
+    that the input names the video and round it waits for, and pauses again if not.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.flow_runs import resume_flow_run
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+            )
+        )
+    root = Path(workspace).resolve()
+    for run in runs:
+        where = (run.parameters or {}).get("workspace")
+        if where is None or Path(where).resolve() != root:
+            continue
+        resume_flow_run(
+            run.id, run_input={"video": video, "round": round_no, "submission": submission}
+        )
+        return str(run.id)
+    return None

@@ -1,0 +1,235 @@
+"""The annotation app's own records: annotators and their tokens, who holds which sample.
+
+Kept in ``data/app.sqlite`` of the workspace (git-ignored: it holds token hashes), apart from the
+click ledger, which stays the one record of labels and clicks. Every decision that two
+annotators could race for — taking a sample, handing it in, closing a round — is one
+``BEGIN IMMEDIATE`` transaction, so SQLite serialises them: a sample is never held by two
+annotators at once, and a submission is accepted once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from hvsa.errors import HvsaError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS annotators (
+    name TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS assignments (
+    video TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    sample_id INTEGER NOT NULL,
+    annotator TEXT NOT NULL REFERENCES annotators (name),
+    assigned REAL NOT NULL,
+    submitted REAL,
+    PRIMARY KEY (video, round, sample_id)
+);
+CREATE TABLE IF NOT EXISTS closed_rounds (
+    video TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    closed REAL NOT NULL,
+    PRIMARY KEY (video, round)
+);
+"""
+
+
+class RefusedError(HvsaError):
+    """A request the app turns down; ``status`` is the HTTP status it answers with."""
+
+    def __init__(self, message: str, status: int = 409):
+        super().__init__(message)
+        self.status = status
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Assignment:
+    video: str
+    round: int
+    sample_id: int
+    annotator: str
+    assigned: float
+    submitted: float | None
+
+
+class AppStore:
+    """Annotators, tokens and sample assignments of one workspace."""
+
+    def __init__(self, path: Path, lease_s: float):
+        """``lease_s``: how long a taken, unsubmitted sample stays its annotator's alone."""
+        self.path, self.lease_s = Path(path), lease_s
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self.db.executescript(SCHEMA)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """This thread's connection: the web server answers requests on several threads, and
+        a transaction must never interleave with another thread's on one connection."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            self._local.db = db
+        return db
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One writer at a time: the whole check-then-write runs under SQLite's write lock."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # annotators ------------------------------------------------------------------------------
+
+    def add_annotator(self, name: str) -> str:
+        """Register ``name`` and return its new token (shown once; only its hash is kept)."""
+        name = name.strip()
+        if not name or len(name) > 64 or any(c in name for c in "\n\r\t"):
+            raise HvsaError(f"annotator name {name!r}: use 1–64 printable characters")
+        token = secrets.token_urlsafe(24)
+        try:
+            with self.transaction() as db:
+                db.execute(
+                    "INSERT INTO annotators VALUES (?, ?, ?)",
+                    (name, token_hash(token), time.time()),
+                )
+        except sqlite3.IntegrityError:
+            raise HvsaError(f"annotator {name!r} exists already") from None
+        return token
+
+    def annotators(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT name FROM annotators ORDER BY name")]
+
+    def who(self, token: str | None) -> str:
+        """The annotator a token belongs to; refused (401) when missing or unknown."""
+        if not token:
+            raise RefusedError(
+                "sign in with your annotator token (hvsa annotate add-annotator)", 401
+            )
+        row = self.db.execute(
+            "SELECT name FROM annotators WHERE token_hash = ?", (token_hash(token),)
+        ).fetchone()
+        if row is None:
+            raise RefusedError("unknown annotator token", 401)
+        return row[0]
+
+    # assignments -----------------------------------------------------------------------------
+
+    def assignments(self, video: str, round_no: int) -> list[Assignment]:
+        rows = self.db.execute(
+            "SELECT * FROM assignments WHERE video = ? AND round = ? ORDER BY sample_id",
+            (video, round_no),
+        )
+        return [Assignment(*r) for r in rows]
+
+    def take(self, video: str, round_no: int, order: list[int], annotator: str) -> int | None:
+        """The sample this annotator should label next, reserved for them; None when none is free.
+
+        An annotator keeps the sample they hold; otherwise they get the first sample (in the
+        selection's order) that nobody holds, or whose holder's lease ran out unsubmitted.
+        """
+        now = time.time()
+        with self.transaction() as db:
+            rows = {
+                r[0]: r[1:]
+                for r in db.execute(
+                    "SELECT sample_id, annotator, assigned, submitted FROM assignments "
+                    "WHERE video = ? AND round = ?",
+                    (video, round_no),
+                )
+            }
+            for sid in order:
+                holder = rows.get(sid)
+                if holder and holder[0] == annotator and holder[2] is None:
+                    return sid
+            for sid in order:
+                holder = rows.get(sid)
+                if holder is None:
+                    db.execute(
+                        "INSERT INTO assignments VALUES (?, ?, ?, ?, ?, NULL)",
+                        (video, round_no, sid, annotator, now),
+                    )
+                    return sid
+                if holder[2] is None and now - holder[1] > self.lease_s:
+                    db.execute(
+                        "UPDATE assignments SET annotator = ?, assigned = ? "
+                        "WHERE video = ? AND round = ? AND sample_id = ?",
+                        (annotator, now, video, round_no, sid),
+                    )
+                    return sid
+        return None
+
+    def check_holder(
+        self, db: sqlite3.Connection, video: str, round_no: int, sample_id: int, annotator: str
+    ) -> None:
+        """Refuse a submission for a sample this annotator does not hold (inside a transaction)."""
+        row = db.execute(
+            "SELECT annotator, submitted FROM assignments "
+            "WHERE video = ? AND round = ? AND sample_id = ?",
+            (video, round_no, sample_id),
+        ).fetchone()
+        if row is None or row[0] != annotator:
+            raise RefusedError(
+                f"sample {sample_id} of {video} round {round_no} is not assigned to {annotator}"
+            )
+        if row[1] is not None:
+            raise RefusedError(
+                f"sample {sample_id} of {video} round {round_no} is already submitted"
+            )
+
+    def mark_submitted(
+        self, db: sqlite3.Connection, video: str, round_no: int, sample_id: int
+    ) -> None:
+        db.execute(
+            "UPDATE assignments SET submitted = ? WHERE video = ? AND round = ? AND sample_id = ?",
+            (time.time(), video, round_no, sample_id),
+        )
+
+    def submitted(self, db: sqlite3.Connection, video: str, round_no: int) -> set[int]:
+        rows = db.execute(
+            "SELECT sample_id FROM assignments "
+            "WHERE video = ? AND round = ? AND submitted IS NOT NULL",
+            (video, round_no),
+        )
+        return {r[0] for r in rows}
+
+    def close_round(self, db: sqlite3.Connection, video: str, round_no: int) -> bool:
+        """Mark the round closed; False if it was closed already (so it is handed in once)."""
+        try:
+            db.execute("INSERT INTO closed_rounds VALUES (?, ?, ?)", (video, round_no, time.time()))
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def is_closed(self, video: str, round_no: int) -> bool:
+        row = self.db.execute(
+            "SELECT 1 FROM closed_rounds WHERE video = ? AND round = ?", (video, round_no)
+        ).fetchone()
+        return row is not None

@@ -1,0 +1,220 @@
+"""What the annotation app serves and takes in: open rounds, sample views, submitted patches.
+
+A round is *open* when a campaign video with the human annotator has a selection for its current
+round (the ``select`` stage ran) and its labels are not handed in yet. For each selected sample
+the app shows the frame, the sample's region and a starting label: the network's prediction of
+this round, so that the annotator corrects rather than draws. Each submitted sample is kept as a
+part file until the round is complete; then the parts become the round's submission
+(``submission.py``), which the paused flow reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from hvsa.annotator import Annotation
+from hvsa.app.store import RefusedError
+from hvsa.clicks import ClickCount
+from hvsa.network import load_checkpoint
+from hvsa.predict import load_prediction
+from hvsa.samples import SampleSet, load_samples, superpixel_segments
+from hvsa.submission import submission_paths, write_submission
+from hvsa.video import VOID, ClassList, Video
+from hvsa.workspace import Workspace
+
+TOOLS = ("polygon", "brush", "eraser", "superpixel", "accept", "import")
+
+
+def parts_dir(ws: Workspace, video: str, round_no: int) -> Path:
+    return ws.root / "inbox" / video / f"r{round_no}.parts"
+
+
+def open_rounds(ws: Workspace) -> list[tuple[str, int]]:
+    """(video, round) of every round that waits for human labels, in campaign order."""
+    if ws.cfg.annotation.annotator != "human":
+        return []
+    out = []
+    for key, v in ws.campaign.videos.items():
+        if v.status != "active" or v.round < 1:
+            continue
+        here = ws.round_dir(key, v.round)
+        npz, _ = submission_paths(ws.root / "inbox" / key, v.round)
+        if (
+            (here / "selected.parquet").is_file()
+            and not (here / "annotations.parquet").is_file()
+            and not npz.is_file()
+        ):
+            out.append((key, v.round))
+    return out
+
+
+@dataclass
+class RoundWork:
+    """One open round of one video: its selection, frames and the network's prediction."""
+
+    ws: Workspace
+    video_key: str
+    round: int
+    _superpixels: dict[int, np.ndarray] = field(default_factory=dict)
+    _prefill: dict[int, np.ndarray] = field(default_factory=dict)
+
+    @cached_property
+    def here(self) -> Path:
+        return self.ws.round_dir(self.video_key, self.round)
+
+    @cached_property
+    def selected(self) -> pd.DataFrame:
+        return pd.read_parquet(self.here / "selected.parquet")
+
+    @property
+    def order(self) -> list[int]:
+        """Sample ids in the order the selection ranked them."""
+        return [int(s) for s in self.selected["sample_id"]]
+
+    @cached_property
+    def samples(self) -> SampleSet:
+        return load_samples(self.ws.video_dir(self.video_key) / "samples.npz")
+
+    @cached_property
+    def video(self) -> Video:
+        return self.ws.load_video(self.video_key)
+
+    @cached_property
+    def classes(self) -> ClassList:
+        prev = self.ws.round_dir(self.video_key, self.ws.video(self.video_key).prev)
+        _, classes, _ = load_checkpoint(prev / "model.pt", "cpu")
+        return classes
+
+    def check_sample(self, sample_id: int) -> None:
+        if sample_id not in self.order:
+            raise RefusedError(
+                f"sample {sample_id} is not one of the samples of {self.video_key} "
+                f"round {self.round}",
+                404,
+            )
+
+    def describe(self, sample_id: int) -> dict:
+        """What the page needs to lay a sample out."""
+        self.check_sample(sample_id)
+        frame, box, mask = self.samples.region(sample_id)
+        n = len(self.video)
+        return {
+            "video": self.video_key,
+            "round": self.round,
+            "sample_id": sample_id,
+            "rank": self.order.index(sample_id),
+            "of": len(self.order),
+            "granularity": self.samples.granularity,
+            "frame": frame,
+            "frame_name": self.video.frame_names[frame],
+            "frames": n,
+            "size": list(self.video.size),
+            "box": {"y0": box[0].start, "y1": box[0].stop, "x0": box[1].start, "x1": box[1].stop},
+            "region_pixels": int(mask.sum()),
+        }
+
+    def frame_png(self, frame: int) -> bytes:
+        if not 0 <= frame < len(self.video):
+            raise RefusedError(f"frame {frame} is not in {self.video_key}", 404)
+        return _png(cv2.cvtColor(self.video.frames[frame], cv2.COLOR_RGB2BGR))
+
+    def region_png(self, sample_id: int) -> bytes:
+        """The sample's region inside its box: 255 in, 0 out."""
+        self.check_sample(sample_id)
+        _, _, mask = self.samples.region(sample_id)
+        return _png(mask.astype(np.uint8) * 255)
+
+    def prefill(self, sample_id: int) -> np.ndarray:
+        """The network's labels of this round in the sample's box (void outside the region)."""
+        self.check_sample(sample_id)
+        frame, box, mask = self.samples.region(sample_id)
+        if frame not in self._prefill:
+            pred = load_prediction(self.here / "predict.npz")
+            probs = pred.probs[frame : frame + 1].float()
+            full = F.interpolate(probs, size=self.video.size, mode="bilinear", align_corners=False)
+            self._prefill[frame] = full[0].argmax(0).to(torch.uint8).numpy()
+        return np.where(mask, self._prefill[frame][box], VOID).astype(np.uint8)
+
+    def prefill_png(self, sample_id: int) -> bytes:
+        return _png(self.prefill(sample_id))
+
+    def superpixels_png(self, sample_id: int) -> bytes:
+        """Superpixel ids in the box, as RGB (id = R + 256·G): what superpixel fill snaps to."""
+        self.check_sample(sample_id)
+        frame, box, _ = self.samples.region(sample_id)
+        if frame not in self._superpixels:
+            if self.samples.granularity == "superpixel":
+                seg = self.samples.segments[frame]
+            else:
+                s = self.ws.cfg.samples
+                seg = superpixel_segments(self.video.frames[frame], s.superpixels, s.compactness)
+            self._superpixels[frame] = seg.astype(np.int32)
+        ids = self._superpixels[frame][box]
+        rgb = np.stack([ids % 256, ids // 256 % 256, np.zeros_like(ids)], -1).astype(np.uint8)
+        return _png(rgb[..., ::-1])
+
+    def check_labels(self, sample_id: int, labels: np.ndarray) -> None:
+        """Refuse labels of the wrong size, outside the region, or of an unknown class."""
+        _, _, mask = self.samples.region(sample_id)
+        if labels.shape != mask.shape:
+            raise RefusedError(
+                f"sample {sample_id}: labels are {labels.shape[1]}×{labels.shape[0]}, "
+                f"the sample's box is {mask.shape[1]}×{mask.shape[0]}",
+                422,
+            )
+        if (labels[~mask] != VOID).any():
+            raise RefusedError(
+                f"sample {sample_id}: labels outside the sample's region are refused", 422
+            )
+        bad = (labels != VOID) & (labels >= len(self.classes))
+        if bad.any():
+            raise RefusedError(
+                f"sample {sample_id}: class {int(labels[bad][0])} is not in the list", 422
+            )
+
+    def save_part(self, annotation: Annotation) -> None:
+        """Keep one submitted sample until the round is complete (atomic write)."""
+        folder = parts_dir(self.ws, self.video_key, self.round)
+        folder.mkdir(parents=True, exist_ok=True)
+        sid = annotation.sample_id
+        tmp = folder / f"{sid}.tmp.npz"
+        np.savez_compressed(tmp, labels=annotation.labels)
+        meta = {
+            "annotator": annotation.annotator, "tool": annotation.tool,
+            "clicks": annotation.clicks.total, "started": annotation.started,
+            "finished": annotation.finished, "detail": annotation.detail,
+        }  # fmt: skip
+        (folder / f"{sid}.json.tmp").write_text(json.dumps(meta))
+        os.replace(folder / f"{sid}.json.tmp", folder / f"{sid}.json")
+        os.replace(tmp, folder / f"{sid}.npz")
+
+    def hand_in(self) -> Path:
+        """Turn the round's parts into its submission (``inbox/V/rN.npz`` and ``.json``)."""
+        folder = parts_dir(self.ws, self.video_key, self.round)
+        annotations = []
+        for sid in self.order:
+            meta = json.loads((folder / f"{sid}.json").read_text())
+            labels = np.load(folder / f"{sid}.npz")["labels"]
+            frame, box, _ = self.samples.region(sid)
+            annotations.append(Annotation(
+                sid, frame, box, labels, ClickCount(int(meta["clicks"]), 0, 0), meta["annotator"],
+                meta["tool"], meta["started"], meta["finished"], meta["detail"],
+            ))  # fmt: skip
+        return write_submission(self.ws.root / "inbox" / self.video_key, self.round, annotations)
+
+
+def _png(image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()

@@ -1,0 +1,208 @@
+"""The annotation app's API: sign-in, sample assignment, every refusal, concurrent annotators.
+
+One human round is prepared once (DVC stages up to ``select``), then each test copies the
+workspace, so no test sees another's submissions.
+"""
+
+import base64
+import shutil
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from hvsa.annotator import OracleAnnotator
+from hvsa.app.server import app_store, create_app
+from hvsa.campaign import advance, init_workspace, reproduce
+from hvsa.cli import main
+from hvsa.ledger import Ledger
+from hvsa.samples import load_samples
+from hvsa.workspace import Workspace
+from tests.conftest import write_fast_params
+
+
+@pytest.fixture(scope="module")
+def waiting_round(tiny_videos, pretrained, tmp_path_factory):
+    """A workspace whose video ``cam`` waits for the human labels of round 1."""
+    base = tmp_path_factory.mktemp("app")
+    params = write_fast_params(
+        base / "params.yaml",
+        **{"annotation.annotator": "human", "loop.budget": 4, "samples.granularity": "rect"},
+    )
+    ws = init_workspace(base / "ws", "people", pretrained, {"cam": str(tiny_videos[0])}, params)
+    advance(ws)
+    reproduce(Workspace.open(ws.root), ["select@cam"])
+    return ws.root
+
+
+@pytest.fixture
+def app(waiting_round, tmp_path):
+    root = tmp_path / "ws"
+    shutil.copytree(waiting_round, root, symlinks=True)
+    resumed = []
+
+    def resume(workspace, video, round_no, submission):
+        resumed.append((video, round_no, submission))
+        return "run-1"
+
+    client = TestClient(create_app(root, resume=resume))
+    ws = Workspace.open(root)
+    tokens = {name: app_store(ws).add_annotator(name) for name in ("alice", "bob", "carol")}
+    return client, root, tokens, resumed
+
+
+def _auth(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _truth(root, sample):
+    """The oracle's labels for a sample, as the page would send them."""
+    ws = Workspace.open(root)
+    samples = load_samples(ws.video_dir("cam") / "samples.npz")
+    (a,) = OracleAnnotator(2.0).annotate(ws.load_video("cam"), samples, [sample["sample_id"]])
+    return a.labels
+
+
+def _body(labels, clicks=None):
+    return {
+        "labels": base64.b64encode(np.ascontiguousarray(labels).tobytes()).decode(),
+        "clicks_by_tool": clicks or {"polygon": 4, "superpixel": 1},
+        "active_s": 3.5, "started": 1.0, "finished": 2.0,
+    }  # fmt: skip
+
+
+def _url(sample):
+    return f"/api/rounds/cam/1/samples/{sample['sample_id']}"
+
+
+def test_the_round_is_listed_and_samples_come_in_selection_order(app):
+    client, root, tokens, _ = app
+    assert client.get("/api/rounds").status_code == 401
+    assert client.get("/api/rounds", headers=_auth("nope")).status_code == 401
+    rounds = client.get("/api/rounds", headers=_auth(tokens["alice"])).json()
+    assert [(r["video"], r["round"], r["samples"]) for r in rounds] == [("cam", 1, 4)]
+    selected = pd.read_parquet(root / "data" / "cam" / "r1" / "selected.parquet")
+    first = client.post("/api/rounds/cam/1/next", headers=_auth(tokens["alice"])).json()
+    assert first["sample_id"] == int(selected["sample_id"].iloc[0])
+    # the same annotator keeps the sample they hold; another gets the next one
+    again = client.post("/api/rounds/cam/1/next", headers=_auth(tokens["alice"])).json()
+    assert again["sample_id"] == first["sample_id"]
+    other = client.post("/api/rounds/cam/1/next", headers=_auth(tokens["bob"])).json()
+    assert other["sample_id"] == int(selected["sample_id"].iloc[1])
+    for layer in ("region", "prefill", "superpixels"):
+        r = client.get(f"{_url(first)}/{layer}.png", headers=_auth(tokens["alice"]))
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    frame = client.get(
+        f"/api/rounds/cam/1/frames/{first['frame']}.png", headers=_auth(tokens["bob"])
+    )
+    assert frame.status_code == 200 and frame.content[:4] == b"\x89PNG"
+
+
+def test_refusals_change_nothing(app):
+    client, root, tokens, resumed = app
+    a, b = _auth(tokens["alice"]), _auth(tokens["bob"])
+    mine = client.post("/api/rounds/cam/1/next", headers=a).json()
+    labels = _truth(root, mine)
+
+    def refused(url, body, headers, status, words):
+        r = client.post(url, json=body, headers=headers)
+        assert r.status_code == status, r.text
+        assert words in r.json()["error"]
+
+    refused(_url(mine), _body(labels), b, 409, "not assigned to bob")
+    h, w = labels.shape
+    box = mine["box"]
+    assert (box["y1"] - box["y0"], box["x1"] - box["x0"]) == (h, w)
+    refused(_url(mine), _body(np.zeros((h, w + 1), np.uint8)), a, 422, "label bytes for a")
+    refused(_url(mine), _body(np.full((h, w), 200, np.uint8)), a, 422, "not in the list")
+    refused(_url(mine), _body(labels, {"lasso": 2}), a, 422, "unknown tool")
+    refused(_url(mine), _body(labels, {"polygon": 0}), a, 422, "no click")
+    refused("/api/rounds/cam/2/samples/0", _body(labels), a, 409, "not open")
+    selected = set(pd.read_parquet(root / "data" / "cam" / "r1" / "selected.parquet")["sample_id"])
+    unselected = next(i for i in range(1000) if i not in selected)
+    refused(f"/api/rounds/cam/1/samples/{unselected}", _body(labels), a, 404, "not one of")
+    assert not (root / "inbox" / "cam" / "r1.parts").exists()
+
+    ok = client.post(_url(mine), json=_body(labels), headers=a)
+    assert ok.status_code == 200 and ok.json()["clicks"] == 5
+    refused(_url(mine), _body(labels), a, 409, "already submitted")
+    assert resumed == []
+
+
+def test_labels_outside_a_superpixel_are_refused(waiting_round, tmp_path, tiny_videos, pretrained):
+    base = tmp_path
+    params = write_fast_params(
+        base / "params.yaml",
+        **{"annotation.annotator": "human", "loop.budget": 2, "samples.granularity": "superpixel"},
+    )
+    ws = init_workspace(base / "ws", "sp", pretrained, {"cam": str(tiny_videos[0])}, params)
+    advance(ws)
+    reproduce(Workspace.open(ws.root), ["select@cam"])
+    client = TestClient(create_app(ws.root, resume=lambda *a: None))
+    token = app_store(Workspace.open(ws.root)).add_annotator("dora")
+    sample = client.post("/api/rounds/cam/1/next", headers=_auth(token)).json()
+    labels = _truth(ws.root, sample)
+    everywhere = np.zeros_like(labels)  # class 0 over the whole box, outside the superpixel too
+    assert (labels == 255).any()
+    r = client.post(_url(sample), json=_body(everywhere), headers=_auth(token))
+    assert r.status_code == 422 and "outside the sample's region" in r.json()["error"]
+
+
+def test_concurrent_annotators_lose_nothing_and_count_nothing_twice(app):
+    client, root, tokens, resumed = app
+    ws = Workspace.open(root)
+    names = list(tokens)
+    taken: dict[str, list[int]] = {n: [] for n in names}
+    errors = []
+
+    def work(name):
+        """Take and submit samples until none is left; submit each twice (a double click)."""
+        h = _auth(tokens[name])
+        while True:
+            s = client.post("/api/rounds/cam/1/next", headers=h)
+            if s.status_code == 409:  # the round was handed in by someone else meanwhile
+                return
+            sample = s.json()
+            if sample.get("sample_id") is None:
+                return
+            taken[name].append(sample["sample_id"])
+            body = _body(_truth(root, sample), {"polygon": 3})
+            codes = [client.post(_url(sample), json=body, headers=h).status_code for _ in (1, 2)]
+            if codes[0] != 200 or codes[1] != 409:
+                errors.append((name, sample["sample_id"], codes))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    everyone = sorted(s for ids in taken.values() for s in ids)
+    selected = pd.read_parquet(root / "data" / "cam" / "r1" / "selected.parquet")
+    assert everyone == sorted(selected["sample_id"].tolist())  # each sample once, none lost
+    assert resumed == [("cam", 1, "inbox/cam/r1.npz")]  # handed in exactly once
+    assert client.get("/api/rounds", headers=_auth(tokens["alice"])).json() == []
+
+    # the flow's annotate stage records the app's counts in the ledger, annotator by annotator
+    reproduce(ws, ["annotate@cam"])
+    with Ledger(ws.ledger_path) as ledger:
+        events = ledger.frame()
+    assert len(events) == len(selected) and events["clicks"].tolist() == [3] * len(selected)
+    by_name = events.groupby("annotator")["sample_id"].apply(sorted).to_dict()
+    assert by_name == {n: sorted(ids) for n, ids in taken.items() if ids}
+    assert set(events["tool"]) == {"polygon"}
+    assert all(
+        d == {"polygon": 3, "active_s": 3.5, "source": "app"} for d in events["clicks_detail"]
+    )
+
+
+def test_cli_adds_annotators_and_refuses_a_duplicate(waiting_round, tmp_path, capsys):
+    root = tmp_path / "ws"
+    shutil.copytree(waiting_round, root, symlinks=True)
+    assert main(["annotate", "add-annotator", "erin", "--workspace", str(root)]) == 0
+    token = capsys.readouterr().out.strip().splitlines()[-1]
+    assert app_store(Workspace.open(root)).who(token) == "erin"
+    assert main(["annotate", "add-annotator", "erin", "--workspace", str(root)]) == 2
+    assert "exists already" in capsys.readouterr().err
