@@ -5,6 +5,7 @@ workspace, so no test sees another's submissions.
 """
 
 import base64
+import json
 import shutil
 import threading
 
@@ -206,3 +207,116 @@ def test_cli_adds_annotators_and_refuses_a_duplicate(waiting_round, tmp_path, ca
     assert app_store(Workspace.open(root)).who(token) == "erin"
     assert main(["annotate", "add-annotator", "erin", "--workspace", str(root)]) == 2
     assert "exists already" in capsys.readouterr().err
+
+
+def test_label_studio_rle_round_trips_and_reads_literal_runs():
+    from hvsa.app.exchange import decode_rle, encode_rle, mask_to_rle, rle_to_mask
+
+    rng = np.random.default_rng(0)
+    mask = rng.random((37, 53)) > 0.6
+    assert (rle_to_mask(mask_to_rle(mask), 37, 53) == mask).all()
+    long = np.r_[np.zeros(70000, np.uint8), np.full(5, 9, np.uint8)]  # runs longer than 2**16
+    assert (decode_rle(encode_rle(long)) == long).all()
+    # a hand-made stream: 3 values, 8-bit words, run-length widths 1..4 bits; one literal run
+    bits = format(3, "032b") + format(7, "05b") + "0000" * 4
+    bits += "0" + "00" + "1" + "00000101" + "00001010"  # literal: 2 values, 5 and 10
+    bits += "1" + "00" + "0" + "11111111"  # repeat: 1 value, 255
+    bits += "0" * (-len(bits) % 8)
+    stream = [int(bits[i : i + 8], 2) for i in range(0, len(bits), 8)]
+    assert decode_rle(stream).tolist() == [5, 10, 255]
+
+
+def _truth_masks(root):
+    ws = Workspace.open(root)
+    samples = load_samples(ws.video_dir("cam") / "samples.npz")
+    selected = pd.read_parquet(root / "data" / "cam" / "r1" / "selected.parquet")
+    ids = selected["sample_id"].tolist()
+    return {a.sample_id: a.labels for a in OracleAnnotator(2.0).annotate(
+        ws.load_video("cam"), samples, ids)}  # fmt: skip
+
+
+def test_cvat_export_and_import_hand_the_round_in(app, tmp_path, capsys, monkeypatch):
+    import cv2
+
+    monkeypatch.setattr("hvsa.app.server.resume_waiting_run", lambda *a: None)
+
+    client, root, tokens, _ = app
+    out = tmp_path / "export"
+    args = ["annotate", "export", "--workspace", str(root), "--video", "cam", "--path", str(out)]
+    assert main(args) == 0
+    truth = _truth_masks(root)
+    stems = (out / "cvat" / "ImageSets" / "Segmentation" / "default.txt").read_text().split()
+    assert len(stems) == len(truth) == len(list((out / "images").glob("*.png")))
+    assert (out / "cvat.zip").is_file() and (out / "label_studio" / "config.xml").is_file()
+    tasks = json.loads((out / "label_studio" / "tasks.json").read_text())
+    assert all(t["predictions"][0]["result"] for t in tasks)
+    # the team's tool: paint the ground truth in the labelmap's colours, export as CVAT masks
+    colours = {}
+    for line in (out / "cvat" / "labelmap.txt").read_text().splitlines()[2:]:
+        name, rgb = line.split(":")[:2]
+        colours[len(colours)] = [int(v) for v in rgb.split(",")]
+    folder = out / "cvat" / "SegmentationClass"
+    first = None
+    for sid, labels in truth.items():
+        rgb = np.zeros((*labels.shape, 3), np.uint8)
+        for c, colour in colours.items():
+            rgb[labels == c] = colour
+        cv2.imwrite(str(folder / f"cam_r1_s{sid}.png"), rgb[..., ::-1])
+        first = first if first is not None else sid
+    cv2.imwrite(
+        str(folder / f"cam_r1_s{first}.png"), np.full((*truth[first].shape, 3), 7, np.uint8)
+    )
+    imp = ["annotate", "import", "zoe", "--workspace", str(root), "--video", "cam",
+           "--path", str(out / "cvat"), "--tool", "cvat"]  # fmt: skip
+    assert main(imp) == 2 and "is not a class of the labelmap" in capsys.readouterr().err
+    (folder / f"cam_r1_s{first}.png").unlink()
+    assert (
+        main(imp) == 2 and f"sample {first} of cam round 1 has no mask" in capsys.readouterr().err
+    )
+    assert not (root / "inbox" / "cam" / "r1.npz").exists()
+    rgb = np.zeros((*truth[first].shape, 3), np.uint8)
+    for c, colour in colours.items():
+        rgb[truth[first] == c] = colour
+    cv2.imwrite(str(folder / f"cam_r1_s{first}.png"), rgb[..., ::-1])
+    assert main(imp) == 0, capsys.readouterr().err
+    assert (root / "inbox" / "cam" / "r1.npz").is_file()
+    # the round is closed for the app, and a second import is refused
+    assert client.get("/api/rounds", headers=_auth(tokens["alice"])).json() == []
+    reproduce(Workspace.open(root), ["annotate@cam"])
+    with Ledger(Workspace.open(root).ledger_path) as ledger:
+        events = ledger.frame()
+    assert set(events["tool"]) == {"import"} and set(events["annotator"]) == {"zoe"}
+    assert all(d["source"] == "cvat" for d in events["clicks_detail"])
+    assert (events["clicks"] > 0).all()
+
+
+def test_label_studio_import_reads_brush_annotations(app, tmp_path):
+    from hvsa.app.exchange import export_round, mask_to_rle
+    from hvsa.app.server import current_round, import_labels
+
+    _, root, _, resumed = app
+    ws = Workspace.open(root)
+    out = export_round(current_round(ws, "cam"), tmp_path / "ls")
+    tasks = json.loads((out / "label_studio" / "tasks.json").read_text())
+    truth = _truth_masks(root)
+    names = current_round(ws, "cam").classes.names
+    for task in tasks:
+        labels = truth[task["data"]["hvsa_sample"]]
+        h, w = labels.shape
+        task["annotations"] = [{"result": [
+            {"type": "brushlabels", "original_height": h, "original_width": w,
+             "value": {"rle": mask_to_rle(labels == c), "brushlabels": [names[c]]}}
+            for c in np.unique(labels[labels != 255]).tolist()
+        ]}]  # fmt: skip
+    export = tmp_path / "ls-export.json"
+    export.write_text(json.dumps(tasks))
+    done = import_labels(root, "cam", export, "label-studio", "yann", resume=lambda *a: "run-9")
+    assert done["samples"] == len(truth) and done["dropped_pixels"] == 0
+    assert done["resumed_flow_run"] == "run-9"
+    from hvsa.submission import SubmittedAnnotator
+
+    ws = Workspace.open(root)
+    got = SubmittedAnnotator(root / "inbox" / "cam", 1, len(names)).annotate(
+        ws.load_video("cam"), load_samples(ws.video_dir("cam") / "samples.npz"), list(truth)
+    )
+    assert all((a.labels == truth[a.sample_id]).all() for a in got)

@@ -232,6 +232,28 @@ def cmd_annotate(args: argparse.Namespace) -> None:
     if args.action == "annotators":
         print("\n".join(app_store(ws).annotators()) or "no annotators yet (add-annotator NAME)")
         return
+    if args.action in ("export", "import"):
+        from hvsa.app.exchange import export_round
+        from hvsa.app.server import current_round, import_labels
+
+        if not args.video or not args.path:
+            raise HvsaError(f"annotate {args.action} needs --video KEY and --path")
+        if args.action == "export":
+            out = export_round(current_round(ws, args.video), Path(args.path))
+            print(
+                f"round samples of {args.video} exported to {out} (cvat/, cvat.zip, label_studio/)"
+            )
+            return
+        if not args.tool or not args.name:
+            raise HvsaError("annotate import needs --tool cvat|label-studio and the annotator NAME")
+        done = import_labels(ws.root, args.video, Path(args.path), args.tool, args.name)
+        print(
+            f"{done['samples']} samples of {args.video} round {done['round']} imported "
+            f"({done['clicks']} clicks by the click model, {done['dropped_pixels']} pixels outside "
+            f"the samples dropped) as {done['submission']}; flow run resumed: "
+            f"{done['resumed_flow_run'] or 'none was paused'}"
+        )
+        return
     import uvicorn
 
     from hvsa.app.server import create_app
@@ -336,8 +358,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "annotate", parents=[common], help="the annotation web app of a campaign workspace"
     )
-    p.add_argument("action", choices=["serve", "add-annotator", "annotators"])
-    p.add_argument("name", nargs="?", help="annotator name (add-annotator)")
+    p.add_argument("action", choices=["serve", "add-annotator", "annotators", "export", "import"])
+    p.add_argument("name", nargs="?", help="annotator name (add-annotator, import)")
+    p.add_argument("--video", help="campaign video KEY (export, import)")
+    p.add_argument("--path", help="folder to export to; export folder, zip or JSON to import")
+    p.add_argument("--tool", choices=["cvat", "label-studio"], help="format of an import")
     p.add_argument("--workspace", default=".", help="campaign workspace (default: here)")
     p.add_argument("--host", help="bind address (default: app.host of params.yaml, 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default: app.port of params.yaml)")

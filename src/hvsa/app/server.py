@@ -175,6 +175,47 @@ def create_app(workspace: str | Path, resume=resume_waiting_run) -> FastAPI:
     return app
 
 
+def current_round(ws: Workspace, video: str) -> RoundWork:
+    """The open round of ``video``, or a clear refusal."""
+    ws.video(video)
+    for key, round_no in open_rounds(ws):
+        if key == video:
+            return RoundWork(ws, key, round_no)
+    raise HvsaError(f"{video} has no round waiting for labels (annotation.annotator must be human)")
+
+
+def import_labels(
+    root: Path, video: str, source: Path, tool: str, annotator: str, resume=None
+) -> dict:
+    """Hand a round in from a CVAT / Label Studio export; refused if the app took part of it."""
+    from hvsa.app.exchange import import_round
+
+    ws = Workspace.open(root)
+    work = current_round(ws, video)
+    annotations, dropped = import_round(work, source, tool, annotator)
+    store = app_store(ws)
+    with store.transaction() as db:
+        begun = store.submitted(db, video, work.round)
+        if begun:
+            raise HvsaError(
+                f"{len(begun)} samples of {video} round {work.round} were labelled in the app: "
+                "finish the round there"
+            )
+        if not store.close_round(db, video, work.round):
+            raise HvsaError(f"{video} round {work.round} is handed in already")
+        submission = work.hand_in(annotations)
+    rel = str(submission.relative_to(ws.root))
+    answer = {
+        "round": work.round, "samples": len(annotations), "dropped_pixels": dropped,
+        "clicks": sum(a.clicks.total for a in annotations), "submission": rel,
+    }  # fmt: skip
+    try:
+        answer["resumed_flow_run"] = (resume or resume_waiting_run)(ws.root, video, work.round, rel)
+    except Exception as exc:  # the labels are handed in; the flow can be resumed by hand
+        answer["resumed_flow_run"], answer["resume_error"] = None, f"{type(exc).__name__}: {exc}"
+    return answer
+
+
 def _annotation(w: RoundWork, sid: int, body: LabelSubmission, who: str) -> Annotation:
     """Decode and check a submission; refused (422) when it cannot be right."""
     unknown = sorted(set(body.clicks_by_tool) - set(TOOLS))

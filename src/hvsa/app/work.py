@@ -198,8 +198,13 @@ class RoundWork:
         os.replace(folder / f"{sid}.json.tmp", folder / f"{sid}.json")
         os.replace(tmp, folder / f"{sid}.npz")
 
-    def hand_in(self) -> Path:
-        """Turn the round's parts into its submission (``inbox/V/rN.npz`` and ``.json``)."""
+    def hand_in(self, annotations: list[Annotation] | None = None) -> Path:
+        """Write the round's submission (``inbox/V/rN.npz`` and ``.json``): the given
+        annotations (an import), or else the parts the app collected."""
+        if annotations is not None:
+            return write_submission(
+                self.ws.root / "inbox" / self.video_key, self.round, annotations
+            )
         folder = parts_dir(self.ws, self.video_key, self.round)
         annotations = []
         for sid in self.order:

@@ -1,0 +1,259 @@
+"""Export a round's samples to CVAT or Label Studio, and import the finished masks back.
+
+For teams that keep their own labelling tool. The export holds, per selected sample, the frame
+cropped to the sample's box, the network's prediction as a pre-annotation (outside the sample's
+region left empty), and the class list with its colours:
+
+* ``cvat/``: a CVAT "Segmentation mask 1.1" dataset (``labelmap.txt``,
+  ``ImageSets/Segmentation/default.txt``, ``SegmentationClass/<stem>.png``) and ``cvat.zip`` of
+  it, to import as annotations into a task made of ``images/``;
+* ``label_studio/``: ``tasks.json`` (one task per sample, the prediction as brush
+  pre-annotations in Label Studio's RLE) and ``config.xml`` (the labelling interface).
+
+Import reads the same layouts back (CVAT's mask export, or Label Studio's JSON export), checks
+that every sample has a mask and every colour or label is a known class, clips each mask to its
+sample's region (a crop shows pixels outside it; they are dropped and counted), and hands the
+round in as the app does. The tools do not report clicks, so the click model prices the
+imported labels, and the ledger marks them ``tool = import`` with the source tool.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hvsa.annotator import Annotation
+from hvsa.app.work import RoundWork
+from hvsa.clicks import ClickCount, region_clicks, superpixel_clicks
+from hvsa.errors import HvsaError
+from hvsa.video import VOID
+
+MANIFEST = "manifest.json"
+
+
+def _stem(video: str, round_no: int, sample_id: int) -> str:
+    return f"{video}_r{round_no}_s{sample_id}"
+
+
+# ------------------------------------------------------------------ Label Studio's brush RLE
+class _Bits:
+    """Big-endian bit reader over bytes (the layout of thi-ng's rle-pack, used by Label Studio)."""
+
+    def __init__(self, data: bytes):
+        self.bits = np.unpackbits(np.frombuffer(bytes(data), np.uint8))
+        self.i = 0
+
+    def read(self, n: int) -> int:
+        chunk = self.bits[self.i : self.i + n]
+        if len(chunk) < n:
+            raise HvsaError("Label Studio RLE ends early: the mask is truncated")
+        self.i += n
+        return int("".join(map(str, chunk)) or "0", 2)
+
+
+def decode_rle(rle: list[int]) -> np.ndarray:
+    """Label Studio brush RLE → the flat array it encodes (RGBA bytes of the mask image)."""
+    bits = _Bits(bytes(rle))
+    num = bits.read(32)
+    word = bits.read(5) + 1
+    sizes = [bits.read(4) + 1 for _ in range(4)]
+    out = np.zeros(num, np.uint8)
+    i = 0
+    while i < num:
+        repeat = bits.read(1)
+        j = i + 1 + bits.read(sizes[bits.read(2)])
+        if repeat:
+            out[i:j] = bits.read(word)
+        else:
+            for k in range(i, j):
+                out[k] = bits.read(word)
+        i = j
+    return out
+
+
+def encode_rle(flat: np.ndarray) -> list[int]:
+    """The inverse of :func:`decode_rle`, with repeat runs only (valid for Label Studio)."""
+    flat = np.asarray(flat, np.uint8).ravel()
+    sizes = [3, 6, 10, 16]  # bits of a run length, chosen per run
+    out = [format(len(flat), "032b"), format(7, "05b"), *(format(s - 1, "04b") for s in sizes)]
+    change = np.flatnonzero(np.diff(flat)) + 1
+    starts, ends = np.r_[0, change], np.r_[change, len(flat)]
+    for s, e in zip(starts, ends, strict=True):
+        while s < e:
+            n = min(e - s, 1 << sizes[-1])
+            k = next(k for k, b in enumerate(sizes) if n - 1 < 1 << b)
+            out.append(f"1{k:02b}{n - 1:0{sizes[k]}b}{int(flat[s]):08b}")
+            s += n
+    bits = "".join(out)
+    bits += "0" * (-len(bits) % 8)
+    return [int(bits[i : i + 8], 2) for i in range(0, len(bits), 8)]
+
+
+def mask_to_rle(mask: np.ndarray) -> list[int]:
+    """A boolean (H,W) mask as Label Studio stores a brush stroke (RGBA, alpha = the mask)."""
+    return encode_rle(np.repeat(mask.astype(np.uint8).ravel() * 255, 4))
+
+
+def rle_to_mask(rle: list[int], height: int, width: int) -> np.ndarray:
+    flat = decode_rle(rle)
+    if flat.size != height * width * 4:
+        raise HvsaError(f"a brush mask holds {flat.size // 4} pixels, not {height}×{width}")
+    return flat.reshape(height, width, 4)[..., 3] > 127
+
+
+# ------------------------------------------------------------------ export
+def export_round(work: RoundWork, out: Path) -> Path:
+    """Write the round's samples for CVAT and Label Studio into ``out``; returns ``out``."""
+    out = Path(out)
+    classes = work.classes
+    images, cvat = out / "images", out / "cvat"
+    for folder in (images, cvat / "SegmentationClass", cvat / "ImageSets" / "Segmentation"):
+        folder.mkdir(parents=True, exist_ok=True)
+    palette = classes.palette()
+    lines = ["# label:color_rgb:parts:actions", "background:0,0,0::"]
+    named = zip(classes.names, classes.colors, strict=True)
+    lines += [f"{n}:{','.join(map(str, c))}::" for n, c in named]
+    (cvat / "labelmap.txt").write_text("\n".join(lines) + "\n")
+    manifest, stems, tasks = [], [], []
+    for sid in work.order:
+        frame, box, _ = work.samples.region(sid)
+        stem = _stem(work.video_key, work.round, sid)
+        crop = work.video.frames[frame][box]
+        cv2.imwrite(str(images / f"{stem}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+        prefill = work.prefill(sid)
+        colour = np.where((prefill != VOID)[..., None], palette[prefill], 0).astype(np.uint8)
+        cv2.imwrite(str(cvat / "SegmentationClass" / f"{stem}.png"), colour[..., ::-1])
+        stems.append(stem)
+        h, w = prefill.shape
+        result = [
+            {
+                "from_name": "label", "to_name": "image", "type": "brushlabels",
+                "original_width": w, "original_height": h, "image_rotation": 0,
+                "value": {"format": "rle", "rle": mask_to_rle(prefill == c),
+                          "brushlabels": [classes.names[c]]},
+            }
+            for c in np.unique(prefill[prefill != VOID]).tolist()
+        ]  # fmt: skip
+        data = {"image": f"images/{stem}.png", "hvsa_sample": sid, "hvsa_video": work.video_key}
+        data |= {"hvsa_round": work.round, "frame": work.video.frame_names[frame]}
+        prediction = {"model_version": f"hvsa-r{work.round}", "result": result}
+        tasks.append({"data": data, "predictions": [prediction]})
+        y, x = box
+        manifest.append({"sample_id": sid, "stem": stem, "frame": frame,
+                         "box": [y.start, y.stop, x.start, x.stop]})  # fmt: skip
+    (cvat / "ImageSets" / "Segmentation" / "default.txt").write_text("\n".join(stems) + "\n")
+    shutil.make_archive(str(out / "cvat"), "zip", cvat)
+    ls = out / "label_studio"
+    ls.mkdir(exist_ok=True)
+    (ls / "tasks.json").write_text(json.dumps(tasks) + "\n")
+    labels = "\n".join(
+        f'    <Label value="{n}" background="#{c[0]:02x}{c[1]:02x}{c[2]:02x}"/>'
+        for n, c in zip(classes.names, classes.colors, strict=True)
+    )
+    (ls / "config.xml").write_text(
+        '<View>\n  <Image name="image" value="$image" zoom="true"/>\n'
+        f'  <BrushLabels name="label" toName="image">\n{labels}\n  </BrushLabels>\n</View>\n'
+    )
+    info = {"video": work.video_key, "round": work.round, "samples": manifest}
+    (out / MANIFEST).write_text(json.dumps(info, indent=2) + "\n")
+    return out
+
+
+# ------------------------------------------------------------------ import
+def _cvat_masks(work: RoundWork, source: Path) -> dict[int, np.ndarray]:
+    """Class-id masks from a CVAT segmentation-mask export (folder or zip)."""
+    if source.suffix == ".zip":
+        target = source.with_suffix("")
+        shutil.unpack_archive(source, target)
+        source = target
+    folder = source / "SegmentationClass"
+    if not folder.is_dir():
+        raise HvsaError(f"{source} is not a CVAT segmentation-mask export (no SegmentationClass/)")
+    colours = {tuple(c): i for i, c in enumerate(work.classes.colors)}
+    colours[(0, 0, 0)] = VOID  # CVAT's background: not labelled
+    out = {}
+    for sid in work.order:
+        path = folder / f"{_stem(work.video_key, work.round, sid)}.png"
+        if not path.is_file():
+            continue
+        rgb = cv2.imread(str(path), cv2.IMREAD_COLOR)[..., ::-1]
+        found = {tuple(int(v) for v in c) for c in np.unique(rgb.reshape(-1, 3), axis=0)}
+        unknown = sorted(found - set(colours))
+        if unknown:
+            raise HvsaError(f"{path.name}: colour {unknown[0]} is not a class of the labelmap")
+        labels = np.full(rgb.shape[:2], VOID, np.uint8)
+        for colour in found:
+            labels[(rgb == colour).all(-1)] = colours[colour]
+        out[sid] = labels
+    return out
+
+
+def _label_studio_masks(work: RoundWork, source: Path) -> dict[int, np.ndarray]:
+    """Class-id masks from a Label Studio JSON export (the latest annotation of each task)."""
+    try:
+        tasks = json.loads(source.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise HvsaError(f"{source}: not a Label Studio JSON export ({exc})") from None
+    names = {n: i for i, n in enumerate(work.classes.names)}
+    out = {}
+    for task in tasks:
+        sid = task.get("data", {}).get("hvsa_sample")
+        if sid is None or not task.get("annotations"):
+            continue
+        annotation = task["annotations"][-1]
+        labels = None
+        for r in annotation.get("result", []):
+            if r.get("type") != "brushlabels":
+                continue
+            h, w = int(r["original_height"]), int(r["original_width"])
+            labels = np.full((h, w), VOID, np.uint8) if labels is None else labels
+            for name in r["value"].get("brushlabels", []):
+                if name not in names:
+                    raise HvsaError(f"task of sample {sid}: {name!r} is not a class")
+                labels[rle_to_mask(r["value"]["rle"], h, w)] = names[name]
+        if labels is not None:
+            out[int(sid)] = labels
+    return out
+
+
+def import_round(work: RoundWork, source: Path, tool: str, annotator: str) -> tuple[list, int]:
+    """Annotations of every sample of the round from a tool's export; also the dropped pixels.
+
+    ``tool`` is ``cvat`` or ``label-studio``. Refused, changing nothing, when a sample has no
+    mask or a mask has the wrong size; pixels outside a sample's region are dropped and counted.
+    """
+    readers = {"cvat": _cvat_masks, "label-studio": _label_studio_masks}
+    if tool not in readers:
+        raise HvsaError(f"unknown tool {tool!r}: cvat or label-studio")
+    masks = readers[tool](work, Path(source))
+    missing = [sid for sid in work.order if sid not in masks]
+    if missing:
+        raise HvsaError(f"sample {missing[0]} of {work.video_key} round {work.round} has no mask")
+    out, dropped, now = [], 0, time.time()
+    tolerance = work.ws.cfg.annotation.polygon_tolerance
+    for sid in work.order:
+        frame, box, region = work.samples.region(sid)
+        labels = masks[sid]
+        if labels.shape != region.shape:
+            raise HvsaError(
+                f"sample {sid}: the mask is {labels.shape[1]}×{labels.shape[0]}, "
+                f"the sample's box {region.shape[1]}×{region.shape[0]}"
+            )
+        dropped += int(((labels != VOID) & ~region).sum())
+        labels = np.where(region, labels, VOID).astype(np.uint8)
+        work.check_labels(sid, labels)
+        if work.samples.granularity == "superpixel":
+            clicks = superpixel_clicks()
+        else:
+            clicks = region_clicks(labels, tolerance)
+        detail = {"clicks_by_tool": {"import": clicks.total}, "source": tool}
+        out.append(Annotation(
+            sid, frame, box, labels, ClickCount(clicks.total, 0, 0), annotator, "import",
+            now, now, detail,
+        ))  # fmt: skip
+    return out, dropped
