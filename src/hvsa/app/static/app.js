@@ -125,6 +125,7 @@ async function nextSample() {
     S.superpixels[i] = sp[4 * i] + 256 * sp[4 * i + 1];
   }
   S.sample = s;
+  S.outline = outline();
   S.labels = S.prefill.slice(); // start from the network's prediction: correct, don't redraw
   S.undo = []; S.redo = []; S.polygon = []; S.stroke = null;
   S.clicks = {}; S.active = 0; S.started = Date.now() / 1000; S.lastInput = Date.now();
@@ -238,7 +239,11 @@ function render() {
       return k === VOID ? null : [...S.classes[k].color, 140];
     }), bx, by, bwS, bhS);
   }
-  g.drawImage(boxCanvas((i) => (S.region[i] && isEdge(i) ? [255, 230, 0, 255] : null)), bx, by, bwS, bhS);
+  g.save(); // the region's outline, along pixel edges, two screen pixels wide at any zoom
+  g.translate(bx, by); g.scale(s, s);
+  g.strokeStyle = "#ffe600"; g.lineWidth = 2 / s;
+  g.stroke(S.outline);
+  g.restore();
   if (S.polygon.length) {
     g.strokeStyle = "#fff"; g.lineWidth = 2; g.beginPath();
     S.polygon.forEach(([x, y], k) => {
@@ -251,11 +256,20 @@ function render() {
   }
 }
 
-function isEdge(i) {
-  const { box } = S.sample, bw = box.x1 - box.x0, bh = box.y1 - box.y0;
-  const x = i % bw, y = (i - x) / bw;
-  if (x === 0 || y === 0 || x === bw - 1 || y === bh - 1) return true;
-  return !S.region[i - 1] || !S.region[i + 1] || !S.region[i - bw] || !S.region[i + bw];
+function outline() {
+  // the region's border as a path in box pixels: one segment per pixel edge facing outside
+  const { box } = S.sample, bw = box.x1 - box.x0, bh = box.y1 - box.y0, p = new Path2D();
+  const inside = (x, y) => x >= 0 && y >= 0 && x < bw && y < bh && S.region[y * bw + x];
+  for (let y = 0; y < bh; y++) {
+    for (let x = 0; x < bw; x++) {
+      if (!S.region[y * bw + x]) continue;
+      if (!inside(x, y - 1)) { p.moveTo(x, y); p.lineTo(x + 1, y); }
+      if (!inside(x, y + 1)) { p.moveTo(x, y + 1); p.lineTo(x + 1, y + 1); }
+      if (!inside(x - 1, y)) { p.moveTo(x, y); p.lineTo(x, y + 1); }
+      if (!inside(x + 1, y)) { p.moveTo(x + 1, y); p.lineTo(x + 1, y + 1); }
+    }
+  }
+  return p;
 }
 
 // ---------------------------------------------------------------- editing
