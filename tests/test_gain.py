@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from hvsa.cli import main
@@ -77,3 +78,38 @@ def test_the_loop_runs_with_the_gain_selector(tiny_videos, pretrained, tmp_path)
     assert ratio.is_monotonic_decreasing
     summary = json.loads((out / "summary.json").read_text())
     assert summary["clicks"] > 0
+
+
+def test_auto_picks_a_granularity_each_round_by_gain_per_click(tiny_videos, pretrained, tmp_path):
+    out = tmp_path / "auto"
+    args = _run_args(tiny_videos[0], pretrained, out, "rect", 6, rounds=2)
+    sets = ["auto.granularities=[frame, rect16]", "auto.budgets={frame: 1, rect16: 6}"]
+    argv = [*args, "--granularity", "auto", "--set", "finetune.steps=2"]
+    for s in sets:
+        argv += ["--set", s]
+    assert main(argv) == 0
+    kinds = []
+    for r in (1, 2):
+        selected = pd.read_parquet(out / f"round_{r:02d}" / "selected.parquet")
+        (name,) = set(selected["granularity"])
+        assert {"worth_frame", "worth_rect16"} <= set(selected.columns)
+        worth = selected[["worth_frame", "worth_rect16"]].iloc[0]
+        assert name == worth.idxmax().removeprefix("worth_")  # the better promise won
+        assert len(selected) == {"frame": 1, "rect16": 6}[name]
+        kinds.append(name)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["granularity"] == "auto" and summary["clicks"] > 0
+
+
+def test_auto_is_refused_where_one_sample_set_is_needed(tiny_videos):
+    from hvsa.errors import HvsaError
+    from hvsa.samples import build_samples, parse_granularity
+    from hvsa.video import load_video
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config(**{"samples.granularity": "auto"})
+    with pytest.raises(HvsaError, match="not in campaign stages"):
+        build_samples(load_video(tiny_videos[0]).frames, cfg.samples)
+    assert parse_granularity("rect32") == ("rect", 32)
+    with pytest.raises(HvsaError, match="rectN"):
+        parse_granularity("rect")

@@ -72,6 +72,8 @@ def parse_strategy(name: str) -> Strategy:
     """``manual``, ``propagate-K`` or ``hvsa-<frame|superpixel|rectN>-<selector>``."""
     if name == "manual":
         return Strategy(name, "manual")
+    if name == "auto":
+        return Strategy(name, "hvsa", granularity="auto", selector="gain")
     if m := _PROPAGATE.match(name):
         k = int(m.group(1))
         if k < 2:
@@ -84,8 +86,8 @@ def parse_strategy(name: str) -> Strategy:
             selector=m.group(3),
         )  # fmt: skip
     raise HvsaError(
-        f"unknown strategy {name!r}: use manual, propagate-K or "
-        "hvsa-<frame|superpixel|rectN>-<paper|random|uncertainty|diversity>"
+        f"unknown strategy {name!r}: use manual, propagate-K, auto or "
+        "hvsa-<frame|superpixel|rectN>-<paper|random|uncertainty|diversity|gain>"
     )
 
 
@@ -93,6 +95,7 @@ def grid(cfg: BenchmarkConfig) -> list[Strategy]:
     """The full grid of params.yaml's ``benchmark`` section, baselines first."""
     names = ["manual", *(f"propagate-{k}" for k in cfg.ks)]
     names += [f"hvsa-{g}-{s}" for g in cfg.granularities for s in cfg.selectors]
+    names.append("auto")
     return [parse_strategy(n) for n in names]
 
 
@@ -188,9 +191,12 @@ def hvsa_config(bench: Bench, strategy: Strategy) -> Config:
     samples = {"granularity": strategy.granularity}
     if strategy.granularity == "rect":
         samples["rect_size"] = strategy.rect_size
-    if strategy.samples not in b.budgets:
+    if strategy.granularity == "auto":
+        budget = 1  # auto.budgets, per granularity
+    elif strategy.samples not in b.budgets:
         raise HvsaError(f"benchmark.budgets has no entry for {strategy.samples} ({strategy.name})")
-    budget = b.budgets[strategy.samples]
+    else:
+        budget = b.budgets[strategy.samples]
     cap = max(1, int(bench.manual_total * b.max_clicks_pct / 100))
     return cfg.model_copy(
         update={
@@ -342,6 +348,7 @@ def benchmark(
                     update={"budgets": b.quick.budgets, "rounds": b.quick.rounds}
                 ),
                 "finetune": cfg.finetune.model_copy(update={"steps": b.quick.finetune_steps}),
+                "auto": cfg.auto.model_copy(update={"budgets": b.quick.budgets}),
             }
         )
     out.mkdir(parents=True, exist_ok=True)

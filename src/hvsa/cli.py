@@ -322,7 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("video", help="video folder (frames/, labels/) or file (.mp4, .avi)")
     p.add_argument("--model", required=True, help="checkpoint from `hvsa pretrain` or a round")
     p.add_argument("--out", required=True)
-    p.add_argument("--granularity", choices=["frame", "rect", "superpixel"])
+    p.add_argument(
+        "--granularity",
+        choices=["frame", "rect", "superpixel", "auto"],
+        help="auto: each round the granularity of auto.granularities worth most per click",
+    )
     p.add_argument("--budget", type=int, help="samples per round")
     p.add_argument("--rounds", type=int)
     p.add_argument("--target-miou", type=float)

@@ -54,7 +54,7 @@ class PretrainConfig(_Section):
 
 
 class SamplesConfig(_Section):
-    granularity: Literal["frame", "rect", "superpixel"]
+    granularity: Literal["frame", "rect", "superpixel", "auto"]
     rect_size: int = Field(ge=2)
     superpixels: int = Field(ge=2)
     compactness: float = Field(gt=0)
@@ -122,6 +122,13 @@ class LoopConfig(_Section):
     max_clicks: int | None = Field(ge=1)
 
 
+class AutoConfig(_Section):
+    """``auto``: each round, the granularity whose best batch promises most mIoU per click."""
+
+    granularities: list[str] = Field(min_length=1)  # frame, superpixel or rectN (N px)
+    budgets: dict[str, int]  # samples per round, by granularity
+
+
 class OutputConfig(_Section):
     overlay_alpha: float = Field(ge=0, le=1)
     batch_size: int = Field(ge=1)
@@ -185,6 +192,7 @@ class Config(_Section):
     finetune: FinetuneConfig
     fusion: FusionConfig
     loop: LoopConfig
+    auto: AutoConfig
     output: OutputConfig
     synth: SynthConfig
     demo: DemoConfig

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from hvsa.annotator import Annotator
 from hvsa.config import Config
+from hvsa.errors import HvsaError
 from hvsa.labels import write_labels
 from hvsa.ledger import Ledger
 from hvsa.motion import load_or_compute_flow
@@ -36,7 +37,7 @@ from hvsa.rounds import (
     score,
     select_samples,
 )
-from hvsa.samples import load_or_build_samples
+from hvsa.samples import load_or_build_samples, parse_granularity
 from hvsa.state import LoopState
 from hvsa.video import ClassList, Video
 
@@ -63,9 +64,19 @@ class AnnotationLoop:
         cache = Path(cache) if cache is not None else self.out / "cache"
         t0 = time.perf_counter()
         flow = load_or_compute_flow(video.frames, cfg.flow, cache, device)
-        samples = load_or_build_samples(video.frames, cfg.samples, cache)
+        # granularity name → its context; ``auto`` holds several and picks one each round
+        self.contexts: dict[str, VideoContext] = {}
+        names = cfg.auto.granularities if cfg.samples.granularity == "auto" else [None]
+        for name in names:
+            scfg = cfg.samples
+            if name is not None:
+                kind, size = parse_granularity(name)
+                scfg = scfg.model_copy(update={"granularity": kind, "rect_size": size or 2})
+            samples = load_or_build_samples(video.frames, scfg, cache)
+            ctx = VideoContext.build(video, classes, cfg, flow, samples)
+            self.contexts[name or samples.granularity] = ctx
         self.prep_seconds = time.perf_counter() - t0
-        self.ctx = VideoContext.build(video, classes, cfg, flow, samples)
+        self.ctx = next(iter(self.contexts.values()))
         self.state = LoopState.empty(len(video), video.size)
         self.ledger = Ledger(self.out / cfg.campaign.ledger)
         self.results: list[RoundResult] = []
@@ -118,6 +129,40 @@ class AnnotationLoop:
         self.results.append(result)
         return result, belief
 
+    def _select(self, belief: Prediction, round_no: int) -> tuple[VideoContext, pd.DataFrame]:
+        """This round's samples; with ``auto``, the granularity whose batch is worth most.
+
+        Each granularity proposes its batch with the gain selector (``gain.py``); the batch of
+        highest expected mIoU gain per expected click wins. Small rectangles win while the
+        errors are thin (poles, borders), whole frames once much is wrong everywhere.
+        """
+        cfg = self.cfg
+        if cfg.samples.granularity != "auto":
+            return self.ctx, select_samples(self.ctx, belief, self.state, cfg, round_no)
+        best, worth = None, {}
+        for name, ctx in self.contexts.items():
+            if name not in cfg.auto.budgets:
+                raise HvsaError(f"auto.budgets has no entry for {name}")
+            cfg_g = cfg.model_copy(
+                update={
+                    "selection": cfg.selection.model_copy(update={"strategy": "gain"}),
+                    "loop": cfg.loop.model_copy(update={"budget": cfg.auto.budgets[name]}),
+                }
+            )
+            chosen = select_samples(ctx, belief, self.state, cfg_g, round_no)
+            if chosen.empty:
+                continue
+            worth[name] = float(chosen["expected_gain"].sum() / chosen["expected_clicks"].sum())
+            if best is None or worth[name] > worth[best[0]]:
+                best = (name, ctx, chosen)
+        if best is None:
+            return self.ctx, self.ctx.samples.table.iloc[[]]
+        name, ctx, chosen = best
+        chosen = chosen.assign(granularity=name)
+        for k, v in worth.items():  # what each granularity promised, for the record
+            chosen[f"worth_{k}"] = v
+        return ctx, chosen
+
     def _done(self) -> bool:
         loop, last = self.cfg.loop, self.results[-1].miou
         if last is not None and last >= loop.target_miou:
@@ -142,19 +187,19 @@ class AnnotationLoop:
             reset_peak_memory()
             timings: dict[str, float] = {}
             t0 = time.perf_counter()
-            selected = select_samples(self.ctx, belief, self.state, cfg, round_no)
+            ctx, selected = self._select(belief, round_no)
             timings["select"] = time.perf_counter() - t0
             if selected.empty:
                 break
             t0 = time.perf_counter()
-            annotations = annotate_samples(self.ctx, selected, self.annotator, self.state, cfg)
+            annotations = annotate_samples(ctx, selected, self.annotator, self.state, cfg)
             timings["annotate"] = time.perf_counter() - t0
             if not annotations:
                 break
             recorded = record_annotations(
                 self.ledger,
                 annotations,
-                self.ctx,
+                ctx,
                 self.state,
                 self.campaign,
                 self.video.name,
@@ -187,7 +232,7 @@ class AnnotationLoop:
             "video": str(self.video.path),
             "frames": len(self.video),
             "size": list(self.ctx.full),
-            "granularity": self.ctx.samples.granularity,
+            "granularity": self.cfg.samples.granularity,
             "rounds": len(self.results) - 1,
             "clicks": self.state.clicks_total,
             "manual_clicks": manual,

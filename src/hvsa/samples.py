@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from hvsa.arrays import load_arrays, save_arrays
 from hvsa.config import SamplesConfig
+from hvsa.errors import HvsaError
 
 
 @dataclass
@@ -44,6 +45,15 @@ class SampleSet:
         """(N,H,W) int64 map of global sample ids."""
         offsets = self.table.groupby("frame")["sample_id"].min().to_numpy()
         return self.segments.astype(np.int64) + offsets[:, None, None]
+
+
+def parse_granularity(name: str) -> tuple[str, int | None]:
+    """``frame`` / ``superpixel`` / ``rectN`` → (kind, rect size or None)."""
+    if name in ("frame", "superpixel"):
+        return name, None
+    if name.startswith("rect") and name[4:].isdigit() and int(name[4:]) >= 2:
+        return "rect", int(name[4:])
+    raise HvsaError(f"granularity {name!r}: use frame, superpixel or rectN (N ≥ 2 pixels)")
 
 
 def rect_segments(size: tuple[int, int], rect: int) -> np.ndarray:
@@ -99,6 +109,11 @@ def build_samples(
 ) -> SampleSet:
     """All candidate samples of a video at one granularity."""
     kind = granularity or cfg.granularity
+    if kind == "auto":
+        raise HvsaError(
+            "granularity auto chooses among several sample sets each round: it works in "
+            "`hvsa run` and `hvsa benchmark`, not in campaign stages yet"
+        )
     n, h, w = frames.shape[:3]
     if kind == "frame":
         segments = np.zeros((n, h, w), np.int32)
@@ -132,6 +147,8 @@ def load_or_build_samples(
 ) -> SampleSet:
     """Samples from the cache (superpixels take seconds per video), else built and cached."""
     kind = granularity or cfg.granularity
+    if kind == "auto":
+        return build_samples(frames, cfg, kind)  # refuses with the reason
     digest = hashlib.sha1(frames.tobytes())
     knobs = {
         "frame": "",

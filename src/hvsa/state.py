@@ -81,7 +81,6 @@ class LoopState:
         another granularity stays a candidate while ``min_unlabelled`` of it is still free.
         """
         free = np.bincount(ids[~self.annotated], minlength=len(n_pixels))
-        ok = free / n_pixels >= min_unlabelled
-        if self.used:
-            ok[list(self.used)] = False
-        return np.flatnonzero(ok)
+        # a labelled sample is covered in full, so coverage alone rules it out; sample ids of
+        # another granularity (``auto`` mixes them) must not
+        return np.flatnonzero(free / n_pixels >= min_unlabelled)
