@@ -37,6 +37,7 @@ from hvsa.network import load_checkpoint, pick_device, save_checkpoint
 from hvsa.pretrain import pretrain
 from hvsa.propagate import every_kth, propagate
 from hvsa.report import (
+    HVSA,
     clicks_to_targets,
     plot_miou_vs_clicks,
     plot_overlay_strip,
@@ -45,9 +46,7 @@ from hvsa.report import (
 from hvsa.resources import peak_memory_mb, reset_peak_memory
 from hvsa.video import ClassList, Video, check_classes, load_video
 
-_HVSA = re.compile(
-    r"^hvsa-(frame|superpixel|rect(\d+))-(paper|random|uncertainty|diversity|gain)$"
-)
+_HVSA = re.compile(r"^hvsa-(frame|superpixel|rect(\d+))-(paper|random|uncertainty|diversity|gain)$")
 _PROPAGATE = re.compile(r"^propagate-(\d+)$")
 
 
@@ -295,7 +294,7 @@ def _strip(bench: Bench, rows: pd.DataFrame) -> None:
     n, b = len(bench.video), bench.cfg.benchmark
     indices = sorted({int(i) for i in np.linspace(0, n - 1, min(b.overlay_frames, n) + 2)[1:-1]})
     panels = {"ground truth": bench.video.labels}
-    hv = rows[rows["strategy"].str.startswith("hvsa")]
+    hv = rows[rows["strategy"].str.startswith(HVSA)]
     if len(hv):
         best = hv.loc[hv["miou"].idxmax()]
         folder = bench.out / "runs" / best["strategy"] / f"round_{int(best['round']):02d}"

@@ -10,6 +10,7 @@ import pandas as pd
 from hvsa.plots import plt
 
 SUMMARY_COLUMNS = ["video", "strategy", "target", "clicks", "clicks_pct", "best_miou"]
+HVSA = ("hvsa-", "auto")  # name prefixes of the strategies that run the annotation loop
 
 
 def clicks_to_targets(rows: pd.DataFrame, targets: list[float]) -> pd.DataFrame:
@@ -41,7 +42,9 @@ def clicks_to_targets(rows: pd.DataFrame, targets: list[float]) -> pd.DataFrame:
     return frame
 
 
-def best_of(summary: pd.DataFrame, prefix: str, target: float) -> pd.Series | None:
+def best_of(
+    summary: pd.DataFrame, prefix: str | tuple[str, ...], target: float
+) -> pd.Series | None:
     """The strategy starting with ``prefix`` that reached ``target`` with the fewest clicks."""
     part = summary[summary["strategy"].str.startswith(prefix) & (summary["target"] == target)]
     part = part.dropna(subset=["clicks"])
@@ -67,7 +70,7 @@ def summary_markdown(summary: pd.DataFrame, rows: pd.DataFrame) -> str:
         lines.append(f"| {strategy} | " + " | ".join(cells) + f" | {best:.1f} % |")
     verdicts = []
     for t in targets:
-        hv, pk = best_of(summary, "hvsa", t), best_of(summary, "propagate-", t)
+        hv, pk = best_of(summary, HVSA, t), best_of(summary, "propagate-", t)
         hv_text = f"{hv['strategy']} {hv['clicks_pct']:.1f} %" if hv is not None else "not reached"
         pk_text = f"{pk['strategy']} {pk['clicks_pct']:.1f} %" if pk is not None else "not reached"
         verdicts.append(f"- {100 * t:.0f} %: best hvsa {hv_text}; best propagate-K {pk_text}")
@@ -91,7 +94,7 @@ def plot_miou_vs_clicks(rows: pd.DataFrame, targets: list[float], path: Path, ti
     manual = rows[rows["strategy"] == "manual"]
     if len(manual):
         ax.plot(manual["clicks_pct"], 100 * manual["miou"], "k*", ms=12, label="manual")
-    for strategy, part in rows[rows["strategy"].str.startswith("hvsa")].groupby("strategy"):
+    for strategy, part in rows[rows["strategy"].str.startswith(HVSA)].groupby("strategy"):
         part = part[part["clicks"] > 0].sort_values("clicks")
         if len(part):
             ax.plot(part["clicks_pct"], 100 * part["miou"], marker=".", label=strategy)
