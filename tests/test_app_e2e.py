@@ -9,8 +9,6 @@ resume, the ledger must hold exactly the clicks the page made, and round 2 must 
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,8 +19,8 @@ from hvsa.app.server import app_store, create_app
 from hvsa.campaign import init_workspace
 from hvsa.ledger import Ledger
 from hvsa.workspace import Workspace
-from tests.conftest import REPO, write_fast_params
-from tests.test_campaign_human import _paused_run
+from tests.conftest import write_fast_params
+from tests.test_campaign_human import _paused_run, start_flow
 
 CHROMIUM = "/usr/bin/chromium"
 WAIT_S = 300
@@ -68,12 +66,7 @@ def served(prefect_api, tiny_videos, pretrained, tmp_path, monkeypatch):
         tmp_path / "ws", "browser", pretrained, {"cam": str(tiny_videos[0])}, params
     )
     token = app_store(Workspace.open(ws.root)).add_annotator("alice")
-    env = dict(os.environ, PREFECT_API_URL=prefect_api)
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
-    flow = subprocess.Popen(
-        [sys.executable, str(REPO / "flows" / "campaign.py"), str(ws.root), "--rounds", "2"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    flow = start_flow(ws.root, prefect_api, 2)
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(ws.root), host="127.0.0.1", port=port, log_level="warning")

@@ -9,6 +9,7 @@ import time
 import pandas as pd
 
 from hvsa.annotator import OracleAnnotator
+from hvsa.app.resume import paused_runs
 from hvsa.campaign import init_workspace
 from hvsa.ledger import Ledger
 from hvsa.samples import load_samples
@@ -20,21 +21,19 @@ PAUSE_WAIT_S = 240
 
 
 def _paused_run(api_url: str):
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        FlowRunFilter,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
-
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
-            )
-        )
+    """The first paused flow run (the API is the test's, ``api_url``, set for this process)."""
+    runs = paused_runs()
     return runs[0] if runs else None
+
+
+def start_flow(root, api_url: str, rounds: int) -> subprocess.Popen:
+    """The campaign flow of workspace ``root`` in its own process, on the test's Prefect API."""
+    env = dict(os.environ, PREFECT_API_URL=api_url)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "flows" / "campaign.py"), str(root), "--rounds", str(rounds)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
 
 
 def test_flow_pauses_for_human_labels_and_resumes(prefect_api, tiny_videos, pretrained, tmp_path):
@@ -44,12 +43,7 @@ def test_flow_pauses_for_human_labels_and_resumes(prefect_api, tiny_videos, pret
         tmp_path / "params.yaml", **{"annotation.annotator": "human", "annotation.poll_s": 1}
     )
     ws = init_workspace(tmp_path / "ws", "people", pretrained, {"cam": str(tiny_videos[0])}, params)
-    env = dict(os.environ, PREFECT_API_URL=prefect_api)
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
-    flow = subprocess.Popen(
-        [sys.executable, str(REPO / "flows" / "campaign.py"), str(ws.root), "--rounds", "1"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    flow = start_flow(ws.root, prefect_api, 1)
     try:
         deadline = time.time() + PAUSE_WAIT_S
         run = None

@@ -10,12 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def resume_waiting_run(workspace: Path, video: str, round_no: int, submission: str) -> str | None:
-    """Resume the paused campaign run of ``workspace``; its id, or None if no run is paused.
-
-    A run paused for this workspace is resumed with the round's input; the flow itself checks
-    that the input names the video and round it waits for, and pauses again if not.
-    """
+def paused_runs() -> list:
+    """Every paused flow run the Prefect API knows of."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         FlowRunFilter,
@@ -23,16 +19,25 @@ def resume_waiting_run(workspace: Path, video: str, round_no: int, submission: s
         FlowRunFilterStateType,
     )
     from prefect.client.schemas.objects import StateType
-    from prefect.flow_runs import resume_flow_run
 
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
+        return client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
             )
         )
+
+
+def resume_waiting_run(workspace: Path, video: str, round_no: int, submission: str) -> str | None:
+    """Resume the paused campaign run of ``workspace``; its id, or None if no run is paused.
+
+    A run paused for this workspace is resumed with the round's input; the flow itself checks
+    that the input names the video and round it waits for, and pauses again if not.
+    """
+    from prefect.flow_runs import resume_flow_run
+
     root = Path(workspace).resolve()
-    for run in runs:
+    for run in paused_runs():
         where = (run.parameters or {}).get("workspace")
         if where is None or Path(where).resolve() != root:
             continue
