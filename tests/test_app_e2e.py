@@ -87,9 +87,9 @@ def test_a_round_labelled_in_the_browser_resumes_the_flow(served, tmp_path):
     from playwright.sync_api import sync_playwright
 
     root, token, url, flow, api = served
-    _wait("the flow to pause for round 1", lambda: _paused_run(api) or flow.poll() is not None)
+    _wait("the flow to pause for round 1", lambda: _paused_run(root) or flow.poll() is not None)
     assert flow.poll() is None, flow.communicate()[0][-3000:]
-    first_pause = _paused_run(api).id
+    first_pause = _paused_run(root).id
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -142,7 +142,7 @@ def test_a_round_labelled_in_the_browser_resumes_the_flow(served, tmp_path):
 
         # the flow resumes, records round 1, and pauses again for round 2, which the page lists
         _wait("the flow to pause for round 2", lambda: flow.poll() is not None or (
-            (run := _paused_run(api)) is not None and run.id == first_pause
+            (run := _paused_run(root)) is not None and run.id == first_pause
             and (root / "data" / "cam" / "r2" / "selected.parquet").is_file()))  # fmt: skip
         assert flow.poll() is None, flow.communicate()[0][-3000:]
 

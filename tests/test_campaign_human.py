@@ -9,7 +9,7 @@ import time
 import pandas as pd
 
 from hvsa.annotator import OracleAnnotator
-from hvsa.app.resume import paused_runs
+from hvsa.app.resume import paused_run_of
 from hvsa.campaign import init_workspace
 from hvsa.ledger import Ledger
 from hvsa.samples import load_samples
@@ -20,10 +20,10 @@ from tests.conftest import REPO, write_fast_params
 PAUSE_WAIT_S = 240
 
 
-def _paused_run(api_url: str):
-    """The first paused flow run (the API is the test's, ``api_url``, set for this process)."""
-    runs = paused_runs()
-    return runs[0] if runs else None
+def _paused_run(root):
+    """The paused flow run of workspace ``root``: other tests may have left paused runs of
+    their own workspaces in the session's Prefect API."""
+    return paused_run_of(root)
 
 
 def start_flow(root, api_url: str, rounds: int) -> subprocess.Popen:
@@ -49,7 +49,7 @@ def test_flow_pauses_for_human_labels_and_resumes(prefect_api, tiny_videos, pret
         run = None
         while run is None and time.time() < deadline and flow.poll() is None:
             time.sleep(1)
-            run = _paused_run(prefect_api)
+            run = _paused_run(ws.root)
         assert run is not None, "the flow never paused for labels"
         assert not (ws.root / "data" / "cam" / "r1" / "annotations.parquet").exists()
 

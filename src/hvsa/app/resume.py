@@ -28,21 +28,26 @@ def paused_runs() -> list:
         )
 
 
-def resume_waiting_run(workspace: Path, video: str, round_no: int, submission: str) -> str | None:
-    """Resume the paused campaign run of ``workspace``; its id, or None if no run is paused.
-
-    A run paused for this workspace is resumed with the round's input; the flow itself checks
-    that the input names the video and round it waits for, and pauses again if not.
-    """
-    from prefect.flow_runs import resume_flow_run
-
+def paused_run_of(workspace: Path):
+    """The paused campaign flow run of ``workspace`` (found by its parameter), or None."""
     root = Path(workspace).resolve()
     for run in paused_runs():
         where = (run.parameters or {}).get("workspace")
-        if where is None or Path(where).resolve() != root:
-            continue
-        resume_flow_run(
-            run.id, run_input={"video": video, "round": round_no, "submission": submission}
-        )
-        return str(run.id)
+        if where is not None and Path(where).resolve() == root:
+            return run
     return None
+
+
+def resume_waiting_run(workspace: Path, video: str, round_no: int, submission: str) -> str | None:
+    """Resume the paused campaign run of ``workspace``; its id, or None if no run is paused.
+
+    The flow itself checks that the input names the video and round it waits for, and pauses
+    again if not.
+    """
+    from prefect.flow_runs import resume_flow_run
+
+    run = paused_run_of(workspace)
+    if run is None:
+        return None
+    resume_flow_run(run.id, run_input={"video": video, "round": round_no, "submission": submission})
+    return str(run.id)
