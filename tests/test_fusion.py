@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from hvsa.config import load_config
-from hvsa.fusion import carried_votes, fuse, guided_filter, one_hot
+from hvsa.fusion import _carry, _pull, carried_votes, fuse, guided_filter, one_hot
 from hvsa.metrics import miou
 from hvsa.motion import compute_flow
 from hvsa.synth import CLASSES, generate
@@ -67,6 +67,23 @@ def test_partial_labels_let_the_next_frame_fill_in():
     assert (votes.argmax(0) == labels[0])[covered].mean() > 0.97
 
 
+def test_a_pixel_called_void_shadows_farther_labels_like_any_answer():
+    frames, labels = _shifting_video(frames=4, shift=0)
+    flow = compute_flow(frames, CFG.flow)
+    human = np.full_like(labels, VOID)
+    human[1] = labels[1]
+    human[1, :, :40] = VOID  # the human answered "void" on frame 1's left half
+    human[3] = labels[3]
+    spoken = human != VOID
+    spoken[1] = True
+    labelled = np.array([False, True, False, True])
+    without = carried_votes(human, labelled, flow, 0, 2, CFG.fusion)
+    assert (without.sum(0)[:, 5:35] > 0).all(), "unknown: frame 3 fills frame 1's gap"
+    shadowed = carried_votes(human, labelled, flow, 0, 2, CFG.fusion, spoken=spoken)
+    assert not shadowed[:, :, 5:35].any(), "answered: nothing behind it votes"
+    assert np.array_equal(shadowed[:, :, 45:], without[:, :, 45:])
+
+
 def test_fused_labels_beat_the_network_alone_and_keep_human_labels():
     frames, labels, _ = generate(8, 64, 80, seed=2)
     flow = compute_flow(frames, CFG.flow)
@@ -102,3 +119,17 @@ def test_without_any_human_label_the_labels_are_the_network_but_the_belief_is_un
     assert torch.allclose(small.max(1).values, torch.tensor(expected), atol=1e-5)
     without = cfg.model_copy(update={"prior": 0.0})
     assert torch.allclose(fuse(net, np.full_like(labels, VOID), frames, flow, without)[1], net)
+
+
+def test_carrying_only_the_present_classes_equals_carrying_all():
+    rng = np.random.default_rng(0)
+    labels = np.full((20, 30), VOID, np.uint8)
+    labels[3:9, 4:15] = 2
+    labels[10:17, 12:25] = 4
+    x, y = np.meshgrid(np.arange(30, dtype=np.float32), np.arange(20, dtype=np.float32))
+    x += rng.uniform(-2, 2, x.shape).astype(np.float32)
+    y += rng.uniform(-2, 2, y.shape).astype(np.float32)
+    fast = _carry(labels, 6, x, y)
+    assert np.array_equal(fast, _pull(one_hot(labels, 6), x, y))
+    assert fast[[2, 4]].any() and not fast[[0, 1, 3, 5]].any()
+    assert not _carry(np.full((20, 30), VOID, np.uint8), 6, x, y).any()

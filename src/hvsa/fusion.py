@@ -49,6 +49,21 @@ def _pull(planes: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     )
 
 
+def _carry(labels: np.ndarray, num_classes: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(C,H,W) one-hot of ``labels`` pulled to (x, y); only classes present are resampled.
+
+    A partly labelled frame (superpixels, rectangles) holds a few classes: resampling only
+    those halves the time of fusion, which for partial labels walks every chain to its end.
+    """
+    out = np.zeros((num_classes, *x.shape), np.float32)
+    present = np.unique(labels)
+    present = present[present != VOID]
+    if present.size:
+        planes = (labels[None] == present[:, None, None]).astype(np.float32)
+        out[present] = _pull(planes, x, y)
+    return out
+
+
 def carried_votes(
     human: np.ndarray,
     labelled: np.ndarray,
@@ -57,12 +72,15 @@ def carried_votes(
     num_classes: int,
     cfg: FusionConfig,
     frames: np.ndarray | None = None,
+    spoken: np.ndarray | None = None,
 ) -> np.ndarray:
     """(C,H,W) votes of the human labels of other frames for frame ``t``.
 
     In each direction the chain walks at most ``cfg.window`` frames; a pixel takes its vote from
     the nearest labelled frame that covers it (``remaining`` is what nearer frames left open),
-    so a fully labelled keyframe shadows everything behind it, as in propagate-K.
+    so a fully labelled keyframe shadows everything behind it, as in propagate-K. ``spoken``
+    (N,H,W) marks where a human answered, void included: a pixel the human called void covers
+    too, else every frame's few void pixels kept each chain walking the whole window.
     """
     votes = np.zeros((num_classes, *human.shape[1:]), np.float32)
     n = len(human)
@@ -79,11 +97,18 @@ def carried_votes(
             x, y, e = step(flow, at, forward, x, y)
             err += e
             at = k
+            # a point that left the frame or whose chain broke beyond float32's reach can never
+            # vote again: without this, chains always ran the whole window (twice the work in
+            # late rounds, every labelled frame in reach pulled) for no change in any vote
+            fit = np.exp(-np.minimum(err, 1e3) / cfg.sigma)
+            remaining[fit == 0] = 0
+            if remaining.max() < cfg.min_remaining:
+                break
             if not labelled[k]:
                 continue
-            carried = _pull(one_hot(human[k], num_classes), x, y)
-            cover = carried.sum(0)
-            trust = np.exp(-np.minimum(err, 1e3) / cfg.sigma) / abs(k - t) ** cfg.distance_power
+            carried = _carry(human[k], num_classes, x, y)
+            cover = carried.sum(0) if spoken is None else _pull(spoken[k, None] * 1.0, x, y)[0]
+            trust = fit / abs(k - t) ** cfg.distance_power
             if frames is not None and cfg.photo_sigma:
                 there = _pull(frames[k].transpose(2, 0, 1).astype(np.float32), x, y)
                 diff = np.abs(there - frames[t].transpose(2, 0, 1)).mean(0)
@@ -150,18 +175,21 @@ def fuse(
     frames: np.ndarray,
     flow: Flow,
     cfg: FusionConfig,
+    spoken: np.ndarray | None = None,
 ) -> tuple[np.ndarray, torch.Tensor]:
     """Labels (N,H,W) uint8 for the whole video, and fused probabilities at the network's size.
 
     ``net_probs`` is the network's (N,C,h,w) softmax, ``human`` (N,H,W) with 255 where no human
-    spoke. The returned probabilities (N,C,h,w) replace the network's for selection.
+    spoke; ``spoken`` (N,H,W) bool where a human answered, void included (see
+    :func:`carried_votes`). The returned probabilities (N,C,h,w) replace the network's for
+    selection.
     """
     n, num_classes, h, w = net_probs.shape
     labelled = (human != VOID).reshape(n, -1).any(1)
     labels = np.empty(human.shape, np.uint8)
     small = torch.empty((n, num_classes, h, w), dtype=torch.float32)
     for t in tqdm(range(n), desc="fuse labels", leave=False):
-        votes = carried_votes(human, labelled, flow, t, num_classes, cfg, frames)
+        votes = carried_votes(human, labelled, flow, t, num_classes, cfg, frames, spoken)
         fused = fuse_frame(net_probs[t], votes, frames[t], human[t], cfg)
         labels[t] = fused.argmax(0)
         small[t] = F.interpolate(torch.from_numpy(fused)[None], size=(h, w), mode="area")[0]

@@ -290,7 +290,9 @@ def compose_labels(
     network's prediction with human labels winning, and the belief is the network's own.
     """
     if cfg.fusion.enabled:
-        labels, probs = fuse(pred.probs, state.human, ctx.video.frames, ctx.flow, cfg.fusion)
+        labels, probs = fuse(
+            pred.probs, state.human, ctx.video.frames, ctx.flow, cfg.fusion, state.annotated
+        )
         return labels, Prediction(probs, pred.features)
     net = upsample_argmax(pred.probs, ctx.full, cfg.output.batch_size)
     return compose(net, state.human), pred
