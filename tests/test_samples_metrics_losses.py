@@ -1,11 +1,16 @@
+import re
+
 import numpy as np
 import pytest
 import torch
 
-from hvsa.finetune import supervised_loss, temporal_loss
+from hvsa.errors import HvsaError
+from hvsa.finetune import TrainingData, _pair_losses, supervised_loss, temporal_loss
 from hvsa.labels import compose
 from hvsa.metrics import miou
+from hvsa.network import SegNet
 from hvsa.samples import build_samples, rect_segments
+from hvsa.submission import check_patch
 from hvsa.synth import generate
 from hvsa.video import VOID
 from tests.conftest import tiny_config
@@ -102,3 +107,41 @@ def test_expected_miou_is_one_when_certain_and_lower_when_unsure():
     human = none.copy()
     human[0, 1, :] = 1  # a human labels half the pixels: the estimate rises
     assert expected_miou(unsure, human) > low
+
+
+def test_without_neighbour_gradient_only_the_first_frame_of_a_pair_learns():
+    torch.manual_seed(0)
+    model = SegNet("lraspp_mobilenet_v3_large", 3).eval()
+    labels = torch.full((3, 32, 40), VOID, dtype=torch.long)
+    labels[1] = 2  # only the second frame of pair (0, 1) is labelled
+    data = TrainingData(
+        frames=torch.rand(3, 3, 32, 40) * 255,
+        labels=labels,
+        flow=torch.zeros(2, 32, 40, 2),
+        valid=torch.ones(2, 32, 40, dtype=torch.bool),
+    )
+    a = torch.tensor([0])
+    ce, tc = _pair_losses(model, data, a, neighbour_grad=False, device=torch.device("cpu"))
+    assert float(ce.detach()) == 0.0 and float(tc.detach()) > 0
+    tc.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
+    ce_both, _ = _pair_losses(model, data, a, neighbour_grad=True, device=torch.device("cpu"))
+    assert float(ce_both.detach()) > 0, "with its gradient the neighbour's labels teach too"
+
+
+def test_a_label_patch_is_refused_for_shape_region_or_class_in_one_line():
+    mask = np.zeros((4, 5), bool)
+    mask[1:3, 1:4] = True
+    good = np.full((4, 5), VOID, np.uint8)
+    good[mask] = 1
+    check_patch(7, good, mask, num_classes=3)  # accepted: nothing raised
+    cases = {
+        "labels are 5×3, the sample's box is 5×4": np.full((3, 5), VOID, np.uint8),
+        "labels are of shape (4, 5, 3)": np.full((4, 5, 3), VOID, np.uint8),
+        "outside the sample's region": np.where(~mask, 1, VOID).astype(np.uint8),
+        "class 9 is not in the list": np.where(mask, 9, VOID).astype(np.uint8),
+    }
+    for message, patch in cases.items():
+        with pytest.raises(HvsaError, match=re.escape(message)):
+            check_patch(7, patch, mask, num_classes=3)

@@ -97,6 +97,7 @@ class FinetuneConfig(_Section):
     lr: float = Field(gt=0)
     weight_decay: float = Field(ge=0)
     temporal_weight: float = Field(ge=0)
+    neighbour_grad: bool
     labelled_share: float = Field(ge=0, le=1)
     freeze_bn: bool
     seed: int

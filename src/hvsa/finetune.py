@@ -76,6 +76,31 @@ def _pick_pairs(
     return np.asarray(firsts)
 
 
+def _pair_losses(
+    model: SegNet, data: TrainingData, a: torch.Tensor, neighbour_grad: bool, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy and temporal term of the pairs (a, a+1).
+
+    With ``neighbour_grad`` both frames of a pair learn from both terms. Without it the next
+    frame's prediction is only the temporal term's target (computed without gradient, as a
+    consistency teacher): half the backward pass, which is most of a step's time on a CPU; the
+    next frame's own labels still teach whenever it is drawn as a first frame.
+    """
+    b = len(a)
+    flow, valid = data.flow[a].to(device), data.valid[a].to(device)
+    if neighbour_grad:
+        x = torch.cat([data.frames[a], data.frames[a + 1]]).to(device)
+        y = torch.cat([data.labels[a], data.labels[a + 1]]).to(device)
+        logits, _ = model(x)
+        probs = logits.softmax(1)
+        return supervised_loss(logits, y), temporal_loss(probs[:b], probs[b:], flow, valid)
+    logits, _ = model(data.frames[a].to(device))
+    with torch.no_grad():
+        target = model(data.frames[a + 1].to(device))[0].softmax(1)
+    ce = supervised_loss(logits, data.labels[a].to(device))
+    return ce, temporal_loss(logits.softmax(1), target, flow, valid)
+
+
 def finetune(
     model: SegNet, data: TrainingData, cfg: FinetuneConfig, device: torch.device, seed: int = 0
 ) -> list[dict[str, float]]:
@@ -90,13 +115,7 @@ def finetune(
     history = []
     for _ in tqdm(range(cfg.steps), desc="fine-tune", unit="step", leave=False):
         a = torch.from_numpy(_pick_pairs(n, labelled, cfg, rng))
-        x = torch.cat([data.frames[a], data.frames[a + 1]]).to(device)
-        y = torch.cat([data.labels[a], data.labels[a + 1]]).to(device)
-        logits, _ = model(x)
-        ce = supervised_loss(logits, y)
-        probs = logits.softmax(1)
-        b = len(a)
-        tc = temporal_loss(probs[:b], probs[b:], data.flow[a].to(device), data.valid[a].to(device))
+        ce, tc = _pair_losses(model, data, a, cfg.neighbour_grad, device)
         loss = ce + cfg.temporal_weight * tc
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -75,9 +75,7 @@ def expected_clicks(
     return out
 
 
-def select_gain(
-    gain: np.ndarray, cost_of, budget: int, pool: int
-) -> tuple[np.ndarray, np.ndarray]:
+def select_gain(gain: np.ndarray, cost_of, budget: int, pool: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``budget`` candidates of best gain per click, and their expected clicks.
 
     Prices are computed for the ``pool × budget`` candidates of highest gain only: the click

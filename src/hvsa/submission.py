@@ -41,6 +41,25 @@ def write_submission(inbox: Path, round_no: int, annotations: list[Annotation]) 
     return npz
 
 
+def check_patch(sample_id: int, patch: np.ndarray, mask: np.ndarray, num_classes: int) -> None:
+    """Refuse a sample's labels of the wrong size, outside its region or of an unknown class.
+
+    One check for every way labels come in (submission files, the web app), so that no source
+    can write a label the others would refuse.
+    """
+    if patch.shape != mask.shape:
+        got = f"{patch.shape[1]}×{patch.shape[0]}" if patch.ndim == 2 else f"of shape {patch.shape}"
+        raise HvsaError(
+            f"sample {sample_id}: labels are {got}, "
+            f"the sample's box is {mask.shape[1]}×{mask.shape[0]}"
+        )
+    if (patch[~mask] != VOID).any():
+        raise HvsaError(f"sample {sample_id}: labels outside the sample's region are refused")
+    bad = (patch != VOID) & (patch >= num_classes)
+    if bad.any():
+        raise HvsaError(f"sample {sample_id}: class {int(patch[bad][0])} is not in the list")
+
+
 class SubmittedAnnotator:
     """Reads a human submission for the requested samples, refusing anything inconsistent."""
 
@@ -70,17 +89,7 @@ class SubmittedAnnotator:
         for sid in sample_ids:
             frame, box, mask = samples.region(sid)
             patch = patches[f"labels_{sid}"]
-            if patch.shape != mask.shape:
-                raise HvsaError(
-                    f"sample {sid}: labels are {patch.shape}, the sample is {mask.shape}"
-                )
-            if (patch[~mask] != VOID).any():
-                raise HvsaError(f"sample {sid}: labels outside the sample's region are refused")
-            bad = (patch != VOID) & (patch >= self.num_classes)
-            if bad.any():
-                raise HvsaError(
-                    f"sample {sid}: class {int(patch[bad][0])} is not in the class list"
-                )
+            check_patch(sid, patch, mask, self.num_classes)
             meta_row = info[sid]
             clicks = int(meta_row["clicks"])
             if clicks < 0:
@@ -107,5 +116,4 @@ def _detail(detail: object, clicks: int, sample_id: int) -> dict | None:
         raise HvsaError(
             f"sample {sample_id}: clicks by tool add up to {sum(by_tool.values())}, not {clicks}"
         )
-    return {**{f"{k}": v for k, v in by_tool.items()},
-            **{k: v for k, v in detail.items() if k != "clicks_by_tool"}}  # fmt: skip
+    return {**by_tool, **{k: v for k, v in detail.items() if k != "clicks_by_tool"}}

@@ -20,15 +20,16 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from hvsa.annotator import Annotation
 from hvsa.app.store import RefusedError
 from hvsa.clicks import ClickCount
+from hvsa.errors import HvsaError
 from hvsa.network import load_checkpoint
 from hvsa.predict import load_prediction
 from hvsa.samples import SampleSet, load_samples, superpixel_segments
-from hvsa.submission import submission_paths, write_submission
+from hvsa.scaling import upsample_argmax
+from hvsa.submission import check_patch, submission_paths, write_submission
 from hvsa.video import VOID, ClassList, Video
 from hvsa.workspace import Workspace
 
@@ -67,6 +68,7 @@ class RoundWork:
     round: int
     _superpixels: dict[int, np.ndarray] = field(default_factory=dict)
     _prefill: dict[int, np.ndarray] = field(default_factory=dict)
+    _probs: torch.Tensor | None = None
 
     @cached_property
     def here(self) -> Path:
@@ -139,10 +141,10 @@ class RoundWork:
         self.check_sample(sample_id)
         frame, box, mask = self.samples.region(sample_id)
         if frame not in self._prefill:
-            pred = load_prediction(self.here / "predict.npz")
-            probs = pred.probs[frame : frame + 1].float()
-            full = F.interpolate(probs, size=self.video.size, mode="bilinear", align_corners=False)
-            self._prefill[frame] = full[0].argmax(0).to(torch.uint8).numpy()
+            if self._probs is None:  # one read per round view, not one per frame
+                self._probs = load_prediction(self.here / "predict.npz").probs
+            one = self._probs[frame : frame + 1]
+            self._prefill[frame] = upsample_argmax(one, self.video.size)[0]
         return np.where(mask, self._prefill[frame][box], VOID).astype(np.uint8)
 
     def prefill_png(self, sample_id: int) -> bytes:
@@ -166,21 +168,10 @@ class RoundWork:
     def check_labels(self, sample_id: int, labels: np.ndarray) -> None:
         """Refuse labels of the wrong size, outside the region, or of an unknown class."""
         _, _, mask = self.samples.region(sample_id)
-        if labels.shape != mask.shape:
-            raise RefusedError(
-                f"sample {sample_id}: labels are {labels.shape[1]}×{labels.shape[0]}, "
-                f"the sample's box is {mask.shape[1]}×{mask.shape[0]}",
-                422,
-            )
-        if (labels[~mask] != VOID).any():
-            raise RefusedError(
-                f"sample {sample_id}: labels outside the sample's region are refused", 422
-            )
-        bad = (labels != VOID) & (labels >= len(self.classes))
-        if bad.any():
-            raise RefusedError(
-                f"sample {sample_id}: class {int(labels[bad][0])} is not in the list", 422
-            )
+        try:
+            check_patch(sample_id, labels, mask, len(self.classes))
+        except HvsaError as e:
+            raise RefusedError(str(e), 422) from None
 
     def save_part(self, annotation: Annotation) -> None:
         """Keep one submitted sample until the round is complete (atomic write)."""
