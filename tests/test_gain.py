@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
+from hvsa.auto import AutoChooser, Offer, deficit
 from hvsa.cli import main
 from hvsa.gain import expected_clicks, pixel_gain, sample_gain, select_gain
 from hvsa.samples import rect_segments
@@ -92,13 +93,41 @@ def test_auto_picks_a_granularity_each_round_by_gain_per_click(tiny_videos, pret
     for r in (1, 2):
         selected = pd.read_parquet(out / f"round_{r:02d}" / "selected.parquet")
         (name,) = set(selected["granularity"])
-        assert {"worth_frame", "worth_rect16"} <= set(selected.columns)
-        worth = selected[["worth_frame", "worth_rect16"]].iloc[0]
-        assert name == worth.idxmax().removeprefix("worth_")  # the better promise won
+        row = selected.iloc[0]
+        worth = {
+            g: row[f"promise_{g}"] * (1.0 if np.isnan(row[f"yield_{g}"]) else row[f"yield_{g}"])
+            for g in ("frame", "rect16")
+        }
+        assert name == max(worth, key=worth.get)  # the best calibrated offer won
         assert len(selected) == {"frame": 1, "rect16": 6}[name]
         kinds.append(name)
+    second = pd.read_parquet(out / "round_02" / "selected.parquet").iloc[0]
+    assert not np.isnan(second[f"yield_{kinds[0]}"]), "round 1 taught what its choice yields"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["granularity"] == "auto" and summary["clicks"] > 0
+
+
+def test_auto_takes_an_untried_offer_at_its_word_then_trusts_what_it_delivered():
+    chooser = AutoChooser()
+    offers = {"frame": Offer(gain=4.0, clicks=4000), "rect32": Offer(gain=1.0, clicks=500)}
+    assert chooser.choose(offers, before=100.0) == "rect32"  # 2e-3 per click against 1e-3
+    assert chooser.settle(after=99.8) == pytest.approx(0.2)  # promised 1.0, delivered 0.2
+    assert chooser.choose(offers, before=99.8) == "frame"
+    assert chooser.settle(after=87.8) == pytest.approx(3.0)  # carried labels: 3x the promise
+    # the frame's promise falls as the video fills in; the rectangles win again only once
+    # their calibrated worth (2e-3 x 0.2) beats the frame's (x 3)
+    later = {"frame": Offer(gain=0.5, clicks=4000), "rect32": Offer(gain=1.0, clicks=500)}
+    assert chooser.choose(later, before=50.0) == "rect32"
+    assert chooser.settle(after=51.0) == 0.0  # a round that made things worse yields nothing
+    assert chooser.settle(after=40.0) is None  # nothing pending
+
+
+def test_deficit_is_zero_for_a_certain_belief_and_grows_with_doubt():
+    sure = torch.zeros(2, 3, 4, 4)
+    sure[:, 0] = 1.0
+    assert deficit(sure) == 0.0
+    torn = torch.full((2, 3, 4, 4), 1 / 3)
+    assert deficit(torn) > deficit(0.5 * sure + 0.5 * torn) > 0
 
 
 def test_auto_is_refused_where_one_sample_set_is_needed(tiny_videos):

@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from hvsa.annotator import Annotator
+from hvsa.auto import AutoChooser, Offer, deficit
 from hvsa.config import Config
 from hvsa.errors import HvsaError
 from hvsa.labels import write_labels
@@ -80,6 +81,7 @@ class AnnotationLoop:
         self.state = LoopState.empty(len(video), video.size)
         self.ledger = Ledger(self.out / cfg.campaign.ledger)
         self.results: list[RoundResult] = []
+        self.chooser = AutoChooser()
 
     def _predict(self) -> Prediction:
         return predict(self.model, self.ctx.frames_t, self.cfg.output.batch_size, self.device)
@@ -133,13 +135,13 @@ class AnnotationLoop:
         """This round's samples; with ``auto``, the granularity whose batch is worth most.
 
         Each granularity proposes its batch with the gain selector (``gain.py``); the batch of
-        highest expected mIoU gain per expected click wins. Small rectangles win while the
-        errors are thin (poles, borders), whole frames once much is wrong everywhere.
+        highest calibrated gain per expected click wins (``auto.py``: a promise is scaled by
+        what that granularity's last batch delivered).
         """
         cfg = self.cfg
         if cfg.samples.granularity != "auto":
             return self.ctx, select_samples(self.ctx, belief, self.state, cfg, round_no)
-        best, worth = None, {}
+        batches, offers = {}, {}
         for name, ctx in self.contexts.items():
             if name not in cfg.auto.budgets:
                 raise HvsaError(f"auto.budgets has no entry for {name}")
@@ -152,15 +154,16 @@ class AnnotationLoop:
             chosen = select_samples(ctx, belief, self.state, cfg_g, round_no)
             if chosen.empty:
                 continue
-            worth[name] = float(chosen["expected_gain"].sum() / chosen["expected_clicks"].sum())
-            if best is None or worth[name] > worth[best[0]]:
-                best = (name, ctx, chosen)
-        if best is None:
+            batches[name] = (ctx, chosen)
+            offers[name] = Offer(chosen["expected_gain"].sum(), chosen["expected_clicks"].sum())
+        if not offers:
             return self.ctx, self.ctx.samples.table.iloc[[]]
-        name, ctx, chosen = best
+        name = self.chooser.choose(offers, deficit(belief.probs))
+        ctx, chosen = batches[name]
         chosen = chosen.assign(granularity=name)
-        for k, v in worth.items():  # what each granularity promised, for the record
-            chosen[f"worth_{k}"] = v
+        for k, offer in offers.items():  # what each granularity offered, for the record
+            chosen[f"promise_{k}"] = offer.per_click
+            chosen[f"yield_{k}"] = self.chooser.yields.get(k, np.nan)
         return ctx, chosen
 
     def _done(self) -> bool:
@@ -212,6 +215,8 @@ class AnnotationLoop:
             pred = self._predict()
             timings["predict"] = time.perf_counter() - t0
             result, belief = self._write_round(round_no, pred, timings, started, recorded, selected)
+            if cfg.samples.granularity == "auto":
+                self.chooser.settle(deficit(belief.probs))
             bar.set_postfix(mIoU=_fmt(result.miou), clicks=result.clicks_total)
         self._finish()
         self.ledger.close()
