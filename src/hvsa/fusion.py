@@ -98,8 +98,8 @@ def carried_votes(
             err += e
             at = k
             # a point that left the frame or whose chain broke beyond float32's reach can never
-            # vote again: without this, chains always ran the whole window (twice the work in
-            # late rounds, every labelled frame in reach pulled) for no change in any vote
+            # vote again, and no labelled frame ever covers it: it must not keep the chain
+            # walking (together with ``spoken``, this is what lets a chain end early)
             fit = np.exp(-np.minimum(err, 1e3) / cfg.sigma)
             remaining[fit == 0] = 0
             if remaining.max() < cfg.min_remaining:
