@@ -81,6 +81,17 @@ def test_the_loop_runs_with_the_gain_selector(tiny_videos, pretrained, tmp_path)
     assert summary["clicks"] > 0
 
 
+def test_the_loop_runs_with_the_coverage_selector(tiny_videos, pretrained, tmp_path):
+    out = tmp_path / "coverage"
+    args = _run_args(tiny_videos[0], pretrained, out, "rect", 6, rounds=1)
+    assert main([*args, "--selector", "coverage", "--set", "finetune.steps=2"]) == 0
+    selected = pd.read_parquet(out / "round_01" / "selected.parquet")
+    assert len(selected) == 6 and selected["sample_id"].is_unique
+    # a batch of rectangles covering one 8-frame video is not piled into a single frame
+    assert selected["frame"].nunique() > 1
+    assert json.loads((out / "summary.json").read_text())["clicks"] > 0
+
+
 def test_auto_picks_a_granularity_each_round_by_gain_per_click(tiny_videos, pretrained, tmp_path):
     out = tmp_path / "auto"
     args = _run_args(tiny_videos[0], pretrained, out, "rect", 6, rounds=2)

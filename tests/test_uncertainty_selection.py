@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from hvsa.selection import select, select_paper
+from hvsa.selection import select, select_coverage, select_paper
 from hvsa.uncertainty import entropy, least_confidence, margin, per_segment_mean, pixel_uncertainty
 
 
@@ -64,3 +64,34 @@ def test_identical_features_still_fill_the_budget():
     feats = np.zeros((10, 3))
     picked = select_paper(np.arange(10.0), feats, budget=3, keep_fraction=0.5, n_init=1, seed=0)
     assert len(set(picked.tolist())) == 3
+
+
+def test_coverage_spreads_frames_over_a_uniformly_uncertain_video():
+    # 40 frames, all equally uncertain: a batch of 4 must not sit in one stretch (what the
+    # uncertainty-only selector does), but take roughly one frame per quarter
+    mass = np.ones(40)
+    frames = np.arange(40)
+    picked = select_coverage(mass, frames, mass.copy(), budget=4, reach=6.0)
+    assert len(set(picked.tolist())) == 4
+    gaps = np.diff(np.sort(picked))
+    assert gaps.min() >= 6
+
+
+def test_coverage_prefers_the_uncertain_stretch_and_skips_covered_frames():
+    mass = np.full(30, 0.1)
+    mass[20:25] = 1.0  # one hard stretch
+    frames = np.arange(30)
+    picked = select_coverage(mass, frames, mass.copy(), budget=2, reach=3.0)
+    assert 20 <= picked[0] < 25  # the first pick lands in the hard stretch ...
+    assert abs(int(picked[1]) - int(picked[0])) > 1  # ... the second not beside the first
+
+
+def test_coverage_counts_a_partial_sample_by_its_share_of_the_frame():
+    # frame 0 has one small uncertain sample and one large one; the large one covers more
+    mass = np.array([1.0, 9.0, 5.0])
+    frames = np.array([0, 0, 1])
+    frame_mass = np.array([10.0, 5.0])
+    picked = select_coverage(mass, frames, frame_mass, budget=3, reach=1.0)
+    assert picked[0] == 1
+    assert sorted(picked.tolist()) == [0, 1, 2]
+    assert len(select_coverage(mass, frames, frame_mass, budget=0, reach=1.0)) == 0

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from hvsa.annotator import OracleAnnotator
 from hvsa.clicks import region_clicks
-from hvsa.config import BenchmarkConfig, Config
+from hvsa.config import SELECTORS, BenchmarkConfig, Config
 from hvsa.errors import HvsaError
 from hvsa.loop import AnnotationLoop
 from hvsa.metrics import miou
@@ -46,7 +46,7 @@ from hvsa.report import (
 from hvsa.resources import peak_memory_mb, reset_peak_memory
 from hvsa.video import ClassList, Video, check_classes, load_video
 
-_HVSA = re.compile(r"^hvsa-(frame|superpixel|rect(\d+))-(paper|random|uncertainty|diversity|gain)$")
+_HVSA = re.compile(rf"^hvsa-(frame|superpixel|rect(\d+))-({'|'.join(SELECTORS)})$")
 _PROPAGATE = re.compile(r"^propagate-(\d+)$")
 
 
@@ -86,7 +86,7 @@ def parse_strategy(name: str) -> Strategy:
         )  # fmt: skip
     raise HvsaError(
         f"unknown strategy {name!r}: use manual, propagate-K, auto or "
-        "hvsa-<frame|superpixel|rectN>-<paper|random|uncertainty|diversity|gain>"
+        f"hvsa-<frame|superpixel|rectN>-<{'|'.join(SELECTORS)}>"
     )
 
 

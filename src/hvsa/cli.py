@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hvsa.config import Config, load_config, parse_set_option
+from hvsa.config import SELECTORS, Config, load_config, parse_set_option
 from hvsa.errors import HvsaError
 
 
@@ -332,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-miou", type=float)
     p.add_argument("--max-clicks", type=int)
     p.add_argument("--annotator", choices=["oracle", "human"])
-    p.add_argument("--selector", choices=["paper", "random", "uncertainty", "diversity", "gain"])
+    p.add_argument("--selector", choices=SELECTORS)
     p.add_argument("--uncertainty", choices=["entropy", "margin", "least_confidence"])
     p.add_argument("--campaign", default="run", help="campaign name recorded in the ledger")
     p.set_defaults(func=cmd_run)

@@ -8,7 +8,7 @@ fallback to a value hidden in code. CLI flags override single values after loadi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -65,10 +65,15 @@ class UncertaintyConfig(_Section):
     measure: Literal["entropy", "margin", "least_confidence"]
 
 
+Selector = Literal["paper", "random", "uncertainty", "diversity", "coverage", "gain"]
+SELECTORS: tuple[str, ...] = get_args(Selector)
+
+
 class SelectionConfig(_Section):
-    strategy: Literal["paper", "random", "uncertainty", "diversity", "gain"]
+    strategy: Selector
     keep_fraction: float = Field(gt=0, le=1)
     gain_pool: int = Field(ge=1)
+    coverage_reach: float = Field(gt=0)
     kmeans_init: int = Field(ge=1)
     seed: int
 
@@ -167,9 +172,7 @@ class QuickBenchmarkConfig(_Section):
 class BenchmarkConfig(_Section):
     ks: list[int] = Field(min_length=1)
     granularities: list[str] = Field(min_length=1)
-    selectors: list[Literal["paper", "random", "uncertainty", "diversity", "gain"]] = Field(
-        min_length=1
-    )
+    selectors: list[Selector] = Field(min_length=1)
     budgets: dict[str, int]
     rounds: int = Field(ge=1)
     max_clicks_pct: float = Field(gt=0, le=100)

@@ -35,7 +35,7 @@ from hvsa.scaling import (
     work_size,
 )
 from hvsa.scoring import sample_features, sample_uncertainty
-from hvsa.selection import select
+from hvsa.selection import select, select_coverage
 from hvsa.state import LoopState
 from hvsa.uncertainty import pixel_uncertainty
 from hvsa.video import VOID, ClassList, Video
@@ -131,6 +131,11 @@ def select_samples(
             return expected_clicks(predicted, table, cand[idx], ctx.full, granularity, tolerance)
 
         picked, cost = select_gain(gains, cost_of, budget, s.gain_pool)
+    elif s.strategy == "coverage":
+        mass = unc * n_pixels[cand]
+        frames = table["frame"].to_numpy()[cand]
+        frame_mass = np.bincount(frames, weights=mass, minlength=len(ctx.video))
+        picked = select_coverage(mass, frames, frame_mass, budget, s.coverage_reach)
     else:
         picked = select(
             s.strategy, unc, feats, budget, s.keep_fraction, s.kmeans_init, s.seed + round_no

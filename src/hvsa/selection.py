@@ -81,3 +81,42 @@ def select(
     if strategy == "diversity":
         return select_diversity(features, budget, n_init, seed)
     return select_random(len(uncertainty), budget, seed)
+
+
+def select_coverage(
+    mass: np.ndarray, frames: np.ndarray, frame_mass: np.ndarray, budget: int, reach: float
+) -> np.ndarray:
+    """Greedy batch that covers the most uncertainty of the whole video, time-aware.
+
+    Why: the fused labels carry every human label along the flow to the frames around it, so a
+    sample is worth its frame's uncertainty *and* a decaying share of its neighbours'. Picking the
+    top uncertain samples at once puts a batch into one hard stretch (measured: the
+    uncertainty-only selector is the worst on frames); picking by features ignores time. Here each
+    pick is the sample whose label would cover most remaining uncertainty, counting frame ``t``
+    from a label in frame ``f`` with weight ``exp(-|t - f| / reach)``, and what it covers is then
+    taken as covered for the rest of the batch (facility-location greedy).
+
+    ``mass``: each candidate's uncertainty summed over its pixels; ``frames``: its frame;
+    ``frame_mass``: (n_frames,) uncertainty summed over each frame's unlabelled pixels (the
+    candidates' masses, or more); ``reach``: frames at which a label's cover falls to 1/e.
+    A candidate covers its share ``mass / frame_mass[frame]`` of its own frame's uncertainty, and
+    that share of the neighbours'.
+    """
+    n = len(mass)
+    budget = min(budget, n)
+    if budget <= 0:
+        return np.arange(0)
+    t = np.arange(len(frame_mass))
+    kernel = np.exp(-np.abs(t[:, None] - t[None, :]) / reach)  # kernel[f, t]
+    share = np.divide(mass, frame_mass[frames], out=np.zeros(n), where=frame_mass[frames] > 0)
+    remaining = frame_mass.astype(float).copy()
+    open_ = np.ones(n, bool)
+    picked: list[int] = []
+    for _ in range(budget):
+        covered_from = kernel @ remaining  # uncertainty a full label in frame f would cover
+        score = np.where(open_, share * covered_from[frames], -np.inf)
+        i = int(np.argmax(score))
+        picked.append(i)
+        open_[i] = False
+        remaining *= 1.0 - share[i] * kernel[frames[i]]
+    return np.asarray(picked, dtype=int)
