@@ -1,9 +1,12 @@
+from types import SimpleNamespace
+
 import pandas as pd
 import pytest
 
-from hvsa.benchmark import grid, parse_strategy
+from hvsa.benchmark import grid, hvsa_config, parse_strategy
 from hvsa.cli import main
 from hvsa.config import load_config
+from hvsa.errors import HvsaError
 from hvsa.report import SUMMARY_COLUMNS, clicks_to_targets
 from hvsa.video import load_video
 from tests.conftest import REPO
@@ -16,6 +19,20 @@ def test_strategy_names_parse():
     assert (s.kind, s.granularity, s.rect_size, s.selector) == ("hvsa", "rect", 32, "uncertainty")
     assert parse_strategy("hvsa-rect32-paper").samples == "rect32"
     assert parse_strategy("hvsa-superpixel-random").samples == "superpixel"
+    assert parse_strategy("hvsa-frame-coverage").budget == 0  # benchmark.budgets
+    b2 = parse_strategy("hvsa-frame-coverage-b2")
+    assert (b2.selector, b2.budget, b2.samples) == ("coverage", 2, "frame")
+    with pytest.raises(HvsaError, match="B ≥ 1"):
+        parse_strategy("hvsa-frame-coverage-b0")
+
+
+def test_a_budget_suffix_sets_the_samples_per_round():
+    cfg = load_config(REPO / "params.yaml")
+    bench = SimpleNamespace(cfg=cfg, manual_total=1000)
+    default = hvsa_config(bench, parse_strategy("hvsa-frame-coverage"))
+    assert default.loop.budget == cfg.benchmark.budgets["frame"]
+    assert default.selection.strategy == "coverage"
+    assert hvsa_config(bench, parse_strategy("hvsa-frame-coverage-b2")).loop.budget == 2
 
 
 def test_the_grid_covers_every_granularity_and_selector():

@@ -46,7 +46,7 @@ from hvsa.report import (
 from hvsa.resources import peak_memory_mb, reset_peak_memory
 from hvsa.video import ClassList, Video, check_classes, load_video
 
-_HVSA = re.compile(rf"^hvsa-(frame|superpixel|rect(\d+))-({'|'.join(SELECTORS)})$")
+_HVSA = re.compile(rf"^hvsa-(frame|superpixel|rect(\d+))-({'|'.join(SELECTORS)})(?:-b(\d+))?$")
 _PROPAGATE = re.compile(r"^propagate-(\d+)$")
 
 
@@ -60,6 +60,7 @@ class Strategy:
     granularity: str = ""
     rect_size: int = 0
     selector: str = ""
+    budget: int = 0  # samples per round; 0 = benchmark.budgets of the granularity
 
     @property
     def samples(self) -> str:
@@ -68,7 +69,11 @@ class Strategy:
 
 
 def parse_strategy(name: str) -> Strategy:
-    """``manual``, ``propagate-K`` or ``hvsa-<frame|superpixel|rectN>-<selector>``."""
+    """``manual``, ``propagate-K`` or ``hvsa-<frame|superpixel|rectN>-<selector>[-bB]``.
+
+    The optional ``-bB`` suffix sets the samples per round to B (default: benchmark.budgets), so
+    one results table can compare budgets of one granularity and selector.
+    """
     if name == "manual":
         return Strategy(name, "manual")
     if name == "auto":
@@ -80,13 +85,16 @@ def parse_strategy(name: str) -> Strategy:
         return Strategy(name, "propagate", k=k)
     if m := _HVSA.match(name):
         granularity = "rect" if m.group(2) else m.group(1)
+        budget = int(m.group(4) or 0)
+        if m.group(4) is not None and budget < 1:
+            raise HvsaError(f"{name}: the budget suffix -bB needs B ≥ 1 samples per round")
         return Strategy(
             name, "hvsa", granularity=granularity, rect_size=int(m.group(2) or 0),
-            selector=m.group(3),
+            selector=m.group(3), budget=budget,
         )  # fmt: skip
     raise HvsaError(
         f"unknown strategy {name!r}: use manual, propagate-K, auto or "
-        f"hvsa-<frame|superpixel|rectN>-<{'|'.join(SELECTORS)}>"
+        f"hvsa-<frame|superpixel|rectN>-<{'|'.join(SELECTORS)}>[-bB]"
     )
 
 
@@ -192,6 +200,8 @@ def hvsa_config(bench: Bench, strategy: Strategy) -> Config:
         samples["rect_size"] = strategy.rect_size
     if strategy.granularity == "auto":
         budget = 1  # auto.budgets, per granularity
+    elif strategy.budget:
+        budget = strategy.budget
     elif strategy.samples not in b.budgets:
         raise HvsaError(f"benchmark.budgets has no entry for {strategy.samples} ({strategy.name})")
     else:
