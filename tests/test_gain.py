@@ -81,10 +81,12 @@ def test_the_loop_runs_with_the_gain_selector(tiny_videos, pretrained, tmp_path)
     assert summary["clicks"] > 0
 
 
-def test_the_loop_runs_with_the_coverage_selector(tiny_videos, pretrained, tmp_path):
+@pytest.mark.parametrize("per_click", ["false", "true"])
+def test_the_loop_runs_with_the_coverage_selector(tiny_videos, pretrained, tmp_path, per_click):
     out = tmp_path / "coverage"
     args = _run_args(tiny_videos[0], pretrained, out, "rect", 6, rounds=1)
-    assert main([*args, "--selector", "coverage", "--set", "finetune.steps=2"]) == 0
+    sets = ["--set", "finetune.steps=2", "--set", f"selection.coverage_per_click={per_click}"]
+    assert main([*args, "--selector", "coverage", *sets]) == 0
     selected = pd.read_parquet(out / "round_01" / "selected.parquet")
     assert len(selected) == 6 and selected["sample_id"].is_unique
     # a batch of rectangles covering one 8-frame video is not piled into a single frame

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from hvsa.selection import select, select_coverage, select_paper
+from hvsa.selection import coverage_scores, select, select_coverage, select_paper
 from hvsa.uncertainty import entropy, least_confidence, margin, per_segment_mean, pixel_uncertainty
 
 
@@ -95,3 +95,15 @@ def test_coverage_counts_a_partial_sample_by_its_share_of_the_frame():
     assert picked[0] == 1
     assert sorted(picked.tolist()) == [0, 1, 2]
     assert len(select_coverage(mass, frames, frame_mass, budget=0, reach=1.0)) == 0
+
+
+def test_coverage_per_click_prefers_the_cheaper_of_two_equal_covers():
+    # two samples of one frame cover the same uncertainty; the second costs a tenth of the first
+    mass = np.array([5.0, 5.0, 1.0])
+    frames = np.array([0, 0, 1])
+    frame_mass = np.array([10.0, 1.0])
+    cost = np.array([20.0, 2.0, 50.0])
+    assert select_coverage(mass, frames, frame_mass, 1, reach=1.0)[0] == 0  # a tie: first wins
+    assert select_coverage(mass, frames, frame_mass, 1, reach=1.0, cost=cost)[0] == 1
+    first = coverage_scores(mass, frames, frame_mass, reach=1.0)
+    assert first[0] == first[1] > first[2]

@@ -74,6 +74,7 @@ class SelectionConfig(_Section):
     keep_fraction: float = Field(gt=0, le=1)
     gain_pool: int = Field(ge=1)
     coverage_reach: float = Field(gt=0)
+    coverage_per_click: bool
     kmeans_init: int = Field(ge=1)
     seed: int
 

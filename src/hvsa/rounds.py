@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -16,7 +17,7 @@ import torch
 
 from hvsa.annotator import Annotation, Annotator
 from hvsa.clicks import region_clicks
-from hvsa.config import Config
+from hvsa.config import Config, SelectionConfig
 from hvsa.finetune import TrainingData, finetune
 from hvsa.fusion import fuse
 from hvsa.gain import expected_clicks, pixel_gain, sample_gain, select_gain
@@ -35,7 +36,7 @@ from hvsa.scaling import (
     work_size,
 )
 from hvsa.scoring import sample_features, sample_uncertainty
-from hvsa.selection import select, select_coverage
+from hvsa.selection import coverage_scores, select, select_coverage
 from hvsa.state import LoopState
 from hvsa.uncertainty import pixel_uncertainty
 from hvsa.video import VOID, ClassList, Video
@@ -121,21 +122,21 @@ def select_samples(
     feats = sample_features(pred.features, ctx.small_segments, table, ctx.full)[cand]
     s = cfg.selection
     budget = min(cfg.loop.budget, cand.size)
+
+    def cost_of(idx: np.ndarray) -> np.ndarray:
+        """Expected clicks of candidates ``idx``: the click model run on the predicted labels."""
+        predicted = pred.probs.argmax(1).to(torch.uint8).numpy()
+        return expected_clicks(
+            predicted, table, cand[idx], ctx.full, ctx.samples.granularity,
+            cfg.annotation.polygon_tolerance,
+        )  # fmt: skip
+
     if s.strategy == "gain":
         gains = sample_gain(pixel_gain(pred.probs), ctx.small_segments, table, cand)
-        predicted = pred.probs.argmax(1).to(torch.uint8).numpy()
-        tolerance = cfg.annotation.polygon_tolerance
-        granularity = ctx.samples.granularity
-
-        def cost_of(idx: np.ndarray) -> np.ndarray:
-            return expected_clicks(predicted, table, cand[idx], ctx.full, granularity, tolerance)
-
         picked, cost = select_gain(gains, cost_of, budget, s.gain_pool)
     elif s.strategy == "coverage":
-        mass = unc * n_pixels[cand]
-        frames = table["frame"].to_numpy()[cand]
-        frame_mass = np.bincount(frames, weights=mass, minlength=len(ctx.video))
-        picked = select_coverage(mass, frames, frame_mass, budget, s.coverage_reach)
+        picked = _select_coverage(unc * n_pixels[cand], table["frame"].to_numpy()[cand],
+                                  len(ctx.video), budget, s, cost_of)  # fmt: skip
     else:
         picked = select(
             s.strategy, unc, feats, budget, s.keep_fraction, s.kmeans_init, s.seed + round_no
@@ -147,6 +148,27 @@ def select_samples(
         chosen["expected_clicks"] = cost
     chosen["rank"] = np.arange(len(chosen))
     return chosen
+
+
+def _select_coverage(
+    mass: np.ndarray,
+    frames: np.ndarray,
+    n_frames: int,
+    budget: int,
+    s: SelectionConfig,
+    cost_of: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """The coverage selector; per click, pricing only the ``gain_pool × budget`` best covers
+    (the click model is too slow for every rectangle of a video, as for the gain selector)."""
+    frame_mass = np.bincount(frames, weights=mass, minlength=n_frames)
+    if not s.coverage_per_click:
+        return select_coverage(mass, frames, frame_mass, budget, s.coverage_reach)
+    first = coverage_scores(mass, frames, frame_mass, s.coverage_reach)
+    pool = np.argsort(-first, kind="stable")[: max(budget, s.gain_pool * budget)]
+    cost = cost_of(pool)
+    return pool[
+        select_coverage(mass[pool], frames[pool], frame_mass, budget, s.coverage_reach, cost)
+    ]
 
 
 def annotate_samples(

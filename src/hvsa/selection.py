@@ -83,8 +83,33 @@ def select(
     return select_random(len(uncertainty), budget, seed)
 
 
+def _coverage_kernel(n_frames: int, reach: float) -> np.ndarray:
+    """kernel[f, t]: share of frame t's uncertainty that a full label in frame f covers."""
+    t = np.arange(n_frames)
+    return np.exp(-np.abs(t[:, None] - t[None, :]) / reach)
+
+
+def _coverage_share(mass: np.ndarray, frames: np.ndarray, frame_mass: np.ndarray) -> np.ndarray:
+    """Share of its own frame's uncertainty that each candidate holds."""
+    total = frame_mass[frames]
+    return np.divide(mass, total, out=np.zeros(len(mass)), where=total > 0)
+
+
+def coverage_scores(
+    mass: np.ndarray, frames: np.ndarray, frame_mass: np.ndarray, reach: float
+) -> np.ndarray:
+    """Uncertainty each candidate's label would cover if it were picked first."""
+    covered_from = _coverage_kernel(len(frame_mass), reach) @ frame_mass.astype(float)
+    return _coverage_share(mass, frames, frame_mass) * covered_from[frames]
+
+
 def select_coverage(
-    mass: np.ndarray, frames: np.ndarray, frame_mass: np.ndarray, budget: int, reach: float
+    mass: np.ndarray,
+    frames: np.ndarray,
+    frame_mass: np.ndarray,
+    budget: int,
+    reach: float,
+    cost: np.ndarray | None = None,
 ) -> np.ndarray:
     """Greedy batch that covers the most uncertainty of the whole video, time-aware.
 
@@ -100,21 +125,23 @@ def select_coverage(
     ``frame_mass``: (n_frames,) uncertainty summed over each frame's unlabelled pixels (the
     candidates' masses, or more); ``reach``: frames at which a label's cover falls to 1/e.
     A candidate covers its share ``mass / frame_mass[frame]`` of its own frame's uncertainty, and
-    that share of the neighbours'.
+    that share of the neighbours'. With ``cost`` (expected clicks per candidate), each pick is
+    the best cover *per click*: samples of one granularity can differ tenfold in price (a
+    rectangle full of borders against one of sky), and the most uncertain are the dearest.
     """
     n = len(mass)
     budget = min(budget, n)
     if budget <= 0:
         return np.arange(0)
-    t = np.arange(len(frame_mass))
-    kernel = np.exp(-np.abs(t[:, None] - t[None, :]) / reach)  # kernel[f, t]
-    share = np.divide(mass, frame_mass[frames], out=np.zeros(n), where=frame_mass[frames] > 0)
+    kernel = _coverage_kernel(len(frame_mass), reach)
+    share = _coverage_share(mass, frames, frame_mass)
+    price = np.ones(n) if cost is None else np.maximum(np.asarray(cost, float), 1e-9)
     remaining = frame_mass.astype(float).copy()
     open_ = np.ones(n, bool)
     picked: list[int] = []
     for _ in range(budget):
         covered_from = kernel @ remaining  # uncertainty a full label in frame f would cover
-        score = np.where(open_, share * covered_from[frames], -np.inf)
+        score = np.where(open_, share * covered_from[frames] / price, -np.inf)
         i = int(np.argmax(score))
         picked.append(i)
         open_[i] = False
