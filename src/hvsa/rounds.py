@@ -119,7 +119,6 @@ def select_samples(
         return table.iloc[[]].assign(uncertainty=[], rank=[])
     unc_pix = pixel_uncertainty(pred.probs, cfg.uncertainty.measure)
     unc = sample_uncertainty(unc_pix, ctx.small_segments, table, ctx.full)[cand]
-    feats = sample_features(pred.features, ctx.small_segments, table, ctx.full)[cand]
     s = cfg.selection
     budget = min(cfg.loop.budget, cand.size)
 
@@ -138,6 +137,9 @@ def select_samples(
         picked = _select_coverage(unc * n_pixels[cand], table["frame"].to_numpy()[cand],
                                   len(ctx.video), budget, s, cost_of)  # fmt: skip
     else:
+        # pooled features are for select() (paper and diversity cluster them); gain and coverage
+        # never read them, so they skip this per-frame upsampling
+        feats = sample_features(pred.features, ctx.small_segments, table, ctx.full)[cand]
         picked = select(
             s.strategy, unc, feats, budget, s.keep_fraction, s.kmeans_init, s.seed + round_no
         )
