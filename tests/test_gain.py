@@ -155,3 +155,13 @@ def test_auto_is_refused_where_one_sample_set_is_needed(tiny_videos):
     assert parse_granularity("rect32") == ("rect", 32)
     with pytest.raises(HvsaError, match="rectN"):
         parse_granularity("rect")
+
+
+def test_the_loop_trains_on_crops_when_train_crop_is_set(tiny_videos, pretrained, tmp_path):
+    out = tmp_path / "crop"
+    args = _run_args(tiny_videos[0], pretrained, out, "frame", 1, rounds=1)
+    sets = ["--set", "finetune.steps=2", "--set", "model.train_crop=[32,48]"]
+    assert main([*args, *sets]) == 0
+    labels = sorted((out / "round_01" / "labels").glob("*.png"))
+    assert len(labels) == 8, "labels are still written for every frame at full size"
+    assert main([*args, "--set", "model.train_crop=[16,48]"]) == 2, "a crop under 32 px is refused"

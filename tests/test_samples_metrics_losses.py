@@ -5,7 +5,13 @@ import pytest
 import torch
 
 from hvsa.errors import HvsaError
-from hvsa.finetune import TrainingData, _pair_losses, supervised_loss, temporal_loss
+from hvsa.finetune import (
+    TrainingData,
+    _pair_losses,
+    crop_pairs,
+    supervised_loss,
+    temporal_loss,
+)
 from hvsa.labels import compose
 from hvsa.metrics import miou
 from hvsa.network import SegNet
@@ -120,14 +126,38 @@ def test_without_neighbour_gradient_only_the_first_frame_of_a_pair_learns():
         flow=torch.zeros(2, 32, 40, 2),
         valid=torch.ones(2, 32, 40, dtype=torch.bool),
     )
-    a = torch.tensor([0])
-    ce, tc = _pair_losses(model, data, a, neighbour_grad=False, device=torch.device("cpu"))
+    pairs = crop_pairs(data, torch.tensor([0]), None, np.random.default_rng(0))
+    ce, tc = _pair_losses(model, pairs, neighbour_grad=False, device=torch.device("cpu"))
     assert float(ce.detach()) == 0.0 and float(tc.detach()) > 0
     tc.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and any(g.abs().sum() > 0 for g in grads)
-    ce_both, _ = _pair_losses(model, data, a, neighbour_grad=True, device=torch.device("cpu"))
+    ce_both, _ = _pair_losses(model, pairs, neighbour_grad=True, device=torch.device("cpu"))
     assert float(ce_both.detach()) > 0, "with its gradient the neighbour's labels teach too"
+
+
+def test_a_cropped_pair_keeps_its_frames_labels_and_flow_aligned():
+    n, h, w = 4, 20, 30
+    frames = torch.arange(n * h * w, dtype=torch.float32).reshape(n, 1, h, w).expand(n, 3, h, w)
+    labels = torch.arange(n * h * w).reshape(n, h, w) % 7
+    flow = torch.zeros(n - 1, h, w, 2)
+    flow[..., 0] = 3.0  # everything moves 3 px right between frames
+    data = TrainingData(frames, labels, flow, torch.ones(n - 1, h, w, dtype=torch.bool))
+    a = torch.tensor([0, 2, 1])
+    pairs = crop_pairs(data, a, (8, 10), np.random.default_rng(1))
+    assert pairs.frames.shape == (6, 3, 8, 10) and pairs.labels.shape == (6, 8, 10)
+    assert pairs.flow.shape == (3, 8, 10, 2) and pairs.valid.shape == (3, 8, 10)
+    for i, t in enumerate(a.tolist()):
+        # the window's top-left pixel value says where it was cut; both frames share it
+        top, left = divmod(int(pairs.frames[i, 0, 0, 0]) - t * h * w, w)
+        window = (slice(top, top + 8), slice(left, left + 10))
+        assert torch.equal(pairs.frames[i, 0], frames[t, 0][window])
+        assert torch.equal(pairs.frames[3 + i, 0], frames[t + 1, 0][window])
+        assert torch.equal(pairs.labels[3 + i], labels[t + 1][window])
+    # a pixel whose flow leaves the window has no temporal target; the others keep theirs
+    assert not pairs.valid[:, :, 7:].any() and pairs.valid[:, :, :7].all()
+    same = crop_pairs(data, a, None, np.random.default_rng(1))
+    assert same.frames.shape == (6, 3, h, w) and same.valid.all()
 
 
 def test_a_label_patch_is_refused_for_shape_region_or_class_in_one_line():
@@ -145,3 +175,20 @@ def test_a_label_patch_is_refused_for_shape_region_or_class_in_one_line():
     for message, patch in cases.items():
         with pytest.raises(HvsaError, match=re.escape(message)):
             check_patch(7, patch, mask, num_classes=3)
+
+
+def test_pretraining_crops_are_crop_sized_and_keep_labels_on_their_pixels():
+    from hvsa.pretrain import _augment
+
+    h, w = 40, 60
+    x = torch.zeros(3, 3, h, w)
+    y = torch.zeros(3, h, w, dtype=torch.long)
+    x[:, :, :, 30:] = 255  # right half white and class 1
+    y[:, :, 30:] = 1
+    gen = torch.Generator().manual_seed(0)
+    xb, yb = _augment(x, y, 0.8, gen, crop=(16, 24))
+    assert xb.shape == (3, 3, 16, 24) and yb.shape == (3, 16, 24)
+    # the labels stay on the pixels they name (up to the one resampled column at the border)
+    assert ((yb == 1) != (xb[:, 0] > 127)).float().mean() < 1 / 24
+    whole, _ = _augment(x, y, 0.8, gen)
+    assert whole.shape == (3, 3, h, w), "without a crop the whole frame size comes back"

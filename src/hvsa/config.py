@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hvsa.errors import HvsaError
 
@@ -41,6 +41,14 @@ class ModelConfig(_Section):
     arch: Literal["lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large"]
     scale: float = Field(gt=0, le=1)
     device: Literal["auto", "cpu", "cuda"]
+    train_crop: tuple[int, int] | None = None
+
+    @field_validator("train_crop")
+    @classmethod
+    def _crop_positive(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and min(v) < 32:
+            raise ValueError("train_crop sides must be at least 32 px (the backbone's stride)")
+        return v
 
 
 class PretrainConfig(_Section):

@@ -76,35 +76,75 @@ def _pick_pairs(
     return np.asarray(firsts)
 
 
+def crop_pairs(
+    data: TrainingData, a: torch.Tensor, crop: tuple[int, int] | None, rng: np.random.Generator
+) -> TrainingData:
+    """The pairs (a, a+1) as a batch: frames and labels (2B, ...), flow and validity (B, ...).
+
+    With ``crop`` each pair is cut to one random (h, w) window, the same for both frames, so a
+    network working at full resolution trains at the cost of a half-resolution step. Flow stays
+    in pixels, so only the pixels whose flow leaves the window lose their temporal target.
+    """
+    b = len(a)
+    frames = torch.cat([data.frames[a], data.frames[a + 1]])
+    labels = torch.cat([data.labels[a], data.labels[a + 1]])
+    flow, valid = data.flow[a], data.valid[a]
+    h, w = frames.shape[-2:]
+    if crop is None or (crop[0] >= h and crop[1] >= w):
+        return TrainingData(frames, labels, flow, valid)
+    ch, cw = min(crop[0], h), min(crop[1], w)
+    tops = rng.integers(0, h - ch + 1, b)
+    lefts = rng.integers(0, w - cw + 1, b)
+
+    def cut(t: torch.Tensor, i: int) -> torch.Tensor:
+        return t[..., tops[i % b] : tops[i % b] + ch, lefts[i % b] : lefts[i % b] + cw]
+
+    frames = torch.stack([cut(frames[i], i) for i in range(2 * b)])
+    labels = torch.stack([cut(labels[i], i) for i in range(2 * b)])
+    flow = torch.stack([cut(flow[i].permute(2, 0, 1), i).permute(1, 2, 0) for i in range(b)])
+    valid = torch.stack([cut(valid[i], i) for i in range(b)])
+    gy, gx = torch.meshgrid(torch.arange(ch), torch.arange(cw), indexing="ij")
+    tx, ty = gx + flow[..., 0], gy + flow[..., 1]
+    inside = (tx >= 0) & (tx <= cw - 1) & (ty >= 0) & (ty <= ch - 1)
+    return TrainingData(frames, labels, flow.contiguous(), valid & inside)
+
+
 def _pair_losses(
-    model: SegNet, data: TrainingData, a: torch.Tensor, neighbour_grad: bool, device: torch.device
+    model: SegNet, pairs: TrainingData, neighbour_grad: bool, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cross-entropy and temporal term of the pairs (a, a+1).
+    """Cross-entropy and temporal term of the pairs (a, a+1) that ``crop_pairs`` batched.
 
     With ``neighbour_grad`` both frames of a pair learn from both terms. Without it the next
     frame's prediction is only the temporal term's target (computed without gradient, as a
     consistency teacher): half the backward pass, which is most of a step's time on a CPU; the
     next frame's own labels still teach whenever it is drawn as a first frame.
     """
-    b = len(a)
-    flow, valid = data.flow[a].to(device), data.valid[a].to(device)
+    b = len(pairs.flow)
+    flow, valid = pairs.flow.to(device), pairs.valid.to(device)
     if neighbour_grad:
-        x = torch.cat([data.frames[a], data.frames[a + 1]]).to(device)
-        y = torch.cat([data.labels[a], data.labels[a + 1]]).to(device)
-        logits, _ = model(x)
+        logits, _ = model(pairs.frames.to(device))
         probs = logits.softmax(1)
-        return supervised_loss(logits, y), temporal_loss(probs[:b], probs[b:], flow, valid)
-    logits, _ = model(data.frames[a].to(device))
+        ce = supervised_loss(logits, pairs.labels.to(device))
+        return ce, temporal_loss(probs[:b], probs[b:], flow, valid)
+    logits, _ = model(pairs.frames[:b].to(device))
     with torch.no_grad():
-        target = model(data.frames[a + 1].to(device))[0].softmax(1)
-    ce = supervised_loss(logits, data.labels[a].to(device))
+        target = model(pairs.frames[b:].to(device))[0].softmax(1)
+    ce = supervised_loss(logits, pairs.labels[:b].to(device))
     return ce, temporal_loss(logits.softmax(1), target, flow, valid)
 
 
 def finetune(
-    model: SegNet, data: TrainingData, cfg: FinetuneConfig, device: torch.device, seed: int = 0
+    model: SegNet,
+    data: TrainingData,
+    cfg: FinetuneConfig,
+    device: torch.device,
+    seed: int = 0,
+    crop: tuple[int, int] | None = None,
 ) -> list[dict[str, float]]:
-    """Run ``cfg.steps`` optimiser steps in place; returns the per-step loss terms."""
+    """Run ``cfg.steps`` optimiser steps in place; returns the per-step loss terms.
+
+    ``crop`` (``model.train_crop``): train on random windows of this size of each pair.
+    """
     n = len(data.frames)
     labelled = np.flatnonzero((data.labels != VOID).flatten(1).any(1).numpy())
     rng = np.random.default_rng(cfg.seed + seed)
@@ -115,7 +155,8 @@ def finetune(
     history = []
     for _ in tqdm(range(cfg.steps), desc="fine-tune", unit="step", leave=False):
         a = torch.from_numpy(_pick_pairs(n, labelled, cfg, rng))
-        ce, tc = _pair_losses(model, data, a, cfg.neighbour_grad, device)
+        pairs = crop_pairs(data, a, crop, rng)
+        ce, tc = _pair_losses(model, pairs, cfg.neighbour_grad, device)
         loss = ce + cfg.temporal_weight * tc
         opt.zero_grad(set_to_none=True)
         loss.backward()

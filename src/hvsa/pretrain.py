@@ -46,19 +46,36 @@ def _training_set(
     return torch.cat(xs), torch.cat(ys), classes
 
 
-def _augment(x: torch.Tensor, y: torch.Tensor, min_side: float, gen: torch.Generator):
-    """Random crop (side share in [min_side, 1]) resized back, plus horizontal flip."""
+def _augment(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    min_side: float,
+    gen: torch.Generator,
+    crop: tuple[int, int] | None = None,
+):
+    """Random crop resized to the output size, plus horizontal flip.
+
+    Without ``crop`` the output is the whole frame size and the window's sides are a share in
+    [min_side, 1] of the frame's. With ``crop`` (``model.train_crop``) the output is a crop-sized
+    window, its sides a factor in [min_side, 1 / min_side] of the crop's (zooming both ways, as
+    the whole-frame windows do), so a full-resolution network trains at a small step's cost.
+    """
     n, _, h, w = x.shape
+    oh, ow = (h, w) if crop is None else (min(crop[0], h), min(crop[1], w))
     out_x, out_y = [], []
     for i in range(n):
-        s = min_side + (1 - min_side) * torch.rand(1, generator=gen).item()
-        ch, cw = max(16, int(h * s)), max(16, int(w * s))
+        if crop is None:
+            s = min_side + (1 - min_side) * torch.rand(1, generator=gen).item()
+            ch, cw = max(16, int(h * s)), max(16, int(w * s))
+        else:
+            s = min_side + (1 / min_side - min_side) * torch.rand(1, generator=gen).item()
+            ch, cw = min(h, max(16, int(oh * s))), min(w, max(16, int(ow * s)))
         top = int(torch.randint(0, h - ch + 1, (1,), generator=gen))
         left = int(torch.randint(0, w - cw + 1, (1,), generator=gen))
         xi = x[i : i + 1, :, top : top + ch, left : left + cw]
         yi = y[i : i + 1, None, top : top + ch, left : left + cw].float()
-        xi = F.interpolate(xi, size=(h, w), mode="bilinear", align_corners=False)
-        yi = F.interpolate(yi, size=(h, w), mode="nearest").long()[:, 0]
+        xi = F.interpolate(xi, size=(oh, ow), mode="bilinear", align_corners=False)
+        yi = F.interpolate(yi, size=(oh, ow), mode="nearest").long()[:, 0]
         if torch.rand(1, generator=gen).item() < 0.5:
             xi, yi = xi.flip(-1), yi.flip(-1)
         out_x.append(xi)
@@ -97,7 +114,7 @@ def pretrain(
     bar = tqdm(range(total), desc="pretrain", unit="step")
     for _ in bar:
         idx = torch.randint(0, len(x), (min(p.batch_size, len(x)),), generator=gen)
-        xb, yb = _augment(x[idx], y[idx], p.crop_scale, gen)
+        xb, yb = _augment(x[idx], y[idx], p.crop_scale, gen, cfg.model.train_crop)
         logits, _ = model(xb.to(device))
         loss = F.cross_entropy(logits, yb.to(device), ignore_index=VOID)
         opt.zero_grad(set_to_none=True)

@@ -306,7 +306,7 @@ def finetune_model(
     data = TrainingData(
         ctx.frames_t, labels_to_tensor(state.human, ctx.work), ctx.flow_t, ctx.valid_t
     )
-    return finetune(model, data, cfg.finetune, device, seed=round_no)
+    return finetune(model, data, cfg.finetune, device, seed=round_no, crop=cfg.model.train_crop)
 
 
 def compose_labels(
