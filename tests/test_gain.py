@@ -165,3 +165,46 @@ def test_the_loop_trains_on_crops_when_train_crop_is_set(tiny_videos, pretrained
     labels = sorted((out / "round_01" / "labels").glob("*.png"))
     assert len(labels) == 8, "labels are still written for every frame at full size"
     assert main([*args, "--set", "model.train_crop=[16,48]"]) == 2, "a crop under 32 px is refused"
+
+
+def test_pseudo_labels_fill_unlabelled_frames_but_never_overrule_a_human(tiny_videos, pretrained):
+    from hvsa.config import load_config
+    from hvsa.motion import compute_flow
+    from hvsa.network import load_checkpoint
+    from hvsa.predict import predict
+    from hvsa.rounds import VideoContext, teaching_labels
+    from hvsa.samples import build_samples
+    from hvsa.state import LoopState
+    from hvsa.video import VOID, load_video
+    from tests.conftest import REPO
+
+    cfg = load_config(REPO / "params.yaml", {"samples.granularity": "frame"})
+    video = load_video(tiny_videos[0])
+    model, classes, _ = load_checkpoint(pretrained, torch.device("cpu"))
+    flow = compute_flow(video.frames, cfg.flow)
+    ctx = VideoContext.build(video, classes, cfg, flow, build_samples(video.frames, cfg.samples))
+    state = LoopState.empty(len(video), video.size)
+    state.human[3] = video.labels[3]
+    state.human[3, :4, :4] = VOID  # a void answer the human gave: it stays unlabelled
+    state.annotated[3] = True
+    pred = predict(model, ctx.frames_t, 8, torch.device("cpu"))
+    plain = teaching_labels(ctx, state, cfg, pred)
+    assert (plain[[0, 1, 2, 4, 5, 6, 7]] == VOID).all(), "no threshold: human labels only"
+    cfg = cfg.model_copy(
+        update={"finetune": cfg.finetune.model_copy(update={"pseudo_threshold": 0.5})}
+    )
+    taught = teaching_labels(ctx, state, cfg, pred)
+    assert torch.equal(taught[3], plain[3]), "a human-labelled frame is taught as labelled"
+    truth = torch.from_numpy(video.labels).long()
+    near = taught[[2, 4]]
+    filled = near != VOID
+    assert filled.float().mean() > 0.5, "the neighbours of a labelled frame get carried labels"
+    assert (near[filled] == truth[[2, 4]][filled]).float().mean() > 0.8, "and mostly right ones"
+
+
+def test_the_loop_runs_with_pseudo_labels(tiny_videos, pretrained, tmp_path):
+    out = tmp_path / "pseudo"
+    args = _run_args(tiny_videos[0], pretrained, out, "frame", 1, rounds=2)
+    sets = ["--set", "finetune.steps=2", "--set", "finetune.pseudo_threshold=0.9"]
+    assert main([*args, *sets]) == 0
+    assert json.loads((out / "summary.json").read_text())["rounds"] == 2

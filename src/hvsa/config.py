@@ -115,6 +115,7 @@ class FinetuneConfig(_Section):
     labelled_share: float = Field(ge=0, le=1)
     freeze_bn: bool
     seed: int
+    pseudo_threshold: float | None = Field(default=None, gt=0, le=1)
 
 
 class FusionConfig(_Section):

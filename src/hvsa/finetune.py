@@ -27,12 +27,18 @@ from hvsa.video import VOID
 @dataclass
 class TrainingData:
     """Everything at working resolution: frames (N,3,h,w) float, labels (N,h,w) long (255 =
-    unlabelled), forward flow (N-1,h,w,2) and its validity (N-1,h,w) bool."""
+    unlabelled), forward flow (N-1,h,w,2) and its validity (N-1,h,w) bool.
+
+    ``human_frames`` are the frames holding human labels, which ``labelled_share`` of a batch is
+    drawn from; by default every frame with a label (they differ once ``labels`` also hold
+    pseudo-labels carried from human ones).
+    """
 
     frames: torch.Tensor
     labels: torch.Tensor
     flow: torch.Tensor
     valid: torch.Tensor
+    human_frames: np.ndarray | None = None
 
 
 def supervised_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -146,7 +152,9 @@ def finetune(
     ``crop`` (``model.train_crop``): train on random windows of this size of each pair.
     """
     n = len(data.frames)
-    labelled = np.flatnonzero((data.labels != VOID).flatten(1).any(1).numpy())
+    labelled = data.human_frames
+    if labelled is None:
+        labelled = np.flatnonzero((data.labels != VOID).flatten(1).any(1).numpy())
     rng = np.random.default_rng(cfg.seed + seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     model.train()

@@ -209,7 +209,7 @@ class AnnotationLoop:
                 round_no,
             )
             t0 = time.perf_counter()
-            finetune_model(self.model, self.ctx, self.state, cfg, self.device, round_no)
+            finetune_model(self.model, self.ctx, self.state, cfg, self.device, round_no, pred)
             timings["finetune"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             pred = self._predict()

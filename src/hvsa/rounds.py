@@ -26,7 +26,7 @@ from hvsa.ledger import Event, Ledger
 from hvsa.metrics import miou
 from hvsa.motion import Flow, resize_flow, resize_mask
 from hvsa.network import SegNet
-from hvsa.predict import Prediction
+from hvsa.predict import Prediction, predict
 from hvsa.samples import SampleSet
 from hvsa.scaling import (
     downsample_segments,
@@ -294,6 +294,31 @@ def annotations_table(events: list[Event], event_ids: list[int]) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
+def teaching_labels(
+    ctx: VideoContext, state: LoopState, cfg: Config, pred: Prediction
+) -> torch.Tensor:
+    """(N,h,w) labels to fine-tune on: human labels, and with ``finetune.pseudo_threshold``
+    the confident fused labels wherever no human spoke.
+
+    Why: the network otherwise learns only from the few labelled frames, while the labels it
+    helps write come mostly from human labels carried along the flow; learning those carried
+    labels (where the fused belief is sure: near a human label, flow consistent) shows it every
+    frame of the video, and it is the network that fills in where no carried label reaches.
+    ``pred`` is the network's prediction before fine-tuning.
+    """
+    labels = labels_to_tensor(state.human, ctx.work)
+    thr = cfg.finetune.pseudo_threshold
+    if thr is None or not cfg.fusion.enabled or not (state.human != VOID).any():
+        return labels
+    _, belief = fuse(pred.probs, state.human, ctx.video.frames, ctx.flow, cfg.fusion,
+                     state.annotated)  # fmt: skip
+    conf, guess = belief.max(1)
+    spoken = torch.from_numpy(resize_mask(state.annotated, ctx.work))
+    fill = ~spoken & (labels == VOID) & (conf >= thr)
+    labels[fill] = guess[fill]
+    return labels
+
+
 def finetune_model(
     model: SegNet,
     ctx: VideoContext,
@@ -301,11 +326,21 @@ def finetune_model(
     cfg: Config,
     device: torch.device,
     round_no: int,
+    pred: Prediction | None = None,
 ) -> list[dict[str, float]]:
-    """Fine-tune in place on every human label so far plus the temporal term."""
-    data = TrainingData(
-        ctx.frames_t, labels_to_tensor(state.human, ctx.work), ctx.flow_t, ctx.valid_t
-    )
+    """Fine-tune in place on every human label so far plus the temporal term.
+
+    With ``finetune.pseudo_threshold`` also on confident carried labels (``teaching_labels``);
+    ``pred`` is the current network's prediction if the caller has it (else it is made here).
+    """
+    human_frames = np.flatnonzero((state.human != VOID).reshape(len(state.human), -1).any(1))
+    if cfg.finetune.pseudo_threshold is not None and cfg.fusion.enabled:
+        if pred is None:
+            pred = predict(model, ctx.frames_t, cfg.output.batch_size, device)
+        labels = teaching_labels(ctx, state, cfg, pred)
+    else:
+        labels = labels_to_tensor(state.human, ctx.work)
+    data = TrainingData(ctx.frames_t, labels, ctx.flow_t, ctx.valid_t, human_frames)
     return finetune(model, data, cfg.finetune, device, seed=round_no, crop=cfg.model.train_crop)
 
 

@@ -1,0 +1,87 @@
+"""How much should the network's vote count beside carried human labels?
+
+Why: with whole frames labelled, hvsa's labels are almost entirely carried human labels
+(``fusion.network_weight`` is 0.005, so the network decides only where no label reaches) — a
+full-resolution network changed the benchmark curve by under half a point. This script takes
+finished rounds of a benchmark run (their fine-tuned network and human labels), computes the
+carried votes once, and fuses them with the network at several weights, scoring each against the
+ground truth on the frames that hold no human label. It is a diagnosis on the target video, not a
+tuning: the method must find its weight without ground truth.
+
+    .venv/bin/python benchmarks/network_weight.py ../shared/datasets/camvid/clips/0016E5_15hz \
+        runs/bench/0016E5_15hz_full/runs/hvsa-frame-coverage --rounds 2 4 --set model.scale=1.0 \
+        --csv benchmarks/results/0016E5_15hz/network_weight.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from hvsa.config import load_config, parse_set_option
+from hvsa.fusion import carried_votes, fuse_frame
+from hvsa.metrics import miou
+from hvsa.motion import load_or_compute_flow
+from hvsa.network import load_checkpoint
+from hvsa.predict import predict
+from hvsa.scaling import frames_to_tensor, upsample_argmax, work_size
+from hvsa.video import VOID, load_video
+
+WEIGHTS = (0.0, 0.005, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("video")
+    ap.add_argument("run", type=Path, help="a benchmark strategy's run folder (round_NN inside)")
+    ap.add_argument("--rounds", type=int, nargs="+", required=True)
+    ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--csv", type=Path, required=True)
+    args = ap.parse_args()
+    cfg = load_config(None, parse_set_option(args.set))
+    video = load_video(args.video, cfg.data.classes_file, cfg.data.void_id)
+    assert video.labels is not None
+    flow = load_or_compute_flow(video.frames, cfg.flow, args.run.parents[1] / "cache")
+    frames_t = frames_to_tensor(video.frames, work_size(video.size, cfg.model.scale))
+    rows = []
+    for r in args.rounds:
+        folder = args.run / f"round_{r:02d}"
+        model, classes, _ = load_checkpoint(folder / "model.pt", torch.device("cpu"))
+        probs = predict(model, frames_t, cfg.output.batch_size, torch.device("cpu")).probs
+        saved = np.load(folder / "human.npz")
+        human, spoken = saved["labels"], saved["annotated"]
+        labelled = (human != VOID).reshape(len(human), -1).any(1)
+        free = ~labelled
+        n_cls = len(classes)
+        votes = [
+            carried_votes(human, labelled, flow, t, n_cls, cfg.fusion, video.frames, spoken)
+            for t in tqdm(range(len(video)), desc=f"votes r{r}")
+        ]
+        net = upsample_argmax(probs, video.size)
+        value, _ = miou(video.labels[free], net[free], n_cls)
+        rows.append({"round": r, "labelled": int(labelled.sum()), "weight": "network alone",
+                     "miou_unlabelled": value})  # fmt: skip
+        for wgt in WEIGHTS:
+            c = cfg.fusion.model_copy(update={"network_weight": wgt})
+            out = np.stack(
+                [fuse_frame(probs[t], votes[t], video.frames[t], human[t], c).argmax(0)
+                 for t in range(len(video))]
+            ).astype(np.uint8)  # fmt: skip
+            value, ious = miou(video.labels[free], out[free], n_cls)
+            per_class = {f"iou_{n}": v for n, v in zip(classes.names, ious, strict=True)}
+            rows.append({"round": r, "labelled": int(labelled.sum()), "weight": wgt,
+                         "miou_unlabelled": value, **per_class})  # fmt: skip
+            print(rows[-1]["round"], wgt, round(value, 4), flush=True)
+    table = pd.DataFrame(rows)
+    args.csv.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.csv, index=False)
+    print(table[["round", "labelled", "weight", "miou_unlabelled"]].to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
