@@ -17,36 +17,29 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from probe_common import open_run, parse  # the sibling module (scripts run from here)
 
-from hvsa.config import load_config, parse_set_option
 from hvsa.finetune import TrainingData, finetune
 from hvsa.metrics import miou
-from hvsa.motion import load_or_compute_flow, resize_flow, resize_mask
+from hvsa.motion import resize_flow, resize_mask
 from hvsa.network import load_checkpoint
 from hvsa.predict import predict
 from hvsa.scaling import frames_to_tensor, labels_to_tensor, upsample_argmax, work_size
-from hvsa.video import VOID, load_video
+from hvsa.video import VOID
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("video")
-    ap.add_argument("run", type=Path, help="a benchmark strategy's run folder (round_NN inside)")
-    ap.add_argument("--round", type=int, required=True)
-    ap.add_argument("--steps", type=int, nargs="+", required=True, help="cumulative checkpoints")
-    ap.add_argument("--lrs", type=float, nargs="+", required=True)
-    ap.add_argument("--set", action="append", default=[])
-    ap.add_argument("--csv", type=Path, required=True)
-    args = ap.parse_args()
-    cfg = load_config(None, parse_set_option(args.set))
-    video = load_video(args.video, cfg.data.classes_file, cfg.data.void_id)
-    assert video.labels is not None
-    flow = load_or_compute_flow(video.frames, cfg.flow, args.run.parents[1] / "cache")
+    def options(ap: argparse.ArgumentParser) -> None:
+        ap.add_argument("--round", type=int, required=True)
+        ap.add_argument("--steps", type=int, nargs="+", required=True, help="cumulative steps")
+        ap.add_argument("--lrs", type=float, nargs="+", required=True)
+
+    args = parse(__doc__, options)
+    cfg, video, flow = open_run(args)
     work = work_size(video.size, cfg.model.scale)
     folder = args.run / f"round_{args.round:02d}"
     human = np.load(folder / "human.npz")["labels"]

@@ -16,37 +16,29 @@ tuning: the method must find its weight without ground truth.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from probe_common import open_run, parse  # the sibling module (scripts run from here)
 from tqdm import tqdm
 
-from hvsa.config import load_config, parse_set_option
 from hvsa.fusion import carried_votes, fuse_frame
 from hvsa.metrics import miou
-from hvsa.motion import load_or_compute_flow
 from hvsa.network import load_checkpoint
 from hvsa.predict import predict
 from hvsa.scaling import frames_to_tensor, upsample_argmax, work_size
-from hvsa.video import VOID, load_video
+from hvsa.video import VOID
 
 WEIGHTS = (0.0, 0.005, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("video")
-    ap.add_argument("run", type=Path, help="a benchmark strategy's run folder (round_NN inside)")
-    ap.add_argument("--rounds", type=int, nargs="+", required=True)
-    ap.add_argument("--set", action="append", default=[])
-    ap.add_argument("--csv", type=Path, required=True)
-    args = ap.parse_args()
-    cfg = load_config(None, parse_set_option(args.set))
-    video = load_video(args.video, cfg.data.classes_file, cfg.data.void_id)
-    assert video.labels is not None
-    flow = load_or_compute_flow(video.frames, cfg.flow, args.run.parents[1] / "cache")
+    def options(ap: argparse.ArgumentParser) -> None:
+        ap.add_argument("--rounds", type=int, nargs="+", required=True)
+
+    args = parse(__doc__, options)
+    cfg, video, flow = open_run(args)
     frames_t = frames_to_tensor(video.frames, work_size(video.size, cfg.model.scale))
     rows = []
     for r in args.rounds:
