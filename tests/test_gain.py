@@ -188,12 +188,12 @@ def test_pseudo_labels_fill_unlabelled_frames_but_never_overrule_a_human(tiny_vi
     state.human[3, :4, :4] = VOID  # a void answer the human gave: it stays unlabelled
     state.annotated[3] = True
     pred = predict(model, ctx.frames_t, 8, torch.device("cpu"))
-    plain = teaching_labels(ctx, state, cfg, pred)
+    plain = teaching_labels(ctx, state, cfg, lambda: pred)
     assert (plain[[0, 1, 2, 4, 5, 6, 7]] == VOID).all(), "no threshold: human labels only"
     cfg = cfg.model_copy(
         update={"finetune": cfg.finetune.model_copy(update={"pseudo_threshold": 0.5})}
     )
-    taught = teaching_labels(ctx, state, cfg, pred)
+    taught = teaching_labels(ctx, state, cfg, lambda: pred)
     assert torch.equal(taught[3], plain[3]), "a human-labelled frame is taught as labelled"
     truth = torch.from_numpy(video.labels).long()
     near = taught[[2, 4]]

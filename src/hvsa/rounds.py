@@ -295,7 +295,7 @@ def annotations_table(events: list[Event], event_ids: list[int]) -> pd.DataFrame
 
 
 def teaching_labels(
-    ctx: VideoContext, state: LoopState, cfg: Config, pred: Prediction
+    ctx: VideoContext, state: LoopState, cfg: Config, current: Callable[[], Prediction]
 ) -> torch.Tensor:
     """(N,h,w) labels to fine-tune on: human labels, and with ``finetune.pseudo_threshold``
     the confident fused labels wherever no human spoke.
@@ -304,13 +304,14 @@ def teaching_labels(
     helps write come mostly from human labels carried along the flow; learning those carried
     labels (where the fused belief is sure: near a human label, flow consistent) shows it every
     frame of the video, and it is the network that fills in where no carried label reaches.
-    ``pred`` is the network's prediction before fine-tuning.
+    ``current`` gives the network's prediction before fine-tuning; it is called only when the
+    pseudo-labels are needed.
     """
     labels = labels_to_tensor(state.human, ctx.work)
     thr = cfg.finetune.pseudo_threshold
     if thr is None or not cfg.fusion.enabled or not (state.human != VOID).any():
         return labels
-    _, belief = fuse(pred.probs, state.human, ctx.video.frames, ctx.flow, cfg.fusion,
+    _, belief = fuse(current().probs, state.human, ctx.video.frames, ctx.flow, cfg.fusion,
                      state.annotated)  # fmt: skip
     conf, guess = belief.max(1)
     spoken = torch.from_numpy(resize_mask(state.annotated, ctx.work))
@@ -331,15 +332,19 @@ def finetune_model(
     """Fine-tune in place on every human label so far plus the temporal term.
 
     With ``finetune.pseudo_threshold`` also on confident carried labels (``teaching_labels``);
-    ``pred`` is the current network's prediction if the caller has it (else it is made here).
+    ``pred`` is the current network's prediction if the caller has it (else it is made here,
+    and only if the pseudo-labels need it).
     """
+
+    def current() -> Prediction:
+        return (
+            pred
+            if pred is not None
+            else predict(model, ctx.frames_t, cfg.output.batch_size, device)
+        )
+
     human_frames = np.flatnonzero((state.human != VOID).reshape(len(state.human), -1).any(1))
-    if cfg.finetune.pseudo_threshold is not None and cfg.fusion.enabled:
-        if pred is None:
-            pred = predict(model, ctx.frames_t, cfg.output.batch_size, device)
-        labels = teaching_labels(ctx, state, cfg, pred)
-    else:
-        labels = labels_to_tensor(state.human, ctx.work)
+    labels = teaching_labels(ctx, state, cfg, current)
     data = TrainingData(ctx.frames_t, labels, ctx.flow_t, ctx.valid_t, human_frames)
     return finetune(model, data, cfg.finetune, device, seed=round_no, crop=cfg.model.train_crop)
 
