@@ -18,18 +18,16 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-import pandas as pd
-import torch
-from probe_common import open_run, parse  # the sibling module (scripts run from here)
+from probe_common import (  # the sibling module (scripts run from here)
+    CPU,
+    network_miou,
+    open_round,
+    open_run,
+    parse,
+    save_table,
+)
 
-from hvsa.finetune import TrainingData, finetune
-from hvsa.metrics import miou
-from hvsa.motion import resize_flow, resize_mask
-from hvsa.network import load_checkpoint
-from hvsa.predict import predict
-from hvsa.scaling import frames_to_tensor, labels_to_tensor, upsample_argmax, work_size
-from hvsa.video import VOID
+from hvsa.rounds import finetune_model
 
 
 def main() -> None:
@@ -40,39 +38,24 @@ def main() -> None:
 
     args = parse(__doc__, options)
     cfg, video, flow = open_run(args)
-    work = work_size(video.size, cfg.model.scale)
-    folder = args.run / f"round_{args.round:02d}"
-    human = np.load(folder / "human.npz")["labels"]
-    free = ~(human != VOID).reshape(len(human), -1).any(1)
-    data = TrainingData(
-        frames_to_tensor(video.frames, work), labels_to_tensor(human, work),
-        torch.from_numpy(resize_flow(flow.forward, work)),
-        torch.from_numpy(resize_mask(flow.valid_forward, work)),
-    )  # fmt: skip
-    device = torch.device("cpu")
     rows = []
     for lr in args.lrs:
-        model, classes, _ = load_checkpoint(folder / "model.pt", device)
-        ft = cfg.finetune.model_copy(update={"lr": lr})
+        model, ctx, state = open_round(args.run, args.round, cfg, video, flow)
         done, seconds = 0, 0.0
         for target in [0, *args.steps]:
             t0 = time.perf_counter()
             if target > done:
-                ft = ft.model_copy(update={"steps": target - done})
-                finetune(model, data, ft, device, seed=done, crop=cfg.model.train_crop)
+                ft = cfg.finetune.model_copy(update={"lr": lr, "steps": target - done})
+                step_cfg = cfg.model_copy(update={"finetune": ft})
+                finetune_model(model, ctx, state, step_cfg, CPU, round_no=done)  # seed offset
                 done = target
             seconds += time.perf_counter() - t0
-            probs = predict(model, data.frames, cfg.output.batch_size, device).probs
-            net = upsample_argmax(probs, video.size)
-            value, _ = miou(video.labels[free], net[free], len(classes))
+            value = network_miou(model, ctx, state, cfg)
             rows.append({"round": args.round, "lr": lr, "extra_steps": done,
                          "train_seconds": round(seconds, 1),
                          "network_miou_unlabelled": value})  # fmt: skip
             print(rows[-1], flush=True)
-    table = pd.DataFrame(rows)
-    args.csv.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.csv, index=False)
-    print(table.to_string(index=False))
+    print(save_table(rows, args.csv).to_string(index=False))
 
 
 if __name__ == "__main__":

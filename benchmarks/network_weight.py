@@ -18,17 +18,20 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import pandas as pd
-import torch
-from probe_common import open_run, parse  # the sibling module (scripts run from here)
+from probe_common import (  # the sibling module (scripts run from here)
+    CPU,
+    network_miou,
+    open_round,
+    open_run,
+    parse,
+    save_table,
+    unlabelled,
+)
 from tqdm import tqdm
 
 from hvsa.fusion import carried_votes, fuse_frame
 from hvsa.metrics import miou
-from hvsa.network import load_checkpoint
 from hvsa.predict import predict
-from hvsa.scaling import frames_to_tensor, upsample_argmax, work_size
-from hvsa.video import VOID
 
 WEIGHTS = (0.0, 0.005, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
@@ -39,25 +42,20 @@ def main() -> None:
 
     args = parse(__doc__, options)
     cfg, video, flow = open_run(args)
-    frames_t = frames_to_tensor(video.frames, work_size(video.size, cfg.model.scale))
+    assert video.labels is not None
     rows = []
     for r in args.rounds:
-        folder = args.run / f"round_{r:02d}"
-        model, classes, _ = load_checkpoint(folder / "model.pt", torch.device("cpu"))
-        probs = predict(model, frames_t, cfg.output.batch_size, torch.device("cpu")).probs
-        saved = np.load(folder / "human.npz")
-        human, spoken = saved["labels"], saved["annotated"]
-        labelled = (human != VOID).reshape(len(human), -1).any(1)
-        free = ~labelled
-        n_cls = len(classes)
+        model, ctx, state = open_round(args.run, r, cfg, video, flow)
+        probs = predict(model, ctx.frames_t, cfg.output.batch_size, CPU).probs
+        human, free = state.human, unlabelled(state)
+        n_cls, names = len(ctx.classes), ctx.classes.names
         votes = [
-            carried_votes(human, labelled, flow, t, n_cls, cfg.fusion, video.frames, spoken)
+            carried_votes(human, ~free, flow, t, n_cls, cfg.fusion, video.frames, state.annotated)
             for t in tqdm(range(len(video)), desc=f"votes r{r}")
         ]
-        net = upsample_argmax(probs, video.size)
-        value, _ = miou(video.labels[free], net[free], n_cls)
-        rows.append({"round": r, "labelled": int(labelled.sum()), "weight": "network alone",
-                     "miou_unlabelled": value})  # fmt: skip
+        labelled = int((~free).sum())
+        rows.append({"round": r, "labelled": labelled, "weight": "network alone",
+                     "miou_unlabelled": network_miou(model, ctx, state, cfg)})  # fmt: skip
         for wgt in WEIGHTS:
             c = cfg.fusion.model_copy(update={"network_weight": wgt})
             out = np.stack(
@@ -65,13 +63,11 @@ def main() -> None:
                  for t in range(len(video))]
             ).astype(np.uint8)  # fmt: skip
             value, ious = miou(video.labels[free], out[free], n_cls)
-            per_class = {f"iou_{n}": v for n, v in zip(classes.names, ious, strict=True)}
-            rows.append({"round": r, "labelled": int(labelled.sum()), "weight": wgt,
+            per_class = {f"iou_{n}": v for n, v in zip(names, ious, strict=True)}
+            rows.append({"round": r, "labelled": labelled, "weight": wgt,
                          "miou_unlabelled": value, **per_class})  # fmt: skip
             print(rows[-1]["round"], wgt, round(value, 4), flush=True)
-    table = pd.DataFrame(rows)
-    args.csv.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.csv, index=False)
+    table = save_table(rows, args.csv)
     print(table[["round", "labelled", "weight", "miou_unlabelled"]].to_string(index=False))
 
 

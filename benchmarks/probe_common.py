@@ -1,4 +1,5 @@
-"""What the diagnosis scripts beside this file share: their command line and a finished run.
+"""What the diagnosis scripts beside this file share: their command line, a finished round of a
+run loaded as the loop holds it, the network's own score, and the output table.
 
 Each script reads a benchmark strategy's run folder (``round_NN`` inside, the flow cache two
 levels up) on the video it ran on; only what they do with it differs.
@@ -10,9 +11,22 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import torch
+
 from hvsa.config import Config, load_config, parse_set_option
+from hvsa.metrics import miou
 from hvsa.motion import Flow, load_or_compute_flow
-from hvsa.video import Video, load_video
+from hvsa.network import SegNet, load_checkpoint
+from hvsa.predict import predict
+from hvsa.rounds import VideoContext
+from hvsa.samples import build_samples
+from hvsa.scaling import upsample_argmax
+from hvsa.state import LoopState
+from hvsa.video import VOID, Video, load_video
+
+CPU = torch.device("cpu")
 
 
 def parse(doc: str, add: Callable[[argparse.ArgumentParser], None]) -> argparse.Namespace:
@@ -34,3 +48,35 @@ def open_run(args: argparse.Namespace) -> tuple[Config, Video, Flow]:
         raise SystemExit(f"{args.video} has no labels/: the diagnosis needs ground truth")
     flow = load_or_compute_flow(video.frames, cfg.flow, args.run.parents[1] / "cache")
     return cfg, video, flow
+
+
+def open_round(
+    run: Path, r: int, cfg: Config, video: Video, flow: Flow
+) -> tuple[SegNet, VideoContext, LoopState]:
+    """Round ``r``'s fine-tuned network, the video as a round sees it, and its human labels."""
+    folder = run / f"round_{r:02d}"
+    model, classes, _ = load_checkpoint(folder / "model.pt", CPU)
+    samples = build_samples(video.frames, cfg.samples, "frame")  # only the context needs them
+    ctx = VideoContext.build(video, classes, cfg, flow, samples)
+    return model, ctx, LoopState.load(folder / "human.npz")
+
+
+def unlabelled(state: LoopState) -> np.ndarray:
+    """(N,) bool: frames that hold no human label."""
+    return ~(state.human != VOID).reshape(len(state.human), -1).any(1)
+
+
+def network_miou(model: SegNet, ctx: VideoContext, state: LoopState, cfg: Config) -> float:
+    """The network alone (upsampled argmax) scored on the frames nobody labelled."""
+    probs = predict(model, ctx.frames_t, cfg.output.batch_size, CPU).probs
+    free = unlabelled(state)
+    net = upsample_argmax(probs, ctx.full)
+    assert ctx.video.labels is not None
+    return miou(ctx.video.labels[free], net[free], len(ctx.classes))[0]
+
+
+def save_table(rows: list[dict], csv: Path) -> pd.DataFrame:
+    table = pd.DataFrame(rows)
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(csv, index=False)
+    return table
