@@ -73,18 +73,22 @@ def main() -> None:
     ap.add_argument("video")
     ap.add_argument("out")
     ap.add_argument("--every", type=int, default=6, help="a start frame every this many frames")
+    ap.add_argument("--flows", nargs="+", choices=list(FLOWS), default=list(FLOWS))
+    ap.add_argument("--distances", nargs="+", type=int, default=list(DISTANCES))
+    ap.add_argument("--radii", nargs="+", type=int, default=list(RADII))
     args = ap.parse_args()
     cfg = load_config(Path(__file__).resolve().parents[1] / "params.yaml")
     video = load_video(args.video, cfg.data.classes_file, cfg.data.void_id)
     assert video.labels is not None, "needs ground truth"
     gt, num = video.labels, len(video.classes)
     rows = []
-    for name, kw in tqdm(FLOWS.items(), desc="flow variants"):
+    for name in tqdm(args.flows, desc="flow variants"):
+        kw = FLOWS[name]
         flows = [dis_pair(video.frames[t], video.frames[t + 1], **kw) for t in range(len(gt) - 1)]
         fw, bw = (np.stack(x) for x in zip(*flows, strict=True))
         flow = Flow(fw, bw, np.ones(fw.shape[:3], bool), np.ones(fw.shape[:3], bool))
-        for d in DISTANCES:
-            cms = {r: np.zeros((num, num), np.int64) for r in RADII}
+        for d in args.distances:
+            cms = {r: np.zeros((num, num), np.int64) for r in args.radii}
             for t in range(0, len(gt) - d, args.every):
                 human = np.full_like(gt, VOID)
                 human[t] = gt[t]
@@ -93,7 +97,7 @@ def main() -> None:
                 votes = carried_votes(human, labelled, flow, t + d, num, cfg.fusion, video.frames)
                 uniform = torch.full((num, 8, 8), 1.0 / num)
                 nothing = np.full(gt.shape[1:], VOID, np.uint8)
-                for r in RADII:
+                for r in args.radii:
                     fcfg = cfg.fusion.model_copy(update={"guided_radius": r})
                     fused = fuse_frame(uniform, votes, video.frames[t + d], nothing, fcfg)
                     cms[r] += confusion(fused.argmax(0), gt[t + d], num)

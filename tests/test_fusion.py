@@ -133,3 +133,60 @@ def test_carrying_only_the_present_classes_equals_carrying_all():
     assert np.array_equal(fast, _pull(one_hot(labels, 6), x, y))
     assert fast[[2, 4]].any() and not fast[[0, 1, 3, 5]].any()
     assert not _carry(np.full((20, 30), VOID, np.uint8), 6, x, y).any()
+
+
+def test_sparse_votes_equal_dense_votes_for_labels_in_pieces(monkeypatch):
+    """The sparse path (few pixels reach a label) must give the dense path's numbers."""
+    import hvsa.fusion as fusion
+
+    calls = []
+    real = fusion._vote
+    monkeypatch.setattr(
+        fusion, "_vote", lambda *a: calls.append(a[-2] is not None) or real(*a)
+    )  # a[-2]: at
+    monkeypatch.setattr(fusion, "_REMAP_COLS", 50)  # several rows, the last one padded
+    frames, labels, _ = generate(8, 64, 80, seed=3)
+    flow = compute_flow(frames, CFG.flow)
+    rng = np.random.default_rng(0)
+    human = np.full_like(labels, VOID)
+    spoken = np.zeros(labels.shape, bool)
+    for k in range(8):  # two 12 px squares a frame, one of them answered "void" in part
+        for _ in range(2):
+            r, c = rng.integers(0, 52), rng.integers(0, 68)
+            human[k, r : r + 12, c : c + 12] = labels[k, r : r + 12, c : c + 12]
+            spoken[k, r : r + 12, c : c + 12] = True
+        human[k, r : r + 4, c : c + 12] = VOID
+    labelled = np.ones(8, bool)
+    dense = CFG.fusion.model_copy(update={"sparse_share": 0.0})
+    sparse = CFG.fusion.model_copy(update={"sparse_share": 1.0})
+    for t in (0, 3, 7):
+        for extra in ({}, {"spoken": spoken}):
+            want = carried_votes(human, labelled, flow, t, len(CLASSES), dense, frames, **extra)
+            got = carried_votes(human, labelled, flow, t, len(CLASSES), sparse, frames, **extra)
+            assert want.any()
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert any(calls), "the sparse path was taken"
+    calls.clear()
+    # full frames take the dense path under the default share, and agree with it too
+    full = np.where(np.arange(8)[:, None, None] % 3 == 0, labels, VOID).astype(np.uint8)
+    marks = (full != VOID).reshape(8, -1).any(1)
+    want = carried_votes(full, marks, flow, 1, len(CLASSES), dense, frames)
+    got = carried_votes(full, marks, flow, 1, len(CLASSES), CFG.fusion, frames)
+    np.testing.assert_array_equal(got, want)
+    assert calls and not any(calls), "full frames take the dense path"
+
+
+def test_a_chain_walks_on_through_frames_labelled_in_pieces():
+    """Pieces in every frame of a moving video: each vote still lands on the right pixel."""
+    frames, labels = _shifting_video(frames=6, shift=3)
+    flow = compute_flow(frames, CFG.flow)
+    human = np.full_like(labels, VOID)
+    for k in range(1, 6):  # a 10 px column band a frame, moving right from frame to frame
+        human[k, :, 5 + 12 * k : 15 + 12 * k] = labels[k, :, 5 + 12 * k : 15 + 12 * k]
+    labelled = (human != VOID).reshape(6, -1).any(1)
+    for share in (0.0, 1.0):
+        cfg = CFG.fusion.model_copy(update={"sparse_share": share})
+        votes = carried_votes(human, labelled, flow, 0, 2, cfg, frames)
+        covered = votes.sum(0) > 0.05
+        assert covered[:, 10:60].mean() > 0.5, "bands from frames 1-5 reach frame 0"
+        assert (votes.argmax(0) == labels[0])[8:-8][covered[8:-8]].mean() > 0.95

@@ -129,6 +129,7 @@ class FusionConfig(_Section):
     prior: float = Field(ge=0)
     guided_radius: int = Field(ge=0)
     guided_eps: float = Field(gt=0)
+    sparse_share: float = Field(ge=0, le=1)
 
 
 class LoopConfig(_Section):

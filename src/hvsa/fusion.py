@@ -20,6 +20,8 @@ label explains is not uncertain, whatever the network thinks.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import cv2
 import numpy as np
 import torch
@@ -49,15 +51,27 @@ def _pull(planes: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     )
 
 
-def _carry(labels: np.ndarray, num_classes: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _present(labels: np.ndarray) -> np.ndarray:
+    """The classes that occur in ``labels``, void left out."""
+    present = np.unique(labels)
+    return present[present != VOID]
+
+
+def _carry(
+    labels: np.ndarray,
+    num_classes: int,
+    x: np.ndarray,
+    y: np.ndarray,
+    present: np.ndarray | None = None,
+) -> np.ndarray:
     """(C,H,W) one-hot of ``labels`` pulled to (x, y); only classes present are resampled.
 
     A partly labelled frame (superpixels, rectangles) holds a few classes: resampling only
     those halves the time of fusion, which for partial labels walks every chain to its end.
+    ``present`` (from :func:`_present`) saves looking them up again.
     """
     out = np.zeros((num_classes, *x.shape), np.float32)
-    present = np.unique(labels)
-    present = present[present != VOID]
+    present = _present(labels) if present is None else present
     if present.size:
         planes = (labels[None] == present[:, None, None]).astype(np.float32)
         out[present] = _pull(planes, x, y)
@@ -73,6 +87,7 @@ def carried_votes(
     cfg: FusionConfig,
     frames: np.ndarray | None = None,
     spoken: np.ndarray | None = None,
+    memo: dict[int, _Labelled] | None = None,
 ) -> np.ndarray:
     """(C,H,W) votes of the human labels of other frames for frame ``t``.
 
@@ -81,6 +96,7 @@ def carried_votes(
     so a fully labelled keyframe shadows everything behind it, as in propagate-K. ``spoken``
     (N,H,W) marks where a human answered, void included: a pixel the human called void covers
     too, else every frame's few void pixels kept each chain walking the whole window.
+    ``memo`` keeps what is looked up per labelled frame across calls (:func:`fuse` passes one).
     """
     votes = np.zeros((num_classes, *human.shape[1:]), np.float32)
     n = len(human)
@@ -106,18 +122,109 @@ def carried_votes(
                 break
             if not labelled[k]:
                 continue
-            carried = _carry(human[k], num_classes, x, y)
-            cover = carried.sum(0) if spoken is None else _pull(spoken[k, None] * 1.0, x, y)[0]
-            trust = fit / abs(k - t) ** cfg.distance_power
-            if frames is not None and cfg.photo_sigma:
-                there = _pull(frames[k].transpose(2, 0, 1).astype(np.float32), x, y)
-                diff = np.abs(there - frames[t].transpose(2, 0, 1)).mean(0)
-                trust *= np.exp(-diff / cfg.photo_sigma)
-            votes += carried * (remaining * trust)[None]
-            remaining *= 1 - np.clip(cover, 0, 1)
+            facts = _labelled(human, spoken, k, cfg.sparse_share, memo)
+            pixels = _reaching(facts, x, y, remaining, cfg.sparse_share)
+            _vote(votes, remaining, human, spoken, frames, k, t, x, y, fit, cfg, pixels, facts)
             if remaining.max() < cfg.min_remaining:
                 break
     return votes
+
+
+_REMAP_COLS = 1024  # row length of the sparse path's remap maps (cv2 needs < 32767 rows)
+
+
+class _Labelled(NamedTuple):
+    """What every chain that meets labelled frame k needs of it, looked up once."""
+
+    present: np.ndarray  # classes in its labels
+    grown: np.ndarray | None  # where it was answered, grown by a pixel; None = too much for sparse
+
+
+def _labelled(
+    human: np.ndarray,
+    spoken: np.ndarray | None,
+    k: int,
+    share: float,
+    memo: dict[int, _Labelled] | None,
+) -> _Labelled:
+    """Frame ``k``'s :class:`_Labelled`, from ``memo`` when it holds it."""
+    if memo is not None and k in memo:
+        return memo[k]
+    region = human[k] != VOID if spoken is None else spoken[k] | (human[k] != VOID)
+    grown = None
+    if share > 0 and region.mean() <= share:  # a frame labelled more fully is reached widely
+        grown = cv2.dilate(region.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    facts = _Labelled(_present(human[k]), grown)
+    if memo is not None:
+        memo[k] = facts
+    return facts
+
+
+def _reaching(
+    facts: _Labelled, x: np.ndarray, y: np.ndarray, remaining: np.ndarray, share: float
+) -> np.ndarray | None:
+    """Flat indices of the pixels whose chain can pick up a vote from frame k, or None.
+
+    A bilinear sample at (x, y) reads the four pixels around it, all within one pixel of
+    (round(x), round(y)); so the answered region grown by one pixel, looked up at the rounded
+    position, holds every pixel with a non-zero vote. Pixels already answered (``remaining`` 0)
+    get none. None (take the dense path) when more than ``share`` of the pixels could vote:
+    there the gather and scatter of a sparse path would cost more than they save.
+    """
+    if facts.grown is None:
+        return None
+    h, w = facts.grown.shape
+    xi = np.rint(np.clip(x, 0, w - 1)).astype(np.intp)
+    yi = np.rint(np.clip(y, 0, h - 1)).astype(np.intp)
+    hit = facts.grown[yi, xi] & (remaining > 0)
+    hit &= (x > -1) & (x < w) & (y > -1) & (y < h)
+    at = np.flatnonzero(hit)
+    return None if at.size > share * hit.size else at
+
+
+def _vote(votes, remaining, human, spoken, frames, k, t, x, y, fit, cfg, at, facts) -> None:
+    """Add frame ``k``'s carried labels to ``votes`` and shade ``remaining`` (in place).
+
+    ``at`` (flat pixel indices, from :func:`_reaching`) restricts the work to those pixels,
+    with the same numbers: with labels in pieces (rectangles, superpixels) in every frame, each
+    chain walks its whole window and meets a labelled frame at every step, but only a few of
+    its pixels land on a label, and resampling and weighting those alone is what makes fusion
+    of partial labels cheap. ``at=None`` works on every pixel.
+    """
+    if at is None:
+        pick, here = (lambda a: a), frames[t].transpose(2, 0, 1) if frames is not None else None
+    elif at.size == 0:
+        return
+    else:
+        # cv2.remap takes maps under 32767 rows: the chosen pixels as rows of _REMAP_COLS,
+        # the last row padded with points far outside the frame (they read 0)
+        rows = -(-at.size // _REMAP_COLS)
+
+        def pick(a: np.ndarray, fill: float = 0.0) -> np.ndarray:
+            out = np.full(rows * _REMAP_COLS, fill, a.dtype)
+            out[: at.size] = a.reshape(-1)[at]
+            return out.reshape(rows, _REMAP_COLS)
+
+        here = None
+        if frames is not None:
+            mine = frames[t].reshape(-1, frames.shape[-1])
+            here = np.stack([pick(mine[:, ch]) for ch in range(mine.shape[1])])
+    far = -1e4  # a coordinate no bilinear sample of the frame reaches
+    xs, ys = (pick(x), pick(y)) if at is None else (pick(x, far), pick(y, far))
+    carried = _carry(human[k], len(votes), xs, ys, facts.present)
+    cover = carried.sum(0) if spoken is None else _pull(spoken[k, None] * 1.0, xs, ys)[0]
+    trust = pick(fit) / abs(k - t) ** cfg.distance_power
+    if here is not None and cfg.photo_sigma:
+        there = _pull(frames[k].transpose(2, 0, 1).astype(np.float32), xs, ys)
+        trust *= np.exp(-np.abs(there - here).mean(0) / cfg.photo_sigma)
+    add = carried * (pick(remaining) * trust)[None]
+    keep = 1 - np.clip(cover, 0, 1)
+    if at is None:
+        votes += add
+        remaining *= keep
+    else:
+        votes.reshape(len(votes), -1)[:, at] += add.reshape(len(votes), -1)[:, : at.size]
+        remaining.reshape(-1)[at] *= keep.reshape(-1)[: at.size]
 
 
 def guided_filter(guide: np.ndarray, planes: np.ndarray, radius: int, eps: float) -> np.ndarray:
@@ -187,9 +294,10 @@ def fuse(
     n, num_classes, h, w = net_probs.shape
     labelled = (human != VOID).reshape(n, -1).any(1)
     labels = np.empty(human.shape, np.uint8)
+    memo: dict[int, _Labelled] = {}
     small = torch.empty((n, num_classes, h, w), dtype=torch.float32)
     for t in tqdm(range(n), desc="fuse labels", leave=False):
-        votes = carried_votes(human, labelled, flow, t, num_classes, cfg, frames, spoken)
+        votes = carried_votes(human, labelled, flow, t, num_classes, cfg, frames, spoken, memo)
         fused = fuse_frame(net_probs[t], votes, frames[t], human[t], cfg)
         labels[t] = fused.argmax(0)
         small[t] = F.interpolate(torch.from_numpy(fused)[None], size=(h, w), mode="area")[0]
