@@ -8,7 +8,7 @@ fallback to a value hidden in code. CLI flags override single values after loadi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -130,6 +130,8 @@ class FusionConfig(_Section):
     guided_radius: int = Field(ge=0)
     guided_eps: float = Field(gt=0)
     sparse_share: float = Field(ge=0, le=1)
+    radius_choices: list[Annotated[int, Field(ge=0)]]
+    calibration_probes: int = Field(ge=1)
 
 
 class LoopConfig(_Section):

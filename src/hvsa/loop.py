@@ -33,6 +33,7 @@ from hvsa.rounds import (
     annotate_samples,
     compose_labels,
     finetune_model,
+    fusion_settings,
     manual_clicks,
     record_annotations,
     score,
@@ -96,7 +97,10 @@ class AnnotationLoop:
         selected: pd.DataFrame,
     ) -> tuple[RoundResult, Prediction]:
         t0 = time.perf_counter()
-        labels, belief = compose_labels(self.ctx, pred, self.state, self.cfg)
+        fcfg = fusion_settings(self.ctx, pred, self.state, self.cfg)
+        timings["calibrate"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        labels, belief = compose_labels(self.ctx, pred, self.state, self.cfg, fcfg)
         timings["labels"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         value, per_class = score(self.video, labels, self.classes)
@@ -126,6 +130,7 @@ class AnnotationLoop:
             time.perf_counter() - started,
             {k: round(v, 3) for k, v in timings.items()},
             round(peak_memory_mb(), 1),
+            fcfg.guided_radius if self.cfg.fusion.enabled else None,
         )
         (folder / "metrics.json").write_text(json.dumps(result.__dict__, indent=2) + "\n")
         self.results.append(result)

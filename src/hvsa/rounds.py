@@ -16,8 +16,9 @@ import pandas as pd
 import torch
 
 from hvsa.annotator import Annotation, Annotator
+from hvsa.calibrate import calibrated
 from hvsa.clicks import region_clicks
-from hvsa.config import Config, SelectionConfig
+from hvsa.config import Config, FusionConfig, SelectionConfig
 from hvsa.finetune import TrainingData, finetune
 from hvsa.fusion import fuse
 from hvsa.gain import expected_clicks, pixel_gain, sample_gain, select_gain
@@ -54,6 +55,7 @@ class RoundResult:
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
     peak_memory_mb: float | None = None
+    guided_radius: int | None = None  # the fusion's guided radius this round (calibrate.py)
 
 
 @dataclass
@@ -311,8 +313,9 @@ def teaching_labels(
     thr = cfg.finetune.pseudo_threshold
     if thr is None or not cfg.fusion.enabled or not (state.human != VOID).any():
         return labels
-    _, belief = fuse(current().probs, state.human, ctx.video.frames, ctx.flow, cfg.fusion,
-                     state.annotated)  # fmt: skip
+    pred = current()
+    fcfg = fusion_settings(ctx, pred, state, cfg)
+    _, belief = fuse(pred.probs, state.human, ctx.video.frames, ctx.flow, fcfg, state.annotated)
     conf, guess = belief.max(1)
     spoken = torch.from_numpy(resize_mask(state.annotated, ctx.work))
     fill = ~spoken & (labels == VOID) & (conf >= thr)
@@ -349,18 +352,34 @@ def finetune_model(
     return finetune(model, data, cfg.finetune, device, seed=round_no, crop=cfg.model.train_crop)
 
 
-def compose_labels(
+def fusion_settings(
     ctx: VideoContext, pred: Prediction, state: LoopState, cfg: Config
+) -> FusionConfig:
+    """This round's fusion settings: params.yaml's, with the guided radius calibrated on the
+    human labels so far (``calibrate.py``)."""
+    return calibrated(
+        cfg.fusion, pred.probs, state.human, ctx.video.frames, ctx.flow, state.annotated
+    )
+
+
+def compose_labels(
+    ctx: VideoContext,
+    pred: Prediction,
+    state: LoopState,
+    cfg: Config,
+    fusion_cfg: FusionConfig | None = None,
 ) -> tuple[np.ndarray, Prediction]:
     """Full-resolution labels, and the belief that the next selection ranks samples by.
 
     With ``fusion.enabled`` human labels are carried along the flow and fused with the network
-    (``fusion.py``), and the belief is the fused probabilities; otherwise the labels are the
-    network's prediction with human labels winning, and the belief is the network's own.
+    (``fusion.py``, settings from :func:`fusion_settings` unless ``fusion_cfg`` gives them), and
+    the belief is the fused probabilities; otherwise the labels are the network's prediction
+    with human labels winning, and the belief is the network's own.
     """
     if cfg.fusion.enabled:
+        fcfg = fusion_cfg or fusion_settings(ctx, pred, state, cfg)
         labels, probs = fuse(
-            pred.probs, state.human, ctx.video.frames, ctx.flow, cfg.fusion, state.annotated
+            pred.probs, state.human, ctx.video.frames, ctx.flow, fcfg, state.annotated
         )
         return labels, Prediction(probs, pred.features)
     net = upsample_argmax(pred.probs, ctx.full, cfg.output.batch_size)
