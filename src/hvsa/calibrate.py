@@ -37,6 +37,55 @@ def probe_frames(human: np.ndarray, count: int) -> np.ndarray:
     return labelled[np.linspace(0, len(labelled) - 1, count).round().astype(np.intp)]
 
 
+# the settings that shape the carried votes; the others only act when votes are fused
+VOTE_FIELDS = ("window", "sigma", "distance_power", "photo_sigma", "min_remaining")
+
+
+def leave_one_out_scores(
+    net_probs: torch.Tensor,
+    human: np.ndarray,
+    frames: np.ndarray,
+    flow: Flow,
+    cfgs: list[FusionConfig],
+    spoken: np.ndarray | None,
+    probes: np.ndarray,
+) -> np.ndarray:
+    """mIoU of each fusion setting on the ``probes``' human labels, each probe fused without
+    its own.
+
+    Pooled over the probes (one confusion matrix per setting), so a class seen on one probe
+    counts as much as on all; NaN where the probes hold no labelled pixel. Votes are carried
+    once per probe and distinct :data:`VOTE_FIELDS`, so settings that differ only in how the
+    votes are fused (radius, ε, network weight) cost one fusion each.
+    """
+    num_classes = net_probs.shape[1]
+    cms = np.zeros((len(cfgs), num_classes, num_classes), np.int64)
+    nothing = np.full(human.shape[1:], VOID, np.uint8)
+    for p in probes:
+        hidden = human.copy()
+        hidden[p] = VOID
+        quiet = None
+        if spoken is not None:
+            quiet = spoken.copy()
+            quiet[p] = False
+        labelled = (hidden != VOID).reshape(len(hidden), -1).any(1)
+        votes: dict[tuple, np.ndarray] = {}
+        for i, c in enumerate(cfgs):
+            key = tuple(getattr(c, f) for f in VOTE_FIELDS)
+            if key not in votes:
+                votes[key] = carried_votes(
+                    hidden, labelled, flow, int(p), num_classes, c, frames, quiet
+                )
+            fused = fuse_frame(net_probs[p], votes[key], frames[p], nothing, c)
+            cms[i] += confusion(human[p], fused.argmax(0).astype(np.uint8), num_classes)
+    out = np.full(len(cfgs), np.nan)
+    for i, cm in enumerate(cms):
+        truth_pixels = cm.sum(1)
+        if truth_pixels.sum():
+            out[i] = np.nanmean(iou_per_class(cm, truth_pixels))
+    return out
+
+
 def radius_scores(
     net_probs: torch.Tensor,
     human: np.ndarray,
@@ -47,33 +96,9 @@ def radius_scores(
     radii: list[int],
     probes: np.ndarray,
 ) -> np.ndarray:
-    """mIoU of each radius on the ``probes``' human labels, each probe fused without its own.
-
-    Pooled over the probes (one confusion matrix per radius), so a class seen on one probe
-    counts as much as on all; NaN where the probes hold no labelled pixel.
-    """
-    num_classes = net_probs.shape[1]
-    cms = np.zeros((len(radii), num_classes, num_classes), np.int64)
-    nothing = np.full(human.shape[1:], VOID, np.uint8)
-    for p in probes:
-        hidden = human.copy()
-        hidden[p] = VOID
-        quiet = None
-        if spoken is not None:
-            quiet = spoken.copy()
-            quiet[p] = False
-        labelled = (hidden != VOID).reshape(len(hidden), -1).any(1)
-        votes = carried_votes(hidden, labelled, flow, int(p), num_classes, cfg, frames, quiet)
-        for i, r in enumerate(radii):
-            c = cfg.model_copy(update={"guided_radius": r})
-            fused = fuse_frame(net_probs[p], votes, frames[p], nothing, c)
-            cms[i] += confusion(human[p], fused.argmax(0).astype(np.uint8), num_classes)
-    out = np.full(len(radii), np.nan)
-    for i, cm in enumerate(cms):
-        truth_pixels = cm.sum(1)
-        if truth_pixels.sum():
-            out[i] = np.nanmean(iou_per_class(cm, truth_pixels))
-    return out
+    """:func:`leave_one_out_scores` of ``cfg`` with each guided radius in ``radii``."""
+    cfgs = [cfg.model_copy(update={"guided_radius": r}) for r in radii]
+    return leave_one_out_scores(net_probs, human, frames, flow, cfgs, spoken, probes)
 
 
 def calibrated(
