@@ -7,8 +7,8 @@ them; this draws them with the propagate-K baselines of the main ``rounds.csv``.
     .venv/bin/python benchmarks/plot_variants.py benchmarks/results/0016E5_15hz \
         hvsa-frame-coverage "half resolution (as benchmarked)"
 
-reads ``DIR/rounds.csv`` and ``DIR/network_variants.csv`` (column ``setting``), writes
-``DIR/network_variants.png``.
+reads ``DIR/rounds.csv`` and ``DIR/variants.csv`` (column ``setting``), writes
+``DIR/variants.png``.
 """
 
 from __future__ import annotations
@@ -31,14 +31,14 @@ def main() -> None:
     rounds = pd.read_csv(args.folder / "rounds.csv")
     base = rounds[~rounds["strategy"].str.startswith("hvsa-")]
     own = rounds[rounds["strategy"] == args.strategy].assign(setting=args.label)
-    variants = pd.read_csv(args.folder / "network_variants.csv")
+    variants = pd.read_csv(args.folder / "variants.csv")
     runs = pd.concat([own, variants[variants["strategy"] == args.strategy]])
     runs = runs.assign(strategy=runs["strategy"] + ": " + runs["setting"])
     video = str(rounds["video"].iloc[0])
     plot_miou_vs_clicks(
         pd.concat([base, runs.drop(columns="setting")], ignore_index=True),
         load_config().benchmark.targets,
-        args.folder / "network_variants.png",
+        args.folder / "variants.png",
         f"{video}: {args.strategy} with other settings",
     )
 
