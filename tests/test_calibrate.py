@@ -70,7 +70,14 @@ def test_calibration_takes_the_best_radius_keeps_the_configured_one_on_a_tie(mon
     assert calibrated(cfg, None, few, None, None) is cfg, "too few labelled frames to probe"
 
 
-def test_the_loop_records_the_radius_it_calibrated(tiny_videos, pretrained, tmp_path):
+def test_the_loop_records_the_radius_it_calibrated(tiny_videos, pretrained, tmp_path, monkeypatch):
+    calls = []
+
+    def prefer_radius_0(net, human, frames, flow, cfgs, spoken, probes):
+        calls.append(len(probes))
+        return np.array([1.0 if c.guided_radius == 0 else 0.5 for c in cfgs])
+
+    monkeypatch.setattr(calibrate, "leave_one_out_scores", prefer_radius_0)
     out = tmp_path / "calibrated"
     args = _run_args(tiny_videos[0], pretrained, out, "frame", 2, rounds=2)
     sets = ["--set", "finetune.steps=2", "--set", "fusion.calibration_probes=2",
@@ -78,5 +85,5 @@ def test_the_loop_records_the_radius_it_calibrated(tiny_videos, pretrained, tmp_
     assert main([*args, *sets]) == 0
     radii = [json.loads((out / f"round_{r:02d}" / "metrics.json").read_text())["guided_radius"]
              for r in (0, 1, 2)]  # fmt: skip
-    assert radii[0] == CFG.fusion.guided_radius, "nothing labelled yet: the configured radius"
-    assert radii[2] in (0, 1, CFG.fusion.guided_radius)
+    assert radii == [CFG.fusion.guided_radius, 0, 0], "nothing labelled yet, then calibrated"
+    assert calls and all(n == 2 for n in calls)

@@ -26,7 +26,7 @@ from hvsa.video import VOID
 def probe_frames(human: np.ndarray, count: int) -> np.ndarray:
     """``count`` labelled frames, spread evenly over the labelled ones in time order.
 
-    None while fewer than ``count`` frames hold labels: with a handful of labelled frames,
+    Empty while fewer than ``count`` frames hold labels: with a handful of labelled frames,
     hiding one leaves its neighbours far farther away than an unlabelled frame's, and the
     score (measured: 4 labelled frames of CamVid 0016E5) then prefers a radius that loses on
     the frames it is for.
@@ -56,7 +56,9 @@ def leave_one_out_scores(
     Pooled over the probes (one confusion matrix per setting), so a class seen on one probe
     counts as much as on all; NaN where the probes hold no labelled pixel. Votes are carried
     once per probe and distinct :data:`VOTE_FIELDS`, so settings that differ only in how the
-    votes are fused (radius, ε, network weight) cost one fusion each.
+    votes are fused (radius, ε, network weight) cost one fusion each. The network's vote at a
+    probe comes from a network fine-tuned on that probe's labels, so the score flatters
+    settings that lean on the network: compare guided radii with it, not network weights.
     """
     num_classes = net_probs.shape[1]
     cms = np.zeros((len(cfgs), num_classes, num_classes), np.int64)
@@ -111,11 +113,13 @@ def calibrated(
 ) -> FusionConfig:
     """``cfg`` with the guided radius its leave-one-out score prefers.
 
-    Unchanged when calibration is off (``cfg.radius_choices`` empty) or there is nothing to
-    probe yet; a tie keeps the configured radius, then the smaller one.
+    Unchanged when fusion or calibration is off (``cfg.radius_choices`` empty) or there is
+    nothing to probe yet; a tie keeps the configured radius, then the smaller one.
     """
+    if not cfg.enabled or not cfg.radius_choices:
+        return cfg
     probes = probe_frames(human, cfg.calibration_probes)
-    if not cfg.radius_choices or probes.size == 0:
+    if probes.size == 0:
         return cfg
     radii = sorted(set(cfg.radius_choices) | {cfg.guided_radius})
     scores = radius_scores(net_probs, human, frames, flow, cfg, spoken, radii, probes)

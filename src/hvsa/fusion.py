@@ -96,7 +96,9 @@ def carried_votes(
     so a fully labelled keyframe shadows everything behind it, as in propagate-K. ``spoken``
     (N,H,W) marks where a human answered, void included: a pixel the human called void covers
     too, else every frame's few void pixels kept each chain walking the whole window.
-    ``memo`` keeps what is looked up per labelled frame across calls (:func:`fuse` passes one).
+    ``memo`` keeps what is looked up per labelled frame across calls (:func:`fuse` passes one),
+    keyed by frame index: share one only between calls on the same ``human``, ``spoken`` and
+    ``cfg.sparse_share``.
     """
     votes = np.zeros((num_classes, *human.shape[1:]), np.float32)
     n = len(human)
@@ -174,10 +176,10 @@ def _reaching(
     if facts.grown is None:
         return None
     h, w = facts.grown.shape
-    xi = np.rint(np.clip(x, 0, w - 1)).astype(np.intp)
-    yi = np.rint(np.clip(y, 0, h - 1)).astype(np.intp)
-    hit = facts.grown[yi, xi] & (remaining > 0)
-    hit &= (x > -1) & (x < w) & (y > -1) & (y < h)
+    inside = (x > -1) & (x < w) & (y > -1) & (y < h)  # False for NaN, too
+    xi = np.rint(np.clip(np.where(inside, x, 0), 0, w - 1)).astype(np.intp)
+    yi = np.rint(np.clip(np.where(inside, y, 0), 0, h - 1)).astype(np.intp)
+    hit = facts.grown[yi, xi] & inside & (remaining > 0)
     at = np.flatnonzero(hit)
     return None if at.size > share * hit.size else at
 
@@ -206,7 +208,7 @@ def _vote(votes, remaining, human, spoken, frames, k, t, x, y, fit, cfg, at, fac
             return out.reshape(rows, _REMAP_COLS)
 
         here = None
-        if frames is not None:
+        if frames is not None and cfg.photo_sigma:
             mine = frames[t].reshape(-1, frames.shape[-1])
             here = np.stack([pick(mine[:, ch]) for ch in range(mine.shape[1])])
     far = -1e4  # a coordinate no bilinear sample of the frame reaches

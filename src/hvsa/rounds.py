@@ -307,7 +307,8 @@ def teaching_labels(
     labels (where the fused belief is sure: near a human label, flow consistent) shows it every
     frame of the video, and it is the network that fills in where no carried label reaches.
     ``current`` gives the network's prediction before fine-tuning; it is called only when the
-    pseudo-labels are needed.
+    pseudo-labels are needed; the guided radius is calibrated on it too (the round's labels,
+    written after fine-tuning, calibrate again on the new prediction).
     """
     labels = labels_to_tensor(state.human, ctx.work)
     thr = cfg.finetune.pseudo_threshold
@@ -377,7 +378,7 @@ def compose_labels(
     with human labels winning, and the belief is the network's own.
     """
     if cfg.fusion.enabled:
-        fcfg = fusion_cfg or fusion_settings(ctx, pred, state, cfg)
+        fcfg = fusion_settings(ctx, pred, state, cfg) if fusion_cfg is None else fusion_cfg
         labels, probs = fuse(
             pred.probs, state.human, ctx.video.frames, ctx.flow, fcfg, state.annotated
         )
