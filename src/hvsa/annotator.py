@@ -12,7 +12,13 @@ from typing import Protocol
 
 import numpy as np
 
-from hvsa.clicks import ClickCount, dominant_label, region_clicks, superpixel_clicks
+from hvsa.clicks import (
+    ClickCount,
+    dominant_label,
+    layer_clicks,
+    region_clicks,
+    superpixel_clicks,
+)
 from hvsa.errors import HvsaError
 from hvsa.samples import SampleSet
 from hvsa.video import VOID, Video
@@ -32,6 +38,7 @@ class Annotation:
     started: float
     finished: float
     detail: dict | None = None  # clicks by tool and active seconds, as counted at the source
+    layer_class: int | None = None  # a class layer (``layers.py``): this class, the whole frame
 
 
 class Annotator(Protocol):
@@ -51,10 +58,7 @@ class OracleAnnotator:
         self.tolerance = tolerance
 
     def annotate(self, video: Video, samples: SampleSet, sample_ids: list[int]) -> list[Annotation]:
-        if video.labels is None:
-            raise HvsaError(
-                f"the oracle annotator needs ground truth, and {video.path} has no labels/"
-            )
+        self._need_truth(video)
         out = []
         for sid in sample_ids:
             started = time.time()
@@ -73,6 +77,45 @@ class OracleAnnotator:
                 Annotation(sid, frame, box, patch, clicks, self.name, tool, started, time.time())
             )
         return out
+
+    def annotate_layers(
+        self, video: Video, layers: list[tuple[int, int]], num_classes: int
+    ) -> list[Annotation]:
+        """One class layer per (frame, class): that class's pixels, charged by the click model."""
+        self._need_truth(video)
+        out = []
+        for frame, cls in layers:
+            started = time.time()
+            truth = video.labels[frame]
+            patch = np.where(truth == cls, cls, VOID).astype(np.uint8)
+            box = (slice(0, truth.shape[0]), slice(0, truth.shape[1]))
+            out.append(
+                Annotation(
+                    layer_id(frame, cls, num_classes),
+                    frame,
+                    box,
+                    patch,
+                    layer_clicks(truth, cls, self.tolerance),
+                    self.name,
+                    "class-layer",
+                    started,
+                    time.time(),
+                    layer_class=cls,
+                )  # fmt: skip
+            )
+        return out
+
+    @staticmethod
+    def _need_truth(video: Video) -> None:
+        if video.labels is None:
+            raise HvsaError(
+                f"the oracle annotator needs ground truth, and {video.path} has no labels/"
+            )
+
+
+def layer_id(frame: int, cls: int, num_classes: int) -> int:
+    """The ledger's sample id of a class layer (its geometry says ``layer``, not a sample)."""
+    return frame * num_classes + cls
 
 
 def make_annotator(name: str, tolerance: float) -> Annotator:

@@ -46,7 +46,9 @@ from hvsa.report import (
 from hvsa.resources import peak_memory_mb, reset_peak_memory
 from hvsa.video import ClassList, Video, check_classes, load_video
 
-_HVSA = re.compile(rf"^hvsa-(frame|superpixel|rect(\d+))-({'|'.join(SELECTORS)})(?:-b(\d+))?$")
+_HVSA = re.compile(
+    rf"^hvsa-(frame|superpixel|rect(\d+))-({'|'.join(SELECTORS)})(?:-b(\d+))?(-layers)?$"
+)
 _PROPAGATE = re.compile(r"^propagate-(\d+)$")
 
 
@@ -61,6 +63,7 @@ class Strategy:
     rect_size: int = 0
     selector: str = ""
     budget: int = 0  # samples per round; 0 = benchmark.budgets of the granularity
+    layers: bool = False  # class layers once enough frames are labelled (layers.py)
 
     @property
     def samples(self) -> str:
@@ -69,10 +72,11 @@ class Strategy:
 
 
 def parse_strategy(name: str) -> Strategy:
-    """``manual``, ``propagate-K`` or ``hvsa-<frame|superpixel|rectN>-<selector>[-bB]``.
+    """``manual``, ``propagate-K`` or ``hvsa-<frame|superpixel|rectN>-<selector>[-bB][-layers]``.
 
     The optional ``-bB`` suffix sets the samples per round to B (default: benchmark.budgets), so
-    one results table can compare budgets of one granularity and selector.
+    one results table can compare budgets of one granularity and selector; ``-layers`` turns
+    class layers on (``layers.enabled``).
     """
     if name == "manual":
         return Strategy(name, "manual")
@@ -90,11 +94,11 @@ def parse_strategy(name: str) -> Strategy:
             raise HvsaError(f"{name}: the budget suffix -bB needs B ≥ 1 samples per round")
         return Strategy(
             name, "hvsa", granularity=granularity, rect_size=int(m.group(2) or 0),
-            selector=m.group(3), budget=budget,
+            selector=m.group(3), budget=budget, layers=m.group(5) is not None,
         )  # fmt: skip
     raise HvsaError(
         f"unknown strategy {name!r}: use manual, propagate-K, auto or "
-        f"hvsa-<frame|superpixel|rectN>-<{'|'.join(SELECTORS)}>[-bB]"
+        f"hvsa-<frame|superpixel|rectN>-<{'|'.join(SELECTORS)}>[-bB][-layers]"
     )
 
 
@@ -211,6 +215,7 @@ def hvsa_config(bench: Bench, strategy: Strategy) -> Config:
         update={
             "samples": cfg.samples.model_copy(update=samples),
             "selection": cfg.selection.model_copy(update={"strategy": strategy.selector}),
+            "layers": cfg.layers.model_copy(update={"enabled": strategy.layers}),
             "loop": cfg.loop.model_copy(
                 update={
                     "budget": budget,

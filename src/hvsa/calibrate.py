@@ -41,7 +41,7 @@ def probe_frames(human: np.ndarray, count: int) -> np.ndarray:
 VOTE_FIELDS = ("window", "sigma", "distance_power", "photo_sigma", "min_remaining")
 
 
-def leave_one_out_scores(
+def leave_one_out_confusions(
     net_probs: torch.Tensor,
     human: np.ndarray,
     frames: np.ndarray,
@@ -50,15 +50,15 @@ def leave_one_out_scores(
     spoken: np.ndarray | None,
     probes: np.ndarray,
 ) -> np.ndarray:
-    """mIoU of each fusion setting on the ``probes``' human labels, each probe fused without
-    its own.
+    """(S,C,C) confusion of each fusion setting on the ``probes``' human labels, each probe
+    fused without its own (rows: the human's class).
 
-    Pooled over the probes (one confusion matrix per setting), so a class seen on one probe
-    counts as much as on all; NaN where the probes hold no labelled pixel. Votes are carried
-    once per probe and distinct :data:`VOTE_FIELDS`, so settings that differ only in how the
-    votes are fused (radius, ε, network weight) cost one fusion each. The network's vote at a
-    probe comes from a network fine-tuned on that probe's labels, so the score flatters
-    settings that lean on the network: compare guided radii with it, not network weights.
+    Pooled over the probes, so a class seen on one probe counts as much as on all. Votes are
+    carried once per probe and distinct :data:`VOTE_FIELDS`, so settings that differ only in
+    how the votes are fused (radius, ε, network weight) cost one fusion each. The network's
+    vote at a probe comes from a network fine-tuned on that probe's labels, so the score
+    flatters settings that lean on the network: compare guided radii with it, not network
+    weights.
     """
     num_classes = net_probs.shape[1]
     cms = np.zeros((len(cfgs), num_classes, num_classes), np.int64)
@@ -80,6 +80,29 @@ def leave_one_out_scores(
                 )
             fused = fuse_frame(net_probs[p], votes[key], frames[p], nothing, c)
             cms[i] += confusion(human[p], fused.argmax(0).astype(np.uint8), num_classes)
+    return cms
+
+
+def class_quality(cm: np.ndarray) -> np.ndarray:
+    """(C,) IoU per class of a (C,C) confusion; NaN for a class its truth never shows."""
+    truth_pixels = cm.sum(1)
+    out = iou_per_class(cm, truth_pixels).astype(float)
+    out[truth_pixels == 0] = np.nan
+    return out
+
+
+def leave_one_out_scores(
+    net_probs: torch.Tensor,
+    human: np.ndarray,
+    frames: np.ndarray,
+    flow: Flow,
+    cfgs: list[FusionConfig],
+    spoken: np.ndarray | None,
+    probes: np.ndarray,
+) -> np.ndarray:
+    """mIoU of each fusion setting by :func:`leave_one_out_confusions`; NaN where the probes
+    hold no labelled pixel."""
+    cms = leave_one_out_confusions(net_probs, human, frames, flow, cfgs, spoken, probes)
     out = np.full(len(cfgs), np.nan)
     for i, cm in enumerate(cms):
         truth_pixels = cm.sum(1)

@@ -24,6 +24,10 @@ Worked examples (also in the README and the tests):
 * a 32×32 rectangle of road with a 10×16 car fully inside: two regions (2), the car's 4 corners
   (4) and the same 4 corners again as the hole in the road's outline (4), no crossing: **10**;
 * a superpixel, whatever it contains: **1 click**, and it takes its majority class.
+
+A **class layer** (``layers.py``: every region of one class in a frame, the rest of the frame
+known not to be that class) is the frame rule applied to that class alone: its regions, their
+vertices and their crossings of the frame's edge.
 """
 
 from __future__ import annotations
@@ -90,6 +94,15 @@ def region_clicks(labels: np.ndarray, tolerance: float, void: int = VOID) -> Cli
             regions += 1
             vertices += _inner_vertices(comp == k, tolerance)
     return ClickCount(regions, vertices, boundary_crossings(labels))
+
+
+def layer_clicks(labels: np.ndarray, cls: int, tolerance: float) -> ClickCount:
+    """Clicks to outline every region of class ``cls`` in a frame whose ground truth is ``labels``.
+
+    At least one: saying that the class is absent from the frame is an answer too.
+    """
+    count = region_clicks(np.where(labels == cls, cls, VOID).astype(np.uint8), tolerance)
+    return count if count.total else ClickCount(1, 0, 0)
 
 
 def superpixel_clicks() -> ClickCount:

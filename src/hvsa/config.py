@@ -134,6 +134,14 @@ class FusionConfig(_Section):
     calibration_probes: int = Field(ge=1)
 
 
+class LayersConfig(_Section):
+    """Class layers (``layers.py``): once enough frames are labelled in full, rounds ask for one
+    class's regions in a frame at a time, the weakest class per click first."""
+
+    enabled: bool
+    per_round: int = Field(ge=1)
+
+
 class LoopConfig(_Section):
     budget: int = Field(ge=1)
     rounds: int = Field(ge=1)
@@ -208,6 +216,7 @@ class Config(_Section):
     app: AppConfig
     finetune: FinetuneConfig
     fusion: FusionConfig
+    layers: LayersConfig
     loop: LoopConfig
     auto: AutoConfig
     output: OutputConfig

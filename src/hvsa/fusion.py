@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from hvsa.config import FusionConfig
+from hvsa.layers import apply_layers
 from hvsa.motion import Flow
 from hvsa.propagate import grid, step
 from hvsa.video import VOID
@@ -257,10 +258,13 @@ def fuse_frame(
     frame: np.ndarray,
     own: np.ndarray,
     cfg: FusionConfig,
+    layer: np.ndarray | None = None,
+    complete: np.ndarray | None = None,
 ) -> np.ndarray:
     """(C,H,W) fused probabilities of one frame from the network's (C,h,w) softmax.
 
-    ``own`` is the frame's own human labels (H,W), which are certain.
+    ``own`` is the frame's own human labels (H,W), which are certain; ``layer`` (H,W) and
+    ``complete`` (C,) bool are its class layers (:func:`hvsa.layers.apply_layers`).
     """
     size = frame.shape[:2]
     net = F.interpolate(net_probs[None].float(), size=size, mode="bilinear", align_corners=False)
@@ -272,6 +276,8 @@ def fuse_frame(
         guide = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
         fused = guided_filter(guide, fused, cfg.guided_radius, cfg.guided_eps).clip(0, 1)
         fused /= fused.sum(0, keepdims=True).clip(1e-8)
+    if layer is not None and complete is not None:
+        fused = apply_layers(fused, layer, complete)
     mine = own != VOID
     if mine.any():
         fused[:, mine] = one_hot(own, len(fused))[:, mine]
@@ -285,13 +291,16 @@ def fuse(
     flow: Flow,
     cfg: FusionConfig,
     spoken: np.ndarray | None = None,
+    layers: np.ndarray | None = None,
+    complete: np.ndarray | None = None,
 ) -> tuple[np.ndarray, torch.Tensor]:
     """Labels (N,H,W) uint8 for the whole video, and fused probabilities at the network's size.
 
     ``net_probs`` is the network's (N,C,h,w) softmax, ``human`` (N,H,W) with 255 where no human
     spoke; ``spoken`` (N,H,W) bool where a human answered, void included (see
-    :func:`carried_votes`). The returned probabilities (N,C,h,w) replace the network's for
-    selection.
+    :func:`carried_votes`); ``layers`` (N,H,W) and ``complete`` (N,C) bool the class layers,
+    which act on their own frame only. The returned probabilities (N,C,h,w) replace the
+    network's for selection.
     """
     n, num_classes, h, w = net_probs.shape
     labelled = (human != VOID).reshape(n, -1).any(1)
@@ -300,7 +309,9 @@ def fuse(
     small = torch.empty((n, num_classes, h, w), dtype=torch.float32)
     for t in tqdm(range(n), desc="fuse labels", leave=False):
         votes = carried_votes(human, labelled, flow, t, num_classes, cfg, frames, spoken, memo)
-        fused = fuse_frame(net_probs[t], votes, frames[t], human[t], cfg)
+        layer = None if layers is None else layers[t]
+        given = None if complete is None else complete[t]
+        fused = fuse_frame(net_probs[t], votes, frames[t], human[t], cfg, layer, given)
         labels[t] = fused.argmax(0)
         small[t] = F.interpolate(torch.from_numpy(fused)[None], size=(h, w), mode="area")[0]
     return labels, small

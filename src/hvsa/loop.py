@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from hvsa.annotator import Annotator
+from hvsa.annotator import Annotator, layer_id
 from hvsa.auto import AutoChooser, Offer, deficit
 from hvsa.config import Config
 from hvsa.errors import HvsaError
@@ -30,6 +30,7 @@ from hvsa.resources import peak_memory_mb, reset_peak_memory
 from hvsa.rounds import (
     RoundResult,
     VideoContext,
+    annotate_layers,
     annotate_samples,
     compose_labels,
     finetune_model,
@@ -37,6 +38,7 @@ from hvsa.rounds import (
     manual_clicks,
     record_annotations,
     score,
+    select_layers,
     select_samples,
 )
 from hvsa.samples import load_or_build_samples, parse_granularity
@@ -63,6 +65,10 @@ class AnnotationLoop:
         self.video, self.model, self.classes, self.cfg = video, model, classes, cfg
         self.annotator, self.out, self.device = annotator, Path(out), device
         self.campaign = campaign
+        if cfg.layers.enabled and not cfg.fusion.enabled:
+            raise HvsaError(
+                "layers.enabled needs fusion.enabled: class layers act through the label generator"
+            )
         cache = Path(cache) if cache is not None else self.out / "cache"
         t0 = time.perf_counter()
         flow = load_or_compute_flow(video.frames, cfg.flow, cache, device)
@@ -97,7 +103,7 @@ class AnnotationLoop:
         selected: pd.DataFrame,
     ) -> tuple[RoundResult, Prediction]:
         t0 = time.perf_counter()
-        fcfg = fusion_settings(self.ctx, pred, self.state, self.cfg)
+        fcfg = self.fusion_cfg = fusion_settings(self.ctx, pred, self.state, self.cfg)
         timings["calibrate"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         labels, belief = compose_labels(self.ctx, pred, self.state, self.cfg, fcfg)
@@ -195,12 +201,21 @@ class AnnotationLoop:
             reset_peak_memory()
             timings: dict[str, float] = {}
             t0 = time.perf_counter()
-            ctx, selected = self._select(belief, round_no)
+            layers = []
+            if cfg.layers.enabled:
+                layers = select_layers(self.ctx, pred, belief, self.state, cfg, self.fusion_cfg)
+            if layers:
+                ctx, selected = self.ctx, _layer_table(layers, self.classes)
+            else:
+                ctx, selected = self._select(belief, round_no)
             timings["select"] = time.perf_counter() - t0
             if selected.empty:
                 break
             t0 = time.perf_counter()
-            annotations = annotate_samples(ctx, selected, self.annotator, self.state, cfg)
+            if layers:
+                annotations = annotate_layers(ctx, layers, self.annotator, self.state, cfg)
+            else:
+                annotations = annotate_samples(ctx, selected, self.annotator, self.state, cfg)
             timings["annotate"] = time.perf_counter() - t0
             if not annotations:
                 break
@@ -213,14 +228,15 @@ class AnnotationLoop:
                 self.video.name,
                 round_no,
             )
-            t0 = time.perf_counter()
-            finetune_model(self.model, self.ctx, self.state, cfg, self.device, round_no, pred)
-            timings["finetune"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            pred = self._predict()
-            timings["predict"] = time.perf_counter() - t0
+            if not layers:  # a layer teaches the network nothing (``state.py``): it stays
+                t0 = time.perf_counter()
+                finetune_model(self.model, self.ctx, self.state, cfg, self.device, round_no, pred)
+                timings["finetune"] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                pred = self._predict()
+                timings["predict"] = time.perf_counter() - t0
             result, belief = self._write_round(round_no, pred, timings, started, recorded, selected)
-            if cfg.samples.granularity == "auto":
+            if cfg.samples.granularity == "auto" and not layers:
                 self.chooser.settle(deficit(belief.probs))
             bar.set_postfix(mIoU=_fmt(result.miou), clicks=result.clicks_total)
         self._finish()
@@ -257,6 +273,20 @@ class AnnotationLoop:
             plot_clicks_vs_miou(
                 self.results, manual, self.out / "clicks_vs_miou.png", self.video.name
             )
+
+
+def _layer_table(layers: list[tuple[int, int]], classes: ClassList) -> pd.DataFrame:
+    """A layer round's selection, as selected.parquet records it."""
+    return pd.DataFrame(
+        {
+            "sample_id": [layer_id(f, c, len(classes)) for f, c in layers],
+            "frame": [f for f, _ in layers],
+            "kind": "layer",
+            "class_id": [c for _, c in layers],
+            "class_name": [classes.names[c] for _, c in layers],
+            "rank": np.arange(len(layers)),
+        }
+    )
 
 
 def _fmt(value: float | None) -> str:

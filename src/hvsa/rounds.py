@@ -16,13 +16,15 @@ import pandas as pd
 import torch
 
 from hvsa.annotator import Annotation, Annotator
-from hvsa.calibrate import calibrated
+from hvsa.calibrate import calibrated, class_quality, leave_one_out_confusions, probe_frames
 from hvsa.clicks import region_clicks
 from hvsa.config import Config, FusionConfig, SelectionConfig
+from hvsa.errors import HvsaError
 from hvsa.finetune import TrainingData, finetune
 from hvsa.fusion import fuse
 from hvsa.gain import expected_clicks, pixel_gain, sample_gain, select_gain
 from hvsa.labels import compose
+from hvsa.layers import choose_layers, class_costs, doubt
 from hvsa.ledger import Event, Ledger
 from hvsa.metrics import miou
 from hvsa.motion import Flow, resize_flow, resize_mask
@@ -175,12 +177,64 @@ def _select_coverage(
     ]
 
 
+def select_layers(
+    ctx: VideoContext,
+    pred: Prediction,
+    belief: Prediction,
+    state: LoopState,
+    cfg: Config,
+    fcfg: FusionConfig,
+) -> list[tuple[int, int]]:
+    """This round's class layers (``layers.py``), or none while fewer than
+    ``fusion.calibration_probes`` frames are labelled in full.
+
+    Each class's quality is its IoU on those frames fused without their own labels (network
+    ``pred``, the round's fusion settings ``fcfg``), its price the mean clicks of its layer
+    there; within a class, frames go by how much the fused ``belief`` doubts it.
+    """
+    full = state.annotated.reshape(len(state.annotated), -1).all(1)
+    in_full = np.where(full[:, None, None], state.human, VOID)
+    probes = probe_frames(in_full, cfg.fusion.calibration_probes)
+    if probes.size == 0:
+        return []
+    num_classes = len(ctx.classes)
+    cm = leave_one_out_confusions(
+        pred.probs, state.human, ctx.video.frames, ctx.flow, [fcfg], state.annotated, probes
+    )[0]
+    quality = class_quality(cm)
+    cost = class_costs(state.human, full, num_classes, cfg.annotation.polygon_tolerance)
+    eligible = ~state.complete_mask(num_classes) & ~full[:, None]
+    return choose_layers(quality, cost, doubt(belief.probs), eligible, cfg.layers.per_round)
+
+
 def annotate_samples(
     ctx: VideoContext, selected: pd.DataFrame, annotator: Annotator, state: LoopState, cfg: Config
 ) -> list[Annotation]:
     """Ask the annotator; with a click cap, later samples stay unlabelled rather than pass it."""
     ids = [int(i) for i in selected["sample_id"]]
-    annotations = annotator.annotate(ctx.video, ctx.samples, ids)
+    return _within_cap(annotator.annotate(ctx.video, ctx.samples, ids), state, cfg)
+
+
+def annotate_layers(
+    ctx: VideoContext,
+    layers: list[tuple[int, int]],
+    annotator: Annotator,
+    state: LoopState,
+    cfg: Config,
+) -> list[Annotation]:
+    """Ask the annotator for class layers (the oracle draws them; a human does so only in a
+    future version of the annotation app), under the same click cap as samples."""
+    ask = getattr(annotator, "annotate_layers", None)
+    if ask is None:
+        raise HvsaError(
+            f"annotator {annotator.name!r} cannot draw class layers: layers.enabled works with "
+            "the oracle (`hvsa run`, `hvsa benchmark`)"
+        )
+    return _within_cap(ask(ctx.video, layers, len(ctx.classes)), state, cfg)
+
+
+def _within_cap(annotations: list[Annotation], state: LoopState, cfg: Config) -> list[Annotation]:
+    """The annotations in order up to ``loop.max_clicks``: later ones stay unlabelled."""
     cap = cfg.loop.max_clicks
     if cap is None:
         return annotations
@@ -219,8 +273,13 @@ def ledger_events(
     """
     events = []
     for a in annotations:
-        segment = int(samples.table.iloc[a.sample_id].segment)
         (y0, y1), (x0, x1) = (a.box[0].start, a.box[0].stop), (a.box[1].start, a.box[1].stop)
+        if a.layer_class is None:
+            kind, segment = samples.granularity, int(samples.table.iloc[a.sample_id].segment)
+            key = f"{a.sample_id}"
+        else:  # a class layer: the whole frame, one class (``layers.py``)
+            kind, segment = "layer", a.layer_class
+            key = f"layer{a.frame}-{a.layer_class}"
         values, counts = np.unique(a.labels[a.labels != VOID], return_counts=True)
         class_pixels = {classes.names[int(v)]: int(c) for v, c in zip(values, counts, strict=True)}
         if a.detail is not None:  # a human's clicks as the app counted them, tool by tool
@@ -239,7 +298,7 @@ def ledger_events(
                 frame=a.frame,
                 frame_name=video.frame_names[a.frame],
                 geometry={
-                    "kind": samples.granularity,
+                    "kind": kind,
                     "segment": segment,
                     "x0": x0,
                     "y0": y0,
@@ -254,9 +313,7 @@ def ledger_events(
                 started=a.started,
                 finished=a.finished,
                 label_hash=digest,
-                idempotency_key=(
-                    f"{campaign}/{video_key}/e{epoch}/r{round_no}/{a.sample_id}/{digest}"
-                ),
+                idempotency_key=(f"{campaign}/{video_key}/e{epoch}/r{round_no}/{key}/{digest}"),
             )
         )
     return events
@@ -316,7 +373,10 @@ def teaching_labels(
         return labels
     pred = current()
     fcfg = fusion_settings(ctx, pred, state, cfg)
-    _, belief = fuse(pred.probs, state.human, ctx.video.frames, ctx.flow, fcfg, state.annotated)
+    _, belief = fuse(
+        pred.probs, state.human, ctx.video.frames, ctx.flow, fcfg, state.annotated,
+        state.layers, state.complete_mask(len(ctx.classes)),
+    )  # fmt: skip
     conf, guess = belief.max(1)
     spoken = torch.from_numpy(resize_mask(state.annotated, ctx.work))
     fill = ~spoken & (labels == VOID) & (conf >= thr)
@@ -380,8 +440,11 @@ def compose_labels(
     if cfg.fusion.enabled:
         fcfg = fusion_settings(ctx, pred, state, cfg) if fusion_cfg is None else fusion_cfg
         labels, probs = fuse(
-            pred.probs, state.human, ctx.video.frames, ctx.flow, fcfg, state.annotated
-        )
+            pred.probs, state.human, ctx.video.frames, ctx.flow, fcfg, state.annotated,
+            state.layers, state.complete_mask(len(ctx.classes)),
+        )  # fmt: skip
         return labels, Prediction(probs, pred.features)
+    if state.complete:
+        raise HvsaError("class layers act through the label generator: set fusion.enabled true")
     net = upsample_argmax(pred.probs, ctx.full, cfg.output.batch_size)
     return compose(net, state.human), pred

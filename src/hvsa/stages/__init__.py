@@ -39,6 +39,11 @@ def run_stage(
 
 def load_context(ws: Workspace, key: str, classes: ClassList) -> VideoContext:
     """The video with its flow and samples, as the round steps need them."""
+    if ws.cfg.layers.enabled:
+        raise HvsaError(
+            "layers.enabled: class layers are drawn by the oracle in `hvsa run` and "
+            "`hvsa benchmark`; campaigns and the annotation app do not offer them yet"
+        )
     video = ws.load_video(key)
     flow = load_flow(ws.video_dir(key) / "flow.npz")
     samples = load_samples(ws.video_dir(key) / "samples.npz")
