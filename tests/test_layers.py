@@ -6,6 +6,7 @@ import torch
 
 from hvsa.annotator import OracleAnnotator
 from hvsa.benchmark import parse_strategy
+from hvsa.campaign import init_workspace
 from hvsa.cli import main
 from hvsa.clicks import layer_clicks
 from hvsa.errors import HvsaError
@@ -36,6 +37,15 @@ def test_a_layer_makes_its_class_certain_where_drawn_and_impossible_elsewhere():
     assert out[0, 1, 2] == pytest.approx(0.5), "a pixel left with nothing is split evenly"
     same = apply_layers(probs, layer, np.zeros(3, bool))
     assert same is probs, "no layer given: the frame is untouched"
+
+
+def test_a_frame_with_a_layer_of_every_class_keeps_its_void_pixels_finite():
+    probs = np.full((2, 1, 3), 0.5, np.float32)
+    layer = np.array([[0, 1, VOID]], np.uint8)  # the last pixel is void in the truth
+    out = apply_layers(probs, layer, np.array([True, True]))
+    assert np.isfinite(out).all()
+    assert out[:, 0, 0].tolist() == [1, 0] and out[:, 0, 1].tolist() == [0, 1]
+    assert out[:, 0, 2].tolist() == [0.5, 0.5], "nothing to go by: left as it was"
 
 
 def test_a_layer_is_charged_like_the_frame_rule_for_its_class_alone():
@@ -71,7 +81,7 @@ def test_class_costs_come_from_frames_labelled_in_full():
     assert doubt(beliefs).tolist() == [[0.25, 0.0]]
 
 
-def test_only_the_oracle_draws_layers(tiny_videos):
+def test_only_the_oracle_draws_layers():
     class Human:
         name = "human"
 
@@ -79,30 +89,59 @@ def test_only_the_oracle_draws_layers(tiny_videos):
         annotate_layers(None, [(0, 1)], Human(), None, None)
 
 
-def test_benchmark_strategies_take_a_layers_suffix():
+def test_benchmark_strategies_take_a_layers_suffix_on_frames_only():
     s = parse_strategy("hvsa-frame-coverage-b2-layers")
     assert (s.selector, s.budget, s.layers) == ("coverage", 2, True)
     assert parse_strategy("hvsa-frame-coverage").layers is False
+    with pytest.raises(HvsaError, match="needs whole frames"):
+        parse_strategy("hvsa-rect32-paper-layers")
+
+
+def test_runs_and_campaigns_refuse_layers_they_could_not_use(
+    tiny_videos, pretrained, tmp_path, capsys
+):
+    args = _run_args(tiny_videos[0], pretrained, tmp_path / "r", "rect", 4, rounds=1)
+    assert main([*args, "--set", "layers.enabled=true"]) != 0
+    assert "needs whole frames" in capsys.readouterr().err
+    args = _run_args(tiny_videos[0], pretrained, tmp_path / "f", "frame", 1, rounds=1)
+    assert main([*args, "--set", "layers.enabled=true", "--set", "fusion.enabled=false"]) != 0
+    assert "needs fusion.enabled" in capsys.readouterr().err
+    assert not (tmp_path / "f" / "round_01").exists(), "refused before any round"
+    with pytest.raises(HvsaError, match="campaigns and the annotation app do not offer them"):
+        init_workspace(tmp_path / "ws", "c", pretrained, {"cam": str(tiny_videos[0])},
+                       overrides={"layers.enabled": True})  # fmt: skip
+    assert not (tmp_path / "ws").exists()
+
+
+def test_a_round_state_saved_before_layers_existed_loads_without_any(tmp_path):
+    state = LoopState.empty(2, (4, 5))
+    state.save(tmp_path / "new.npz")
+    old = {
+        k: v for k, v in np.load(tmp_path / "new.npz").items() if k not in ("layers", "complete")
+    }
+    np.savez(tmp_path / "old.npz", **old)
+    loaded = LoopState.load(tmp_path / "old.npz")
+    assert loaded.complete == set() and (loaded.layers == VOID).all()
+    assert loaded.layers.shape == (2, 4, 5)
 
 
 def test_a_run_with_layers_labels_weak_classes_frame_by_frame(tiny_videos, pretrained, tmp_path):
     out = tmp_path / "layers"
-    args = _run_args(tiny_videos[0], pretrained, out, "frame", 2, rounds=3)
+    args = _run_args(tiny_videos[0], pretrained, out, "frame", 1, rounds=4)
     sets = ["--set", "finetune.steps=2", "--set", "fusion.calibration_probes=2",
             "--set", "layers.enabled=true", "--set", "layers.per_round=5",
             "--target-miou", "0.999"]  # fmt: skip
     assert main([*args, *sets]) == 0
     video = load_video(tiny_videos[0])
     truth = video.labels
-    selected = pd.read_parquet(out / "round_02" / "selected.parquet")
-    assert (selected["kind"] == "layer").all() and len(selected) == 5
-    assert (pd.read_parquet(out / "round_01" / "selected.parquet")["kind"] == "frame").all()
-    state = LoopState.load(out / "round_03" / "human.npz")
+    kinds = [pd.read_parquet(out / f"round_{r:02d}" / "selected.parquet")["kind"].unique().tolist()
+             for r in (1, 2, 3, 4)]  # fmt: skip
+    assert kinds == [["frame"], ["frame"], ["layer"], ["layer"]], "layers wait for 2 full frames"
+    state = LoopState.load(out / "round_04" / "human.npz")
     full = state.annotated.reshape(len(truth), -1).all(1)
-    assert full.sum() == 2, "rounds after the first two frames send layers, not frames"
-    assert len(state.complete) == 10
+    assert full.sum() == 2 and len(state.complete) == 10
     labels = np.stack(
-        [cv2.imread(str(out / "round_03" / "labels" / f"{n}.png"), cv2.IMREAD_UNCHANGED)
+        [cv2.imread(str(out / "round_04" / "labels" / f"{n}.png"), cv2.IMREAD_UNCHANGED)
          for n in video.frame_names]
     )  # fmt: skip
     for frame, cls in state.complete:
@@ -114,9 +153,49 @@ def test_a_run_with_layers_labels_weak_classes_frame_by_frame(tiny_videos, pretr
         events = ledger.frame(kind="annotation")
     layers = events[[g["kind"] == "layer" for g in events["geometry"]]]
     assert len(layers) == 10 and (layers["tool"] == "class-layer").all()
+    assert (layers["sample_id"] < 0).all(), "a layer's id never reads as a sample's"
+    for _, e in layers.iterrows():
+        cls = e["geometry"]["segment"]
+        assert e["geometry"]["class"] == video.classes.names[cls]
+        assert e["clicks"] == layer_clicks(truth[e["frame"]], cls, 2.0).total
     assert int(events["clicks"].sum()) == state.clicks_total
-    before, _, _ = load_checkpoint(out / "round_01" / "model.pt", "cpu")
-    after, _, _ = load_checkpoint(out / "round_03" / "model.pt", "cpu")
+    before, _, _ = load_checkpoint(out / "round_02" / "model.pt", "cpu")
+    after, _, _ = load_checkpoint(out / "round_04" / "model.pt", "cpu")
     for a, b in zip(before.state_dict().values(), after.state_dict().values(), strict=True):
         assert torch.equal(a, b), "a layer round does not fine-tune: a layer teaches nothing"
     assert OracleAnnotator(2.0).annotate_layers(video, [(0, 1)], 4)[0].layer_class == 1
+
+
+def test_class_layer_clicks_count_for_their_class_in_the_audit(tmp_path):
+    from hvsa.annotator import Annotation
+    from hvsa.audit import audit_summary
+    from hvsa.clicks import ClickCount
+    from hvsa.rounds import ledger_events
+    from hvsa.synth import CLASSES
+
+    class Clip:
+        frame_names = ["a"]
+
+    absent = np.full((4, 4), VOID, np.uint8)
+    drawn = absent.copy()
+    drawn[1:3, 1:3] = 1
+    box = (slice(0, 4), slice(0, 4))
+    annotations = [
+        Annotation(-1, 0, box, absent, ClickCount(1, 0, 0), "oracle", "class-layer", 0, 0,
+                   layer_class=0),
+        Annotation(-2, 0, box, drawn, ClickCount(1, 4, 0), "oracle", "class-layer", 0, 0,
+                   layer_class=1),
+    ]  # fmt: skip
+    events = ledger_events(annotations, None, Clip(), CLASSES, "c", "v", 1)
+    assert {e.idempotency_key.split("/")[-2] for e in events} == {"layer0-0", "layer0-1"}
+    run = tmp_path / "run"
+    (run / "round_01").mkdir(parents=True)
+    LoopState.empty(1, (4, 4)).save(run / "round_01" / "human.npz")
+    (run / "round_01" / "metrics.json").write_text("{}")
+    with Ledger(run / "ledger.sqlite") as ledger:
+        first = ledger.append(events)
+        assert ledger.append(events) == first, "a replayed layer round records nothing twice"
+        assert ledger.count(kind="annotation") == 2
+    per_class = audit_summary(run, "ledger.sqlite")["class"]["clicks"]
+    assert per_class[CLASSES.names[0]] == 1, "finding a class absent is charged to that class"
+    assert per_class[CLASSES.names[1]] == 5

@@ -114,8 +114,9 @@ class OracleAnnotator:
 
 
 def layer_id(frame: int, cls: int, num_classes: int) -> int:
-    """The ledger's sample id of a class layer (its geometry says ``layer``, not a sample)."""
-    return frame * num_classes + cls
+    """The ledger's sample id of a class layer: negative, so that it never reads as a sample's
+    (its geometry says ``layer``)."""
+    return -(1 + frame * num_classes + cls)
 
 
 def make_annotator(name: str, tolerance: float) -> Annotator:

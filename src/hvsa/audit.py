@@ -128,8 +128,12 @@ def audit_summary(run: Path, ledger_name: str) -> dict[str, pd.DataFrame | dict]
 
     # a sample's clicks are shared among its classes in proportion to their labelled pixels
     per_class: dict[str, float] = {}
-    for clicks, counts in zip(events["clicks"], events["class_pixels"], strict=True):
+    for clicks, counts, where in zip(
+        events["clicks"], events["class_pixels"], events["geometry"], strict=True
+    ):
         total = sum(counts.values())
+        if not total and where.get("kind") == "layer":  # a class layer found its class absent
+            counts, total = {where["class"]: 1}, 1
         for name, n in counts.items():
             per_class[name] = per_class.get(name, 0.0) + clicks * n / total
     classes = pd.DataFrame({"clicks": pd.Series(per_class)}).sort_values("clicks", ascending=False)

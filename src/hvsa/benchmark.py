@@ -90,6 +90,8 @@ def parse_strategy(name: str) -> Strategy:
     if m := _HVSA.match(name):
         granularity = "rect" if m.group(2) else m.group(1)
         budget = int(m.group(4) or 0)
+        if m.group(5) and m.group(1) != "frame":
+            raise HvsaError(f"{name}: -layers needs whole frames (hvsa-frame-<selector>...)")
         if m.group(4) is not None and budget < 1:
             raise HvsaError(f"{name}: the budget suffix -bB needs B ≥ 1 samples per round")
         return Strategy(

@@ -20,6 +20,7 @@ import yaml
 
 from hvsa.config import apply_overrides, find_params, load_config
 from hvsa.errors import HvsaError
+from hvsa.layers import LAYERS_NOT_IN_CAMPAIGNS
 from hvsa.workspace import NAME_PATTERN, Campaign, CampaignVideo, Workspace, write_campaign
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -91,7 +92,9 @@ def init_workspace(
     if not model.is_file():
         raise HvsaError(f"starting checkpoint not found: {model}")
     source = find_params(params)
-    load_config(source, overrides)  # fail early, before anything is written
+    cfg = load_config(source, overrides)  # fail early, before anything is written
+    if cfg.layers.enabled:
+        raise HvsaError(LAYERS_NOT_IN_CAMPAIGNS)
     root.mkdir(parents=True, exist_ok=True)
     if not (root / ".git").exists():
         git(root, "init", "-q")

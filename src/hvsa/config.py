@@ -136,7 +136,7 @@ class FusionConfig(_Section):
 
 class LayersConfig(_Section):
     """Class layers (``layers.py``): once enough frames are labelled in full, rounds ask for one
-    class's regions in a frame at a time, the weakest class per click first."""
+    class's regions in a frame at a time, the class with most IoU to win per click first."""
 
     enabled: bool
     per_round: int = Field(ge=1)

@@ -23,13 +23,20 @@ import torch
 from hvsa.clicks import layer_clicks
 from hvsa.video import VOID
 
+LAYERS_NOT_IN_CAMPAIGNS = (
+    "layers.enabled: class layers are drawn by the oracle in `hvsa run` and `hvsa benchmark`; "
+    "campaigns and the annotation app do not offer them yet: set layers.enabled: false in "
+    "params.yaml"
+)
+
 # a class ruled out of a pixel gives its mass to the others; this floor keeps a pixel whose
 # every likely class was ruled out from defaulting to class 0
 _FLOOR = 1e-6
 
 
 def apply_layers(probs: np.ndarray, layer: np.ndarray, complete: np.ndarray) -> np.ndarray:
-    """(C,H,W) probabilities of a frame with its class layers applied (a new array).
+    """(C,H,W) probabilities of a frame with its class layers applied (a new array, or
+    ``probs`` itself when the frame has none).
 
     ``layer`` (H,W) holds the class a layer gave each pixel (255 elsewhere), ``complete`` (C,)
     bool the classes whose layer the frame has: such a class is certain where its layer put it
@@ -40,7 +47,11 @@ def apply_layers(probs: np.ndarray, layer: np.ndarray, complete: np.ndarray) -> 
     out = probs.copy()
     out[complete] = 0
     out[~complete] += _FLOOR
-    out /= out.sum(0, keepdims=True)
+    total = out.sum(0)
+    # with a layer of every class, a pixel no layer drew is void in the truth: left as it was
+    nothing = total == 0
+    out /= np.where(nothing, 1, total)[None]
+    out[:, nothing] = probs[:, nothing]
     given = layer != VOID
     if given.any():
         out[:, given] = 0

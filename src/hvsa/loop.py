@@ -65,10 +65,8 @@ class AnnotationLoop:
         self.video, self.model, self.classes, self.cfg = video, model, classes, cfg
         self.annotator, self.out, self.device = annotator, Path(out), device
         self.campaign = campaign
-        if cfg.layers.enabled and not cfg.fusion.enabled:
-            raise HvsaError(
-                "layers.enabled needs fusion.enabled: class layers act through the label generator"
-            )
+        if cfg.layers.enabled:
+            _check_layers(cfg, annotator)
         cache = Path(cache) if cache is not None else self.out / "cache"
         t0 = time.perf_counter()
         flow = load_or_compute_flow(video.frames, cfg.flow, cache, device)
@@ -273,6 +271,26 @@ class AnnotationLoop:
             plot_clicks_vs_miou(
                 self.results, manual, self.out / "clicks_vs_miou.png", self.video.name
             )
+
+
+def _check_layers(cfg: Config, annotator: Annotator) -> None:
+    """Refuse, before any work, a run whose class layers could never be sent or used."""
+    if not cfg.fusion.enabled:
+        raise HvsaError(
+            "layers.enabled needs fusion.enabled: class layers act through the label generator"
+        )
+    g = cfg.samples.granularity
+    if g != "frame" and not (g == "auto" and "frame" in cfg.auto.granularities):
+        raise HvsaError(
+            f"layers.enabled needs whole frames (granularity {g}): layers start once "
+            "fusion.calibration_probes frames are labelled in full, which rectangles and "
+            "superpixels never make"
+        )
+    if not hasattr(annotator, "annotate_layers"):
+        raise HvsaError(
+            f"annotator {annotator.name!r} cannot draw class layers: layers.enabled works with "
+            "the oracle (`hvsa run`, `hvsa benchmark`)"
+        )
 
 
 def _layer_table(layers: list[tuple[int, int]], classes: ClassList) -> pd.DataFrame:

@@ -276,10 +276,11 @@ def ledger_events(
         (y0, y1), (x0, x1) = (a.box[0].start, a.box[0].stop), (a.box[1].start, a.box[1].stop)
         if a.layer_class is None:
             kind, segment = samples.granularity, int(samples.table.iloc[a.sample_id].segment)
-            key = f"{a.sample_id}"
+            key, extra = f"{a.sample_id}", {}
         else:  # a class layer: the whole frame, one class (``layers.py``)
             kind, segment = "layer", a.layer_class
             key = f"layer{a.frame}-{a.layer_class}"
+            extra = {"class": classes.names[a.layer_class]}
         values, counts = np.unique(a.labels[a.labels != VOID], return_counts=True)
         class_pixels = {classes.names[int(v)]: int(c) for v, c in zip(values, counts, strict=True)}
         if a.detail is not None:  # a human's clicks as the app counted them, tool by tool
@@ -304,6 +305,7 @@ def ledger_events(
                     "y0": y0,
                     "x1": x1,
                     "y1": y1,
+                    **extra,
                 },  # fmt: skip
                 annotator=a.annotator,
                 tool=a.tool,
@@ -373,10 +375,9 @@ def teaching_labels(
         return labels
     pred = current()
     fcfg = fusion_settings(ctx, pred, state, cfg)
-    _, belief = fuse(
-        pred.probs, state.human, ctx.video.frames, ctx.flow, fcfg, state.annotated,
-        state.layers, state.complete_mask(len(ctx.classes)),
-    )  # fmt: skip
+    # without class layers: a layer says nothing of its frame's other classes, so the
+    # network must not learn the classes it rules out as if a human had named them
+    _, belief = fuse(pred.probs, state.human, ctx.video.frames, ctx.flow, fcfg, state.annotated)
     conf, guess = belief.max(1)
     spoken = torch.from_numpy(resize_mask(state.annotated, ctx.work))
     fill = ~spoken & (labels == VOID) & (conf >= thr)

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from hvsa.errors import HvsaError
+from hvsa.layers import LAYERS_NOT_IN_CAMPAIGNS
 from hvsa.motion import load_flow
 from hvsa.network import SegNet, load_checkpoint, pick_device
 from hvsa.rounds import VideoContext
@@ -40,10 +41,7 @@ def run_stage(
 def load_context(ws: Workspace, key: str, classes: ClassList) -> VideoContext:
     """The video with its flow and samples, as the round steps need them."""
     if ws.cfg.layers.enabled:
-        raise HvsaError(
-            "layers.enabled: class layers are drawn by the oracle in `hvsa run` and "
-            "`hvsa benchmark`; campaigns and the annotation app do not offer them yet"
-        )
+        raise HvsaError(LAYERS_NOT_IN_CAMPAIGNS)
     video = ws.load_video(key)
     flow = load_flow(ws.video_dir(key) / "flow.npz")
     samples = load_samples(ws.video_dir(key) / "samples.npz")
