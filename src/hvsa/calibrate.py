@@ -13,6 +13,8 @@ filter each.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -91,19 +93,11 @@ def class_quality(cm: np.ndarray) -> np.ndarray:
     return out
 
 
-def leave_one_out_scores(
-    net_probs: torch.Tensor,
-    human: np.ndarray,
-    frames: np.ndarray,
-    flow: Flow,
-    cfgs: list[FusionConfig],
-    spoken: np.ndarray | None,
-    probes: np.ndarray,
-) -> np.ndarray:
-    """mIoU of each fusion setting by :func:`leave_one_out_confusions`; NaN where the probes
-    hold no labelled pixel."""
-    cms = leave_one_out_confusions(net_probs, human, frames, flow, cfgs, spoken, probes)
-    out = np.full(len(cfgs), np.nan)
+def leave_one_out_scores(*args: Any) -> np.ndarray:
+    """mIoU of each fusion setting by :func:`leave_one_out_confusions` (same arguments); NaN
+    where the probes hold no labelled pixel."""
+    cms = leave_one_out_confusions(*args)
+    out = np.full(len(cms), np.nan)
     for i, cm in enumerate(cms):
         truth_pixels = cm.sum(1)
         if truth_pixels.sum():
