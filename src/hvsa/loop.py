@@ -35,6 +35,7 @@ from hvsa.rounds import (
     compose_labels,
     finetune_model,
     fusion_settings,
+    layer_drawer,
     manual_clicks,
     record_annotations,
     score,
@@ -286,11 +287,7 @@ def _check_layers(cfg: Config, annotator: Annotator) -> None:
             "fusion.calibration_probes frames are labelled in full, which rectangles and "
             "superpixels never make"
         )
-    if not hasattr(annotator, "annotate_layers"):
-        raise HvsaError(
-            f"annotator {annotator.name!r} cannot draw class layers: layers.enabled works with "
-            "the oracle (`hvsa run`, `hvsa benchmark`)"
-        )
+    layer_drawer(annotator)
 
 
 def _layer_table(layers: list[tuple[int, int]], classes: ClassList) -> pd.DataFrame:

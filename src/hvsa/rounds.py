@@ -224,13 +224,19 @@ def annotate_layers(
 ) -> list[Annotation]:
     """Ask the annotator for class layers (the oracle draws them; a human does so only in a
     future version of the annotation app), under the same click cap as samples."""
+    ask = layer_drawer(annotator)
+    return _within_cap(ask(ctx.video, layers, len(ctx.classes)), state, cfg)
+
+
+def layer_drawer(annotator: Annotator) -> Callable[..., list[Annotation]]:
+    """The annotator's way to draw class layers, or a clear error when it has none."""
     ask = getattr(annotator, "annotate_layers", None)
     if ask is None:
         raise HvsaError(
             f"annotator {annotator.name!r} cannot draw class layers: layers.enabled works with "
             "the oracle (`hvsa run`, `hvsa benchmark`)"
         )
-    return _within_cap(ask(ctx.video, layers, len(ctx.classes)), state, cfg)
+    return ask
 
 
 def _within_cap(annotations: list[Annotation], state: LoopState, cfg: Config) -> list[Annotation]:
@@ -315,7 +321,7 @@ def ledger_events(
                 started=a.started,
                 finished=a.finished,
                 label_hash=digest,
-                idempotency_key=(f"{campaign}/{video_key}/e{epoch}/r{round_no}/{key}/{digest}"),
+                idempotency_key=f"{campaign}/{video_key}/e{epoch}/r{round_no}/{key}/{digest}",
             )
         )
     return events
