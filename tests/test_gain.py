@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from hvsa.auto import AutoChooser, Offer, deficit
+from hvsa.auto import AutoChooser, Offer, estimated_miou, known_pixels, promise
 from hvsa.cli import main
 from hvsa.gain import expected_clicks, pixel_gain, sample_gain, select_gain
 from hvsa.samples import rect_segments
@@ -94,53 +94,79 @@ def test_the_loop_runs_with_the_coverage_selector(tiny_videos, pretrained, tmp_p
     assert json.loads((out / "summary.json").read_text())["clicks"] > 0
 
 
-def test_auto_picks_a_granularity_each_round_by_gain_per_click(tiny_videos, pretrained, tmp_path):
+def test_auto_sends_frames_until_it_can_price_then_the_offer_worth_most(
+    tiny_videos, pretrained, tmp_path
+):
     out = tmp_path / "auto"
-    args = _run_args(tiny_videos[0], pretrained, out, "rect", 6, rounds=2)
-    sets = ["auto.granularities=[frame, rect16]", "auto.budgets={frame: 1, rect16: 6}"]
-    argv = [*args, "--granularity", "auto", "--set", "finetune.steps=2"]
+    args = _run_args(tiny_videos[0], pretrained, out, "rect", 6, rounds=4)
+    sets = ["auto.granularities=[frame, rect16, layers]", "auto.budgets={frame: 1, rect16: 6}",
+            "fusion.calibration_probes=2", "layers.per_round=3", "finetune.steps=2"]  # fmt: skip
+    argv = [*args, "--granularity", "auto", "--target-miou", "0.999"]
     for s in sets:
         argv += ["--set", s]
     assert main(argv) == 0
-    kinds = []
-    for r in (1, 2):
-        selected = pd.read_parquet(out / f"round_{r:02d}" / "selected.parquet")
+    chosen = [pd.read_parquet(out / f"round_{r:02d}" / "selected.parquet") for r in (1, 2, 3, 4)]
+    # nothing to price against until 2 frames are labelled in full: frames, one a round
+    for selected in chosen[:2]:
+        assert set(selected["granularity"]) == {"frame"} and len(selected) == 1
+        assert "promise_frame" not in selected
+    sizes = {"frame": 1, "rect16": 6, "layers": 3}
+    for selected in chosen[2:]:
         (name,) = set(selected["granularity"])
         row = selected.iloc[0]
         worth = {
             g: row[f"promise_{g}"] * (1.0 if np.isnan(row[f"yield_{g}"]) else row[f"yield_{g}"])
-            for g in ("frame", "rect16")
+            for g in sizes
+            if f"promise_{g}" in selected
         }
-        assert name == max(worth, key=worth.get)  # the best calibrated offer won
-        assert len(selected) == {"frame": 1, "rect16": 6}[name]
-        kinds.append(name)
-    second = pd.read_parquet(out / "round_02" / "selected.parquet").iloc[0]
-    assert not np.isnan(second[f"yield_{kinds[0]}"]), "round 1 taught what its choice yields"
+        assert name == max(worth, key=worth.get), "the best calibrated offer won"
+        assert len(selected) == sizes[name]
+        assert 0 < row["estimated_miou"] <= 1
+    third = chosen[2].iloc[0]
+    assert not np.isnan(chosen[3].iloc[0][f"yield_{third['granularity']}"]), (
+        "round 3 taught what its kind yields"
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["granularity"] == "auto" and summary["clicks"] > 0
 
 
+def test_auto_refuses_kinds_it_could_not_price_or_send(tiny_videos, pretrained, tmp_path):
+    args = _run_args(tiny_videos[0], pretrained, tmp_path / "a", "rect", 6, rounds=1)
+    argv = [*args, "--granularity", "auto"]
+    assert main([*argv, "--set", "auto.granularities=[rect16]"]) == 2, "frames are needed"
+    assert main([*argv, "--set", "auto.granularities=[frame, rect24]"]) == 2, "no budget"
+    assert main([*argv, "--set", "fusion.enabled=false"]) == 2, "priced by the label generator"
+    assert main([*argv, "--annotator", "human"]) == 2, "only the oracle draws layers"
+
+
+def test_the_estimate_counts_labelled_pixels_right_and_the_rest_at_their_quality():
+    quality = np.array([0.5, 1.0, np.nan])  # class 2: never seen on a probe, not weighed
+    totals = np.array([100.0, 300.0, 10.0])
+    assert estimated_miou(quality, np.zeros(3), totals) == pytest.approx(0.75)
+    assert estimated_miou(quality, np.array([50.0, 0, 0]), totals) == pytest.approx(0.875)
+    # labelling 50 px of class 0 promises (1 - .5) * 50/100 over the 3 classes
+    assert promise(quality, np.array([50.0, 0, 0]), totals) == pytest.approx(0.5 * 0.5 / 3)
+    human = np.full((1, 2, 2), 255, np.uint8)
+    human[0, 0] = [0, 1]
+    layers = np.full((1, 2, 2), 255, np.uint8)
+    layers[0, 1, 1] = 2
+    assert known_pixels(human, layers, 3).tolist() == [1.0, 1.0, 1.0]
+
+
 def test_auto_takes_an_untried_offer_at_its_word_then_trusts_what_it_delivered():
     chooser = AutoChooser()
-    offers = {"frame": Offer(gain=4.0, clicks=4000), "rect32": Offer(gain=1.0, clicks=500)}
-    assert chooser.choose(offers, before=100.0) == "rect32"  # 2e-3 per click against 1e-3
-    assert chooser.settle(after=99.8) == pytest.approx(0.2)  # promised 1.0, delivered 0.2
-    assert chooser.choose(offers, before=99.8) == "frame"
-    assert chooser.settle(after=87.8) == pytest.approx(3.0)  # carried labels: 3x the promise
-    # the frame's promise falls as the video fills in; the rectangles win again only once
-    # their calibrated worth (2e-3 x 0.2) beats the frame's (x 3)
-    later = {"frame": Offer(gain=0.5, clicks=4000), "rect32": Offer(gain=1.0, clicks=500)}
-    assert chooser.choose(later, before=50.0) == "rect32"
-    assert chooser.settle(after=51.0) == 0.0  # a round that made things worse yields nothing
-    assert chooser.settle(after=40.0) is None  # nothing pending
-
-
-def test_deficit_is_zero_for_a_certain_belief_and_grows_with_doubt():
-    sure = torch.zeros(2, 3, 4, 4)
-    sure[:, 0] = 1.0
-    assert deficit(sure) == 0.0
-    torn = torch.full((2, 3, 4, 4), 1 / 3)
-    assert deficit(torn) > deficit(0.5 * sure + 0.5 * torn) > 0
+    offers = {"frame": Offer(gain=0.04, clicks=1600), "layers": Offer(gain=0.02, clicks=1000)}
+    assert chooser.choose(offers, before=0.80) == "frame"  # 2.5e-5 per click against 2e-5
+    assert chooser.settle(after=0.81) == pytest.approx(0.25)  # promised .04, delivered .01
+    assert chooser.choose(offers, before=0.81) == "layers"
+    assert chooser.settle(after=0.83) == pytest.approx(1.0)
+    # frames win again only once their calibrated worth beats the layers'
+    later = {"frame": Offer(gain=0.16, clicks=1600), "layers": Offer(gain=0.02, clicks=1000)}
+    assert chooser.choose(later, before=0.83) == "frame"  # 1e-4 x .25 against 2e-5 x 1
+    assert chooser.settle(after=0.82) == 0.0  # a round after which the estimate fell: nothing
+    assert chooser.settle(after=0.95) is None  # nothing pending
+    chooser.choose(later, before=float("nan"))
+    assert chooser.settle(after=0.95) is None, "no estimate before: nothing learnt"
 
 
 def test_auto_is_refused_where_one_sample_set_is_needed(tiny_videos):

@@ -1,18 +1,25 @@
-"""``auto``: which granularity to label this round, from what each one has delivered so far.
+"""``auto``: what to label this round — whole frames, rectangles, superpixels or class layers —
+priced in estimated mIoU per click against the truth the video already holds.
 
-Each granularity's batch (chosen by the ``gain`` selector) comes with a promise: the summed
-expected mIoU gain of its samples (``gain.py``) for its expected clicks. That promise counts a
-label's worth on its own pixels only. What a label really buys is different: a whole frame's
-labels are carried by the flow to a dozen neighbours and teach the network the video, a small
-rectangle's much less (measured: in round 1 on CamVid, 150 rectangles of 32 px promised 2.5×
-the gain per click of 4 frames and delivered a sixth of it).
+History (``benchmarks/RESULTS.md``): the first two versions priced a batch by what the belief
+expected its own pixels to gain, the second scaled that by each granularity's past yield measured
+on the belief; both let rectangles win, because fine-tuning on small patches makes the belief
+sure of itself faster than it makes it right. This version measures against labelled truth:
 
-So the promise is calibrated by experience. After a round, the video's remaining deficit — the
-summed pixel gain over every frame, what the belief thinks is still wrong, weighted as mIoU
-weighs it — is measured again; its fall over the promise is that granularity's *yield*. A
-granularity's offer is worth ``promise per click × its last yield``. A granularity not yet tried
-yields 1 (taken at its word): a cheap batch is tried once, and if it disappoints it is not
-chosen again until the others' promises have fallen below its own.
+- each class's quality ``q_c`` on pixels no human labelled is estimated by the leave-one-out of
+  the calibration (``calibrate.py``: frames labelled in full, fused without their own labels);
+- the video's estimated mIoU is ``mean_c [K_c + (U_c − K_c)·q_c] / U_c``, with ``U_c`` the class's
+  expected pixels in the video (soft counts of the belief) and ``K_c`` those a human has labelled
+  (frames, rectangles, superpixels or layers);
+- a batch promises ``(1 − q_c)/U_c`` for each expected class-``c`` pixel it covers, averaged over
+  classes: its own pixels only;
+- after the batch is labelled the estimate is taken again (next round, with ``q_c`` measured
+  again, so carried labels and fine-tuning show); the rise over the promise is that kind's
+  *yield*, and an offer is worth ``promise / clicks × yield`` (a kind not tried yet: 1, taken at
+  its word).
+
+Until ``fusion.calibration_probes`` frames are labelled in full there is no estimate, and auto
+sends whole frames — which are what the estimate needs (a rectangle never makes a probe).
 """
 
 from __future__ import annotations
@@ -22,17 +29,68 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from hvsa.gain import pixel_gain
+from hvsa.video import VOID
+
+LAYERS = "layers"  # the name class layers go by in ``auto.granularities``
 
 
-def deficit(probs: torch.Tensor) -> float:
-    """What the belief (N,C,h,w) expects is still wrong, in mIoU terms (summed pixel gain)."""
-    return float(np.sum(pixel_gain(probs), dtype=np.float64))
+def class_pixels(probs: torch.Tensor) -> np.ndarray:
+    """(N,C) expected pixels of each class in each frame: the belief's soft counts."""
+    return probs.float().sum((2, 3)).double().numpy()
+
+
+def region_class_pixels(
+    probs: torch.Tensor, segments: np.ndarray, frames: np.ndarray, segment_ids: np.ndarray
+) -> np.ndarray:
+    """(S,C) expected pixels of each class in samples given by frame and segment id, from the
+    belief (N,C,h,w) and the working-size segment maps (N,h,w)."""
+    out = np.zeros((len(frames), probs.shape[1]))
+    for f in np.unique(frames):
+        seg = segments[f].ravel()
+        p = probs[f].float().reshape(probs.shape[1], -1).numpy()
+        sums = np.stack([np.bincount(seg, p[c], minlength=seg.max() + 1) for c in range(len(p))])
+        here = np.flatnonzero(frames == f)
+        out[here] = sums[:, segment_ids[here]].T
+    return out
+
+
+def known_pixels(human: np.ndarray, layers: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C,) pixels of each class a human has labelled, in frames and rectangles or in layers."""
+    given = np.bincount(human[human != VOID].ravel(), minlength=num_classes)[:num_classes]
+    drawn = np.bincount(layers[layers != VOID].ravel(), minlength=num_classes)[:num_classes]
+    return (given + drawn).astype(float)
+
+
+def _usable(quality: np.ndarray, totals: np.ndarray) -> np.ndarray:
+    # a class the probes never show has no quality estimate; one the belief expects nowhere
+    # cannot be weighed
+    return np.isfinite(quality) & (totals > 0)
+
+
+def estimated_miou(quality: np.ndarray, known: np.ndarray, totals: np.ndarray) -> float:
+    """The video's estimated mIoU: labelled pixels right, the rest right at rate ``quality``.
+
+    ``known`` and ``totals`` (C,) must count pixels at the same scale.
+    """
+    ok = _usable(quality, totals)
+    if not ok.any():
+        return float("nan")
+    k = np.minimum(known[ok], totals[ok])
+    return float(np.mean((k + (totals[ok] - k) * quality[ok]) / totals[ok]))
+
+
+def promise(quality: np.ndarray, covered: np.ndarray, totals: np.ndarray) -> float:
+    """Estimated mIoU rise from labelling ``covered`` (C,) expected pixels of each class."""
+    ok = _usable(quality, totals)
+    if not ok.any():
+        return 0.0
+    share = np.minimum(covered[ok], totals[ok]) / totals[ok]
+    return float(np.sum((1 - quality[ok]) * share) / len(quality))
 
 
 @dataclass
 class Offer:
-    """One granularity's batch this round: its summed expected gain and expected clicks."""
+    """One kind's batch this round: its promised mIoU rise and expected clicks."""
 
     gain: float
     clicks: float
@@ -44,29 +102,31 @@ class Offer:
 
 @dataclass
 class AutoChooser:
-    """Picks a granularity per round and learns each one's yield from the round's outcome."""
+    """Picks a kind of sample per round and learns each one's yield from the estimate's rise."""
 
     yields: dict[str, float] = field(default_factory=dict)
-    _pending: tuple[str, float, float] | None = None  # chosen, promised gain, deficit before
+    _pending: tuple[str, float, float] | None = None  # chosen, promised gain, estimate before
 
     def worth(self, name: str, offer: Offer) -> float:
         """Calibrated expected mIoU gain per click of ``offer``."""
         return offer.per_click * self.yields.get(name, 1.0)
 
     def choose(self, offers: dict[str, Offer], before: float) -> str:
-        """The granularity whose offer is worth most; ``before`` is the deficit now."""
+        """The kind whose offer is worth most; ``before`` is the estimated mIoU now."""
         if not offers:
-            raise ValueError("no granularity has anything left to offer")
+            raise ValueError("no kind of sample has anything left to offer")
         name = max(offers, key=lambda k: self.worth(k, offers[k]))
         self._pending = (name, offers[name].gain, before)
         return name
 
     def settle(self, after: float) -> float | None:
-        """Record the chosen granularity's yield, given the deficit after the round."""
+        """Record the chosen kind's yield, given the estimated mIoU once its labels are in."""
         if self._pending is None:
             return None
         name, promised, before = self._pending
         self._pending = None
-        # a round that made the belief less sure of itself delivered nothing, not less
-        self.yields[name] = max(before - after, 0.0) / max(promised, 1e-12)
+        if not (np.isfinite(before) and np.isfinite(after)):
+            return None
+        # a round after which the estimate fell delivered nothing, not less
+        self.yields[name] = max(after - before, 0.0) / max(promised, 1e-12)
         return self.yields[name]

@@ -81,7 +81,8 @@ def parse_strategy(name: str) -> Strategy:
     if name == "manual":
         return Strategy(name, "manual")
     if name == "auto":
-        return Strategy(name, "hvsa", granularity="auto", selector="gain")
+        # frames (and rectangles) within auto by the selector that did best on whole frames
+        return Strategy(name, "hvsa", granularity="auto", selector="coverage")
     if m := _PROPAGATE.match(name):
         k = int(m.group(1))
         if k < 2:

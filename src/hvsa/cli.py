@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--granularity",
         choices=["frame", "rect", "superpixel", "auto"],
-        help="auto: each round the granularity of auto.granularities worth most per click",
+        help="auto: each round the kind of auto.granularities worth most per click",
     )
     p.add_argument("--budget", type=int, help="samples per round")
     p.add_argument("--rounds", type=int)

@@ -150,10 +150,11 @@ class LoopConfig(_Section):
 
 
 class AutoConfig(_Section):
-    """``auto``: each round, the granularity whose best batch promises most mIoU per click."""
+    """``auto``: each round, the kind of sample whose batch is worth most estimated mIoU per
+    click (``auto.py``)."""
 
-    granularities: list[str] = Field(min_length=1)  # frame, superpixel or rectN (N px)
-    budgets: dict[str, int]  # samples per round, by granularity
+    granularities: list[str] = Field(min_length=1)  # frame, superpixel, rectN (N px) or layers
+    budgets: dict[str, int]  # samples per round, by granularity (layers: layers.per_round)
 
 
 class OutputConfig(_Section):

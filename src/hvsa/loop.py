@@ -17,9 +17,19 @@ import torch
 from tqdm import tqdm
 
 from hvsa.annotator import Annotator, layer_id
-from hvsa.auto import AutoChooser, Offer, deficit
+from hvsa.auto import (
+    LAYERS,
+    AutoChooser,
+    Offer,
+    class_pixels,
+    estimated_miou,
+    known_pixels,
+    promise,
+    region_class_pixels,
+)
 from hvsa.config import Config
 from hvsa.errors import HvsaError
+from hvsa.gain import expected_clicks
 from hvsa.labels import write_labels
 from hvsa.ledger import Ledger
 from hvsa.motion import load_or_compute_flow
@@ -32,9 +42,11 @@ from hvsa.rounds import (
     VideoContext,
     annotate_layers,
     annotate_samples,
+    class_estimates,
     compose_labels,
     finetune_model,
     fusion_settings,
+    layer_choice,
     layer_drawer,
     manual_clicks,
     record_annotations,
@@ -66,14 +78,17 @@ class AnnotationLoop:
         self.video, self.model, self.classes, self.cfg = video, model, classes, cfg
         self.annotator, self.out, self.device = annotator, Path(out), device
         self.campaign = campaign
-        if cfg.layers.enabled:
+        auto = cfg.samples.granularity == "auto"
+        if auto:
+            _check_auto(cfg)
+        if cfg.layers.enabled or (auto and LAYERS in cfg.auto.granularities):
             _check_layers(cfg, annotator)
         cache = Path(cache) if cache is not None else self.out / "cache"
         t0 = time.perf_counter()
         flow = load_or_compute_flow(video.frames, cfg.flow, cache, device)
         # granularity name → its context; ``auto`` holds several and picks one each round
         self.contexts: dict[str, VideoContext] = {}
-        names = cfg.auto.granularities if cfg.samples.granularity == "auto" else [None]
+        names = [g for g in cfg.auto.granularities if g != LAYERS] if auto else [None]
         for name in names:
             scfg = cfg.samples
             if name is not None:
@@ -141,40 +156,81 @@ class AnnotationLoop:
         self.results.append(result)
         return result, belief
 
-    def _select(self, belief: Prediction, round_no: int) -> tuple[VideoContext, pd.DataFrame]:
-        """This round's samples; with ``auto``, the granularity whose batch is worth most.
-
-        Each granularity proposes its batch with the gain selector (``gain.py``); the batch of
-        highest calibrated gain per expected click wins (``auto.py``: a promise is scaled by
-        what that granularity's last batch delivered).
-        """
+    def _select(
+        self, pred: Prediction, belief: Prediction, round_no: int
+    ) -> tuple[VideoContext, pd.DataFrame, list[tuple[int, int]]]:
+        """This round's samples (their context and table) and class layers (only one of the two
+        is non-empty): the selector's, class layers once they can be priced, or ``auto``'s."""
         cfg = self.cfg
-        if cfg.samples.granularity != "auto":
-            return self.ctx, select_samples(self.ctx, belief, self.state, cfg, round_no)
-        batches, offers = {}, {}
-        for name, ctx in self.contexts.items():
-            if name not in cfg.auto.budgets:
-                raise HvsaError(f"auto.budgets has no entry for {name}")
-            cfg_g = cfg.model_copy(
-                update={
-                    "selection": cfg.selection.model_copy(update={"strategy": "gain"}),
-                    "loop": cfg.loop.model_copy(update={"budget": cfg.auto.budgets[name]}),
-                }
-            )
-            chosen = select_samples(ctx, belief, self.state, cfg_g, round_no)
-            if chosen.empty:
-                continue
-            batches[name] = (ctx, chosen)
-            offers[name] = Offer(chosen["expected_gain"].sum(), chosen["expected_clicks"].sum())
+        if cfg.samples.granularity == "auto":
+            return self._select_auto(pred, belief, round_no)
+        if cfg.layers.enabled:
+            layers = select_layers(self.ctx, pred, belief, self.state, cfg, self.fusion_cfg)
+            if layers:
+                return self.ctx, _layer_table(layers, self.classes), layers
+        return self.ctx, select_samples(self.ctx, belief, self.state, cfg, round_no), []
+
+    def _select_auto(
+        self, pred: Prediction, belief: Prediction, round_no: int
+    ) -> tuple[VideoContext, pd.DataFrame, list[tuple[int, int]]]:
+        """``auto`` (``auto.py``): each kind of sample in ``auto.granularities`` offers a batch
+        (its selector's, or the class layers'); the batch of highest estimated mIoU rise per
+        click, scaled by what that kind's last batch delivered, is labelled. Whole frames while
+        nothing can be estimated yet."""
+        cfg, state = self.cfg, self.state
+        estimates = class_estimates(self.ctx, pred, state, cfg, self.fusion_cfg)
+        frame_ctx = self.contexts["frame"]
+        if estimates is None:
+            chosen = select_samples(frame_ctx, belief, state, self._cfg_for("frame"), round_no)
+            return frame_ctx, chosen.assign(granularity="frame"), []
+        quality = estimates[0]
+        soft = class_pixels(belief.probs)
+        totals = soft.sum(0)
+        h, w = belief.probs.shape[2:]
+        full_scale = self.ctx.full[0] * self.ctx.full[1] / (h * w)
+        known = known_pixels(state.human, state.layers, len(self.classes))
+        now = estimated_miou(quality, known, totals * full_scale)
+        self.chooser.settle(now)
+        batches: dict[str, tuple[VideoContext, pd.DataFrame, list[tuple[int, int]]]] = {}
+        offers: dict[str, Offer] = {}
+        for name in cfg.auto.granularities:
+            if name == LAYERS:
+                layers = layer_choice(estimates, belief, state, cfg)
+                if not layers:
+                    continue
+                frames, cls = np.array(layers).T
+                covered = np.zeros(len(quality))
+                np.add.at(covered, cls, soft[frames, cls])
+                clicks = float(np.nansum(estimates[1][cls]))
+                table = _layer_table(layers, self.classes)
+                batches[name] = (self.ctx, table, layers)
+            else:
+                ctx = self.contexts[name]
+                table = select_samples(ctx, belief, state, self._cfg_for(name), round_no)
+                if table.empty:
+                    continue
+                frames, segs = table["frame"].to_numpy(), table["segment"].to_numpy()
+                covered = region_class_pixels(belief.probs, ctx.small_segments, frames, segs)
+                covered = covered.sum(0)
+                clicks = float(_batch_clicks(ctx, belief, table, cfg).sum())
+                batches[name] = (ctx, table, [])
+            offers[name] = Offer(promise(quality, covered, totals), clicks)
         if not offers:
-            return self.ctx, self.ctx.samples.table.iloc[[]]
-        name = self.chooser.choose(offers, deficit(belief.probs))
-        ctx, chosen = batches[name]
-        chosen = chosen.assign(granularity=name)
-        for k, offer in offers.items():  # what each granularity offered, for the record
+            return self.ctx, self.ctx.samples.table.iloc[[]], []
+        name = self.chooser.choose(offers, now)
+        ctx, chosen, layers = batches[name]
+        chosen = chosen.assign(granularity=name, estimated_miou=now)
+        for k, offer in offers.items():  # what each kind offered, for the record
             chosen[f"promise_{k}"] = offer.per_click
             chosen[f"yield_{k}"] = self.chooser.yields.get(k, np.nan)
-        return ctx, chosen
+        return ctx, chosen, layers
+
+    def _cfg_for(self, name: str) -> Config:
+        """The config with ``auto.budgets[name]`` samples a round."""
+        budget = self.cfg.auto.budgets[name]
+        return self.cfg.model_copy(
+            update={"loop": self.cfg.loop.model_copy(update={"budget": budget})}
+        )
 
     def _done(self) -> bool:
         loop, last = self.cfg.loop, self.results[-1].miou
@@ -200,13 +256,7 @@ class AnnotationLoop:
             reset_peak_memory()
             timings: dict[str, float] = {}
             t0 = time.perf_counter()
-            layers = []
-            if cfg.layers.enabled:
-                layers = select_layers(self.ctx, pred, belief, self.state, cfg, self.fusion_cfg)
-            if layers:
-                ctx, selected = self.ctx, _layer_table(layers, self.classes)
-            else:
-                ctx, selected = self._select(belief, round_no)
+            ctx, selected, layers = self._select(pred, belief, round_no)
             timings["select"] = time.perf_counter() - t0
             if selected.empty:
                 break
@@ -235,8 +285,6 @@ class AnnotationLoop:
                 pred = self._predict()
                 timings["predict"] = time.perf_counter() - t0
             result, belief = self._write_round(round_no, pred, timings, started, recorded, selected)
-            if cfg.samples.granularity == "auto" and not layers:
-                self.chooser.settle(deficit(belief.probs))
             bar.set_postfix(mIoU=_fmt(result.miou), clicks=result.clicks_total)
         self._finish()
         self.ledger.close()
@@ -274,20 +322,56 @@ class AnnotationLoop:
             )
 
 
+def _check_auto(cfg: Config) -> None:
+    """Refuse, before any work, an ``auto`` whose kinds of sample could not all be offered."""
+    kinds = cfg.auto.granularities
+    if not cfg.fusion.enabled:
+        raise HvsaError(
+            "granularity auto needs fusion.enabled: it prices samples by how well the label "
+            "generator does on labelled frames left out"
+        )
+    if "frame" not in kinds:
+        raise HvsaError(
+            "auto.granularities must list frame: auto prices samples against frames labelled "
+            "in full, and sends frames until it has enough of them"
+        )
+    for name in kinds:
+        if name == LAYERS:
+            continue
+        parse_granularity(name)
+        if name not in cfg.auto.budgets:
+            raise HvsaError(f"auto.budgets has no entry for {name} (samples per round)")
+
+
 def _check_layers(cfg: Config, annotator: Annotator) -> None:
     """Refuse, before any work, a run whose class layers could never be sent or used."""
     if not cfg.fusion.enabled:
         raise HvsaError(
-            "layers.enabled needs fusion.enabled: class layers act through the label generator"
+            "layers.enabled (or layers in auto.granularities) needs fusion.enabled: class "
+            "layers act through the label generator"
         )
     g = cfg.samples.granularity
-    if g != "frame" and not (g == "auto" and "frame" in cfg.auto.granularities):
+    if g not in ("frame", "auto"):
         raise HvsaError(
             f"layers.enabled needs whole frames (granularity {g}): layers start once "
             "fusion.calibration_probes frames are labelled in full, which rectangles and "
             "superpixels never make"
         )
     layer_drawer(annotator)
+
+
+def _batch_clicks(
+    ctx: VideoContext, belief: Prediction, table: pd.DataFrame, cfg: Config
+) -> np.ndarray:
+    """Expected clicks of a selected batch: the selector's own estimate, or the click model run
+    on the belief's labels."""
+    if "expected_clicks" in table:
+        return table["expected_clicks"].to_numpy()
+    predicted = belief.probs.argmax(1).to(torch.uint8).numpy()
+    return expected_clicks(
+        predicted, ctx.samples.table, table["sample_id"].to_numpy(), ctx.full,
+        ctx.samples.granularity, cfg.annotation.polygon_tolerance,
+    )  # fmt: skip
 
 
 def _layer_table(layers: list[tuple[int, int]], classes: ClassList) -> pd.DataFrame:

@@ -177,6 +177,45 @@ def _select_coverage(
     ]
 
 
+def class_estimates(
+    ctx: VideoContext,
+    pred: Prediction,
+    state: LoopState,
+    cfg: Config,
+    fcfg: FusionConfig,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Each class's estimated IoU where no human labelled, its layer's price, and which frames
+    are labelled in full; None while fewer than ``fusion.calibration_probes`` frames are.
+
+    The quality is the class's IoU on frames labelled in full, fused without their own labels
+    (network ``pred``, the round's fusion settings ``fcfg``); the price the mean clicks of its
+    layer on those frames (``layers.class_costs``).
+    """
+    full = state.annotated.reshape(len(state.annotated), -1).all(1)
+    in_full = np.where(full[:, None, None], state.human, VOID)
+    probes = probe_frames(in_full, cfg.fusion.calibration_probes)
+    if probes.size == 0:
+        return None
+    cm = leave_one_out_confusions(
+        pred.probs, state.human, ctx.video.frames, ctx.flow, [fcfg], state.annotated, probes
+    )[0]
+    cost = class_costs(state.human, full, len(ctx.classes), cfg.annotation.polygon_tolerance)
+    return class_quality(cm), cost, full
+
+
+def layer_choice(
+    estimates: tuple[np.ndarray, np.ndarray, np.ndarray],
+    belief: Prediction,
+    state: LoopState,
+    cfg: Config,
+) -> list[tuple[int, int]]:
+    """``layers.per_round`` layers by :func:`class_estimates`: classes by estimated IoU to win
+    per click, frames within a class by how much the fused ``belief`` doubts it."""
+    quality, cost, full = estimates
+    eligible = ~state.complete_mask(len(quality)) & ~full[:, None]
+    return choose_layers(quality, cost, doubt(belief.probs), eligible, cfg.layers.per_round)
+
+
 def select_layers(
     ctx: VideoContext,
     pred: Prediction,
@@ -186,25 +225,9 @@ def select_layers(
     fcfg: FusionConfig,
 ) -> list[tuple[int, int]]:
     """This round's class layers (``layers.py``), or none while fewer than
-    ``fusion.calibration_probes`` frames are labelled in full.
-
-    Each class's quality is its IoU on those frames fused without their own labels (network
-    ``pred``, the round's fusion settings ``fcfg``), its price the mean clicks of its layer
-    there; within a class, frames go by how much the fused ``belief`` doubts it.
-    """
-    full = state.annotated.reshape(len(state.annotated), -1).all(1)
-    in_full = np.where(full[:, None, None], state.human, VOID)
-    probes = probe_frames(in_full, cfg.fusion.calibration_probes)
-    if probes.size == 0:
-        return []
-    num_classes = len(ctx.classes)
-    cm = leave_one_out_confusions(
-        pred.probs, state.human, ctx.video.frames, ctx.flow, [fcfg], state.annotated, probes
-    )[0]
-    quality = class_quality(cm)
-    cost = class_costs(state.human, full, num_classes, cfg.annotation.polygon_tolerance)
-    eligible = ~state.complete_mask(num_classes) & ~full[:, None]
-    return choose_layers(quality, cost, doubt(belief.probs), eligible, cfg.layers.per_round)
+    ``fusion.calibration_probes`` frames are labelled in full."""
+    estimates = class_estimates(ctx, pred, state, cfg, fcfg)
+    return [] if estimates is None else layer_choice(estimates, belief, state, cfg)
 
 
 def annotate_samples(
@@ -233,8 +256,9 @@ def layer_drawer(annotator: Annotator) -> Callable[..., list[Annotation]]:
     ask = getattr(annotator, "annotate_layers", None)
     if ask is None:
         raise HvsaError(
-            f"annotator {annotator.name!r} cannot draw class layers: layers.enabled works with "
-            "the oracle (`hvsa run`, `hvsa benchmark`)"
+            f"annotator {annotator.name!r} cannot draw class layers: layers.enabled and layers "
+            "in auto.granularities work with the oracle (`hvsa run`, `hvsa benchmark`); "
+            "drop layers from auto.granularities for a human"
         )
     return ask
 
