@@ -56,6 +56,7 @@ from hvsa.rounds import (
 )
 from hvsa.samples import load_or_build_samples, parse_granularity
 from hvsa.state import LoopState
+from hvsa.uncertainty import pixel_uncertainty
 from hvsa.video import ClassList, Video
 
 
@@ -184,6 +185,9 @@ class AnnotationLoop:
             chosen = select_samples(frame_ctx, belief, state, self._cfg_for("frame"), round_no)
             return frame_ctx, chosen.assign(granularity="frame"), []
         quality = estimates[0]
+        # shared by every granularity's offer: the belief's uncertainty and labels
+        unc_pix = pixel_uncertainty(belief.probs, cfg.uncertainty.measure)
+        predicted = belief.probs.max(1).indices.to(torch.uint8).numpy()  # = argmax, faster
         soft = class_pixels(belief.probs)
         totals = soft.sum(0)
         h, w = belief.probs.shape[2:]
@@ -206,13 +210,13 @@ class AnnotationLoop:
                 batches[name] = (self.ctx, table, layers)
             else:
                 ctx = self.contexts[name]
-                table = select_samples(ctx, belief, state, self._cfg_for(name), round_no)
+                table = select_samples(ctx, belief, state, self._cfg_for(name), round_no, unc_pix)
                 if table.empty:
                     continue
                 frames, segs = table["frame"].to_numpy(), table["segment"].to_numpy()
                 covered = region_class_pixels(belief.probs, ctx.small_segments, frames, segs)
                 covered = covered.sum(0)
-                clicks = float(_batch_clicks(ctx, belief, table, cfg).sum())
+                clicks = float(_batch_clicks(ctx, predicted, table, cfg).sum())
                 batches[name] = (ctx, table, [])
             offers[name] = Offer(promise(quality, covered, totals), clicks)
         if not offers:
@@ -361,13 +365,12 @@ def _check_layers(cfg: Config, annotator: Annotator) -> None:
 
 
 def _batch_clicks(
-    ctx: VideoContext, belief: Prediction, table: pd.DataFrame, cfg: Config
+    ctx: VideoContext, predicted: np.ndarray, table: pd.DataFrame, cfg: Config
 ) -> np.ndarray:
     """Expected clicks of a selected batch: the selector's own estimate, or the click model run
-    on the belief's labels."""
+    on the belief's labels ``predicted`` (N,h,w)."""
     if "expected_clicks" in table:
         return table["expected_clicks"].to_numpy()
-    predicted = belief.probs.argmax(1).to(torch.uint8).numpy()
     return expected_clicks(
         predicted, ctx.samples.table, table["sample_id"].to_numpy(), ctx.full,
         ctx.samples.granularity, cfg.annotation.polygon_tolerance,
