@@ -5,9 +5,18 @@ import pandas as pd
 import pytest
 import torch
 
-from hvsa.auto import AutoChooser, Offer, estimated_miou, known_pixels, promise
+from hvsa.auto import (
+    AutoChooser,
+    Offer,
+    estimated_iou,
+    estimated_miou,
+    known_pixels,
+    promise,
+    region_class_pixels,
+)
 from hvsa.cli import main
 from hvsa.gain import expected_clicks, pixel_gain, sample_gain, select_gain
+from hvsa.network import load_checkpoint
 from hvsa.samples import rect_segments
 from tests.test_end_to_end import _run_args
 
@@ -119,6 +128,7 @@ def test_auto_sends_frames_until_it_can_price_then_the_offer_worth_most(
             for g in sizes
             if f"promise_{g}" in selected
         }
+        assert set(worth) == set(sizes), "every kind made an offer"
         assert name == max(worth, key=worth.get), "the best calibrated offer won"
         assert len(selected) == sizes[name]
         assert 0 < row["estimated_miou"] <= 1
@@ -126,50 +136,90 @@ def test_auto_sends_frames_until_it_can_price_then_the_offer_worth_most(
     assert not np.isnan(chosen[3].iloc[0][f"yield_{third['granularity']}"]), (
         "round 3 taught what its kind yields"
     )
+    for r in (3, 4):  # a layer round keeps the network: a layer teaches nothing
+        if set(chosen[r - 1]["granularity"]) == {"layers"}:
+            before, _, _ = load_checkpoint(out / f"round_{r - 1:02d}" / "model.pt", "cpu")
+            after, _, _ = load_checkpoint(out / f"round_{r:02d}" / "model.pt", "cpu")
+            pairs = zip(before.state_dict().values(), after.state_dict().values(), strict=True)
+            assert all(torch.equal(a, b) for a, b in pairs)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["granularity"] == "auto" and summary["clicks"] > 0
 
 
-def test_auto_refuses_kinds_it_could_not_price_or_send(tiny_videos, pretrained, tmp_path):
+def test_auto_refuses_kinds_it_could_not_price_or_send(tiny_videos, pretrained, tmp_path, capsys):
     args = _run_args(tiny_videos[0], pretrained, tmp_path / "a", "rect", 6, rounds=1)
     argv = [*args, "--granularity", "auto"]
-    assert main([*argv, "--set", "auto.granularities=[rect16]"]) == 2, "frames are needed"
-    assert main([*argv, "--set", "auto.granularities=[frame, rect24]"]) == 2, "no budget"
-    assert main([*argv, "--set", "fusion.enabled=false"]) == 2, "priced by the label generator"
-    assert main([*argv, "--annotator", "human"]) == 2, "only the oracle draws layers"
+    refusals = {
+        "auto.granularities=[rect16]": "must list frame",
+        "auto.granularities=[frame, layer]": "unknown kind 'layer'",
+        "auto.granularities=[frame, rect24]": "at least 1 sample a round for rect24",
+        "auto.budgets={frame: 0, rect32: 150}": "at least 1 sample a round for frame",
+        "fusion.enabled=false": "needs fusion.enabled",
+        "layers.enabled=true": "list layers in auto.granularities",
+    }
+    for setting, message in refusals.items():
+        extra = ["--set", "auto.granularities=[frame]"] if setting.startswith("layers") else []
+        assert main([*argv, *extra, "--set", setting]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "a" / "round_01").exists(), "refused before any round"
 
 
 def test_the_estimate_counts_labelled_pixels_right_and_the_rest_at_their_quality():
     quality = np.array([0.5, 1.0, np.nan])  # class 2: never seen on a probe, not weighed
     totals = np.array([100.0, 300.0, 10.0])
     assert estimated_miou(quality, np.zeros(3), totals) == pytest.approx(0.75)
-    assert estimated_miou(quality, np.array([50.0, 0, 0]), totals) == pytest.approx(0.875)
-    # labelling 50 px of class 0 promises (1 - .5) * 50/100 over the 3 classes
-    assert promise(quality, np.array([50.0, 0, 0]), totals) == pytest.approx(0.5 * 0.5 / 3)
+    labelled = np.array([50.0, 0, 0])
+    assert estimated_miou(quality, labelled, totals) == pytest.approx(0.875)
+    # labelling 50 px of class 0 promises (1 - .5) * 50/100 over the 2 weighed classes: exactly
+    # the rise of the estimate, so a batch that delivers its promise yields 1
+    assert promise(quality, labelled, totals) == pytest.approx(0.875 - 0.75)
+    chooser = AutoChooser()
+    chooser.choose({"frame": Offer(promise(quality, labelled, totals), 10)},
+                   estimated_iou(quality, np.zeros(3), totals))  # fmt: skip
+    assert chooser.settle(estimated_iou(quality, labelled, totals)) == pytest.approx(1.0)
     human = np.full((1, 2, 2), 255, np.uint8)
     human[0, 0] = [0, 1]
     layers = np.full((1, 2, 2), 255, np.uint8)
     layers[0, 1, 1] = 2
+    layers[0, 0, 0] = 0  # also labelled by a human: counted once
     assert known_pixels(human, layers, 3).tolist() == [1.0, 1.0, 1.0]
 
 
+def test_region_class_pixels_sums_the_belief_over_each_sample_even_one_shrunk_away():
+    probs = torch.zeros(1, 2, 2, 2)
+    probs[0, 0] = 1.0
+    probs[0, :, 1, 1] = torch.tensor([0.25, 0.75])
+    segments = np.array([[[0, 0], [1, 1]]])
+    out = region_class_pixels(probs, segments, np.array([0, 0, 0]), np.array([1, 0, 2]))
+    assert out.tolist() == [[1.25, 0.75], [2.0, 0.0], [0.0, 0.0]]
+
+
 def test_auto_takes_an_untried_offer_at_its_word_then_trusts_what_it_delivered():
+    def ious(value: float) -> np.ndarray:  # one weighed class, one never weighed
+        return np.array([value, np.nan])
+
     chooser = AutoChooser()
     offers = {"frame": Offer(gain=0.04, clicks=1600), "layers": Offer(gain=0.02, clicks=1000)}
-    assert chooser.choose(offers, before=0.80) == "frame"  # 2.5e-5 per click against 2e-5
-    assert chooser.settle(after=0.81) == pytest.approx(0.25)  # promised .04, delivered .01
-    assert chooser.choose(offers, before=0.81) == "layers"
-    assert chooser.settle(after=0.83) == pytest.approx(1.0)
+    assert chooser.choose(offers, ious(0.80)) == "frame"  # 2.5e-5 per click against 2e-5
+    assert chooser.settle(ious(0.81)) == pytest.approx(0.25)  # promised .04, delivered .01
+    assert chooser.choose(offers, ious(0.81)) == "layers"
+    assert chooser.settle(ious(0.83)) == pytest.approx(1.0)
     # frames win again only once their calibrated worth beats the layers'
     later = {"frame": Offer(gain=0.16, clicks=1600), "layers": Offer(gain=0.02, clicks=1000)}
-    assert chooser.choose(later, before=0.83) == "frame"  # 1e-4 x .25 against 2e-5 x 1
-    assert chooser.settle(after=0.82) == 0.0  # a round after which the estimate fell: nothing
-    assert chooser.settle(after=0.95) is None  # nothing pending
-    chooser.choose(later, before=float("nan"))
-    assert chooser.settle(after=0.95) is None, "no estimate before: nothing learnt"
+    assert chooser.choose(later, ious(0.83)) == "frame"  # 1e-4 x .25 against 2e-5 x 1
+    assert chooser.settle(ious(0.82)) == 0.0  # a round after which the estimate fell: nothing
+    assert chooser.settle(ious(0.95)) is None  # nothing pending
+    chooser.choose(later, np.array([np.nan, 0.5]))
+    assert chooser.settle(ious(0.95)) is None, "no class weighed both times: nothing learnt"
+    # a class that enters the probes after the choice does not count as the batch's gain
+    chooser.choose(later, np.array([0.90, np.nan]))
+    assert chooser.settle(np.array([0.90, 0.10])) == 0.0
+    chooser.choose({"frame": Offer(gain=0.0, clicks=10)}, ious(0.5))
+    assert chooser.settle(ious(0.9)) is None, "a batch that promised nothing teaches nothing"
 
 
-def test_auto_is_refused_where_one_sample_set_is_needed(tiny_videos):
+def test_auto_is_refused_where_one_sample_set_is_needed(tiny_videos, pretrained, tmp_path):
+    from hvsa.campaign import init_workspace
     from hvsa.errors import HvsaError
     from hvsa.samples import build_samples, parse_granularity
     from hvsa.video import load_video
@@ -178,6 +228,10 @@ def test_auto_is_refused_where_one_sample_set_is_needed(tiny_videos):
     cfg = tiny_config(**{"samples.granularity": "auto"})
     with pytest.raises(HvsaError, match="not in campaign stages"):
         build_samples(load_video(tiny_videos[0]).frames, cfg.samples)
+    with pytest.raises(HvsaError, match="not in campaigns yet"):
+        init_workspace(tmp_path / "ws", "c", pretrained, {"cam": str(tiny_videos[0])},
+                       overrides={"samples.granularity": "auto"})  # fmt: skip
+    assert not (tmp_path / "ws").exists()
     assert parse_granularity("rect32") == ("rect", 32)
     with pytest.raises(HvsaError, match="rectN"):
         parse_granularity("rect")

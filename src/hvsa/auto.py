@@ -12,7 +12,7 @@ sure of itself faster than it makes it right. This version measures against labe
   expected pixels in the video (soft counts of the belief) and ``K_c`` those a human has labelled
   (frames, rectangles, superpixels or layers);
 - a batch promises ``(1 − q_c)/U_c`` for each expected class-``c`` pixel it covers, averaged over
-  classes: its own pixels only;
+  classes the estimate can weigh: its own pixels only;
 - after the batch is labelled the estimate is taken again (next round, with ``q_c`` measured
   again, so carried labels and fine-tuning show); the rise over the promise is that kind's
   *yield*, and an offer is worth ``promise / clicks × yield`` (a kind not tried yet: 1, taken at
@@ -48,16 +48,20 @@ def region_class_pixels(
     for f in np.unique(frames):
         seg = segments[f].ravel()
         p = probs[f].float().reshape(probs.shape[1], -1).numpy()
-        sums = np.stack([np.bincount(seg, p[c], minlength=seg.max() + 1) for c in range(len(p))])
         here = np.flatnonzero(frames == f)
+        # a segment that shrank away at the working size still has a row (of zeros)
+        n = max(int(seg.max()), int(segment_ids[here].max())) + 1
+        sums = np.stack([np.bincount(seg, p[c], minlength=n) for c in range(len(p))])
         out[here] = sums[:, segment_ids[here]].T
     return out
 
 
 def known_pixels(human: np.ndarray, layers: np.ndarray, num_classes: int) -> np.ndarray:
-    """(C,) pixels of each class a human has labelled, in frames and rectangles or in layers."""
+    """(C,) pixels of each class a human has labelled, in frames and rectangles or in layers
+    (a pixel both give counts once)."""
     given = np.bincount(human[human != VOID].ravel(), minlength=num_classes)[:num_classes]
-    drawn = np.bincount(layers[layers != VOID].ravel(), minlength=num_classes)[:num_classes]
+    only_drawn = layers[(layers != VOID) & (human == VOID)]
+    drawn = np.bincount(only_drawn.ravel(), minlength=num_classes)[:num_classes]
     return (given + drawn).astype(float)
 
 
@@ -67,16 +71,27 @@ def _usable(quality: np.ndarray, totals: np.ndarray) -> np.ndarray:
     return np.isfinite(quality) & (totals > 0)
 
 
-def estimated_miou(quality: np.ndarray, known: np.ndarray, totals: np.ndarray) -> float:
-    """The video's estimated mIoU: labelled pixels right, the rest right at rate ``quality``.
+def estimated_iou(quality: np.ndarray, known: np.ndarray, totals: np.ndarray) -> np.ndarray:
+    """(C,) each class's estimated IoU over the video: labelled pixels right, the rest right at
+    rate ``quality``; NaN for a class that cannot be weighed.
 
     ``known`` and ``totals`` (C,) must count pixels at the same scale.
     """
+    out = np.full(len(quality), np.nan)
     ok = _usable(quality, totals)
-    if not ok.any():
-        return float("nan")
     k = np.minimum(known[ok], totals[ok])
-    return float(np.mean((k + (totals[ok] - k) * quality[ok]) / totals[ok]))
+    out[ok] = (k + (totals[ok] - k) * quality[ok]) / totals[ok]
+    return out
+
+
+def mean_iou(ious: np.ndarray) -> float:
+    """Mean of the finite entries of (C,) ``ious``; NaN if there is none."""
+    return float(np.nanmean(ious)) if np.isfinite(ious).any() else float("nan")
+
+
+def estimated_miou(quality: np.ndarray, known: np.ndarray, totals: np.ndarray) -> float:
+    """The video's estimated mIoU: the mean of :func:`estimated_iou`."""
+    return mean_iou(estimated_iou(quality, known, totals))
 
 
 def promise(quality: np.ndarray, covered: np.ndarray, totals: np.ndarray) -> float:
@@ -85,7 +100,8 @@ def promise(quality: np.ndarray, covered: np.ndarray, totals: np.ndarray) -> flo
     if not ok.any():
         return 0.0
     share = np.minimum(covered[ok], totals[ok]) / totals[ok]
-    return float(np.sum((1 - quality[ok]) * share) / len(quality))
+    # over the classes the estimate weighs, so that a batch delivering its promise yields 1
+    return float(np.sum((1 - quality[ok]) * share) / ok.sum())
 
 
 @dataclass
@@ -105,28 +121,37 @@ class AutoChooser:
     """Picks a kind of sample per round and learns each one's yield from the estimate's rise."""
 
     yields: dict[str, float] = field(default_factory=dict)
-    _pending: tuple[str, float, float] | None = None  # chosen, promised gain, estimate before
+    # chosen, promised gain, (C,) estimated IoU per class before
+    _pending: tuple[str, float, np.ndarray] | None = None
 
     def worth(self, name: str, offer: Offer) -> float:
         """Calibrated expected mIoU gain per click of ``offer``."""
         return offer.per_click * self.yields.get(name, 1.0)
 
-    def choose(self, offers: dict[str, Offer], before: float) -> str:
-        """The kind whose offer is worth most; ``before`` is the estimated mIoU now."""
+    def choose(self, offers: dict[str, Offer], before: np.ndarray) -> str:
+        """The kind whose offer is worth most; ``before`` is :func:`estimated_iou` now."""
         if not offers:
             raise ValueError("no kind of sample has anything left to offer")
         name = max(offers, key=lambda k: self.worth(k, offers[k]))
-        self._pending = (name, offers[name].gain, before)
+        self._pending = (name, offers[name].gain, np.asarray(before, float))
         return name
 
-    def settle(self, after: float) -> float | None:
-        """Record the chosen kind's yield, given the estimated mIoU once its labels are in."""
+    def settle(self, after: np.ndarray) -> float | None:
+        """Record the chosen kind's yield, given :func:`estimated_iou` once its labels are in.
+
+        The rise is taken over the classes weighed both times (probes are re-spread as frames
+        are labelled, and a class may enter or leave them); a batch that promised nothing
+        teaches nothing.
+        """
         if self._pending is None:
             return None
         name, promised, before = self._pending
         self._pending = None
-        if not (np.isfinite(before) and np.isfinite(after)):
+        after = np.asarray(after, float)
+        both = np.isfinite(before) & np.isfinite(after)
+        if not both.any() or promised <= 0:
             return None
+        rise = float(np.mean(after[both] - before[both]))
         # a round after which the estimate fell delivered nothing, not less
-        self.yields[name] = max(after - before, 0.0) / max(promised, 1e-12)
+        self.yields[name] = max(rise, 0.0) / promised
         return self.yields[name]

@@ -95,6 +95,11 @@ def init_workspace(
     cfg = load_config(source, overrides)  # fail early, before anything is written
     if cfg.layers.enabled:
         raise HvsaError(LAYERS_NOT_IN_CAMPAIGNS)
+    if cfg.samples.granularity == "auto":
+        raise HvsaError(
+            "samples.granularity auto works in `hvsa run` and `hvsa benchmark`, not in "
+            "campaigns yet: set frame, rect or superpixel in params.yaml"
+        )
     root.mkdir(parents=True, exist_ok=True)
     if not (root / ".git").exists():
         git(root, "init", "-q")

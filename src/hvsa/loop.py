@@ -22,8 +22,9 @@ from hvsa.auto import (
     AutoChooser,
     Offer,
     class_pixels,
-    estimated_miou,
+    estimated_iou,
     known_pixels,
+    mean_iou,
     promise,
     region_class_pixels,
 )
@@ -160,8 +161,8 @@ class AnnotationLoop:
     def _select(
         self, pred: Prediction, belief: Prediction, round_no: int
     ) -> tuple[VideoContext, pd.DataFrame, list[tuple[int, int]]]:
-        """This round's samples (their context and table) and class layers (only one of the two
-        is non-empty): the selector's, class layers once they can be priced, or ``auto``'s."""
+        """This round's samples (their context and table) or class layers (then the table lists
+        the layers): the selector's, class layers once they can be priced, or ``auto``'s."""
         cfg = self.cfg
         if cfg.samples.granularity == "auto":
             return self._select_auto(pred, belief, round_no)
@@ -193,8 +194,9 @@ class AnnotationLoop:
         h, w = belief.probs.shape[2:]
         full_scale = self.ctx.full[0] * self.ctx.full[1] / (h * w)
         known = known_pixels(state.human, state.layers, len(self.classes))
-        now = estimated_miou(quality, known, totals * full_scale)
-        self.chooser.settle(now)
+        ious = estimated_iou(quality, known, totals * full_scale)
+        now = mean_iou(ious)
+        self.chooser.settle(ious)
         batches: dict[str, tuple[VideoContext, pd.DataFrame, list[tuple[int, int]]]] = {}
         offers: dict[str, Offer] = {}
         for name in cfg.auto.granularities:
@@ -221,7 +223,7 @@ class AnnotationLoop:
             offers[name] = Offer(promise(quality, covered, totals), clicks)
         if not offers:
             return self.ctx, self.ctx.samples.table.iloc[[]], []
-        name = self.chooser.choose(offers, now)
+        name = self.chooser.choose(offers, ious)
         ctx, chosen, layers = batches[name]
         chosen = chosen.assign(granularity=name, estimated_miou=now)
         for k, offer in offers.items():  # what each kind offered, for the record
@@ -339,12 +341,26 @@ def _check_auto(cfg: Config) -> None:
             "auto.granularities must list frame: auto prices samples against frames labelled "
             "in full, and sends frames until it has enough of them"
         )
+    if cfg.layers.enabled and LAYERS not in kinds:
+        raise HvsaError(
+            "layers.enabled does nothing with granularity auto: list layers in "
+            "auto.granularities instead"
+        )
     for name in kinds:
         if name == LAYERS:
             continue
-        parse_granularity(name)
-        if name not in cfg.auto.budgets:
-            raise HvsaError(f"auto.budgets has no entry for {name} (samples per round)")
+        try:
+            parse_granularity(name)
+        except HvsaError:
+            raise HvsaError(
+                f"auto.granularities: unknown kind {name!r}: use frame, superpixel, rectN "
+                "(N px) or layers"
+            ) from None
+        if cfg.auto.budgets.get(name, 0) < 1:
+            raise HvsaError(
+                f"auto.budgets needs at least 1 sample a round for {name} (has "
+                f"{cfg.auto.budgets.get(name)})"
+            )
 
 
 def _check_layers(cfg: Config, annotator: Annotator) -> None:

@@ -268,8 +268,7 @@ def layer_drawer(annotator: Annotator) -> Callable[..., list[Annotation]]:
     if ask is None:
         raise HvsaError(
             f"annotator {annotator.name!r} cannot draw class layers: layers.enabled and layers "
-            "in auto.granularities work with the oracle (`hvsa run`, `hvsa benchmark`); "
-            "drop layers from auto.granularities for a human"
+            "in auto.granularities work with the oracle (`hvsa run`, `hvsa benchmark`)"
         )
     return ask
 
