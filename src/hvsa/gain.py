@@ -6,7 +6,8 @@ label is therefore its chance of being wrong (1 − the belief's top probability
 weight of the two classes it is torn between. A sample's price is what the click model would
 charge for the labels the belief expects there (1 click for a superpixel), so a thin pole in a
 small rectangle, cheap and heavy, comes before a large uncertain stretch of road. This is the
-``gain`` selector, and the yardstick ``auto`` compares granularities by.
+``gain`` selector (``auto`` once compared granularities by it; it now prices against labelled
+truth, ``auto.py``).
 """
 
 from __future__ import annotations
