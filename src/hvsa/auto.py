@@ -73,7 +73,8 @@ def _usable(quality: np.ndarray, totals: np.ndarray) -> np.ndarray:
 
 def estimated_iou(quality: np.ndarray, known: np.ndarray, totals: np.ndarray) -> np.ndarray:
     """(C,) each class's estimated IoU over the video: labelled pixels right, the rest right at
-    rate ``quality``; NaN for a class that cannot be weighed.
+    rate ``quality``; NaN for a class that cannot be weighed. Their ``metrics.mean_iou`` is
+    the video's estimated mIoU.
 
     ``known`` and ``totals`` (C,) must count pixels at the same scale.
     """
@@ -82,16 +83,6 @@ def estimated_iou(quality: np.ndarray, known: np.ndarray, totals: np.ndarray) ->
     k = np.minimum(known[ok], totals[ok])
     out[ok] = (k + (totals[ok] - k) * quality[ok]) / totals[ok]
     return out
-
-
-def mean_iou(ious: np.ndarray) -> float:
-    """Mean of the finite entries of (C,) ``ious``; NaN if there is none."""
-    return float(np.nanmean(ious)) if np.isfinite(ious).any() else float("nan")
-
-
-def estimated_miou(quality: np.ndarray, known: np.ndarray, totals: np.ndarray) -> float:
-    """The video's estimated mIoU: the mean of :func:`estimated_iou`."""
-    return mean_iou(estimated_iou(quality, known, totals))
 
 
 def promise(quality: np.ndarray, covered: np.ndarray, totals: np.ndarray) -> float:

@@ -24,7 +24,6 @@ from hvsa.auto import (
     class_pixels,
     estimated_iou,
     known_pixels,
-    mean_iou,
     promise,
     region_class_pixels,
 )
@@ -33,6 +32,7 @@ from hvsa.errors import HvsaError
 from hvsa.gain import expected_clicks
 from hvsa.labels import write_labels
 from hvsa.ledger import Ledger
+from hvsa.metrics import mean_iou
 from hvsa.motion import load_or_compute_flow
 from hvsa.network import SegNet, save_checkpoint
 from hvsa.plots import plot_clicks_vs_miou

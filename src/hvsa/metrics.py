@@ -30,12 +30,17 @@ def iou_per_class(cm: np.ndarray, truth_pixels: np.ndarray | None = None) -> np.
         return np.where(union > 0, tp / union, np.nan)
 
 
+def mean_iou(ious: np.ndarray) -> float:
+    """Mean of the finite entries of (C,) ``ious`` (classes that can be scored); NaN if none."""
+    return float(np.nanmean(ious)) if np.isfinite(ious).any() else float("nan")
+
+
 def miou(truth: np.ndarray, pred: np.ndarray, num_classes: int) -> tuple[float, np.ndarray]:
     """(mIoU over classes present in truth or prediction, per-class IoU)."""
     keep = truth != VOID
     truth_pixels = np.bincount(truth[keep].astype(np.int64), minlength=num_classes)[:num_classes]
     ious = iou_per_class(confusion(truth, pred, num_classes), truth_pixels)
-    return float(np.nanmean(ious)) if np.isfinite(ious).any() else float("nan"), ious
+    return mean_iou(ious), ious
 
 
 def expected_miou(probs: np.ndarray, human: np.ndarray) -> float:
