@@ -29,7 +29,6 @@ from hvsa.auto import (
 )
 from hvsa.config import Config
 from hvsa.errors import HvsaError
-from hvsa.gain import expected_clicks
 from hvsa.labels import write_labels
 from hvsa.ledger import Ledger
 from hvsa.metrics import mean_iou
@@ -43,6 +42,7 @@ from hvsa.rounds import (
     VideoContext,
     annotate_layers,
     annotate_samples,
+    belief_labels,
     class_estimates,
     compose_labels,
     finetune_model,
@@ -51,6 +51,7 @@ from hvsa.rounds import (
     layer_drawer,
     manual_clicks,
     record_annotations,
+    sample_clicks,
     score,
     select_layers,
     select_samples,
@@ -188,7 +189,7 @@ class AnnotationLoop:
         quality = estimates[0]
         # shared by every granularity's offer: the belief's uncertainty and labels
         unc_pix = pixel_uncertainty(belief.probs, cfg.uncertainty.measure)
-        predicted = belief.probs.max(1).indices.to(torch.uint8).numpy()  # = argmax, faster
+        predicted = belief_labels(belief.probs)
         soft = class_pixels(belief.probs)
         totals = soft.sum(0)
         h, w = belief.probs.shape[2:]
@@ -387,10 +388,7 @@ def _batch_clicks(
     on the belief's labels ``predicted`` (N,h,w)."""
     if "expected_clicks" in table:
         return table["expected_clicks"].to_numpy()
-    return expected_clicks(
-        predicted, ctx.samples.table, table["sample_id"].to_numpy(), ctx.full,
-        ctx.samples.granularity, cfg.annotation.polygon_tolerance,
-    )  # fmt: skip
+    return sample_clicks(ctx, predicted, table["sample_id"].to_numpy(), cfg)
 
 
 def _layer_table(layers: list[tuple[int, int]], classes: ClassList) -> pd.DataFrame:
