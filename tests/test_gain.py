@@ -226,7 +226,7 @@ def test_auto_is_refused_where_one_sample_set_is_needed(tiny_videos, pretrained,
     from tests.conftest import tiny_config
 
     cfg = tiny_config(**{"samples.granularity": "auto"})
-    with pytest.raises(HvsaError, match="not in campaign stages"):
+    with pytest.raises(HvsaError, match="not in campaigns yet: set frame"):
         build_samples(load_video(tiny_videos[0]).frames, cfg.samples)
     with pytest.raises(HvsaError, match="not in campaigns yet"):
         init_workspace(tmp_path / "ws", "c", pretrained, {"cam": str(tiny_videos[0])},

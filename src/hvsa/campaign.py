@@ -21,6 +21,7 @@ import yaml
 from hvsa.config import apply_overrides, find_params, load_config
 from hvsa.errors import HvsaError
 from hvsa.layers import LAYERS_NOT_IN_CAMPAIGNS
+from hvsa.samples import AUTO_NOT_IN_CAMPAIGNS
 from hvsa.workspace import NAME_PATTERN, Campaign, CampaignVideo, Workspace, write_campaign
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -96,10 +97,7 @@ def init_workspace(
     if cfg.layers.enabled:
         raise HvsaError(LAYERS_NOT_IN_CAMPAIGNS)
     if cfg.samples.granularity == "auto":
-        raise HvsaError(
-            "samples.granularity auto works in `hvsa run` and `hvsa benchmark`, not in "
-            "campaigns yet: set frame, rect or superpixel in params.yaml"
-        )
+        raise HvsaError(AUTO_NOT_IN_CAMPAIGNS)
     root.mkdir(parents=True, exist_ok=True)
     if not (root / ".git").exists():
         git(root, "init", "-q")

@@ -21,6 +21,12 @@ from hvsa.arrays import load_arrays, save_arrays
 from hvsa.config import SamplesConfig
 from hvsa.errors import HvsaError
 
+AUTO_NOT_IN_CAMPAIGNS = (
+    "samples.granularity auto chooses among several sample sets each round: it works in "
+    "`hvsa run` and `hvsa benchmark`, not in campaigns yet: set frame, rect or superpixel "
+    "in params.yaml"
+)
+
 
 @dataclass
 class SampleSet:
@@ -110,10 +116,7 @@ def build_samples(
     """All candidate samples of a video at one granularity."""
     kind = granularity or cfg.granularity
     if kind == "auto":
-        raise HvsaError(
-            "granularity auto chooses among several sample sets each round: it works in "
-            "`hvsa run` and `hvsa benchmark`, not in campaign stages yet"
-        )
+        raise HvsaError(AUTO_NOT_IN_CAMPAIGNS)
     n, h, w = frames.shape[:3]
     if kind == "frame":
         segments = np.zeros((n, h, w), np.int32)
