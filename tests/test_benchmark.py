@@ -7,7 +7,7 @@ from hvsa.benchmark import grid, hvsa_config, parse_strategy
 from hvsa.cli import main
 from hvsa.config import load_config
 from hvsa.errors import HvsaError
-from hvsa.report import SUMMARY_COLUMNS, clicks_to_targets
+from hvsa.report import SUMMARY_COLUMNS, clicks_to_targets, grid_cells, plot_grid
 from hvsa.video import load_video
 from tests.conftest import REPO
 
@@ -67,6 +67,31 @@ def test_clicks_to_targets_takes_the_first_round_that_reaches_each():
     assert p.loc[0.9, "clicks_pct"] == 50.0 and pd.isna(p.loc[0.95, "clicks"])
 
 
+def test_the_grid_chart_holds_the_plain_hvsa_strategies_only(tmp_path):
+    names = ["manual", "propagate-2", "auto", "hvsa-frame-coverage-b2-layers",
+             "hvsa-rect32-paper", "hvsa-superpixel-random"]  # fmt: skip
+    rows = pd.DataFrame(
+        {
+            "video": "v",
+            "strategy": [n for n in names for _ in range(2)],
+            "round": [0, 1] * len(names),
+            "clicks": [0, 40] * len(names),
+            "clicks_pct": [0.0, 40.0] * len(names),
+            "miou": [0.5, 0.92] * 5 + [0.5, 0.6],
+        }
+    )
+    cells = grid_cells(rows, [0.8, 0.95])
+    assert set(cells["strategy"]) == {"hvsa-rect32-paper", "hvsa-superpixel-random"}
+    rect = cells[cells["strategy"] == "hvsa-rect32-paper"].set_index("target")
+    assert (rect["granularity"].iloc[0], rect["selector"].iloc[0]) == ("rect32", "paper")
+    assert rect.loc[0.8, "clicks_pct"] == 40.0 and pd.isna(rect.loc[0.95, "clicks_pct"])
+    assert (rect["spent_pct"] == 40.0).all()
+    spx = cells[cells["strategy"] == "hvsa-superpixel-random"]
+    assert spx["clicks_pct"].isna().all() and (spx["best_miou"] == 0.6).all()
+    plot_grid(cells, [0.8, 0.95], tmp_path / "grid.png", "v")
+    assert (tmp_path / "grid.png").stat().st_size > 10_000
+
+
 def test_quick_benchmark_end_to_end(tiny_videos, tmp_path, capsys):
     out = tmp_path / "bench"
     argv = ["benchmark", "--quick", "--video", str(tiny_videos[0]), "--out", str(out)]
@@ -97,7 +122,7 @@ def test_quick_benchmark_end_to_end(tiny_videos, tmp_path, capsys):
     assert list(summary.columns) == SUMMARY_COLUMNS
     assert len(summary) == 3 * len(quick.strategies)
     assert set(summary["target"]) == {0.8, 0.9, 0.95}
-    for name in ["miou_vs_clicks.png", "overlays.png"]:
+    for name in ["miou_vs_clicks.png", "overlays.png", "grid.png"]:
         assert (out / name).stat().st_size > 10_000
     # labels of the hvsa run are written at the (quick) video's size
     video = load_video(tiny_videos[0])

@@ -39,6 +39,8 @@ from hvsa.propagate import every_kth, propagate
 from hvsa.report import (
     HVSA,
     clicks_to_targets,
+    grid_cells,
+    plot_grid,
     plot_miou_vs_clicks,
     plot_overlay_strip,
     summary_markdown,
@@ -382,5 +384,9 @@ def benchmark(
     (out / "summary.md").write_text(summary_markdown(summary, rows))
     title = f"{video.name}: label mIoU against clicks ({len(video)} frames)"
     plot_miou_vs_clicks(rows, b.targets, out / "miou_vs_clicks.png", title)
+    cells = grid_cells(rows, b.targets)
+    if not cells.empty:
+        title = f"{video.name}: clicks (% of manual) to each mIoU target"
+        plot_grid(cells, b.targets, out / "grid.png", f"{title}, per granularity and selector")
     _strip(bench, rows)
     return rows, summary
