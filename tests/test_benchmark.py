@@ -5,9 +5,9 @@ import pytest
 
 from hvsa.benchmark import grid, hvsa_config, parse_strategy
 from hvsa.cli import main
-from hvsa.config import load_config
+from hvsa.config import SELECTORS, load_config
 from hvsa.errors import HvsaError
-from hvsa.report import SUMMARY_COLUMNS, clicks_to_targets, grid_cells, plot_grid
+from hvsa.report import SUMMARY_COLUMNS, clicks_to_targets, grid_cells, line_style, plot_grid
 from hvsa.video import load_video
 from tests.conftest import REPO
 
@@ -90,6 +90,16 @@ def test_the_grid_chart_holds_the_plain_hvsa_strategies_only(tmp_path):
     assert spx["clicks_pct"].isna().all() and (spx["best_miou"] == 0.6).all()
     plot_grid(cells, [0.8, 0.95], tmp_path / "grid.png", "v")
     assert (tmp_path / "grid.png").stat().st_size > 10_000
+
+
+def test_chart_lines_part_by_selector_granularity_and_variant():
+    paper, rect = line_style("hvsa-frame-paper"), line_style("hvsa-rect32-paper")
+    assert paper["color"] == rect["color"] and paper["ls"] != rect["ls"]  # same selector
+    assert line_style("hvsa-frame-random")["color"] != paper["color"]
+    layers = line_style("hvsa-frame-paper-b2-layers")
+    assert layers["color"] == paper["color"] and layers["marker"] != paper["marker"]
+    assert line_style("auto")["color"] not in {line_style(f"hvsa-frame-{s}")["color"]
+                                               for s in SELECTORS}  # fmt: skip
 
 
 def test_quick_benchmark_end_to_end(tiny_videos, tmp_path, capsys):

@@ -88,6 +88,34 @@ def summary_markdown(summary: pd.DataFrame, rows: pd.DataFrame) -> str:
     )
 
 
+SELECTOR_COLOURS = {"paper": "C0", "random": "C1", "uncertainty": "C2", "diversity": "C4",
+                    "coverage": "C3", "gain": "C5"}  # fmt: skip
+GRANULARITY_LINES = {"frame": "-", "rect16": ":", "rect32": "--", "rect64": "-.",
+                     "superpixel": (0, (1, 3))}  # fmt: skip
+VARIANT = re.compile(r"^hvsa-(frame|superpixel|rect\d+)-([a-z]+)(-b\d+)?(-layers)?$")
+
+
+def line_style(strategy: str) -> dict:
+    """Colour by selector, line by granularity, marker by variant, so two dozen lines part.
+
+    Why: matplotlib's cycle repeats after ten colours, and the grid alone has twenty
+    strategies; a reader looks for "the dashed ones" (rectangles) or "the red ones" (coverage).
+    """
+    if strategy == "auto":
+        return {"color": "C6", "lw": 1.6, "marker": "D", "ms": 4, "zorder": 4}  # on top
+    m = VARIANT.match(strategy)
+    if m is None:
+        return {"marker": "."}
+    granularity, selector, budget, layers = m.groups()
+    return {
+        "color": SELECTOR_COLOURS.get(selector, "C7"),
+        "ls": GRANULARITY_LINES.get(granularity, "-"),
+        "lw": 2.0 if layers else 1.2,
+        "marker": "s" if layers else ("^" if budget else "."),
+        "ms": 4 if (layers or budget) else 6,
+    }
+
+
 def plot_miou_vs_clicks(rows: pd.DataFrame, targets: list[float], path: Path, title: str) -> None:
     """All strategies on one chart: mIoU against clicks as % of full manual (log axis)."""
     fig, ax = plt.subplots(figsize=(9, 6), dpi=110)
@@ -103,7 +131,7 @@ def plot_miou_vs_clicks(rows: pd.DataFrame, targets: list[float], path: Path, ti
     for strategy, part in rows[rows["strategy"].str.startswith(HVSA)].groupby("strategy"):
         part = part[part["clicks"] > 0].sort_values("clicks")
         if len(part):
-            ax.plot(part["clicks_pct"], 100 * part["miou"], marker=".", label=strategy)
+            ax.plot(part["clicks_pct"], 100 * part["miou"], label=strategy, **line_style(strategy))
     for t in targets:
         ax.axhline(100 * t, color="grey", lw=0.8, ls=":")
     ax.set_xscale("log")
