@@ -1,5 +1,6 @@
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -7,7 +8,8 @@ from hvsa.benchmark import grid, hvsa_config, parse_strategy
 from hvsa.cli import main
 from hvsa.config import SELECTORS, load_config
 from hvsa.errors import HvsaError
-from hvsa.report import SUMMARY_COLUMNS, clicks_to_targets, grid_cells, line_style, plot_grid
+from hvsa.grid_chart import grid_cells, grid_table, plot_grid
+from hvsa.report import SUMMARY_COLUMNS, clicks_to_targets, line_style
 from hvsa.video import load_video
 from tests.conftest import REPO
 
@@ -67,39 +69,70 @@ def test_clicks_to_targets_takes_the_first_round_that_reaches_each():
     assert p.loc[0.9, "clicks_pct"] == 50.0 and pd.isna(p.loc[0.95, "clicks"])
 
 
+def _rows(curves: dict[str, list[float]], video: str = "v") -> pd.DataFrame:
+    """Benchmark rows: per strategy, mIoU after rounds of 20 % of the manual clicks each."""
+    out = []
+    for name, mious in curves.items():
+        for r, m in enumerate(mious):
+            out.append({"video": video, "strategy": name, "round": r, "clicks": 20 * r,
+                        "clicks_pct": 20.0 * r, "miou": m})  # fmt: skip
+    return pd.DataFrame(out)
+
+
 def test_the_grid_chart_holds_the_plain_hvsa_strategies_only(tmp_path):
-    names = ["manual", "propagate-2", "auto", "hvsa-frame-coverage-b2-layers",
-             "hvsa-rect32-paper", "hvsa-superpixel-random"]  # fmt: skip
-    rows = pd.DataFrame(
+    rows = _rows(
         {
-            "video": "v",
-            "strategy": [n for n in names for _ in range(2)],
-            "round": [0, 1] * len(names),
-            "clicks": [0, 40] * len(names),
-            "clicks_pct": [0.0, 40.0] * len(names),
-            "miou": [0.5, 0.92] * 5 + [0.5, 0.6],
+            "manual": [1.0], "propagate-2": [0.5, 0.92], "auto": [0.5, 0.92],
+            "hvsa-frame-coverage-b2-layers": [0.5, 0.92], "hvsa-frame-paper-b2": [0.5, 0.92],
+            "hvsa-rect32-paper": [0.5, 0.85, 0.92], "hvsa-superpixel-random": [0.5, 0.6],
+            "hvsa-rect128-paper": [0.5, 0.7], "hvsa-rect8-random": [0.81],
         }
-    )
+    )  # fmt: skip
     cells = grid_cells(rows, [0.8, 0.95])
-    assert set(cells["strategy"]) == {"hvsa-rect32-paper", "hvsa-superpixel-random"}
+    assert set(cells["strategy"]) == {
+        "hvsa-rect32-paper", "hvsa-superpixel-random", "hvsa-rect128-paper", "hvsa-rect8-random"
+    }  # fmt: skip
     rect = cells[cells["strategy"] == "hvsa-rect32-paper"].set_index("target")
     assert (rect["granularity"].iloc[0], rect["selector"].iloc[0]) == ("rect32", "paper")
-    assert rect.loc[0.8, "clicks_pct"] == 40.0 and pd.isna(rect.loc[0.95, "clicks_pct"])
+    assert rect.loc[0.8, "clicks_pct"] == 20.0 and pd.isna(rect.loc[0.95, "clicks_pct"])
     assert (rect["spent_pct"] == 40.0).all()
-    spx = cells[cells["strategy"] == "hvsa-superpixel-random"]
-    assert spx["clicks_pct"].isna().all() and (spx["best_miou"] == 0.6).all()
-    plot_grid(cells, [0.8, 0.95], tmp_path / "grid.png", "v")
+    table = grid_table(cells, [0.8, 0.95])
+    # rectangles by size, not as text; selectors in params order
+    assert table.granularities == ["rect8", "rect32", "rect128", "superpixel"]
+    assert table.selectors == ["paper", "random"]
+    i, j = table.granularities.index("rect32"), table.selectors.index("paper")
+    assert table.texts[i][j] == "80 %: 20.0 %\n95 %: —\nbest 92.0 % (spent 40.0 %)"
+    assert table.colour[i, j] == 20.0
+    assert table.texts[0][0] is None and np.isnan(table.colour[0, 0])  # rect8-paper: not run
+    assert table.colour[0, 1] == 0.0  # rect8-random met 80 % before any click
+    spx = table.granularities.index("superpixel"), table.selectors.index("random")
+    assert np.isnan(table.colour[spx]) and "best 60.0 %" in table.texts[spx[0]][spx[1]]
+    plot_grid(table, tmp_path / "grid.png", "v")  # a 0 on a log colour scale draws
     assert (tmp_path / "grid.png").stat().st_size > 10_000
+    with pytest.raises(ValueError, match="one video"):
+        grid_table(grid_cells(pd.concat([rows, _rows({"hvsa-frame-paper": [0.9]}, "w")]),
+                              [0.8]), [0.8])  # fmt: skip
+
+
+def test_the_grid_chart_draws_when_nothing_reached_the_lowest_target(tmp_path):
+    table = grid_table(grid_cells(_rows({"hvsa-frame-paper": [0.5, 0.6]}), [0.8]), [0.8])
+    assert np.isnan(table.colour).all()
+    plot_grid(table, tmp_path / "grid.png", "v")
+    assert (tmp_path / "grid.png").stat().st_size > 5_000
 
 
 def test_chart_lines_part_by_selector_granularity_and_variant():
     paper, rect = line_style("hvsa-frame-paper"), line_style("hvsa-rect32-paper")
     assert paper["color"] == rect["color"] and paper["ls"] != rect["ls"]  # same selector
-    assert line_style("hvsa-frame-random")["color"] != paper["color"]
-    layers = line_style("hvsa-frame-paper-b2-layers")
-    assert layers["color"] == paper["color"] and layers["marker"] != paper["marker"]
-    assert line_style("auto")["color"] not in {line_style(f"hvsa-frame-{s}")["color"]
-                                               for s in SELECTORS}  # fmt: skip
+    colours = {line_style(f"hvsa-frame-{s}")["color"] for s in SELECTORS}
+    assert len(colours) == len(SELECTORS) and line_style("auto")["color"] not in colours
+    assert line_style("auto")["zorder"] > 3  # above propagate-K
+    layers, b2 = line_style("hvsa-frame-paper-b2-layers"), line_style("hvsa-frame-paper-b2")
+    assert layers["color"] == paper["color"]
+    assert len({layers["marker"], b2["marker"], paper["marker"]}) == 3
+    lines = {line_style(f"hvsa-{g}-paper")["ls"] for g in
+             ["frame", "rect16", "rect32", "rect64", "superpixel", "rect128"]}  # fmt: skip
+    assert len(lines) == 6
 
 
 def test_quick_benchmark_end_to_end(tiny_videos, tmp_path, capsys):

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -221,14 +222,14 @@ def test_auto_takes_an_untried_offer_at_its_word_then_trusts_what_it_delivered()
 def test_auto_is_refused_where_one_sample_set_is_needed(tiny_videos, pretrained, tmp_path):
     from hvsa.campaign import init_workspace
     from hvsa.errors import HvsaError
-    from hvsa.samples import build_samples, parse_granularity
+    from hvsa.samples import AUTO_NOT_IN_CAMPAIGNS, build_samples, parse_granularity
     from hvsa.video import load_video
     from tests.conftest import tiny_config
 
     cfg = tiny_config(**{"samples.granularity": "auto"})
-    with pytest.raises(HvsaError, match="not in campaigns yet: set frame"):
+    with pytest.raises(HvsaError, match=re.escape(AUTO_NOT_IN_CAMPAIGNS)):
         build_samples(load_video(tiny_videos[0]).frames, cfg.samples)
-    with pytest.raises(HvsaError, match="not in campaigns yet"):
+    with pytest.raises(HvsaError, match=re.escape(AUTO_NOT_IN_CAMPAIGNS)):
         init_workspace(tmp_path / "ws", "c", pretrained, {"cam": str(tiny_videos[0])},
                        overrides={"samples.granularity": "auto"})  # fmt: skip
     assert not (tmp_path / "ws").exists()

@@ -30,6 +30,7 @@ from hvsa.annotator import OracleAnnotator
 from hvsa.clicks import region_clicks
 from hvsa.config import SELECTORS, BenchmarkConfig, Config
 from hvsa.errors import HvsaError
+from hvsa.grid_chart import grid_cells, grid_table, plot_grid
 from hvsa.loop import AnnotationLoop
 from hvsa.metrics import miou
 from hvsa.motion import load_or_compute_flow
@@ -39,18 +40,14 @@ from hvsa.propagate import every_kth, propagate
 from hvsa.report import (
     HVSA,
     clicks_to_targets,
-    grid_cells,
-    plot_grid,
     plot_miou_vs_clicks,
     plot_overlay_strip,
     summary_markdown,
 )
 from hvsa.resources import peak_memory_mb, reset_peak_memory
+from hvsa.strategy_names import parse_hvsa_name
 from hvsa.video import ClassList, Video, check_classes, load_video
 
-_HVSA = re.compile(
-    rf"^hvsa-(frame|superpixel|rect(\d+))-({'|'.join(SELECTORS)})(?:-b(\d+))?(-layers)?$"
-)
 _PROPAGATE = re.compile(r"^propagate-(\d+)$")
 
 
@@ -90,16 +87,15 @@ def parse_strategy(name: str) -> Strategy:
         if k < 2:
             raise HvsaError(f"{name}: K must be at least 2 (K=1 is manual)")
         return Strategy(name, "propagate", k=k)
-    if m := _HVSA.match(name):
-        granularity = "rect" if m.group(2) else m.group(1)
-        budget = int(m.group(4) or 0)
-        if m.group(5) and m.group(1) != "frame":
+    if parts := parse_hvsa_name(name):
+        granularity = "rect" if parts.rect_size else parts.samples
+        if parts.layers and parts.samples != "frame":
             raise HvsaError(f"{name}: -layers needs whole frames (hvsa-frame-<selector>...)")
-        if m.group(4) is not None and budget < 1:
+        if parts.budget is not None and parts.budget < 1:
             raise HvsaError(f"{name}: the budget suffix -bB needs B ≥ 1 samples per round")
         return Strategy(
-            name, "hvsa", granularity=granularity, rect_size=int(m.group(2) or 0),
-            selector=m.group(3), budget=budget, layers=m.group(5) is not None,
+            name, "hvsa", granularity=granularity, rect_size=parts.rect_size,
+            selector=parts.selector, budget=parts.budget or 0, layers=parts.layers,
         )  # fmt: skip
     raise HvsaError(
         f"unknown strategy {name!r}: use manual, propagate-K, auto or "
@@ -386,7 +382,11 @@ def benchmark(
     plot_miou_vs_clicks(rows, b.targets, out / "miou_vs_clicks.png", title)
     cells = grid_cells(rows, b.targets)
     if not cells.empty:
-        title = f"{video.name}: clicks (% of manual) to each mIoU target"
-        plot_grid(cells, b.targets, out / "grid.png", f"{title}, per granularity and selector")
+        grid_title = (
+            f"{video.name}: clicks (% of manual) to each mIoU target, per granularity and selector"
+        )
+        plot_grid(grid_table(cells, b.targets), out / "grid.png", grid_title)
+    else:  # an earlier call's chart would not match this call's summary
+        (out / "grid.png").unlink(missing_ok=True)
     _strip(bench, rows)
     return rows, summary

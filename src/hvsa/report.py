@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.colors import LogNorm
-from matplotlib.patches import Rectangle
-from matplotlib.ticker import FormatStrFormatter
 
+from hvsa.config import SELECTORS
 from hvsa.plots import plt
+from hvsa.strategy_names import parse_hvsa_name
 
 SUMMARY_COLUMNS = ["video", "strategy", "target", "clicks", "clicks_pct", "best_miou"]
 HVSA = ("hvsa-", "auto")  # name prefixes of the strategies that run the annotation loop
-# the grid's own strategies: no budget suffix, no layers
-PLAIN = re.compile(r"^hvsa-(?P<granularity>frame|superpixel|rect\d+)-(?P<selector>[a-z]+)$")
 
 
 def clicks_to_targets(rows: pd.DataFrame, targets: list[float]) -> pd.DataFrame:
@@ -88,31 +84,30 @@ def summary_markdown(summary: pd.DataFrame, rows: pd.DataFrame) -> str:
     )
 
 
-SELECTOR_COLOURS = {"paper": "C0", "random": "C1", "uncertainty": "C2", "diversity": "C4",
-                    "coverage": "C3", "gain": "C5"}  # fmt: skip
+SELECTOR_COLOURS = {s: f"C{i}" for i, s in enumerate(SELECTORS)}  # C0…C5
+AUTO_COLOUR = f"C{len(SELECTORS)}"
 GRANULARITY_LINES = {"frame": "-", "rect16": ":", "rect32": "--", "rect64": "-.",
                      "superpixel": (0, (1, 3))}  # fmt: skip
-VARIANT = re.compile(r"^hvsa-(frame|superpixel|rect\d+)-([a-z]+)(-b\d+)?(-layers)?$")
+OTHER_RECT_LINE = (0, (5, 1, 1, 1, 1, 1))  # rectangles of another size
 
 
 def line_style(strategy: str) -> dict:
-    """Colour by selector, line by granularity, marker by variant, so two dozen lines part.
+    """Colour by selector, line by granularity, marker by variant, so thirty-odd lines part.
 
-    Why: matplotlib's cycle repeats after ten colours, and the grid alone has twenty
+    Why: matplotlib's cycle repeats after ten colours, and the grid alone has thirty
     strategies; a reader looks for "the dashed ones" (rectangles) or "the red ones" (coverage).
     """
     if strategy == "auto":
-        return {"color": "C6", "lw": 1.6, "marker": "D", "ms": 4, "zorder": 4}  # on top
-    m = VARIANT.match(strategy)
-    if m is None:
+        return {"color": AUTO_COLOUR, "lw": 1.6, "marker": "D", "ms": 4, "zorder": 4}  # on top
+    parts = parse_hvsa_name(strategy)
+    if parts is None:
         return {"marker": "."}
-    granularity, selector, budget, layers = m.groups()
     return {
-        "color": SELECTOR_COLOURS.get(selector, "C7"),
-        "ls": GRANULARITY_LINES.get(granularity, "-"),
-        "lw": 2.0 if layers else 1.2,
-        "marker": "s" if layers else ("^" if budget else "."),
-        "ms": 4 if (layers or budget) else 6,
+        "color": SELECTOR_COLOURS[parts.selector],
+        "ls": GRANULARITY_LINES.get(parts.samples, OTHER_RECT_LINE),
+        "lw": 2.0 if parts.layers else 1.2,
+        "marker": "s" if parts.layers else ("^" if parts.budget is not None else "."),
+        "ms": 6 if parts.plain else 4,
     }
 
 
@@ -140,71 +135,6 @@ def plot_miou_vs_clicks(rows: pd.DataFrame, targets: list[float], path: Path, ti
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, ncol=2, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def grid_cells(rows: pd.DataFrame, targets: list[float]) -> pd.DataFrame:
-    """Per plain hvsa strategy: its granularity, selector and clicks (%) to each target."""
-    summary = clicks_to_targets(rows, targets)
-    parts = summary["strategy"].str.extract(PLAIN)
-    summary = summary.join(parts).dropna(subset=["granularity"])
-    spent = rows.groupby("strategy")["clicks_pct"].max().rename("spent_pct")
-    return summary.join(spent, on="strategy")
-
-
-def _order(values: pd.Series, first: list[str]) -> list[str]:
-    """The values of ``first`` that occur, in that order, then any others sorted."""
-    seen = list(dict.fromkeys(values))
-    return [v for v in first if v in seen] + sorted(v for v in seen if v not in first)
-
-
-def plot_grid(cells: pd.DataFrame, targets: list[float], path: Path, title: str) -> None:
-    """The grid as a table of cells: rows granularities, columns selectors.
-
-    Why: with two dozen strategies the mIoU-against-clicks chart has more lines than anyone
-    can tell apart; "which granularity, which selector, for which target" reads better as
-    cells holding the clicks to each target, coloured by the clicks to the lowest one.
-    """
-    grans = _order(cells["granularity"], ["frame", "rect16", "rect32", "rect64", "superpixel"])
-    sels = _order(cells["selector"], ["paper", "random", "uncertainty", "diversity", "coverage"])
-    low = min(targets)
-    colour = np.full((len(grans), len(sels)), np.nan)
-    fig, ax = plt.subplots(figsize=(1.9 * len(sels) + 1.5, 1.1 * len(grans) + 1.2), dpi=110)
-    for (g, s), part in cells.groupby(["granularity", "selector"]):
-        i, j = grans.index(g), sels.index(s)
-        lines = []
-        for t in targets:
-            r = part[part["target"] == t].iloc[0]
-            reached = not pd.isna(r["clicks_pct"])
-            lines.append(f"{100 * t:.0f} %: " + (f"{r['clicks_pct']:.1f} %" if reached else "—"))
-            if t == low and reached:
-                colour[i, j] = float(r["clicks_pct"])
-        best = part.iloc[0]
-        lines.append(f"best {100 * best['best_miou']:.1f} % at {best['spent_pct']:.1f} %")
-        box = {"facecolor": "white", "alpha": 0.7, "linewidth": 0}  # legible on dark cells
-        ax.text(j, i, "\n".join(lines), ha="center", va="center", fontsize=7, bbox=box)
-        if np.isnan(colour[i, j]):  # run, but never reached the lowest target
-            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, color="#cccccc", zorder=0))
-    for i, g in enumerate(grans):
-        for j, s in enumerate(sels):
-            if not ((cells["granularity"] == g) & (cells["selector"] == s)).any():
-                ax.text(j, i, "not run", ha="center", va="center", fontsize=7, color="grey")
-    shown = np.ma.masked_invalid(colour)
-    finite = colour[np.isfinite(colour)]
-    spread = finite.size and finite.min() < finite.max()
-    norm = LogNorm(finite.min(), finite.max()) if spread else None
-    image = ax.imshow(shown, cmap="YlGn_r", norm=norm, aspect="auto")
-    ax.set_xticks(range(len(sels)), sels)
-    ax.set_yticks(range(len(grans)), grans)
-    ax.set_xlabel("selector")
-    ax.set_ylabel("granularity")
-    ax.set_title(title, fontsize=9)
-    bar = fig.colorbar(image, ax=ax)
-    bar.set_label(f"clicks to {100 * low:.0f} % mIoU, % of manual (grey: not reached)")
-    bar.ax.yaxis.set_major_formatter(FormatStrFormatter("%.0f"))
-    bar.ax.yaxis.set_minor_formatter(FormatStrFormatter("%.0f"))
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
