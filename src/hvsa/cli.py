@@ -284,7 +284,8 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     out = Path(args.out)
     benchmark(args.video, out, cfg, args.pretrain or [], args.model, names, args.quick)
     print((out / "summary.md").read_text(), end="")
-    print(f"outputs    {out} (rounds.csv, summary.csv/.md, miou_vs_clicks.png, overlays.png)")
+    charts = "miou_vs_clicks.png" + (", grid.png" if (out / "grid.png").exists() else "")
+    print(f"outputs    {out} (rounds.csv, summary.csv/.md, {charts}, overlays.png)")
 
 
 def build_parser() -> argparse.ArgumentParser:
