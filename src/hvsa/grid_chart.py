@@ -131,7 +131,7 @@ def plot_grid(table: GridTable, path: Path, title: str) -> None:
     ax.set_xlabel("selector")
     ax.set_ylabel("granularity")
     low = f"{100 * table.low:.0f} %"
-    ax.set_title(title if scale else f"{title}\n(no strategy reached {low} mIoU)", fontsize=9)
+    ax.set_title(title if scale else f"{title}\n(none of these reached {low} mIoU)", fontsize=9)
     if scale is not None:
         bar = fig.colorbar(image, ax=ax)
         bar.set_label(f"clicks to {low} mIoU, % of manual (grey: not reached)")
