@@ -20,6 +20,7 @@ from matplotlib.ticker import NullFormatter
 from hvsa.config import SELECTORS
 from hvsa.plots import plt
 from hvsa.report import clicks_to_targets
+from hvsa.samples import parse_granularity
 from hvsa.strategy_names import parse_hvsa_name
 
 # colour-bar ticks, % of the manual clicks: those within the cells' range are shown
@@ -44,11 +45,8 @@ def grid_cells(rows: pd.DataFrame, targets: list[float]) -> pd.DataFrame:
 
 def _granularity_key(granularity: str) -> tuple[int, int]:
     """Whole frames first, rectangles from small to large, superpixels last."""
-    if granularity == "frame":
-        return (0, 0)
-    if granularity.startswith("rect"):
-        return (1, int(granularity[4:]))
-    return (2, 0)
+    kind, size = parse_granularity(granularity)
+    return (("frame", "rect", "superpixel").index(kind), size or 0)
 
 
 @dataclass
