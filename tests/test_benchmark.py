@@ -9,7 +9,13 @@ from hvsa.cli import main
 from hvsa.config import SELECTORS, load_config
 from hvsa.errors import HvsaError
 from hvsa.grid_chart import grid_cells, grid_table, plot_grid
-from hvsa.report import SUMMARY_COLUMNS, clicks_to_targets, line_style
+from hvsa.report import (
+    SUMMARY_COLUMNS,
+    clicks_to_targets,
+    goal_verdict,
+    line_style,
+    summary_markdown,
+)
 from hvsa.video import load_video
 from tests.conftest import REPO
 
@@ -67,6 +73,32 @@ def test_clicks_to_targets_takes_the_first_round_that_reaches_each():
     assert a.loc[0.95, "best_miou"] == pytest.approx(0.91)
     p = summary[summary["strategy"] == "propagate-2"].set_index("target")
     assert p.loc[0.9, "clicks_pct"] == 50.0 and pd.isna(p.loc[0.95, "clicks"])
+
+
+def test_goal_verdict_bounds_hvsa_by_a_share_of_propagation_or_of_manual():
+    assert goal_verdict(5.7, 6.3, 0.5) == "goal ≤ 3.15 % (0.5 × propagation): not met"
+    assert goal_verdict(10.6, 26.0, 0.5) == "goal ≤ 13.00 % (0.5 × propagation): met"
+    assert goal_verdict(13.0, 26.0, 0.5).endswith(": met")  # the bound itself meets it
+    # no propagate-K reaches the target: propagation needs every frame, i.e. manual's clicks
+    assert goal_verdict(18.9, None, 0.5) == "goal ≤ 50.00 % (0.5 × manual): met"
+    assert goal_verdict(None, 6.3, 0.5).endswith("not met")  # hvsa never reached it
+
+
+def test_summary_lines_judge_each_target_only_beside_propagation():
+    rows = _rows({"hvsa-frame-paper": [0.5, 0.85, 0.96], "propagate-4": [0.0, 0.86]})
+    summary = clicks_to_targets(rows, [0.8, 0.95])
+    text = summary_markdown(summary, rows, goal_share=0.5)
+    assert (
+        "- 80 %: best hvsa hvsa-frame-paper 20.0 %; best propagate-K propagate-4 20.0 %; "
+        "goal ≤ 10.00 % (0.5 × propagation): not met" in text
+    )
+    assert (
+        "- 95 %: best hvsa hvsa-frame-paper 40.0 %; best propagate-K not reached; "
+        "goal ≤ 50.00 % (0.5 × manual): met" in text
+    )
+    alone = rows[rows["strategy"] != "propagate-4"]
+    assert "goal" not in summary_markdown(clicks_to_targets(alone, [0.8]), alone, 0.5)
+    assert "goal" not in summary_markdown(summary, rows)  # no share given: no verdict
 
 
 def _rows(curves: dict[str, list[float]], video: str = "v") -> pd.DataFrame:
@@ -142,6 +174,7 @@ def test_quick_benchmark_end_to_end(tiny_videos, tmp_path, capsys):
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "| strategy |" in printed and "hvsa-frame-paper" in printed
+    assert printed.count("(0.5 × ") == 3  # each target judged against propagate-4 or manual
     rows = pd.read_csv(out / "rounds.csv")
     quick = load_config(REPO / "params.yaml").benchmark.quick
     assert set(rows["strategy"]) == set(quick.strategies)

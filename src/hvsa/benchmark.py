@@ -377,7 +377,7 @@ def benchmark(
     rows = rows[rows["strategy"].isin([s.name for s in strategies])]
     summary = clicks_to_targets(rows, b.targets)
     summary.to_csv(out / "summary.csv", index=False)
-    (out / "summary.md").write_text(summary_markdown(summary, rows))
+    (out / "summary.md").write_text(summary_markdown(summary, rows, b.goal_share))
     title = f"{video.name}: label mIoU against clicks ({len(video)} frames)"
     plot_miou_vs_clicks(rows, b.targets, out / "miou_vs_clicks.png", title)
     cells = grid_cells(rows, b.targets)

@@ -199,6 +199,7 @@ class BenchmarkConfig(_Section):
     rounds: int = Field(ge=1)
     max_clicks_pct: float = Field(gt=0, le=100)
     targets: list[float] = Field(min_length=1)
+    goal_share: float = Field(gt=0, le=1)
     pretrain_steps: int = Field(ge=1)
     overlay_frames: int = Field(ge=1)
     quick: QuickBenchmarkConfig
