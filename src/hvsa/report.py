@@ -91,16 +91,18 @@ def summary_markdown(
         best = 100 * part["best_miou"].iloc[0]
         lines.append(f"| {strategy} | " + " | ".join(cells) + f" | {best:.1f} % |")
     verdicts = []
-    judged = goal_share is not None and summary["strategy"].str.startswith("propagate-").any()
+    has_propagation = summary["strategy"].str.startswith("propagate-").any()
+
+    def pct(best: pd.Series | None) -> float | None:
+        return None if best is None else float(best["clicks_pct"])
+
     for t in targets:
         hv, pk = best_of(summary, HVSA, t), best_of(summary, "propagate-", t)
         hv_text = f"{hv['strategy']} {hv['clicks_pct']:.1f} %" if hv is not None else "not reached"
         pk_text = f"{pk['strategy']} {pk['clicks_pct']:.1f} %" if pk is not None else "not reached"
         line = f"- {100 * t:.0f} %: best hvsa {hv_text}; best propagate-K {pk_text}"
-        if judged:
-            assert goal_share is not None  # for the type checker: ``judged`` implies it
-            pcts = [None if x is None else float(x["clicks_pct"]) for x in (hv, pk)]
-            line += f"; {goal_verdict(pcts[0], pcts[1], goal_share)}"
+        if goal_share is not None and has_propagation:
+            line += f"; {goal_verdict(pct(hv), pct(pk), goal_share)}"
         verdicts.append(line)
     return (
         "\n".join(lines)
