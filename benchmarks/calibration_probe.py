@@ -1,6 +1,6 @@
 """Does leaving labelled frames out pick the fusion setting that the truth would pick?
 
-Why: ``hvsa.calibrate`` chooses the guided filter's radius each round by fusing some labelled
+Why: ``hvsa.method.calibrate`` chooses the guided filter's radius each round by fusing some labelled
 frames without their own labels and scoring them against what the human said — the only
 ground truth a video being labelled has. This script checks that choice on finished rounds of
 a benchmark run on a video with ground truth: for each fusion setting (a variant of
@@ -23,11 +23,11 @@ import yaml
 from probe_common import CPU, open_round, open_run, parse, save_table, unlabelled
 from tqdm import tqdm
 
-from hvsa.calibrate import VOTE_FIELDS, leave_one_out_scores, probe_frames
 from hvsa.config import FusionConfig
-from hvsa.fusion import carried_votes, fuse_frame
-from hvsa.metrics import miou
-from hvsa.predict import predict
+from hvsa.method.calibrate import VOTE_FIELDS, leave_one_out_scores, probe_frames
+from hvsa.method.fusion import carried_votes, fuse_frame
+from hvsa.method.metrics import miou
+from hvsa.method.predict import predict
 
 DEFAULT_VARIANTS = [f"guided_radius={r}" for r in range(4)]
 

@@ -1,10 +1,10 @@
 """How good can a carried label be? One labelled frame, carried d frames along the flow.
 
 Why: hvsa's labels for an unlabelled frame come mostly from human labels carried along the
-optical flow (``hvsa.fusion``). If even a label carried one frame scores well below the target,
-no selection of whole frames can reach the target with few of them; the remaining clicks must
-go where carrying fails (thin classes). This script measures that ceiling on a video with
-ground truth: the ground truth of frame t, carried to t + d (d = 1, 3, 6) by the fusion's own
+optical flow (``hvsa.method.fusion``). If even a label carried one frame scores well below
+the target, no selection of whole frames can reach the target with few of them; the remaining
+clicks must go where carrying fails (thin classes). This script measures that ceiling on a video
+with ground truth: the ground truth of frame t, carried to t + d (d = 1, 3, 6) by the fusion's own
 vote (``carried_votes``, one direction only) and refined as ``fuse_frame`` does, pooled over
 many t; for several DIS settings (is the flow at fault?) and guided-filter radii.
 
@@ -26,9 +26,9 @@ import torch
 from tqdm import tqdm
 
 from hvsa.config import load_config
-from hvsa.fusion import carried_votes, fuse_frame
-from hvsa.motion import DIS_PRESETS, Flow
-from hvsa.video import VOID, load_video
+from hvsa.data.video import VOID, load_video
+from hvsa.method.fusion import carried_votes, fuse_frame
+from hvsa.method.motion import DIS_PRESETS, Flow
 
 # DIS settings tried: does a finer flow carry thin objects better?
 FLOWS = {

@@ -27,7 +27,7 @@ from probe_common import (  # the sibling module (scripts run from here)
     save_table,
 )
 
-from hvsa.rounds import finetune_model
+from hvsa.rounds.steps import finetune_model
 
 
 def main() -> None:

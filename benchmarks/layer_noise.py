@@ -25,10 +25,10 @@ import cv2
 import numpy as np
 from probe_common import CPU, open_round, open_run, parse, save_table
 
-from hvsa.metrics import miou
-from hvsa.predict import predict
-from hvsa.rounds import compose_labels, fusion_settings
-from hvsa.video import VOID
+from hvsa.data.video import VOID
+from hvsa.method.metrics import miou
+from hvsa.method.predict import predict
+from hvsa.rounds.steps import compose_labels, fusion_settings
 
 CROSS = np.ones((3, 3), np.uint8)
 

@@ -29,9 +29,9 @@ from probe_common import (  # the sibling module (scripts run from here)
 )
 from tqdm import tqdm
 
-from hvsa.fusion import carried_votes, fuse_frame
-from hvsa.metrics import miou
-from hvsa.predict import predict
+from hvsa.method.fusion import carried_votes, fuse_frame
+from hvsa.method.metrics import miou
+from hvsa.method.predict import predict
 
 WEIGHTS = (0.0, 0.005, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from hvsa.benchmark.report import plot_miou_vs_clicks
 from hvsa.config import load_config
-from hvsa.report import plot_miou_vs_clicks
 
 
 def main() -> None:

@@ -16,15 +16,15 @@ import pandas as pd
 import torch
 
 from hvsa.config import Config, load_config, parse_set_option
-from hvsa.metrics import miou
-from hvsa.motion import Flow, load_or_compute_flow
-from hvsa.network import SegNet, load_checkpoint
-from hvsa.predict import predict
-from hvsa.rounds import VideoContext
-from hvsa.samples import build_samples
-from hvsa.scaling import upsample_argmax
-from hvsa.state import LoopState
-from hvsa.video import VOID, Video, load_video
+from hvsa.data.scaling import upsample_argmax
+from hvsa.data.video import VOID, Video, load_video
+from hvsa.method.metrics import miou
+from hvsa.method.motion import Flow, load_or_compute_flow
+from hvsa.method.network import SegmentationNet, load_checkpoint
+from hvsa.method.predict import predict
+from hvsa.method.samples import build_samples
+from hvsa.rounds.state import LoopState
+from hvsa.rounds.steps import VideoContext
 
 CPU = torch.device("cpu")
 
@@ -52,7 +52,7 @@ def open_run(args: argparse.Namespace) -> tuple[Config, Video, Flow]:
 
 def open_round(
     run: Path, r: int, cfg: Config, video: Video, flow: Flow
-) -> tuple[SegNet, VideoContext, LoopState]:
+) -> tuple[SegmentationNet, VideoContext, LoopState]:
     """Round ``r``'s fine-tuned network, the video as a round sees it, and its human labels."""
     folder = run / f"round_{r:02d}"
     model, classes, _ = load_checkpoint(folder / "model.pt", CPU)
@@ -66,7 +66,7 @@ def unlabelled(state: LoopState) -> np.ndarray:
     return ~(state.human != VOID).reshape(len(state.human), -1).any(1)
 
 
-def network_miou(model: SegNet, ctx: VideoContext, state: LoopState, cfg: Config) -> float:
+def network_miou(model: SegmentationNet, ctx: VideoContext, state: LoopState, cfg: Config) -> float:
     """The network alone (upsampled argmax) scored on the frames nobody labelled."""
     probs = predict(model, ctx.frames_t, cfg.output.batch_size, CPU).probs
     free = unlabelled(state)

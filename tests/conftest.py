@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
 from hvsa.config import Config, load_config
-from hvsa.network import save_checkpoint
-from hvsa.pretrain import pretrain
-from hvsa.synth import generate, write_video
-from hvsa.video import load_video
+from hvsa.data.synth import generate, write_video
+from hvsa.data.video import load_video
+from hvsa.method.network import save_checkpoint
+from hvsa.method.pretrain import pretrain
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMES, HEIGHT, WIDTH = 8, 64, 80
@@ -99,3 +104,38 @@ def prefect_api():
 
     with prefect_test_harness():
         yield get_current_settings().api.url
+
+
+# helpers shared by several test files ------------------------------------------------------
+
+
+def run_args(video, model, out, granularity: str, budget: int, rounds: int) -> list[str]:
+    """``hvsa run`` arguments for the tiny videos (40 superpixels, 16 px rectangles)."""
+    return [
+        "run", str(video), "--model", str(model), "--out", str(out),
+        "--granularity", granularity, "--budget", str(budget), "--rounds", str(rounds),
+        "--set", "samples.superpixels=40", "--set", "samples.rect_size=16",
+    ]  # fmt: skip
+
+
+def shifting_video(frames=5, shift=2):
+    """A textured two-class picture sliding ``shift`` px left per frame: frames and labels."""
+    rng = np.random.default_rng(0)
+    big = cv2.GaussianBlur(rng.uniform(0, 255, (80, 140)).astype(np.float32), (0, 0), 2)
+    big = ((big - big.min()) / (big.max() - big.min()) * 255).astype(np.uint8)
+    labels_big = (big > 128).astype(np.uint8)
+    imgs = [
+        np.repeat(big[8:72, 20 + shift * t : 100 + shift * t, None], 3, -1) for t in range(frames)
+    ]
+    labs = [labels_big[8:72, 20 + shift * t : 100 + shift * t] for t in range(frames)]
+    return np.stack(imgs), np.stack(labs)
+
+
+def start_flow(root, api_url: str, rounds: int) -> subprocess.Popen:
+    """The campaign flow of workspace ``root`` in its own process, on the test's Prefect API."""
+    env = dict(os.environ, PREFECT_API_URL=api_url)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "flows" / "campaign.py"), str(root), "--rounds", str(rounds)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip

@@ -14,14 +14,17 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from hvsa.annotator import OracleAnnotator
-from hvsa.app.server import app_store, create_app
-from hvsa.campaign import advance, init_workspace, reproduce
+from hvsa.annotation.annotator import OracleAnnotator
+from hvsa.annotation.ledger import Ledger
+from hvsa.app.server import create_app
+from hvsa.app.store import app_store
+from hvsa.campaign.lifecycle import advance, init_workspace, reproduce
+from hvsa.campaign.workspace import Workspace
 from hvsa.cli import main
-from hvsa.ledger import Ledger
-from hvsa.samples import load_samples
-from hvsa.workspace import Workspace
+from hvsa.method.samples import load_samples
 from tests.conftest import write_fast_params
+
+pytestmark = pytest.mark.slow  # a campaign workspace with DVC stages
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +241,7 @@ def _truth_masks(root):
 def test_cvat_export_and_import_hand_the_round_in(app, tmp_path, capsys, monkeypatch):
     import cv2
 
-    monkeypatch.setattr("hvsa.app.server.resume_waiting_run", lambda *a: None)
+    monkeypatch.setattr("hvsa.app.exchange.resume_waiting_run", lambda *a: None)
 
     client, root, tokens, _ = app
     out = tmp_path / "export"
@@ -291,8 +294,8 @@ def test_cvat_export_and_import_hand_the_round_in(app, tmp_path, capsys, monkeyp
 
 
 def test_label_studio_import_reads_brush_annotations(app, tmp_path):
-    from hvsa.app.exchange import export_round, mask_to_rle
-    from hvsa.app.server import current_round, import_labels
+    from hvsa.app.exchange import export_round, import_labels, mask_to_rle
+    from hvsa.app.work import current_round
 
     _, root, _, resumed = app
     ws = Workspace.open(root)
@@ -313,7 +316,7 @@ def test_label_studio_import_reads_brush_annotations(app, tmp_path):
     done = import_labels(root, "cam", export, "label-studio", "yann", resume=lambda *a: "run-9")
     assert done["samples"] == len(truth) and done["dropped_pixels"] == 0
     assert done["resumed_flow_run"] == "run-9"
-    from hvsa.submission import SubmittedAnnotator
+    from hvsa.annotation.submission import SubmittedAnnotator
 
     ws = Workspace.open(root)
     got = SubmittedAnnotator(root / "inbox" / "cam", 1, len(names)).annotate(

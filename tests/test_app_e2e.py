@@ -15,12 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from hvsa.app.server import app_store, create_app
-from hvsa.campaign import init_workspace
-from hvsa.ledger import Ledger
-from hvsa.workspace import Workspace
-from tests.conftest import write_fast_params
-from tests.test_campaign_human import _paused_run, start_flow
+from hvsa.annotation.ledger import Ledger
+from hvsa.app.resume import paused_run_of
+from hvsa.app.server import create_app
+from hvsa.app.store import app_store
+from hvsa.campaign.lifecycle import init_workspace
+from hvsa.campaign.workspace import Workspace
+from tests.conftest import start_flow, write_fast_params
+
+pytestmark = pytest.mark.slow  # a browser, a Prefect API and a campaign flow
 
 CHROMIUM = "/usr/bin/chromium"
 WAIT_S = 300
@@ -87,9 +90,9 @@ def test_a_round_labelled_in_the_browser_resumes_the_flow(served, tmp_path):
     from playwright.sync_api import sync_playwright
 
     root, token, url, flow, api = served
-    _wait("the flow to pause for round 1", lambda: _paused_run(root) or flow.poll() is not None)
+    _wait("the flow to pause for round 1", lambda: paused_run_of(root) or flow.poll() is not None)
     assert flow.poll() is None, flow.communicate()[0][-3000:]
-    first_pause = _paused_run(root).id
+    first_pause = paused_run_of(root).id
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -142,7 +145,7 @@ def test_a_round_labelled_in_the_browser_resumes_the_flow(served, tmp_path):
 
         # the flow resumes, records round 1, and pauses again for round 2, which the page lists
         _wait("the flow to pause for round 2", lambda: flow.poll() is not None or (
-            (run := _paused_run(root)) is not None and run.id == first_pause
+            (run := paused_run_of(root)) is not None and run.id == first_pause
             and (root / "data" / "cam" / "r2" / "selected.parquet").is_file()))  # fmt: skip
         assert flow.poll() is None, flow.communicate()[0][-3000:]
 

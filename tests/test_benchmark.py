@@ -1,22 +1,24 @@
 from types import SimpleNamespace
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
 
-from hvsa.benchmark import grid, hvsa_config, parse_strategy
-from hvsa.cli import main
-from hvsa.config import SELECTORS, load_config
-from hvsa.errors import HvsaError
-from hvsa.grid_chart import grid_cells, grid_table, plot_grid
-from hvsa.report import (
+from hvsa.benchmark.charts import grid_cells, grid_table, plot_grid
+from hvsa.benchmark.report import (
     SUMMARY_COLUMNS,
     clicks_to_targets,
     goal_verdict,
     line_style,
     summary_markdown,
 )
-from hvsa.video import load_video
+from hvsa.benchmark.runner import hvsa_config
+from hvsa.benchmark.strategies import parse_strategy, strategy_grid
+from hvsa.cli import main
+from hvsa.config import SELECTORS, load_config
+from hvsa.data.video import load_video
+from hvsa.errors import HvsaError
 from tests.conftest import REPO
 
 
@@ -45,7 +47,7 @@ def test_a_budget_suffix_sets_the_samples_per_round():
 
 def test_the_grid_covers_every_granularity_and_selector():
     b = load_config(REPO / "params.yaml").benchmark
-    names = [s.name for s in grid(b)]
+    names = [s.name for s in strategy_grid(b)]
     assert names[0] == "manual"
     assert {f"propagate-{k}" for k in b.ks} <= set(names)
     for g in b.granularities:
@@ -200,11 +202,14 @@ def test_quick_benchmark_end_to_end(tiny_videos, tmp_path, capsys):
     assert set(summary["target"]) == {0.8, 0.9, 0.95}
     for name in ["miou_vs_clicks.png", "overlays.png", "grid.png"]:
         assert (out / name).stat().st_size > 10_000
-    # labels of the hvsa run are written at the (quick) video's size
+    # labels of the hvsa run are written at the quick video's size: quick.scale of the video's
     video = load_video(tiny_videos[0])
     last = out / "runs" / "hvsa-frame-paper" / f"round_{quick.rounds:02d}" / "labels"
-    assert len(list(last.glob("*.png"))) == quick.frames
-    assert video.size == (64, 80)
+    written = sorted(last.glob("*.png"))
+    assert [p.stem for p in written] == video.frame_names[: quick.frames]
+    size = tuple(round(s * quick.scale) for s in video.size)
+    for path in written:
+        assert cv2.imread(str(path), cv2.IMREAD_UNCHANGED).shape == size
     # a second call reuses the finished strategies instead of running them again
     before = (out / "rounds.csv").read_text()
     assert main(argv) == 0

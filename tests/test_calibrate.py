@@ -3,16 +3,14 @@ import json
 import numpy as np
 import torch
 
-import hvsa.calibrate as calibrate
-from hvsa.calibrate import calibrated, probe_frames, radius_scores
+import hvsa.method.calibrate as calibrate
 from hvsa.cli import main
 from hvsa.config import load_config
-from hvsa.motion import compute_flow
-from hvsa.synth import CLASSES
-from hvsa.video import VOID
-from tests.conftest import REPO
-from tests.test_gain import _run_args
-from tests.test_propagate import _shifting_video
+from hvsa.data.synth import CLASSES
+from hvsa.data.video import VOID
+from hvsa.method.calibrate import calibrated, probe_frames, radius_scores
+from hvsa.method.motion import compute_flow
+from tests.conftest import REPO, run_args, shifting_video
 
 CFG = load_config(REPO / "params.yaml")
 
@@ -36,7 +34,7 @@ def test_a_probe_is_scored_without_its_own_labels():
     """Frames 1 and 3 say class 2 everywhere, frame 0 says 4: frame 1 left out gets frame 0's
     4 (one frame away, where frame 3 is two), so it scores 0; with its own labels it would
     score 1. With frame 0 saying 2 as well, frame 3 left out scores 1."""
-    frames, _ = _shifting_video(frames=4, shift=0)  # a still video: every chain stays inside
+    frames, _ = shifting_video(frames=4, shift=0)  # a still video: every chain stays inside
     flow = compute_flow(frames, CFG.flow)
     human = np.full(frames.shape[:3], 2, np.uint8)
     human[0] = 4
@@ -79,7 +77,7 @@ def test_the_loop_records_the_radius_it_calibrated(tiny_videos, pretrained, tmp_
 
     monkeypatch.setattr(calibrate, "leave_one_out_scores", prefer_radius_0)
     out = tmp_path / "calibrated"
-    args = _run_args(tiny_videos[0], pretrained, out, "frame", 2, rounds=2)
+    args = run_args(tiny_videos[0], pretrained, out, "frame", 2, rounds=2)
     sets = ["--set", "finetune.steps=2", "--set", "fusion.calibration_probes=2",
             "--set", "fusion.radius_choices=[0,1]"]  # fmt: skip
     assert main([*args, *sets]) == 0

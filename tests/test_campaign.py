@@ -7,16 +7,18 @@ import sys
 import pandas as pd
 import pytest
 
-from hvsa.campaign import dvc, git, init_workspace
-from hvsa.ledger import Ledger
-from hvsa.workspace import Workspace
+from hvsa.annotation.ledger import Ledger
+from hvsa.campaign.lifecycle import dvc, git, init_workspace
+from hvsa.campaign.workspace import Workspace
 from tests.conftest import write_fast_params
+
+pytestmark = pytest.mark.slow  # real git, DVC, Prefect and MLflow
 
 
 @pytest.fixture(scope="module")
 def two_rounds(tiny_videos, pretrained, tmp_path_factory, prefect_api):
     """Two rounds of the real Prefect flow over real DVC stages in a git+DVC workspace."""
-    from flows.campaign import campaign
+    from hvsa.campaign.flow import campaign
 
     base = tmp_path_factory.mktemp("campaign")
     params = write_fast_params(base / "params.yaml")
@@ -72,7 +74,7 @@ def test_dvc_repro_alone_reruns_nothing_when_done(two_rounds):
 def test_stage_error_is_one_line(two_rounds):
     root, _, _ = two_rounds
     proc = subprocess.run(
-        [sys.executable, "-m", "hvsa.stages.predict", "nope"],
+        [sys.executable, "-m", "hvsa.campaign.stages.predict", "nope"],
         cwd=root,
         capture_output=True,
         text=True,
@@ -96,7 +98,7 @@ def test_mlflow_has_a_nested_run_per_round_and_the_current_model(two_rounds):
     import mlflow
     from mlflow import MlflowClient
 
-    from hvsa.tracking import tracking_uri
+    from hvsa.campaign.tracking import tracking_uri
 
     root, _, second = two_rounds
     mlflow.set_tracking_uri(tracking_uri(root))
@@ -145,7 +147,7 @@ def test_campaign_status_and_init_errors(two_rounds, tiny_videos, pretrained, tm
 def test_audit_a_workspace_video(two_rounds, capsys):
     import numpy as np
 
-    from hvsa.audit import audit_pixel, audit_summary
+    from hvsa.annotation.audit import audit_pixel, audit_summary
     from hvsa.cli import main
 
     root, _, second = two_rounds
@@ -170,15 +172,18 @@ def _hashes(folder):
     }
 
 
-def test_rollback_to_round_1_redo_round_2_and_return_to_round_3(two_rounds, capsys):
-    """Runs last: it moves the module's workspace on to round 3 and back."""
+def test_rollback_to_round_1_redo_round_2_and_return_to_round_3(two_rounds, tmp_path, capsys):
+    """On a copy of the module's workspace, which it moves on to round 3 and back."""
+    import shutil
+
     from mlflow import MlflowClient
 
-    from flows.campaign import campaign
+    from hvsa.campaign.flow import campaign
+    from hvsa.campaign.tracking import tracking_uri
     from hvsa.cli import main
-    from hvsa.tracking import tracking_uri
 
-    root, _, _ = two_rounds
+    root = tmp_path / "ws"
+    shutil.copytree(two_rounds[0], root, symlinks=True)
     video = root / "data" / "cam"
     r1 = _hashes(video / "r1")
     campaign(str(root), rounds=1)
@@ -212,7 +217,7 @@ def test_rollback_to_round_1_redo_round_2_and_return_to_round_3(two_rounds, caps
 def test_new_inbox_videos_join_the_campaign(tiny_videos, pretrained, tmp_path):
     import shutil
 
-    from hvsa.campaign import add_videos
+    from hvsa.campaign.lifecycle import add_videos
     from hvsa.errors import HvsaError
 
     params = write_fast_params(tmp_path / "params.yaml")

@@ -7,9 +7,13 @@ import subprocess
 import sys
 import time
 
-from hvsa.campaign import dvc, init_workspace
-from hvsa.ledger import Ledger
+import pytest
+
+from hvsa.annotation.ledger import Ledger
+from hvsa.campaign.lifecycle import dvc, init_workspace
 from tests.conftest import REPO, write_fast_params
+
+pytestmark = pytest.mark.slow  # a campaign flow killed and restarted
 
 WAIT_S = 240
 
@@ -25,7 +29,7 @@ def _flow(root, api_url):
 
 
 def _finetune_running() -> bool:
-    found = subprocess.run(["pgrep", "-f", "hvsa.stages.finetune"], capture_output=True)
+    found = subprocess.run(["pgrep", "-f", "hvsa.campaign.stages.finetune"], capture_output=True)
     return found.returncode == 0
 
 

@@ -1,39 +1,24 @@
 """A human round: the flow pauses at `annotate` and resumes when labels arrive from elsewhere."""
 
 import json
-import os
-import subprocess
-import sys
 import time
 
 import pandas as pd
+import pytest
 
-from hvsa.annotator import OracleAnnotator
+from hvsa.annotation.annotator import OracleAnnotator
+from hvsa.annotation.ledger import Ledger
+from hvsa.annotation.submission import write_submission
 from hvsa.app.resume import paused_run_of
-from hvsa.campaign import init_workspace
-from hvsa.ledger import Ledger
-from hvsa.samples import load_samples
-from hvsa.submission import write_submission
-from hvsa.workspace import Workspace
-from tests.conftest import REPO, write_fast_params
+from hvsa.campaign.lifecycle import init_workspace
+from hvsa.campaign.workspace import Workspace
+from hvsa.method.samples import load_samples
+from tests.conftest import start_flow, write_fast_params
+
+pytestmark = pytest.mark.slow  # a Prefect flow paused and resumed
+
 
 PAUSE_WAIT_S = 240
-
-
-def _paused_run(root):
-    """The paused flow run of workspace ``root``: other tests may have left paused runs of
-    their own workspaces in the session's Prefect API."""
-    return paused_run_of(root)
-
-
-def start_flow(root, api_url: str, rounds: int) -> subprocess.Popen:
-    """The campaign flow of workspace ``root`` in its own process, on the test's Prefect API."""
-    env = dict(os.environ, PREFECT_API_URL=api_url)
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
-    return subprocess.Popen(
-        [sys.executable, str(REPO / "flows" / "campaign.py"), str(root), "--rounds", str(rounds)],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
 
 
 def test_flow_pauses_for_human_labels_and_resumes(prefect_api, tiny_videos, pretrained, tmp_path):
@@ -49,7 +34,7 @@ def test_flow_pauses_for_human_labels_and_resumes(prefect_api, tiny_videos, pret
         run = None
         while run is None and time.time() < deadline and flow.poll() is None:
             time.sleep(1)
-            run = _paused_run(ws.root)
+            run = paused_run_of(ws.root)
         assert run is not None, "the flow never paused for labels"
         assert not (ws.root / "data" / "cam" / "r1" / "annotations.parquet").exists()
 

@@ -1,7 +1,7 @@
 import numpy as np
 
-from hvsa.clicks import ClickCount, boundary_crossings, dominant_label, region_clicks
-from hvsa.video import VOID
+from hvsa.data.video import VOID
+from hvsa.method.clicks import ClickCount, boundary_crossings, dominant_label, region_clicks
 
 
 def test_two_halves_cost_regions_plus_crossings():

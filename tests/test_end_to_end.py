@@ -8,17 +8,10 @@ import pandas as pd
 import pytest
 
 from hvsa.cli import main
-from hvsa.video import VOID, load_video
+from hvsa.data.video import VOID, load_video
+from tests.conftest import run_args
 
 BUDGETS = {"frame": 2, "rect": 10, "superpixel": 16}
-
-
-def _run_args(video, model, out, granularity: str, budget: int, rounds: int) -> list[str]:
-    return [
-        "run", str(video), "--model", str(model), "--out", str(out),
-        "--granularity", granularity, "--budget", str(budget), "--rounds", str(rounds),
-        "--set", "samples.superpixels=40", "--set", "samples.rect_size=16",
-    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("granularity", ["frame", "rect", "superpixel"])
@@ -27,7 +20,7 @@ def test_run_improves_labels_and_keeps_human_pixels(
 ):
     out = tmp_path / "run"
     code = main(
-        _run_args(tiny_videos[0], pretrained, out, granularity, BUDGETS[granularity], rounds=2)
+        run_args(tiny_videos[0], pretrained, out, granularity, BUDGETS[granularity], rounds=2)
         + ["--target-miou", "0.99", "--annotator", "oracle", "--set", "finetune.steps=30"]
     )
     assert code == 0
@@ -70,7 +63,7 @@ def test_run_improves_labels_and_keeps_human_pixels(
 
 def test_click_cap_is_never_passed(tiny_videos, pretrained, tmp_path):
     out = tmp_path / "capped"
-    args = _run_args(tiny_videos[0], pretrained, out, "rect", 10, rounds=5)
+    args = run_args(tiny_videos[0], pretrained, out, "rect", 10, rounds=5)
     assert main(args + ["--max-clicks", "25", "--set", "finetune.steps=2"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert 0 < summary["clicks"] <= 25

@@ -2,13 +2,12 @@ import numpy as np
 import torch
 
 from hvsa.config import load_config
-from hvsa.fusion import _carry, _pull, carried_votes, fuse, guided_filter, one_hot
-from hvsa.metrics import miou
-from hvsa.motion import compute_flow
-from hvsa.synth import CLASSES, generate
-from hvsa.video import VOID
-from tests.conftest import REPO
-from tests.test_propagate import _shifting_video
+from hvsa.data.synth import CLASSES, generate
+from hvsa.data.video import VOID
+from hvsa.method.fusion import _carry, _pull, carried_votes, fuse, guided_filter, one_hot
+from hvsa.method.metrics import miou
+from hvsa.method.motion import compute_flow
+from tests.conftest import REPO, shifting_video
 
 CFG = load_config(REPO / "params.yaml")
 
@@ -39,7 +38,7 @@ def test_guided_filter_keeps_a_constant_and_a_border_on_a_frame_edge():
 
 
 def test_votes_come_from_the_nearest_labelled_frame_in_each_direction():
-    frames, labels = _shifting_video(frames=5)
+    frames, labels = shifting_video(frames=5)
     flow = compute_flow(frames, CFG.flow)
     human = np.full_like(labels, VOID)
     human[[0, 4]] = labels[[0, 4]]
@@ -55,7 +54,7 @@ def test_votes_come_from_the_nearest_labelled_frame_in_each_direction():
 
 
 def test_partial_labels_let_the_next_frame_fill_in():
-    frames, labels = _shifting_video(frames=4, shift=0)  # a still video
+    frames, labels = shifting_video(frames=4, shift=0)  # a still video
     flow = compute_flow(frames, CFG.flow)
     human = np.full_like(labels, VOID)
     human[1, :, :40] = labels[1, :, :40]  # frame 1 labelled on its left half only
@@ -68,7 +67,7 @@ def test_partial_labels_let_the_next_frame_fill_in():
 
 
 def test_a_pixel_called_void_shadows_farther_labels_like_any_answer():
-    frames, labels = _shifting_video(frames=4, shift=0)
+    frames, labels = shifting_video(frames=4, shift=0)
     flow = compute_flow(frames, CFG.flow)
     human = np.full_like(labels, VOID)
     human[1] = labels[1]
@@ -137,7 +136,7 @@ def test_carrying_only_the_present_classes_equals_carrying_all():
 
 def test_sparse_votes_equal_dense_votes_for_labels_in_pieces(monkeypatch):
     """The sparse path (few pixels reach a label) must give the dense path's numbers."""
-    import hvsa.fusion as fusion
+    import hvsa.method.fusion as fusion
 
     calls = []
     real = fusion._vote
@@ -184,7 +183,7 @@ def test_sparse_votes_equal_dense_votes_for_labels_in_pieces(monkeypatch):
 
 def test_a_chain_walks_on_through_frames_labelled_in_pieces():
     """Pieces in every frame of a moving video: each vote still lands on the right pixel."""
-    frames, labels = _shifting_video(frames=6, shift=3)
+    frames, labels = shifting_video(frames=6, shift=3)
     flow = compute_flow(frames, CFG.flow)
     human = np.full_like(labels, VOID)
     for k in range(1, 6):  # a 10 px column band a frame, moving right from frame to frame

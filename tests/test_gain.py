@@ -1,12 +1,15 @@
 import json
 import re
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from hvsa.auto import (
+from hvsa.cli import main
+from hvsa.data.video import VOID
+from hvsa.method.auto import (
     AutoChooser,
     Offer,
     estimated_iou,
@@ -14,12 +17,11 @@ from hvsa.auto import (
     promise,
     region_class_pixels,
 )
-from hvsa.cli import main
-from hvsa.gain import expected_clicks, pixel_gain, sample_gain, select_gain
-from hvsa.metrics import mean_iou
-from hvsa.network import load_checkpoint
-from hvsa.samples import rect_segments
-from tests.test_end_to_end import _run_args
+from hvsa.method.gain import expected_clicks, pixel_gain, sample_gain, select_gain
+from hvsa.method.metrics import mean_iou
+from hvsa.method.network import load_checkpoint
+from hvsa.method.samples import rect_segments
+from tests.conftest import REPO, run_args, tiny_config
 
 
 def _probs(c0_share: float, torn: tuple[int, int], where: tuple[int, int]) -> torch.Tensor:
@@ -80,7 +82,7 @@ def test_select_gain_prefers_cheap_heavy_samples_and_prices_only_a_pool():
 
 def test_the_loop_runs_with_the_gain_selector(tiny_videos, pretrained, tmp_path):
     out = tmp_path / "gain"
-    args = _run_args(tiny_videos[0], pretrained, out, "rect", 6, rounds=1)
+    args = run_args(tiny_videos[0], pretrained, out, "rect", 6, rounds=1)
     assert main([*args, "--selector", "gain", "--set", "finetune.steps=2"]) == 0
     selected = pd.read_parquet(out / "round_01" / "selected.parquet")
     assert len(selected) == 6
@@ -94,7 +96,7 @@ def test_the_loop_runs_with_the_gain_selector(tiny_videos, pretrained, tmp_path)
 @pytest.mark.parametrize("per_click", ["false", "true"])
 def test_the_loop_runs_with_the_coverage_selector(tiny_videos, pretrained, tmp_path, per_click):
     out = tmp_path / "coverage"
-    args = _run_args(tiny_videos[0], pretrained, out, "rect", 6, rounds=1)
+    args = run_args(tiny_videos[0], pretrained, out, "rect", 6, rounds=1)
     sets = ["--set", "finetune.steps=2", "--set", f"selection.coverage_per_click={per_click}"]
     assert main([*args, "--selector", "coverage", *sets]) == 0
     selected = pd.read_parquet(out / "round_01" / "selected.parquet")
@@ -108,7 +110,7 @@ def test_auto_sends_frames_until_it_can_price_then_the_offer_worth_most(
     tiny_videos, pretrained, tmp_path
 ):
     out = tmp_path / "auto"
-    args = _run_args(tiny_videos[0], pretrained, out, "rect", 6, rounds=4)
+    args = run_args(tiny_videos[0], pretrained, out, "rect", 6, rounds=4)
     sets = ["auto.granularities=[frame, rect16, layers]", "auto.budgets={frame: 1, rect16: 6}",
             "fusion.calibration_probes=2", "layers.per_round=3", "finetune.steps=2"]  # fmt: skip
     argv = [*args, "--granularity", "auto", "--target-miou", "0.999"]
@@ -148,7 +150,7 @@ def test_auto_sends_frames_until_it_can_price_then_the_offer_worth_most(
 
 
 def test_auto_refuses_kinds_it_could_not_price_or_send(tiny_videos, pretrained, tmp_path, capsys):
-    args = _run_args(tiny_videos[0], pretrained, tmp_path / "a", "rect", 6, rounds=1)
+    args = run_args(tiny_videos[0], pretrained, tmp_path / "a", "rect", 6, rounds=1)
     argv = [*args, "--granularity", "auto"]
     refusals = {
         "auto.granularities=[rect16]": "must list frame",
@@ -220,11 +222,10 @@ def test_auto_takes_an_untried_offer_at_its_word_then_trusts_what_it_delivered()
 
 
 def test_auto_is_refused_where_one_sample_set_is_needed(tiny_videos, pretrained, tmp_path):
-    from hvsa.campaign import init_workspace
+    from hvsa.campaign.lifecycle import init_workspace
+    from hvsa.data.video import load_video
     from hvsa.errors import HvsaError
-    from hvsa.samples import AUTO_NOT_IN_CAMPAIGNS, build_samples, parse_granularity
-    from hvsa.video import load_video
-    from tests.conftest import tiny_config
+    from hvsa.method.samples import AUTO_NOT_IN_CAMPAIGNS, build_samples, parse_granularity
 
     cfg = tiny_config(**{"samples.granularity": "auto"})
     with pytest.raises(HvsaError, match=re.escape(AUTO_NOT_IN_CAMPAIGNS)):
@@ -238,26 +239,44 @@ def test_auto_is_refused_where_one_sample_set_is_needed(tiny_videos, pretrained,
         parse_granularity("rect")
 
 
-def test_the_loop_trains_on_crops_when_train_crop_is_set(tiny_videos, pretrained, tmp_path):
+def _spy_on_finetune(monkeypatch) -> list[dict]:
+    """Record what the loop hands to fine-tuning each round (then fine-tune as usual)."""
+    import hvsa.rounds.steps as steps
+
+    calls, real = [], steps.finetune
+
+    def spy(model, data, cfg, device, seed=0, crop=None):
+        calls.append({"crop": crop, "labels": data.labels.clone(), "human": data.human_frames})
+        return real(model, data, cfg, device, seed, crop)
+
+    monkeypatch.setattr(steps, "finetune", spy)
+    return calls
+
+
+def test_the_loop_trains_on_crops_when_train_crop_is_set(
+    tiny_videos, pretrained, tmp_path, monkeypatch
+):
+    calls = _spy_on_finetune(monkeypatch)
     out = tmp_path / "crop"
-    args = _run_args(tiny_videos[0], pretrained, out, "frame", 1, rounds=1)
+    args = run_args(tiny_videos[0], pretrained, out, "frame", 1, rounds=1)
     sets = ["--set", "finetune.steps=2", "--set", "model.train_crop=[32,48]"]
     assert main([*args, *sets]) == 0
+    assert [c["crop"] for c in calls] == [(32, 48)], "fine-tuning is told the crop"
     labels = sorted((out / "round_01" / "labels").glob("*.png"))
     assert len(labels) == 8, "labels are still written for every frame at full size"
+    assert cv2.imread(str(labels[0]), cv2.IMREAD_UNCHANGED).shape == (64, 80)
     assert main([*args, "--set", "model.train_crop=[16,48]"]) == 2, "a crop under 32 px is refused"
 
 
 def test_pseudo_labels_fill_unlabelled_frames_but_never_overrule_a_human(tiny_videos, pretrained):
     from hvsa.config import load_config
-    from hvsa.motion import compute_flow
-    from hvsa.network import load_checkpoint
-    from hvsa.predict import predict
-    from hvsa.rounds import VideoContext, teaching_labels
-    from hvsa.samples import build_samples
-    from hvsa.state import LoopState
-    from hvsa.video import VOID, load_video
-    from tests.conftest import REPO
+    from hvsa.data.video import VOID, load_video
+    from hvsa.method.motion import compute_flow
+    from hvsa.method.network import load_checkpoint
+    from hvsa.method.predict import predict
+    from hvsa.method.samples import build_samples
+    from hvsa.rounds.state import LoopState
+    from hvsa.rounds.steps import VideoContext, teaching_labels
 
     cfg = load_config(REPO / "params.yaml", {"samples.granularity": "frame"})
     video = load_video(tiny_videos[0])
@@ -283,9 +302,21 @@ def test_pseudo_labels_fill_unlabelled_frames_but_never_overrule_a_human(tiny_vi
     assert (near[filled] == truth[[2, 4]][filled]).float().mean() > 0.8, "and mostly right ones"
 
 
-def test_the_loop_runs_with_pseudo_labels(tiny_videos, pretrained, tmp_path):
-    out = tmp_path / "pseudo"
-    args = _run_args(tiny_videos[0], pretrained, out, "frame", 1, rounds=2)
-    sets = ["--set", "finetune.steps=2", "--set", "finetune.pseudo_threshold=0.9"]
-    assert main([*args, *sets]) == 0
-    assert json.loads((out / "summary.json").read_text())["rounds"] == 2
+def test_the_loop_teaches_pseudo_labels_only_when_asked(
+    tiny_videos, pretrained, tmp_path, monkeypatch
+):
+    calls = _spy_on_finetune(monkeypatch)
+    for threshold in ("null", "0.5"):
+        out = tmp_path / f"pseudo-{threshold}"
+        args = run_args(tiny_videos[0], pretrained, out, "frame", 1, rounds=2)
+        sets = ["--set", "finetune.steps=2", "--set", f"finetune.pseudo_threshold={threshold}"]
+        assert main([*args, *sets]) == 0
+        assert json.loads((out / "summary.json").read_text())["rounds"] == 2
+    plain, taught = calls[:2], calls[2:]
+    for call in plain + taught:  # the frames a human labelled: one a round
+        labelled = (call["labels"] != VOID).flatten(1).any(1).numpy()
+        assert set(call["human"]) <= set(np.flatnonzero(labelled))
+    for call in plain:  # no threshold: only the human-labelled frames hold labels
+        assert (call["labels"] != VOID).flatten(1).any(1).sum() == len(call["human"])
+    for call in taught:  # pseudo-labels reach frames no human labelled
+        assert (call["labels"] != VOID).flatten(1).any(1).sum() > len(call["human"])

@@ -4,19 +4,19 @@ import pandas as pd
 import pytest
 import torch
 
-from hvsa.annotator import OracleAnnotator
-from hvsa.benchmark import parse_strategy
-from hvsa.campaign import init_workspace
+from hvsa.annotation.annotator import OracleAnnotator
+from hvsa.annotation.ledger import Ledger
+from hvsa.benchmark.runner import parse_strategy
+from hvsa.campaign.lifecycle import init_workspace
 from hvsa.cli import main
-from hvsa.clicks import layer_clicks
+from hvsa.data.video import VOID, load_video
 from hvsa.errors import HvsaError
-from hvsa.layers import apply_layers, choose_layers, class_costs, doubt
-from hvsa.ledger import Ledger
-from hvsa.network import load_checkpoint
-from hvsa.rounds import annotate_layers
-from hvsa.state import LoopState
-from hvsa.video import VOID, load_video
-from tests.test_end_to_end import _run_args
+from hvsa.method.class_layers import apply_layers, choose_layers, class_costs, doubt
+from hvsa.method.clicks import layer_clicks
+from hvsa.method.network import load_checkpoint
+from hvsa.rounds.state import LoopState
+from hvsa.rounds.steps import annotate_layers
+from tests.conftest import run_args
 
 
 def test_a_layer_makes_its_class_certain_where_drawn_and_impossible_elsewhere():
@@ -100,10 +100,10 @@ def test_benchmark_strategies_take_a_layers_suffix_on_frames_only():
 def test_runs_and_campaigns_refuse_layers_they_could_not_use(
     tiny_videos, pretrained, tmp_path, capsys
 ):
-    args = _run_args(tiny_videos[0], pretrained, tmp_path / "r", "rect", 4, rounds=1)
+    args = run_args(tiny_videos[0], pretrained, tmp_path / "r", "rect", 4, rounds=1)
     assert main([*args, "--set", "layers.enabled=true"]) != 0
     assert "needs whole frames" in capsys.readouterr().err
-    args = _run_args(tiny_videos[0], pretrained, tmp_path / "f", "frame", 1, rounds=1)
+    args = run_args(tiny_videos[0], pretrained, tmp_path / "f", "frame", 1, rounds=1)
     assert main([*args, "--set", "layers.enabled=true", "--set", "fusion.enabled=false"]) != 0
     assert "needs fusion.enabled" in capsys.readouterr().err
     assert not (tmp_path / "f" / "round_01").exists(), "refused before any round"
@@ -127,7 +127,7 @@ def test_a_round_state_saved_before_layers_existed_loads_without_any(tmp_path):
 
 def test_a_run_with_layers_labels_weak_classes_frame_by_frame(tiny_videos, pretrained, tmp_path):
     out = tmp_path / "layers"
-    args = _run_args(tiny_videos[0], pretrained, out, "frame", 1, rounds=4)
+    args = run_args(tiny_videos[0], pretrained, out, "frame", 1, rounds=4)
     sets = ["--set", "finetune.steps=2", "--set", "fusion.calibration_probes=2",
             "--set", "layers.enabled=true", "--set", "layers.per_round=5",
             "--target-miou", "0.999"]  # fmt: skip
@@ -167,11 +167,11 @@ def test_a_run_with_layers_labels_weak_classes_frame_by_frame(tiny_videos, pretr
 
 
 def test_class_layer_clicks_count_for_their_class_in_the_audit(tmp_path):
-    from hvsa.annotator import Annotation
-    from hvsa.audit import audit_summary
-    from hvsa.clicks import ClickCount
-    from hvsa.rounds import ledger_events
-    from hvsa.synth import CLASSES
+    from hvsa.annotation.annotator import Annotation
+    from hvsa.annotation.audit import audit_summary
+    from hvsa.data.synth import CLASSES
+    from hvsa.method.clicks import ClickCount
+    from hvsa.rounds.steps import ledger_events
 
     class Clip:
         frame_names = ["a"]

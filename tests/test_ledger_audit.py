@@ -6,9 +6,9 @@ import sqlite3
 import numpy as np
 import pytest
 
-from hvsa.audit import audit_pixel, audit_summary
+from hvsa.annotation.audit import audit_pixel, audit_summary
+from hvsa.annotation.ledger import Event, Ledger
 from hvsa.cli import main
-from hvsa.ledger import Event, Ledger
 
 
 def _event(i: int, key: str | None = None) -> Event:

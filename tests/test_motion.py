@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from hvsa.motion import compute_flow, consistency_mask, resize_flow, torch_warp, warp
+from hvsa.method.motion import compute_flow, consistency_mask, resize_flow, torch_warp, warp
 from tests.conftest import tiny_config
 
 

@@ -2,30 +2,16 @@ import numpy as np
 import pytest
 
 from hvsa.config import load_config
-from hvsa.metrics import miou
-from hvsa.motion import compute_flow
-from hvsa.propagate import every_kth, propagate, trace
-from hvsa.synth import CLASSES, generate
-from hvsa.video import VOID
-from tests.conftest import REPO
-
-
-def _shifting_video(frames=5, shift=2):
-    rng = np.random.default_rng(0)
-    import cv2
-
-    big = cv2.GaussianBlur(rng.uniform(0, 255, (80, 140)).astype(np.float32), (0, 0), 2)
-    big = ((big - big.min()) / (big.max() - big.min()) * 255).astype(np.uint8)
-    labels_big = (big > 128).astype(np.uint8)
-    imgs = [
-        np.repeat(big[8:72, 20 + shift * t : 100 + shift * t, None], 3, -1) for t in range(frames)
-    ]
-    labs = [labels_big[8:72, 20 + shift * t : 100 + shift * t] for t in range(frames)]
-    return np.stack(imgs), np.stack(labs)
+from hvsa.data.synth import CLASSES, generate
+from hvsa.data.video import VOID
+from hvsa.method.metrics import miou
+from hvsa.method.motion import compute_flow
+from hvsa.method.propagate import every_kth, propagate, trace
+from tests.conftest import REPO, shifting_video
 
 
 def test_trace_follows_a_translation():
-    frames, _ = _shifting_video()
+    frames, _ = shifting_video()
     flow = compute_flow(frames, load_config(REPO / "params.yaml").flow)
     x, y, err = trace(flow, 0, 3)  # content moves 2 px left per frame
     inner = (slice(10, -10), slice(10, -20))
@@ -35,7 +21,7 @@ def test_trace_follows_a_translation():
 
 
 def test_propagation_between_keyframes_recovers_most_labels():
-    frames, labels = _shifting_video()
+    frames, labels = shifting_video()
     flow = compute_flow(frames, load_config(REPO / "params.yaml").flow)
     given = np.full_like(labels, VOID)
     keys = every_kth(len(frames), 4)
@@ -60,7 +46,7 @@ def test_propagation_on_a_generated_video_beats_copying_the_keyframe():
 
 
 def test_propagation_needs_a_keyframe():
-    frames, labels = _shifting_video()
+    frames, labels = shifting_video()
     flow = compute_flow(frames, load_config(REPO / "params.yaml").flow)
     with pytest.raises(ValueError):
         propagate(labels, [], flow)

@@ -4,21 +4,21 @@ import numpy as np
 import pytest
 import torch
 
+from hvsa.annotation.submission import check_patch
+from hvsa.data.label_io import compose
+from hvsa.data.synth import generate
+from hvsa.data.video import VOID
 from hvsa.errors import HvsaError
-from hvsa.finetune import (
+from hvsa.method.finetune import (
     TrainingData,
     _pair_losses,
     crop_pairs,
     supervised_loss,
     temporal_loss,
 )
-from hvsa.labels import compose
-from hvsa.metrics import miou
-from hvsa.network import SegNet
-from hvsa.samples import build_samples, rect_segments
-from hvsa.submission import check_patch
-from hvsa.synth import generate
-from hvsa.video import VOID
+from hvsa.method.metrics import miou
+from hvsa.method.network import SegmentationNet
+from hvsa.method.samples import build_samples, rect_segments
 from tests.conftest import tiny_config
 
 
@@ -98,7 +98,7 @@ def test_temporal_loss_penalises_disagreement_only_where_valid():
 
 
 def test_expected_miou_is_one_when_certain_and_lower_when_unsure():
-    from hvsa.metrics import expected_miou
+    from hvsa.method.metrics import expected_miou
 
     certain = np.zeros((1, 2, 2, 2))
     certain[0, 0, 0] = 1
@@ -117,7 +117,7 @@ def test_expected_miou_is_one_when_certain_and_lower_when_unsure():
 
 def test_without_neighbour_gradient_only_the_first_frame_of_a_pair_learns():
     torch.manual_seed(0)
-    model = SegNet("lraspp_mobilenet_v3_large", 3).eval()
+    model = SegmentationNet("lraspp_mobilenet_v3_large", 3).eval()
     labels = torch.full((3, 32, 40), VOID, dtype=torch.long)
     labels[1] = 2  # only the second frame of pair (0, 1) is labelled
     data = TrainingData(
@@ -178,7 +178,7 @@ def test_a_label_patch_is_refused_for_shape_region_or_class_in_one_line():
 
 
 def test_pretraining_crops_are_crop_sized_and_keep_labels_on_their_pixels():
-    from hvsa.pretrain import _augment
+    from hvsa.method.pretrain import _augment
 
     h, w = 40, 60
     x = torch.zeros(3, 3, h, w)

@@ -2,8 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from hvsa.selection import coverage_scores, select, select_coverage, select_paper
-from hvsa.uncertainty import entropy, least_confidence, margin, per_segment_mean, pixel_uncertainty
+from hvsa.method.selection import coverage_scores, select, select_coverage, select_paper
+from hvsa.method.uncertainty import (
+    entropy,
+    least_confidence,
+    margin,
+    per_segment_mean,
+    pixel_uncertainty,
+)
 
 
 def _probs(*rows):

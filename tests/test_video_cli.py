@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from hvsa.cli import main
-from hvsa.synth import CLASSES, generate, write_video
-from hvsa.video import VOID, load_video
+from hvsa.data.synth import CLASSES, generate, write_video
+from hvsa.data.video import VOID, load_video
 from tests.conftest import CAMVID
 
 

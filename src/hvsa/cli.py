@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hvsa.config import SELECTORS, Config, load_config, parse_set_option
-from hvsa.errors import HvsaError
+from hvsa.errors import HvsaError, require_extra
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -31,7 +31,7 @@ def _config(args: argparse.Namespace, overrides: dict[str, Any]) -> Config:
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
-    from hvsa.synth import generate, write_video
+    from hvsa.data.synth import generate, write_video
 
     cfg = _config(args, {})
     h, w = args.size or (cfg.synth.height, cfg.synth.width)
@@ -41,9 +41,9 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
 
 def _pretrain_to(videos: list[str], out: str, cfg: Config, steps: int | None = None) -> Path:
-    from hvsa.network import save_checkpoint
-    from hvsa.pretrain import pretrain
-    from hvsa.video import load_video
+    from hvsa.data.video import load_video
+    from hvsa.method.network import save_checkpoint
+    from hvsa.method.pretrain import pretrain
 
     loaded = [load_video(v, cfg.data.classes_file, cfg.data.void_id) for v in videos]
     model, classes, losses = pretrain(loaded, cfg, steps)
@@ -60,10 +60,10 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
 
 def _run(video_path: str, model_path: str, out: str, cfg: Config, campaign: str = "run") -> dict:
-    from hvsa.annotator import make_annotator
-    from hvsa.loop import AnnotationLoop
-    from hvsa.network import load_checkpoint, pick_device
-    from hvsa.video import check_classes, load_video
+    from hvsa.annotation.annotator import make_annotator
+    from hvsa.data.video import check_classes, load_video
+    from hvsa.method.network import load_checkpoint, pick_device
+    from hvsa.rounds.loop import AnnotationLoop
 
     device = pick_device(cfg.model.device)
     video = load_video(video_path, cfg.data.classes_file, cfg.data.void_id)
@@ -112,7 +112,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from hvsa.synth import generate, write_video
+    from hvsa.data.synth import generate, write_video
 
     cfg = _config(args, {})
     d = cfg.demo
@@ -143,7 +143,7 @@ def _pixel(text: str) -> tuple[int, int]:
 
 
 def cmd_audit(args: argparse.Namespace) -> None:
-    from hvsa.audit import audit_pixel, audit_summary
+    from hvsa.annotation.audit import audit_pixel, audit_summary
 
     cfg = _config(args, {})
     run = Path(args.run)
@@ -186,8 +186,9 @@ def _video_pair(text: str) -> tuple[str, str]:
 
 
 def cmd_campaign(args: argparse.Namespace) -> None:
-    from hvsa.campaign import init_workspace, run_round
-    from hvsa.workspace import Workspace
+    require_extra("campaign")
+    from hvsa.campaign.lifecycle import init_workspace, run_round
+    from hvsa.campaign.workspace import Workspace
 
     root = Path(args.workspace)
     if args.action == "init":
@@ -200,18 +201,22 @@ def cmd_campaign(args: argparse.Namespace) -> None:
         print(f"campaign {ws.campaign.name} in {ws.root}: {', '.join(ws.campaign.videos)}")
         return
     if args.action == "round":
-        for _ in range(args.rounds):
-            metrics = run_round(root)
-            _print_campaign(Workspace.open(root), metrics)
+        for _ in range(args.rounds or 1):
+            run_round(root)
+            _print_campaign(Workspace.open(root))
         return
-    _print_campaign(Workspace.open(root), None)
+    if args.action == "run":
+        from hvsa.campaign.flow import campaign
+
+        campaign(str(root.resolve()), args.rounds)
+    _print_campaign(Workspace.open(root))
 
 
-def _print_campaign(ws, metrics: dict | None) -> None:
-    from hvsa.campaign import round_metrics
+def _print_campaign(ws) -> None:
+    from hvsa.campaign.lifecycle import round_metrics
 
     for key, video in ws.campaign.videos.items():
-        m = (metrics or {}).get(key) or round_metrics(ws, key)
+        m = round_metrics(ws, key)
         quality = "n/a" if not m or m["miou"] is None else f"{100 * m['miou']:.1f}%"
         clicks = m["clicks_total"] if m else 0
         state = video.status + (f" ({video.reason})" if video.reason else "")
@@ -219,8 +224,10 @@ def _print_campaign(ws, metrics: dict | None) -> None:
 
 
 def cmd_annotate(args: argparse.Namespace) -> None:
-    from hvsa.app.server import app_store
-    from hvsa.workspace import Workspace
+    if args.action == "serve":
+        require_extra("app")
+    from hvsa.app.store import app_store
+    from hvsa.campaign.workspace import Workspace
 
     ws = Workspace.open(args.workspace)
     if args.action == "add-annotator":
@@ -233,8 +240,9 @@ def cmd_annotate(args: argparse.Namespace) -> None:
         print("\n".join(app_store(ws).annotators()) or "no annotators yet (add-annotator NAME)")
         return
     if args.action in ("export", "import"):
-        from hvsa.app.exchange import export_round
-        from hvsa.app.server import current_round, import_labels
+        require_extra("campaign")  # an import resumes the paused campaign flow
+        from hvsa.app.exchange import export_round, import_labels
+        from hvsa.app.work import current_round
 
         if not args.video or not args.path:
             raise HvsaError(f"annotate {args.action} needs --video KEY and --path")
@@ -265,8 +273,9 @@ def cmd_annotate(args: argparse.Namespace) -> None:
 
 
 def cmd_rollback(args: argparse.Namespace) -> None:
-    from hvsa.rollback import rollback
-    from hvsa.workspace import Workspace
+    require_extra("campaign")
+    from hvsa.campaign.rollback import rollback
+    from hvsa.campaign.workspace import Workspace
 
     folder = Path(args.video).resolve()
     if folder.parent.name != "data":
@@ -277,7 +286,7 @@ def cmd_rollback(args: argparse.Namespace) -> None:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> None:
-    from hvsa.benchmark import benchmark
+    from hvsa.benchmark.runner import benchmark
 
     cfg = _config(args, {"benchmark.rounds": args.rounds})
     names = [n.strip() for n in (args.strategies or "").split(",") if n.strip()] or None
@@ -352,12 +361,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "campaign", parents=[common], help="a versioned campaign workspace (git + DVC)"
     )
-    p.add_argument("action", choices=["init", "round", "status"])
+    p.add_argument(
+        "action",
+        choices=["init", "round", "run", "status"],
+        help="round: one round of DVC stages; run: rounds as a Prefect flow (pauses for people)",
+    )
     p.add_argument("workspace", help="workspace folder")
     p.add_argument("--name", default="campaign", help="campaign name (init)")
     p.add_argument("--model", help="starting checkpoint (init)")
     p.add_argument("--video", type=_video_pair, action="append", help="NAME=PATH (init)")
-    p.add_argument("--rounds", type=int, default=1, help="rounds to run (round)")
+    p.add_argument("--rounds", type=int, help="rounds to run (round: 1; run: until done)")
     p.set_defaults(func=cmd_campaign)
 
     p = sub.add_parser(

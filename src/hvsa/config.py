@@ -7,6 +7,7 @@ fallback to a value hidden in code. CLI flags override single values after loadi
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -135,8 +136,9 @@ class FusionConfig(_Section):
 
 
 class LayersConfig(_Section):
-    """Class layers (``layers.py``): once enough frames are labelled in full, rounds ask for one
-    class's regions in a frame at a time, the class with most IoU to win per click first."""
+    """Class layers (``class_layers.py``): once enough frames are labelled in full, rounds ask
+    for one class's regions in a frame at a time, the class with most IoU to win per click
+    first."""
 
     enabled: bool
     per_round: int = Field(ge=1)
@@ -227,22 +229,24 @@ class Config(_Section):
     benchmark: BenchmarkConfig
 
 
-def find_params(explicit: str | Path | None = None) -> Path:
-    """Locate params.yaml: an explicit path, else the working directory, else the repository.
+def default_params() -> Path:
+    """The params.yaml shipped with hvsa: every knob at its best measured setting."""
+    return Path(str(resources.files("hvsa") / PARAMS_NAME))
 
-    The repository fallback lets ``hvsa`` run from any folder of a checkout (editable install)
-    while keeping one file as the only place where knobs are set.
+
+def find_params(explicit: str | Path | None = None) -> Path:
+    """Locate params.yaml: an explicit path, else the working directory's, else hvsa's own.
+
+    A campaign workspace or a project folder keeps its own params.yaml beside its data; a user
+    who has none runs with the defaults that ship with the package (``default_params``).
     """
     if explicit is not None:
         path = Path(explicit)
         if not path.is_file():
             raise HvsaError(f"params file not found: {path}")
         return path
-    candidates = [Path.cwd() / PARAMS_NAME, Path(__file__).resolve().parents[2] / PARAMS_NAME]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise HvsaError(f"no {PARAMS_NAME} in the working directory or the repository; pass --params")
+    here = Path.cwd() / PARAMS_NAME
+    return here if here.is_file() else default_params()
 
 
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

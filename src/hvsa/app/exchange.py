@@ -27,11 +27,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hvsa.annotator import Annotation
-from hvsa.app.work import RoundWork
-from hvsa.clicks import ClickCount, region_clicks, superpixel_clicks
+from hvsa.annotation.annotator import Annotation
+from hvsa.app.resume import resume_waiting_run
+from hvsa.app.store import app_store
+from hvsa.app.work import RoundWork, current_round
+from hvsa.campaign.workspace import Workspace
+from hvsa.data.video import VOID
 from hvsa.errors import HvsaError
-from hvsa.video import VOID
+from hvsa.method.clicks import ClickCount, region_clicks, superpixel_clicks
 
 MANIFEST = "manifest.json"
 
@@ -257,3 +260,33 @@ def import_round(work: RoundWork, source: Path, tool: str, annotator: str) -> tu
             now, now, detail,
         ))  # fmt: skip
     return out, dropped
+
+
+def import_labels(
+    root: Path, video: str, source: Path, tool: str, annotator: str, resume=None
+) -> dict:
+    """Hand a round in from a CVAT / Label Studio export; refused if the app took part of it."""
+    ws = Workspace.open(root)
+    work = current_round(ws, video)
+    annotations, dropped = import_round(work, source, tool, annotator)
+    store = app_store(ws)
+    with store.transaction() as db:
+        begun = store.submitted(db, video, work.round)
+        if begun:
+            raise HvsaError(
+                f"{len(begun)} samples of {video} round {work.round} were labelled in the app: "
+                "finish the round there"
+            )
+        if not store.close_round(db, video, work.round):
+            raise HvsaError(f"{video} round {work.round} is handed in already")
+        submission = work.hand_in(annotations)
+    rel = str(submission.relative_to(ws.root))
+    answer = {
+        "round": work.round, "samples": len(annotations), "dropped_pixels": dropped,
+        "clicks": sum(a.clicks.total for a in annotations), "submission": rel,
+    }  # fmt: skip
+    try:
+        answer["resumed_flow_run"] = (resume or resume_waiting_run)(ws.root, video, work.round, rel)
+    except Exception as exc:  # the labels are handed in; the flow can be resumed by hand
+        answer["resumed_flow_run"], answer["resume_error"] = None, f"{type(exc).__name__}: {exc}"
+    return answer

@@ -1,8 +1,9 @@
 """Wake the campaign flow run that waits for a round's labels.
 
-The campaign flow pauses with ``wait_for_input`` (``flows/campaign.py``) until it is resumed
-with the round's video, number and submission path. This is the one place where the app talks
-to Prefect; the Prefect API comes from the environment (``PREFECT_API_URL``), as for the flow.
+The campaign flow pauses with ``wait_for_input`` (``hvsa.campaign.flow``) until it is resumed
+with a :class:`~hvsa.campaign.flow.RoundLabels`: the round's video, number and submission
+path. This is the one place where the app talks to Prefect; the Prefect API comes from the
+environment (``PREFECT_API_URL``), as for the flow.
 """
 
 from __future__ import annotations
@@ -46,8 +47,11 @@ def resume_waiting_run(workspace: Path, video: str, round_no: int, submission: s
     """
     from prefect.flow_runs import resume_flow_run
 
+    from hvsa.campaign.flow import RoundLabels
+
+    labels = RoundLabels(video=video, round=round_no, submission=submission)
     run = paused_run_of(workspace)
     if run is None:
         return None
-    resume_flow_run(run.id, run_input={"video": video, "round": round_no, "submission": submission})
+    resume_flow_run(run.id, run_input=labels.model_dump())
     return str(run.id)

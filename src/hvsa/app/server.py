@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -19,15 +20,16 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from hvsa.annotator import Annotation
+from hvsa.annotation.annotator import Annotation
 from hvsa.app.resume import resume_waiting_run
-from hvsa.app.store import AppStore, RefusedError
+from hvsa.app.store import RefusedError, app_store
 from hvsa.app.work import TOOLS, RoundWork, open_rounds
-from hvsa.clicks import ClickCount
+from hvsa.campaign.workspace import Workspace
 from hvsa.errors import HvsaError
-from hvsa.workspace import Workspace
+from hvsa.method.clicks import ClickCount
 
-STATIC = Path(__file__).parent / "static"
+# the page, as package data (an installed hvsa is unpacked files, so this is a real folder)
+STATIC = Path(str(resources.files("hvsa.app") / "static"))
 
 
 class LabelSubmission(BaseModel):
@@ -38,10 +40,6 @@ class LabelSubmission(BaseModel):
     active_s: float = Field(ge=0)
     started: float
     finished: float
-
-
-def app_store(ws: Workspace) -> AppStore:
-    return AppStore(ws.root / "data" / "app.sqlite", ws.cfg.app.lease_s)
 
 
 def create_app(workspace: str | Path, resume=resume_waiting_run) -> FastAPI:
@@ -173,47 +171,6 @@ def create_app(workspace: str | Path, resume=resume_waiting_run) -> FastAPI:
 
     app.state.store = store
     return app
-
-
-def current_round(ws: Workspace, video: str) -> RoundWork:
-    """The open round of ``video``, or a clear refusal."""
-    ws.video(video)
-    for key, round_no in open_rounds(ws):
-        if key == video:
-            return RoundWork(ws, key, round_no)
-    raise HvsaError(f"{video} has no round waiting for labels (annotation.annotator must be human)")
-
-
-def import_labels(
-    root: Path, video: str, source: Path, tool: str, annotator: str, resume=None
-) -> dict:
-    """Hand a round in from a CVAT / Label Studio export; refused if the app took part of it."""
-    from hvsa.app.exchange import import_round
-
-    ws = Workspace.open(root)
-    work = current_round(ws, video)
-    annotations, dropped = import_round(work, source, tool, annotator)
-    store = app_store(ws)
-    with store.transaction() as db:
-        begun = store.submitted(db, video, work.round)
-        if begun:
-            raise HvsaError(
-                f"{len(begun)} samples of {video} round {work.round} were labelled in the app: "
-                "finish the round there"
-            )
-        if not store.close_round(db, video, work.round):
-            raise HvsaError(f"{video} round {work.round} is handed in already")
-        submission = work.hand_in(annotations)
-    rel = str(submission.relative_to(ws.root))
-    answer = {
-        "round": work.round, "samples": len(annotations), "dropped_pixels": dropped,
-        "clicks": sum(a.clicks.total for a in annotations), "submission": rel,
-    }  # fmt: skip
-    try:
-        answer["resumed_flow_run"] = (resume or resume_waiting_run)(ws.root, video, work.round, rel)
-    except Exception as exc:  # the labels are handed in; the flow can be resumed by hand
-        answer["resumed_flow_run"], answer["resume_error"] = None, f"{type(exc).__name__}: {exc}"
-    return answer
 
 
 def _annotation(w: RoundWork, sid: int, body: LabelSubmission, who: str) -> Annotation:

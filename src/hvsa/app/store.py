@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from hvsa.campaign.workspace import Workspace
 from hvsa.errors import HvsaError
 
 SCHEMA = """
@@ -233,3 +234,8 @@ class AppStore:
             "SELECT 1 FROM closed_rounds WHERE video = ? AND round = ?", (video, round_no)
         ).fetchone()
         return row is not None
+
+
+def app_store(ws: Workspace) -> AppStore:
+    """The app's records of a campaign workspace (``data/app.sqlite``)."""
+    return AppStore(ws.root / "data" / "app.sqlite", ws.cfg.app.lease_s)

@@ -5,7 +5,7 @@ round (the ``select`` stage ran) and its labels are not handed in yet. For each 
 the app shows the frame, the sample's region and a starting label: the network's prediction of
 this round, so that the annotator corrects rather than draws. Each submitted sample is kept as a
 part file until the round is complete; then the parts become the round's submission
-(``submission.py``), which the paused flow reads.
+(``hvsa.annotation.submission``), which the paused flow reads.
 """
 
 from __future__ import annotations
@@ -21,17 +21,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hvsa.annotator import Annotation
+from hvsa.annotation.annotator import Annotation
+from hvsa.annotation.submission import check_patch, submission_paths, write_submission
 from hvsa.app.store import RefusedError
-from hvsa.clicks import ClickCount
+from hvsa.campaign.workspace import Workspace
+from hvsa.data.scaling import upsample_argmax
+from hvsa.data.video import VOID, ClassList, Video
 from hvsa.errors import HvsaError
-from hvsa.network import load_checkpoint
-from hvsa.predict import load_prediction
-from hvsa.samples import SampleSet, load_samples, superpixel_segments
-from hvsa.scaling import upsample_argmax
-from hvsa.submission import check_patch, submission_paths, write_submission
-from hvsa.video import VOID, ClassList, Video
-from hvsa.workspace import Workspace
+from hvsa.method.clicks import ClickCount
+from hvsa.method.network import load_checkpoint
+from hvsa.method.predict import load_prediction
+from hvsa.method.samples import SampleSet, load_samples, superpixel_segments
 
 TOOLS = ("polygon", "brush", "eraser", "superpixel", "accept", "import")
 
@@ -214,3 +214,12 @@ def _png(image: np.ndarray) -> bytes:
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return buf.tobytes()
+
+
+def current_round(ws: Workspace, video: str) -> RoundWork:
+    """The open round of ``video``, or a clear refusal."""
+    ws.video(video)
+    for key, round_no in open_rounds(ws):
+        if key == video:
+            return RoundWork(ws, key, round_no)
+    raise HvsaError(f"{video} has no round waiting for labels (annotation.annotator must be human)")

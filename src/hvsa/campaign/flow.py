@@ -1,0 +1,162 @@
+"""The Prefect flows of a campaign: rounds of DVC stages per video until done, and an inbox
+that adds new videos on a schedule.
+
+A round is the one :func:`hvsa.campaign.lifecycle.run_round`, with each step a Prefect task:
+every stage is reproduced on its own (``dvc repro <stage>@<video>``), so a step finished
+before a crash is skipped on restart — DVC knows it is up to date — and the ledger keys its
+events so nothing is recorded twice. Steps that can fail for passing reasons (a busy DVC lock,
+the MLflow database) are retried with back-off. With a human annotator the flow run pauses
+after ``select`` until the round's labels are handed in (:class:`RoundLabels`); with the
+oracle it runs straight through.
+
+Run it: ``hvsa campaign run WORKSPACE [--rounds N]`` (or ``python flows/campaign.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from prefect import flow, get_run_logger, pause_flow_run, task
+from prefect.input import RunInput
+
+from hvsa.annotation.submission import submission_paths
+from hvsa.campaign.lifecycle import (
+    RoundDriver,
+    add_videos,
+    advance,
+    commit_and_tag,
+    dvc,
+    log_to_mlflow,
+    round_metrics,
+    run_round,
+)
+from hvsa.campaign.workspace import Workspace
+
+BEFORE_ANNOTATION = ("flow", "samples", "start", "predict", "select")
+AFTER_ANNOTATION = ("annotate", "finetune", "labels", "evaluate")
+RETRY_DELAYS = [2, 10, 30]
+
+
+@task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, task_run_name="{stage}@{video}")
+def reproduce_stage(root: str, stage: str, video: str) -> None:
+    """``dvc repro stage@video``: runs the stage (and anything upstream) unless up to date."""
+    dvc(Path(root), "repro", f"{stage}@{video}")
+
+
+@task(task_run_name="advance")
+def advance_task(root: str) -> list[str]:
+    return advance(Workspace.open(root))
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], task_run_name="commit")
+def commit_task(root: str, message: str) -> str:
+    return commit_and_tag(root, message)
+
+
+@task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, task_run_name="mlflow@{video}")
+def mlflow_task(root: str, video: str, commit_sha: str, seconds: float) -> None:
+    log_to_mlflow(root, video, commit_sha, seconds)
+
+
+class RoundLabels(RunInput):
+    """What resumes a paused campaign: the round's labels are in the workspace's inbox."""
+
+    video: str
+    round: int
+    submission: str  # path of rN.npz, relative to the workspace
+
+
+def wait_for_labels(root: str, video: str, round_no: int) -> None:
+    """Pause the flow run until labels for exactly this video and round are submitted.
+
+    Runs in the flow body: Prefect pauses flow runs, not task runs. A resume with labels for
+    another video or round, or with a missing file, is logged and the run pauses again.
+    """
+    logger = get_run_logger()
+    ws = Workspace.open(root)
+    npz, _ = submission_paths(ws.root / "inbox" / video, round_no)
+    while not npz.is_file():
+        description = (
+            f"Labels for video {video}, round {round_no}: write {npz.relative_to(ws.root)} and "
+            f"its .json, then resume with video={video!r}, round={round_no}."
+        )
+        answer = pause_flow_run(
+            wait_for_input=RoundLabels.with_initial_data(
+                description=description, video=video, round=round_no,
+                submission=str(npz.relative_to(ws.root)),
+            ),
+            timeout=ws.cfg.annotation.wait_timeout_s,
+            poll_interval=ws.cfg.annotation.poll_s,
+        )  # fmt: skip
+        if answer.video != video or answer.round != round_no:
+            logger.warning("labels for %s round %d refused: waiting for %s round %d",
+                           answer.video, answer.round, video, round_no)  # fmt: skip
+        elif not (ws.root / answer.submission).is_file():
+            logger.warning("submission %s not found: waiting again", answer.submission)
+
+
+def run_video_round(root: str, video: str) -> None:
+    """The steps of one video's round, in order; a human annotator makes the flow wait."""
+    ws = Workspace.open(root)
+    get_run_logger().info("video %s: round %d", video, ws.video(video).round)
+    for stage in BEFORE_ANNOTATION:
+        reproduce_stage(root, stage, video)
+    if ws.cfg.annotation.annotator == "human":
+        wait_for_labels(root, video, ws.video(video).round)
+    for stage in AFTER_ANNOTATION:
+        reproduce_stage(root, stage, video)
+
+
+TASKS = RoundDriver(advance=advance_task, run_video=run_video_round, commit=commit_task,
+                    log=mlflow_task)  # fmt: skip
+
+
+@flow(name="hvsa-campaign", log_prints=True)
+def campaign(workspace: str, rounds: int | None = None) -> dict[str, dict | None]:
+    """Run rounds over every active video until each is done, or ``rounds`` rounds ran.
+
+    ``workspace`` should be an absolute path: the annotation app finds the run it resumes by it.
+    """
+    root = str(Path(workspace).resolve())
+    done = 0
+    while (rounds is None or done < rounds) and run_round(root, TASKS):
+        done += 1
+    ws = Workspace.open(root)
+    return {key: round_metrics(ws, key) for key in ws.campaign.videos}
+
+
+@flow(name="hvsa-campaign-inbox")
+def scan_and_run(workspace: str, inbox: str, rounds: int | None = None) -> list[str]:
+    """Add new inbox videos to the campaign, then run its rounds; returns the added keys."""
+    added = add_videos(Path(workspace), Path(inbox))
+    get_run_logger().info("new videos: %s", ", ".join(added) or "none")
+    campaign(workspace, rounds)
+    return added
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python flows/campaign.py WORKSPACE [--rounds N]``."""
+    parser = argparse.ArgumentParser(description="Run a campaign's rounds as a Prefect flow")
+    parser.add_argument("workspace")
+    parser.add_argument("--rounds", type=int, help="at most this many rounds (default: until done)")
+    args = parser.parse_args(argv)
+    for key, metrics in campaign(str(Path(args.workspace).resolve()), args.rounds).items():
+        print(key, metrics and {k: metrics[k] for k in ("round", "clicks_total", "miou")})
+
+
+def schedule_main(argv: list[str] | None = None) -> None:
+    """``python flows/schedule.py WORKSPACE INBOX --cron "0 * * * *"``: serve the inbox flow on
+    a schedule (needs a Prefect server: the embedded API has no scheduler)."""
+    parser = argparse.ArgumentParser(description="Add inbox videos to a campaign on a schedule")
+    parser.add_argument("workspace")
+    parser.add_argument("inbox", help="folder that new videos (folders or files) are dropped into")
+    parser.add_argument("--cron", default="0 * * * *", help="when to look (default: hourly)")
+    parser.add_argument("--rounds", type=int, help="rounds per scheduled run (default: until done)")
+    args = parser.parse_args(argv)
+    scan_and_run.serve(
+        name="campaign-inbox",
+        cron=args.cron,
+        parameters={"workspace": str(Path(args.workspace).resolve()), "inbox": args.inbox,
+                    "rounds": args.rounds},
+    )  # fmt: skip

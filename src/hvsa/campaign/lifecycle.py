@@ -1,0 +1,285 @@
+"""Campaign workspaces: create one, advance its rounds with DVC, version each round with git.
+
+A round of a video is done when its ``metrics.json`` exists. Advancing bumps the round in
+``campaign.yaml`` (or marks the video done when it reached the target mIoU, the round limit or
+the click cap); ``dvc repro`` then runs the round's stages; a git commit and tag per round make
+the state after it restorable exactly (``git checkout <tag> && dvc checkout``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from hvsa.campaign.workspace import NAME_PATTERN, Campaign, CampaignVideo, Workspace, write_campaign
+from hvsa.config import apply_overrides, find_params, load_config
+from hvsa.errors import HvsaError
+from hvsa.method.class_layers import LAYERS_NOT_IN_CAMPAIGNS
+from hvsa.method.samples import AUTO_NOT_IN_CAMPAIGNS
+
+GITIGNORE = "/data/ledger.sqlite*\n/data/app.sqlite*\n/mlflow.db\n/mlruns/\n__pycache__/\n"
+
+
+def tool_env() -> dict[str, str]:
+    """Environment for git/DVC subprocesses: this interpreter's ``python`` first on PATH (the
+    stages run ``python -m hvsa.campaign.stages…``), and no DVC analytics."""
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.setdefault("DVC_NO_ANALYTICS", "1")
+    return env
+
+
+def _run(args: list[str], cwd: Path, what: str) -> str:
+    proc = subprocess.run(args, cwd=cwd, env=tool_env(), capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()
+        detail = " | ".join(line.strip() for line in tail[-3:] if line.strip())
+        raise HvsaError(f"{what} failed in {cwd}: {detail}")
+    return proc.stdout
+
+
+def git(root: Path, *args: str) -> str:
+    return _run(["git", *args], root, "git " + args[0])
+
+
+def dvc(root: Path, *args: str) -> str:
+    return _run([sys.executable, "-m", "dvc", *args], root, "dvc " + args[0])
+
+
+def _make_inbox(root: Path, key: str) -> None:
+    """The folder where a video's human labels are handed in (a dependency of `annotate`)."""
+    folder = root / "inbox" / key
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "README").write_text(
+        f"Human label submissions of campaign video {key!r}: rN.npz + rN.json per round.\n"
+    )
+
+
+def campaign_stages() -> str:
+    """The per-video stages of a campaign (``dvc.yaml`` shipped with hvsa), as text."""
+    return (resources.files("hvsa.campaign") / "dvc.yaml").read_text()
+
+
+def init_workspace(
+    root: Path,
+    name: str,
+    model: Path,
+    videos: dict[str, str],
+    params: Path | None = None,
+    overrides: dict | None = None,
+) -> Workspace:
+    """Create a campaign workspace: git + DVC (local remote), params, pipeline, videos, model."""
+    root = root.resolve()
+    if (root / "campaign.yaml").exists():
+        raise HvsaError(f"{root} already holds a campaign")
+    if not videos:
+        raise HvsaError("a campaign needs at least one --video NAME=PATH")
+    for key, path in videos.items():
+        if not NAME_PATTERN.match(key):
+            raise HvsaError(f"video name {key!r} may hold only letters, digits, '.', '_', '-'")
+        if not Path(path).exists():
+            raise HvsaError(f"video {key}: {path} not found")
+    if not model.is_file():
+        raise HvsaError(f"starting checkpoint not found: {model}")
+    source = find_params(params)
+    cfg = load_config(source, overrides)  # fail early, before anything is written
+    if cfg.layers.enabled:
+        raise HvsaError(LAYERS_NOT_IN_CAMPAIGNS)
+    if cfg.samples.granularity == "auto":
+        raise HvsaError(AUTO_NOT_IN_CAMPAIGNS)
+    root.mkdir(parents=True, exist_ok=True)
+    if not (root / ".git").exists():
+        git(root, "init", "-q")
+    for key, value in (("user.name", "hvsa"), ("user.email", "hvsa@localhost")):
+        if subprocess.run(["git", "config", key], cwd=root, capture_output=True).returncode:
+            git(root, "config", key, value)
+    if not (root / ".dvc").exists():
+        dvc(root, "init", "-q")
+    if overrides:
+        raw = apply_overrides(yaml.safe_load(source.read_text()), overrides)
+        (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    else:
+        shutil.copyfile(source, root / "params.yaml")
+    ws_params = yaml.safe_load((root / "params.yaml").read_text())
+    remote = ws_params["campaign"]["remote"] or str(root.parent / f"{root.name}-dvc-remote")
+    dvc(root, "remote", "add", "-f", "-d", "local", str(Path(remote).resolve()))
+    (root / "dvc.yaml").write_text(campaign_stages())
+    entries = {
+        key: CampaignVideo(
+            path=str(Path(path).resolve()), round=1, prev=0, status="active", reason=None
+        )
+        for key, path in videos.items()
+    }
+    write_campaign(root, Campaign(name=name, start_model="data/pretrained.pt", videos=entries))
+    for key in videos:
+        _make_inbox(root, key)
+    (root / "data").mkdir(exist_ok=True)
+    shutil.copyfile(model, root / "data" / "pretrained.pt")
+    dvc(root, "add", "data/pretrained.pt")
+    with open(root / ".gitignore", "a") as f:
+        f.write(GITIGNORE)
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", f"campaign {name}: start with {len(videos)} video(s)")
+    return Workspace.open(root)
+
+
+def round_metrics(ws: Workspace, key: str) -> dict | None:
+    path = ws.round_dir(key, ws.video(key).round) / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _stop_reason(ws: Workspace, key: str, metrics: dict) -> str | None:
+    loop = ws.cfg.loop
+    if metrics["miou"] is not None and metrics["miou"] >= loop.target_miou:
+        return f"reached mIoU {metrics['miou']:.3f}"
+    estimate = metrics.get("miou_estimate")
+    if metrics["miou"] is None and estimate is not None and estimate >= loop.target_miou:
+        return f"reached an estimated mIoU of {estimate:.3f} (no ground truth)"
+    if metrics["round"] >= loop.rounds:
+        return f"round limit {loop.rounds}"
+    if loop.max_clicks is not None and metrics["clicks_total"] >= loop.max_clicks:
+        return f"click cap {loop.max_clicks}"
+    if metrics["samples"] == 0:
+        return "nothing left to label"
+    return None
+
+
+def advance(ws: Workspace) -> list[str]:
+    """Move every video whose round is finished to its next round, or mark it done.
+
+    Returns the videos that have a round to run. A video whose round is not finished yet (a
+    crash, or labels still awaited) stays where it is, so rerunning continues that round.
+    """
+    campaign = ws.campaign
+    for key, video in campaign.videos.items():
+        if video.status == "done":
+            continue
+        metrics = round_metrics(ws, key)
+        if metrics is None:
+            continue
+        reason = _stop_reason(ws, key, metrics)
+        if reason is not None:
+            video.status, video.reason = "done", reason
+        else:
+            video.prev, video.round = video.round, video.round + 1
+    write_campaign(ws.root, campaign)
+    return [k for k, v in campaign.videos.items() if v.status == "active"]
+
+
+def reproduce(ws: Workspace, targets: list[str] | None = None) -> None:
+    """``dvc repro`` (of some stages, with their upstream ones): finished stages are skipped."""
+    dvc(ws.root, "repro", *(targets or []))
+
+
+def commit_round(ws: Workspace, message: str) -> str:
+    """Commit the workspace (dvc.lock, campaign.yaml, metrics) and tag it; returns the tag."""
+    git(ws.root, "add", "-A")
+    if git(ws.root, "status", "--porcelain").strip():
+        git(ws.root, "commit", "-q", "-m", message)
+    head = git(ws.root, "rev-parse", "--short", "HEAD").strip()
+    rounds = "-".join(f"{k}.r{v.round}" for k, v in ws.campaign.videos.items())
+    tag = f"{ws.campaign.name}/{rounds}/{head}"
+    git(ws.root, "tag", "-f", tag)
+    return tag
+
+
+def head_commit(root: str) -> str:
+    return git(Path(root), "rev-parse", "HEAD").strip()
+
+
+def commit_and_tag(root: str, message: str) -> str:
+    """Commit and tag the workspace after a round (:func:`commit_round`); the new commit."""
+    commit_round(Workspace.open(root), message)
+    return head_commit(root)
+
+
+def log_to_mlflow(root: str, video: str, commit: str, seconds: float) -> None:
+    from hvsa.campaign.tracking import log_round
+
+    log_round(Workspace.open(root), video, commit, seconds)
+
+
+def reproduce_video(root: str, video: str) -> None:
+    """Every stage of the video's current round (``dvc repro evaluate@video`` and upstream)."""
+    dvc(Path(root), "repro", f"evaluate@{video}")
+
+
+@dataclass(frozen=True)
+class RoundDriver:
+    """How the steps of a campaign round are carried out.
+
+    One round is always advance → each active video's stages → commit and tag → MLflow; the
+    driver says how each step runs: directly (``hvsa campaign round``) or as Prefect tasks with
+    retries and a pause for human labels (``hvsa.campaign.flow``).
+    """
+
+    advance: Callable[[str], list[str]]
+    run_video: Callable[[str, str], None]
+    commit: Callable[[str, str], str]
+    log: Callable[[str, str, str, float], None]
+
+
+DIRECT = RoundDriver(
+    advance=lambda root: advance(Workspace.open(root)),
+    run_video=reproduce_video,
+    commit=commit_and_tag,
+    log=log_to_mlflow,
+)
+
+
+def run_round(root: str | Path, driver: RoundDriver = DIRECT) -> list[str]:
+    """One round for every active video: advance, run its stages, commit and tag, log to
+    MLflow. Returns the videos that ran a round (none when every video is done)."""
+    root = str(Path(root).resolve())
+    active = driver.advance(root)
+    if not active:
+        return []
+    started = time.perf_counter()
+    for video in active:
+        driver.run_video(root, video)
+    seconds = time.perf_counter() - started
+    ws = Workspace.open(root)
+    sha = driver.commit(root, "round: " + ", ".join(f"{k} r{ws.video(k).round}" for k in active))
+    for video in active:
+        driver.log(root, video, sha, seconds / len(active))
+    return active
+
+
+def add_videos(root: Path, inbox: Path) -> list[str]:
+    """Add every video folder (or file) of ``inbox`` not yet in the campaign; returns new keys.
+
+    The key is the folder's name; a name already used by another path is refused, so a video
+    can never silently replace another one's history.
+    """
+    ws = Workspace.open(root)
+    known = {Path(v.path).resolve(): k for k, v in ws.campaign.videos.items()}
+    added = []
+    for path in sorted(inbox.iterdir()) if inbox.is_dir() else []:
+        key = path.stem
+        if path.name.startswith(".") or path.resolve() in known:
+            continue
+        if not NAME_PATTERN.match(key):
+            raise HvsaError(f"video name {key!r} may hold only letters, digits, '.', '_', '-'")
+        if key in ws.campaign.videos:
+            raise HvsaError(f"{path}: campaign {ws.campaign.name} already has a video {key!r}")
+        ws.campaign.videos[key] = CampaignVideo(
+            path=str(path.resolve()), round=1, prev=0, status="active", reason=None
+        )
+        ws.load_video(key)  # a video that cannot be read is refused before it is added
+        _make_inbox(ws.root, key)
+        added.append(key)
+    if added:
+        write_campaign(ws.root, ws.campaign)
+        git(ws.root, "add", "-A")
+        git(ws.root, "commit", "-q", "-m", "campaign: add " + ", ".join(added))
+    return added

@@ -1,0 +1,46 @@
+"""Stage ``annotate``: the selected samples get labels and a price; the ledger records both.
+
+With the oracle annotator the labels come from ground truth at once. Events are keyed in the
+ledger, so a stage rerun after a crash records nothing twice; ``receipt.json`` lists their ids.
+"""
+
+import json
+import sys
+
+import pandas as pd
+
+from hvsa.annotation.annotator import make_annotator
+from hvsa.annotation.ledger import Ledger
+from hvsa.annotation.submission import SubmittedAnnotator
+from hvsa.campaign.stages import load_context, run_stage
+from hvsa.campaign.workspace import Workspace
+from hvsa.method.network import load_checkpoint
+from hvsa.rounds.state import LoopState
+from hvsa.rounds.steps import annotate_samples, record_annotations
+
+
+def step(ws: Workspace, key: str) -> None:
+    prev, here = ws.current(key)
+    _, classes, _ = load_checkpoint(prev / "model.pt", "cpu")
+    ctx = load_context(ws, key, classes)
+    state = LoopState.load(prev / "human.npz")
+    selected = pd.read_parquet(here / "selected.parquet")
+    round_no = ws.video(key).round
+    if ws.cfg.annotation.annotator == "human":
+        annotator = SubmittedAnnotator(ws.root / "inbox" / key, round_no, len(classes))
+    else:
+        annotator = make_annotator(ws.cfg.annotation.annotator, ws.cfg.annotation.polygon_tolerance)
+    annotations = annotate_samples(ctx, selected, annotator, state, ws.cfg)
+    with Ledger(ws.ledger_path) as ledger:
+        recorded = record_annotations(
+            ledger, annotations, ctx, state, ws.campaign.name, key, round_no
+        )
+    recorded.to_parquet(here / "annotations.parquet", index=False)
+    state.save(here / "human.npz")
+    receipt = {"ledger": str(ws.ledger_path.relative_to(ws.root)), "events": len(recorded)}
+    receipt["event_ids"] = [int(i) for i in recorded.get("event_id", [])]
+    (here / "receipt.json").write_text(json.dumps(receipt, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(run_stage("annotate", step))

@@ -1,0 +1,159 @@
+"""MLflow per campaign round: one parent run per (campaign, video), one nested run per round.
+
+Each round's run holds its params, metrics (mIoU where there is truth, clicks this round and in
+all, labelled share, wall time), the selected samples as a table, the clicks-vs-mIoU plot, a few
+overlays and the model, registered with the alias ``current`` moved to the newest round. It
+records the git commit and the dvc.lock hash it came from, so any number traces to its files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from hvsa.campaign.workspace import Workspace
+from hvsa.rounds.chart import plot_clicks_vs_miou
+from hvsa.rounds.result import RoundResult
+
+ALIAS = "current"
+OVERLAYS_LOGGED = 3
+
+
+def tracking_uri(root: Path) -> str:
+    return f"sqlite:///{(root / 'mlflow.db').resolve()}"
+
+
+def model_name(campaign: str, video: str) -> str:
+    return f"{campaign}-{video}"
+
+
+def _mlflow(root: Path):
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    mlflow.set_tracking_uri(tracking_uri(root))
+    return mlflow
+
+
+def _experiment(mlflow, root: Path, name: str) -> str:
+    found = mlflow.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    return mlflow.create_experiment(name, artifact_location=(root / "mlruns").resolve().as_uri())
+
+
+def _parent_run(mlflow, experiment_id: str, video: str) -> str:
+    runs = mlflow.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`hvsa.video` = '{video}' and tags.`hvsa.level` = 'video'",
+        output_format="list",
+    )
+    if runs:
+        return runs[0].info.run_id
+    with mlflow.start_run(experiment_id=experiment_id, run_name=video) as run:
+        mlflow.set_tags({"hvsa.video": video, "hvsa.level": "video"})
+        return run.info.run_id
+
+
+def model_md5(ws: Workspace, key: str) -> str | None:
+    """The DVC hash of the video's current checkpoint, as dvc.lock records it.
+
+    Model versions carry it, so a rollback finds the version of exactly the restored model.
+    """
+    import yaml
+
+    lock = yaml.safe_load((ws.root / "dvc.lock").read_text())
+    wanted = f"data/{key}/r{ws.video(key).round}/model.pt"
+    for out in lock["stages"].get(f"finetune@{key}", {}).get("outs", []):
+        if out["path"] == wanted:
+            return out["md5"]
+    return None
+
+
+def history_of(ws: Workspace, key: str) -> list[RoundResult]:
+    """The video's rounds so far, read back from their metrics.json."""
+    results = []
+    for r in range(1, ws.video(key).round + 1):
+        path = ws.round_dir(key, r) / "metrics.json"
+        if path.is_file():
+            m = json.loads(path.read_text())
+            results.append(RoundResult(
+                m["round"], m["clicks"], m["clicks_total"], m["samples"],
+                m["labelled_fraction"], m["miou"], m["per_class"], m.get("seconds", 0.0),
+            ))  # fmt: skip
+    return results
+
+
+def log_round(ws: Workspace, key: str, commit: str, seconds: float) -> str:
+    """Log the video's current round as a nested run; returns the run id."""
+    import torch
+
+    mlflow = _mlflow(ws.root)
+    from mlflow import MlflowClient
+
+    from hvsa.method.network import load_checkpoint
+
+    video = ws.video(key)
+    folder = ws.round_dir(key, video.round)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    lock_hash = hashlib.sha256((ws.root / "dvc.lock").read_bytes()).hexdigest()
+    experiment_id = _experiment(mlflow, ws.root, ws.campaign.name)
+    parent = _parent_run(mlflow, experiment_id, key)
+    with (
+        mlflow.start_run(run_id=parent),
+        mlflow.start_run(
+            experiment_id=experiment_id, run_name=f"{key} round {video.round}", nested=True
+        ) as run,
+    ):
+        mlflow.set_tags({
+            "hvsa.video": key, "hvsa.level": "round", "hvsa.round": str(video.round),
+            "git.commit": commit, "dvc.lock.sha256": lock_hash,
+        })  # fmt: skip
+        cfg = ws.cfg
+        mlflow.log_params({
+            "granularity": cfg.samples.granularity, "budget": cfg.loop.budget,
+            "selector": cfg.selection.strategy, "uncertainty": cfg.uncertainty.measure,
+            "finetune_steps": cfg.finetune.steps, "temporal_weight": cfg.finetune.temporal_weight,
+            "lr": cfg.finetune.lr, "scale": cfg.model.scale, "round": video.round,
+        })  # fmt: skip
+        values = {
+            "clicks_round": metrics["clicks"],
+            "clicks_total": metrics["clicks_total"],
+            "labelled_fraction": metrics["labelled_fraction"],
+            "round_seconds": seconds,
+        }
+        if metrics.get("miou_estimate") is not None:
+            values["miou_estimate"] = metrics["miou_estimate"]
+        if metrics["miou"] is not None:
+            values["miou"] = metrics["miou"]
+            values |= {f"iou_{k}": v for k, v in metrics["per_class"].items() if v is not None}
+        mlflow.log_metrics(values, step=video.round)
+        selected = pd.read_parquet(folder / "selected.parquet")
+        mlflow.log_table(selected, artifact_file="selected_samples.json")
+        history = history_of(ws, key)
+        if all(r.miou is not None for r in history):
+            with tempfile.TemporaryDirectory() as tmp:  # not in the round folder: DVC owns it
+                plot = Path(tmp) / "clicks_vs_miou.png"
+                plot_clicks_vs_miou(history, None, plot, key)
+                mlflow.log_artifact(str(plot))
+        overlays = sorted((folder / "overlays").glob("*.jpg"))
+        for image in overlays[:: max(1, len(overlays) // OVERLAYS_LOGGED)][:OVERLAYS_LOGGED]:
+            mlflow.log_artifact(str(image), artifact_path="overlays")
+        model, _, _ = load_checkpoint(folder / "model.pt", torch.device("cpu"))
+        name = model_name(ws.campaign.name, key)
+        info = mlflow.pytorch.log_model(
+            model, name="model", registered_model_name=name,
+            pip_requirements=["torch", "torchvision", "hvsa"], serialization_format="pickle",
+        )  # fmt: skip
+        MlflowClient().set_registered_model_alias(name, ALIAS, info.registered_model_version)
+        client = MlflowClient()
+        tags = {"hvsa.round": str(video.round), "git.commit": commit}
+        tags["model.md5"] = model_md5(ws, key) or ""
+        for tag, value in tags.items():
+            client.set_model_version_tag(name, info.registered_model_version, tag, value)
+        return run.info.run_id

@@ -1,0 +1,47 @@
+"""Composing and writing the video's labels: human labels win, the network fills the rest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from hvsa.data.video import VOID, ClassList
+
+
+def compose(pred: np.ndarray, human: np.ndarray) -> np.ndarray:
+    """Network prediction overridden by every human-labelled pixel (human void keeps pred)."""
+    return np.where(human != VOID, human, pred).astype(np.uint8)
+
+
+def overlay(
+    frame: np.ndarray, labels: np.ndarray, human: np.ndarray, classes: ClassList, alpha: float
+) -> np.ndarray:
+    """RGB preview: label colours blended over the frame, human-labelled areas outlined white."""
+    colours = classes.palette()[labels]
+    out = (frame.astype(np.float32) * (1 - alpha) + colours * alpha).astype(np.uint8)
+    contours, _ = cv2.findContours(
+        (human != VOID).astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE
+    )
+    cv2.drawContours(out, contours, -1, (255, 255, 255), 1)
+    return out
+
+
+def write_labels(
+    out: Path,
+    names: list[str],
+    labels: np.ndarray,
+    frames: np.ndarray,
+    human: np.ndarray,
+    classes: ClassList,
+    alpha: float,
+) -> None:
+    """``out/labels/<frame>.png`` class-index masks and ``out/overlays/<frame>.jpg`` previews."""
+    (out / "labels").mkdir(parents=True, exist_ok=True)
+    (out / "overlays").mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(tqdm(names, desc="write labels", leave=False)):
+        cv2.imwrite(str(out / "labels" / f"{name}.png"), labels[i])
+        preview = overlay(frames[i], labels[i], human[i], classes, alpha)
+        cv2.imwrite(str(out / "overlays" / f"{name}.jpg"), cv2.cvtColor(preview, cv2.COLOR_RGB2BGR))

@@ -1,0 +1,68 @@
+"""Moving between full resolution (labels, samples, clicks) and the network's working size.
+
+Labels and clicks always live at full resolution; the network sees frames scaled by
+``model.scale`` so that a round stays fast on a CPU.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hvsa.data.video import VOID
+
+
+def work_size(full: tuple[int, int], scale: float) -> tuple[int, int]:
+    """Working (h, w) for a full (H, W); at least 32 px so the backbone's stride-16 map exists."""
+    return max(32, round(full[0] * scale)), max(32, round(full[1] * scale))
+
+
+def frames_to_tensor(frames: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """(N,H,W,3) uint8 → (N,3,h,w) float32 in 0..255 at the working size."""
+    h, w = size
+    if frames.shape[1:3] != (h, w):
+        frames = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+
+
+def labels_to_tensor(labels: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """(N,H,W) uint8 labels → (N,h,w) int64 by nearest neighbour (void stays 255)."""
+    h, w = size
+    if labels.shape[1:3] != (h, w):
+        labels = np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST) for m in labels])
+    return torch.from_numpy(np.ascontiguousarray(labels)).long()
+
+
+def upsample_argmax(probs: torch.Tensor, size: tuple[int, int], chunk: int = 8) -> np.ndarray:
+    """(N,C,h,w) scores → (N,H,W) uint8 classes after bilinear upsampling to full size.
+
+    Done ``chunk`` frames at a time: a whole video's full-size scores would not fit in memory.
+    """
+    out = np.empty((len(probs), *size), np.uint8)
+    for start in range(0, len(probs), chunk):
+        part = probs[start : start + chunk].float()
+        up = F.interpolate(part, size=size, mode="bilinear", align_corners=False)
+        out[start : start + chunk] = up.argmax(1).to(torch.uint8).cpu().numpy()
+    return out
+
+
+def downsample_segments(segments: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(N,H,W) int region ids → (N,h,w) by nearest neighbour."""
+    h, w = size
+    if segments.shape[1:3] == (h, w):
+        return segments
+    return np.stack(
+        [cv2.resize(s.astype(np.int32), (w, h), interpolation=cv2.INTER_NEAREST) for s in segments]
+    )
+
+
+__all__ = [
+    "VOID",
+    "downsample_segments",
+    "frames_to_tensor",
+    "labels_to_tensor",
+    "upsample_argmax",
+    "work_size",
+]

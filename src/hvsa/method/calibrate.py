@@ -1,0 +1,148 @@
+"""Fusion settings chosen per video from its own human labels (leave one labelled frame out).
+
+Why: the guided filter's radius that snaps carried borders to the frame's edges is worth half a
+point either way, and which radius is best depends on the video: at 15 Hz, where a label is
+carried one or two frames, a 1 px radius keeps thin poles that a wider one smooths away; at
+1 Hz, where a label is carried a second and lands a few pixels off, a wider radius wins
+(``benchmarks/results/*/carry_ceiling*.csv``). No fixed value suits both, and a real video has
+no ground truth to tune on. But every labelled frame is ground truth for the others: hide it,
+fuse it from the labels that remain, and score each radius against what the human said. The
+frame's own carried votes do not depend on the radius, so trying several costs one guided
+filter each.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from hvsa.config import FusionConfig
+from hvsa.data.video import VOID
+from hvsa.method.fusion import carried_votes, fuse_frame
+from hvsa.method.metrics import confusion, iou_per_class
+from hvsa.method.motion import Flow
+
+
+def probe_frames(human: np.ndarray, count: int) -> np.ndarray:
+    """``count`` labelled frames, spread evenly over the labelled ones in time order.
+
+    Empty while fewer than ``count`` frames hold labels: with a handful of labelled frames,
+    hiding one leaves its neighbours far farther away than an unlabelled frame's, and the
+    score (measured: 4 labelled frames of CamVid 0016E5) then prefers a radius that loses on
+    the frames it is for.
+    """
+    labelled = np.flatnonzero((human != VOID).reshape(len(human), -1).any(1))
+    if count < 1 or len(labelled) < count:
+        return np.array([], np.intp)
+    return labelled[np.linspace(0, len(labelled) - 1, count).round().astype(np.intp)]
+
+
+# the settings that shape the carried votes; the others only act when votes are fused
+VOTE_FIELDS = ("window", "sigma", "distance_power", "photo_sigma", "min_remaining")
+
+
+def leave_one_out_confusions(
+    net_probs: torch.Tensor,
+    human: np.ndarray,
+    frames: np.ndarray,
+    flow: Flow,
+    cfgs: list[FusionConfig],
+    spoken: np.ndarray | None,
+    probes: np.ndarray,
+) -> np.ndarray:
+    """(S,C,C) confusion of each fusion setting on the ``probes``' human labels, each probe
+    fused without its own (rows: the human's class).
+
+    Pooled over the probes, so a class seen on one probe counts as much as on all. Votes are
+    carried once per probe and distinct :data:`VOTE_FIELDS`, so settings that differ only in
+    how the votes are fused (radius, ε, network weight) cost one fusion each. The network's
+    vote at a probe comes from a network fine-tuned on that probe's labels, so the score
+    flatters settings that lean on the network: compare guided radii with it, not network
+    weights.
+    """
+    num_classes = net_probs.shape[1]
+    cms = np.zeros((len(cfgs), num_classes, num_classes), np.int64)
+    nothing = np.full(human.shape[1:], VOID, np.uint8)
+    for p in probes:
+        hidden = human.copy()
+        hidden[p] = VOID
+        quiet = None
+        if spoken is not None:
+            quiet = spoken.copy()
+            quiet[p] = False
+        labelled = (hidden != VOID).reshape(len(hidden), -1).any(1)
+        votes: dict[tuple, np.ndarray] = {}
+        for i, c in enumerate(cfgs):
+            key = tuple(getattr(c, f) for f in VOTE_FIELDS)
+            if key not in votes:
+                votes[key] = carried_votes(
+                    hidden, labelled, flow, int(p), num_classes, c, frames, quiet
+                )
+            fused = fuse_frame(net_probs[p], votes[key], frames[p], nothing, c)
+            cms[i] += confusion(human[p], fused.argmax(0).astype(np.uint8), num_classes)
+    return cms
+
+
+def class_quality(cm: np.ndarray) -> np.ndarray:
+    """(C,) IoU per class of a (C,C) confusion; NaN for a class its truth never shows."""
+    truth_pixels = cm.sum(1)
+    out = iou_per_class(cm, truth_pixels).astype(float)
+    out[truth_pixels == 0] = np.nan
+    return out
+
+
+def leave_one_out_scores(*args: Any) -> np.ndarray:
+    """mIoU of each fusion setting by :func:`leave_one_out_confusions` (same arguments); NaN
+    where the probes hold no labelled pixel."""
+    cms = leave_one_out_confusions(*args)
+    out = np.full(len(cms), np.nan)
+    for i, cm in enumerate(cms):
+        truth_pixels = cm.sum(1)
+        if truth_pixels.sum():
+            out[i] = np.nanmean(iou_per_class(cm, truth_pixels))
+    return out
+
+
+def radius_scores(
+    net_probs: torch.Tensor,
+    human: np.ndarray,
+    frames: np.ndarray,
+    flow: Flow,
+    cfg: FusionConfig,
+    spoken: np.ndarray | None,
+    radii: list[int],
+    probes: np.ndarray,
+) -> np.ndarray:
+    """:func:`leave_one_out_scores` of ``cfg`` with each guided radius in ``radii``."""
+    cfgs = [cfg.model_copy(update={"guided_radius": r}) for r in radii]
+    return leave_one_out_scores(net_probs, human, frames, flow, cfgs, spoken, probes)
+
+
+def calibrated(
+    cfg: FusionConfig,
+    net_probs: torch.Tensor,
+    human: np.ndarray,
+    frames: np.ndarray,
+    flow: Flow,
+    spoken: np.ndarray | None = None,
+) -> FusionConfig:
+    """``cfg`` with the guided radius its leave-one-out score prefers.
+
+    Unchanged when fusion or calibration is off (``cfg.radius_choices`` empty) or there is
+    nothing to probe yet; a tie keeps the configured radius, then the smaller one.
+    """
+    if not cfg.enabled or not cfg.radius_choices:
+        return cfg
+    probes = probe_frames(human, cfg.calibration_probes)
+    if probes.size == 0:
+        return cfg
+    radii = sorted(set(cfg.radius_choices) | {cfg.guided_radius})
+    scores = radius_scores(net_probs, human, frames, flow, cfg, spoken, radii, probes)
+    if np.isnan(scores).all():
+        return cfg
+    best = np.nanmax(scores)
+    winners = [r for r, s in zip(radii, scores, strict=True) if s >= best - 1e-12]
+    radius = cfg.guided_radius if cfg.guided_radius in winners else winners[0]
+    return cfg.model_copy(update={"guided_radius": radius})

@@ -1,0 +1,108 @@
+"""Class layers: a sample that is one class in one frame — all its regions, nothing else.
+
+Why: a label carried along the flow is good for large classes and poor for thin ones (on CamVid
+0016E5, a label carried one frame scores pole IoU .61, sky .94; ``benchmarks/carry_ceiling.py``),
+and mIoU weighs every class alike. Once a video has a few frames labelled in full, the cheapest
+mIoU left is in the thin classes of the frames nobody labelled: outlining the poles of a frame
+costs about 25 clicks where the whole frame costs about 800, and it fixes that class in that
+frame both ways — its pixels are known, and every other pixel of the frame is known *not* to be
+it (the annotator was asked for all of them). Annotation tools offer the same task as a
+"label all <class>" pass.
+
+Which layers: each class's quality is estimated where the truth is known, on labelled frames
+fused without their own labels (``calibrate.py``), and its price from the click model on the
+frames labelled in full; layers go to the class with most IoU to win per click first, within a
+class to the frames whose belief doubts it most.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from hvsa.data.video import VOID
+from hvsa.method.clicks import layer_clicks
+
+LAYERS_NOT_IN_CAMPAIGNS = (
+    "layers.enabled: class layers are drawn by the oracle in `hvsa run` and `hvsa benchmark`; "
+    "campaigns and the annotation app do not offer them yet: set layers.enabled: false in "
+    "params.yaml"
+)
+
+# a class ruled out of a pixel gives its mass to the others; this floor keeps a pixel whose
+# every likely class was ruled out from defaulting to class 0
+_FLOOR = 1e-6
+
+
+def apply_layers(probs: np.ndarray, layer: np.ndarray, complete: np.ndarray) -> np.ndarray:
+    """(C,H,W) probabilities of a frame with its class layers applied (a new array, or
+    ``probs`` itself when the frame has none).
+
+    ``layer`` (H,W) holds the class a layer gave each pixel (255 elsewhere), ``complete`` (C,)
+    bool the classes whose layer the frame has: such a class is certain where its layer put it
+    and impossible everywhere else.
+    """
+    if not complete.any():
+        return probs
+    out = probs.copy()
+    out[complete] = 0
+    out[~complete] += _FLOOR
+    total = out.sum(0)
+    # with a layer of every class, a pixel no layer drew is void in the truth: left as it was
+    nothing = total == 0
+    out /= np.where(nothing, 1, total)[None]
+    out[:, nothing] = probs[:, nothing]
+    given = layer != VOID
+    if given.any():
+        out[:, given] = 0
+        flat = out.reshape(len(out), -1)  # a view: ``out`` is a fresh contiguous array
+        flat[layer[given], np.flatnonzero(given)] = 1
+    return out
+
+
+def class_costs(
+    human: np.ndarray, full: np.ndarray, num_classes: int, tolerance: float
+) -> np.ndarray:
+    """(C,) mean clicks of each class's layer over the frames labelled in full (``full``, bool
+    per frame); NaN for a class none of them shows (its price cannot be told)."""
+    frames = np.flatnonzero(full)
+    cost = np.zeros(num_classes)
+    seen = np.zeros(num_classes, bool)
+    for f in frames:
+        present = np.unique(human[f])
+        seen[present[present != VOID]] = True
+        for c in range(num_classes):
+            cost[c] += layer_clicks(human[f], c, tolerance).total
+    return np.where(seen, cost / max(len(frames), 1), np.nan)
+
+
+def doubt(belief: torch.Tensor) -> np.ndarray:
+    """(N,C) how much each frame's belief doubts each class: the sum of p(1 − p) over pixels."""
+    p = belief.float()
+    return (p * (1 - p)).sum((2, 3)).numpy()
+
+
+def choose_layers(
+    quality: np.ndarray,
+    cost: np.ndarray,
+    doubts: np.ndarray,
+    eligible: np.ndarray,
+    count: int,
+) -> list[tuple[int, int]]:
+    """Up to ``count`` (frame, class) layers: classes by estimated IoU to win per click
+    ((1 − quality) / cost, unknown quality or cost left out), frames within a class by doubt.
+
+    ``eligible`` (N,C) bool rules out layers already given and frames labelled in full.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        worth = (1 - quality) / cost
+    known = np.isfinite(worth) & (worth > 0)
+    order = np.argsort(-np.where(known, worth, -np.inf), kind="stable")
+    picked: list[tuple[int, int]] = []
+    for c in order[: int(known.sum())]:
+        frames = np.flatnonzero(eligible[:, c])
+        frames = frames[np.argsort(-doubts[frames, c], kind="stable")]
+        picked += [(int(f), int(c)) for f in frames[: count - len(picked)]]
+        if len(picked) >= count:
+            break
+    return picked

@@ -1,0 +1,317 @@
+"""The label generator: human labels carried along the flow, fused with the network per pixel.
+
+Why not just the network? A network adapted to one video at half resolution caps near 82 % mIoU
+even with every frame labelled for it (``../shared/FINDINGS.md``): borders and thin objects are
+where it fails, and they decide mIoU. A human label carried one or two frames along the optical
+flow is far better there, and worse only where the flow breaks (occlusions, far frames). So each
+pixel takes a vote:
+
+* from every human label nearby in time, in each direction the nearest labelled frame that covers
+  the pixel (partly labelled frames let the next one fill in), followed back along the chained
+  flow and weighted by ``exp(-chain error / sigma) / distance``;
+* from the network's softmax, with weight ``network_weight`` — it decides where no carried
+  label is trustworthy;
+
+and the normalised votes are refined at image edges with a guided filter on the frame (carried
+borders drift by a pixel or two; the frame's own edges put them back). Human labels of the frame
+itself win outright. The fused probabilities also feed selection: a pixel that a nearby human
+label explains is not uncertain, whatever the network thinks.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from hvsa.config import FusionConfig
+from hvsa.data.video import VOID
+from hvsa.method.class_layers import apply_layers
+from hvsa.method.motion import Flow
+from hvsa.method.propagate import pixel_grid, step
+
+
+def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """(H,W) uint8 → (C,H,W) float32; void pixels are all zero."""
+    return (labels[None] == np.arange(num_classes, dtype=labels.dtype)[:, None, None]).astype(
+        np.float32
+    )
+
+
+def _pull(planes: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Bilinear sample of (C,H,W) planes at float coordinates; outside the frame is 0."""
+    return np.stack(
+        [
+            cv2.remap(p, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            for p in planes
+        ]
+    )
+
+
+def _present(labels: np.ndarray) -> np.ndarray:
+    """The classes that occur in ``labels``, void left out."""
+    present = np.unique(labels)
+    return present[present != VOID]
+
+
+def _carry(
+    labels: np.ndarray,
+    num_classes: int,
+    x: np.ndarray,
+    y: np.ndarray,
+    present: np.ndarray | None = None,
+) -> np.ndarray:
+    """(C,H,W) one-hot of ``labels`` pulled to (x, y); only classes present are resampled.
+
+    A partly labelled frame (superpixels, rectangles) holds a few classes: resampling only
+    those halves the time of fusion, which for partial labels walks every chain to its end.
+    ``present`` (from :func:`_present`) saves looking them up again.
+    """
+    out = np.zeros((num_classes, *x.shape), np.float32)
+    present = _present(labels) if present is None else present
+    if present.size:
+        planes = (labels[None] == present[:, None, None]).astype(np.float32)
+        out[present] = _pull(planes, x, y)
+    return out
+
+
+def carried_votes(
+    human: np.ndarray,
+    labelled: np.ndarray,
+    flow: Flow,
+    t: int,
+    num_classes: int,
+    cfg: FusionConfig,
+    frames: np.ndarray | None = None,
+    spoken: np.ndarray | None = None,
+    memo: dict[int, _Labelled] | None = None,
+) -> np.ndarray:
+    """(C,H,W) votes of the human labels of other frames for frame ``t``.
+
+    In each direction the chain walks at most ``cfg.window`` frames; a pixel takes its vote from
+    the nearest labelled frame that covers it (``remaining`` is what nearer frames left open),
+    so a fully labelled keyframe shadows everything behind it, as in propagate-K. ``spoken``
+    (N,H,W) marks where a human answered, void included: a pixel the human called void covers
+    too, else every frame's few void pixels kept each chain walking the whole window.
+    ``memo`` keeps what is looked up per labelled frame across calls (:func:`fuse` passes one),
+    keyed by frame index: share one only between calls on the same ``human``, ``spoken`` and
+    ``cfg.sparse_share``.
+    """
+    votes = np.zeros((num_classes, *human.shape[1:]), np.float32)
+    n = len(human)
+    for forward in (False, True):
+        sign = 1 if forward else -1
+        reach = [t + sign * d for d in range(1, cfg.window + 1) if 0 <= t + sign * d < n]
+        if not any(labelled[k] for k in reach):
+            continue
+        x, y = pixel_grid(human.shape[1:])
+        err = np.zeros(x.shape, np.float32)
+        remaining = np.ones(x.shape, np.float32)
+        at = t
+        for k in reach:
+            x, y, e = step(flow, at, forward, x, y)
+            err += e
+            at = k
+            # a point that left the frame or whose chain broke beyond float32's reach can never
+            # vote again, and no labelled frame ever covers it: it must not keep the chain
+            # walking (together with ``spoken``, this is what lets a chain end early)
+            fit = np.exp(-np.minimum(err, 1e3) / cfg.sigma)
+            remaining[fit == 0] = 0
+            if remaining.max() < cfg.min_remaining:
+                break
+            if not labelled[k]:
+                continue
+            facts = _labelled(human, spoken, k, cfg.sparse_share, memo)
+            pixels = _reaching(facts, x, y, remaining, cfg.sparse_share)
+            _vote(votes, remaining, human, spoken, frames, k, t, x, y, fit, cfg, pixels, facts)
+            if remaining.max() < cfg.min_remaining:
+                break
+    return votes
+
+
+_REMAP_COLS = 1024  # row length of the sparse path's remap maps (cv2 needs < 32767 rows)
+
+
+class _Labelled(NamedTuple):
+    """What every chain that meets labelled frame k needs of it, looked up once."""
+
+    present: np.ndarray  # classes in its labels
+    grown: np.ndarray | None  # where it was answered, grown by a pixel; None = too much for sparse
+
+
+def _labelled(
+    human: np.ndarray,
+    spoken: np.ndarray | None,
+    k: int,
+    share: float,
+    memo: dict[int, _Labelled] | None,
+) -> _Labelled:
+    """Frame ``k``'s :class:`_Labelled`, from ``memo`` when it holds it."""
+    if memo is not None and k in memo:
+        return memo[k]
+    region = human[k] != VOID if spoken is None else spoken[k] | (human[k] != VOID)
+    grown = None
+    if share > 0 and region.mean() <= share:  # a frame labelled more fully is reached widely
+        grown = cv2.dilate(region.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    facts = _Labelled(_present(human[k]), grown)
+    if memo is not None:
+        memo[k] = facts
+    return facts
+
+
+def _reaching(
+    facts: _Labelled, x: np.ndarray, y: np.ndarray, remaining: np.ndarray, share: float
+) -> np.ndarray | None:
+    """Flat indices of the pixels whose chain can pick up a vote from frame k, or None.
+
+    A bilinear sample at (x, y) reads the four pixels around it, all within one pixel of
+    (round(x), round(y)); so the answered region grown by one pixel, looked up at the rounded
+    position, holds every pixel with a non-zero vote. Pixels already answered (``remaining`` 0)
+    get none. None (take the dense path) when more than ``share`` of the pixels could vote:
+    there the gather and scatter of a sparse path would cost more than they save.
+    """
+    if facts.grown is None:
+        return None
+    h, w = facts.grown.shape
+    inside = (x > -1) & (x < w) & (y > -1) & (y < h)  # False for NaN, too
+    xi = np.rint(np.clip(np.where(inside, x, 0), 0, w - 1)).astype(np.intp)
+    yi = np.rint(np.clip(np.where(inside, y, 0), 0, h - 1)).astype(np.intp)
+    hit = facts.grown[yi, xi] & inside & (remaining > 0)
+    at = np.flatnonzero(hit)
+    return None if at.size > share * hit.size else at
+
+
+def _vote(votes, remaining, human, spoken, frames, k, t, x, y, fit, cfg, at, facts) -> None:
+    """Add frame ``k``'s carried labels to ``votes`` and shade ``remaining`` (in place).
+
+    ``at`` (flat pixel indices, from :func:`_reaching`) restricts the work to those pixels,
+    with the same numbers: with labels in pieces (rectangles, superpixels) in every frame, each
+    chain walks its whole window and meets a labelled frame at every step, but only a few of
+    its pixels land on a label, and resampling and weighting those alone is what makes fusion
+    of partial labels cheap. ``at=None`` works on every pixel.
+    """
+    if at is None:
+        pick, here = (lambda a: a), frames[t].transpose(2, 0, 1) if frames is not None else None
+    elif at.size == 0:
+        return
+    else:
+        # cv2.remap takes maps under 32767 rows: the chosen pixels as rows of _REMAP_COLS,
+        # the last row padded with points far outside the frame (they read 0)
+        rows = -(-at.size // _REMAP_COLS)
+
+        def pick(a: np.ndarray, fill: float = 0.0) -> np.ndarray:
+            out = np.full(rows * _REMAP_COLS, fill, a.dtype)
+            out[: at.size] = a.reshape(-1)[at]
+            return out.reshape(rows, _REMAP_COLS)
+
+        here = None
+        if frames is not None and cfg.photo_sigma:
+            mine = frames[t].reshape(-1, frames.shape[-1])
+            here = np.stack([pick(mine[:, ch]) for ch in range(mine.shape[1])])
+    far = -1e4  # a coordinate no bilinear sample of the frame reaches
+    xs, ys = (pick(x), pick(y)) if at is None else (pick(x, far), pick(y, far))
+    carried = _carry(human[k], len(votes), xs, ys, facts.present)
+    cover = carried.sum(0) if spoken is None else _pull(spoken[k, None] * 1.0, xs, ys)[0]
+    trust = pick(fit) / abs(k - t) ** cfg.distance_power
+    if here is not None and cfg.photo_sigma:
+        there = _pull(frames[k].transpose(2, 0, 1).astype(np.float32), xs, ys)
+        trust *= np.exp(-np.abs(there - here).mean(0) / cfg.photo_sigma)
+    add = carried * (pick(remaining) * trust)[None]
+    keep = 1 - np.clip(cover, 0, 1)
+    if at is None:
+        votes += add
+        remaining *= keep
+    else:
+        votes.reshape(len(votes), -1)[:, at] += add.reshape(len(votes), -1)[:, : at.size]
+        remaining.reshape(-1)[at] *= keep.reshape(-1)[: at.size]
+
+
+def guided_filter(guide: np.ndarray, planes: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """He et al.'s guided filter of (C,H,W) planes by a grey (H,W) guide in [0, 1].
+
+    Locally each output plane is an affine function of the guide, so a soft border between two
+    classes snaps to the nearest strong edge of the frame.
+    """
+    size = (2 * radius + 1, 2 * radius + 1)
+
+    def box(a: np.ndarray) -> np.ndarray:
+        return cv2.boxFilter(a, -1, size, borderType=cv2.BORDER_REFLECT)
+
+    mean_i = box(guide)
+    var_i = box(guide * guide) - mean_i * mean_i
+    out = np.empty_like(planes)
+    for c, p in enumerate(planes):
+        mean_p = box(p)
+        a = (box(guide * p) - mean_i * mean_p) / (var_i + eps)
+        b = mean_p - a * mean_i
+        out[c] = box(a) * guide + box(b)
+    return out
+
+
+def fuse_frame(
+    net_probs: torch.Tensor,
+    votes: np.ndarray,
+    frame: np.ndarray,
+    own: np.ndarray,
+    cfg: FusionConfig,
+    layer: np.ndarray | None = None,
+    complete: np.ndarray | None = None,
+) -> np.ndarray:
+    """(C,H,W) fused probabilities of one frame from the network's (C,h,w) softmax.
+
+    ``own`` is the frame's own human labels (H,W), which are certain; ``layer`` (H,W) and
+    ``complete`` (C,) bool are its class layers (:func:`hvsa.method.class_layers.apply_layers`).
+    """
+    size = frame.shape[:2]
+    net = F.interpolate(net_probs[None].float(), size=size, mode="bilinear", align_corners=False)
+    # the uniform prior leaves every argmax as it is but keeps a pixel that only the network
+    # speaks for uncertain: the network is sure of itself far more often than it is right
+    fused = votes + cfg.network_weight * net[0].numpy() + cfg.prior / len(votes)
+    fused /= fused.sum(0, keepdims=True).clip(1e-8)
+    if cfg.guided_radius > 0:
+        guide = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
+        fused = guided_filter(guide, fused, cfg.guided_radius, cfg.guided_eps).clip(0, 1)
+        fused /= fused.sum(0, keepdims=True).clip(1e-8)
+    if layer is not None and complete is not None:
+        fused = apply_layers(fused, layer, complete)
+    mine = own != VOID
+    if mine.any():
+        fused[:, mine] = one_hot(own, len(fused))[:, mine]
+    return fused
+
+
+def fuse(
+    net_probs: torch.Tensor,
+    human: np.ndarray,
+    frames: np.ndarray,
+    flow: Flow,
+    cfg: FusionConfig,
+    spoken: np.ndarray | None = None,
+    layers: np.ndarray | None = None,
+    complete: np.ndarray | None = None,
+) -> tuple[np.ndarray, torch.Tensor]:
+    """Labels (N,H,W) uint8 for the whole video, and fused probabilities at the network's size.
+
+    ``net_probs`` is the network's (N,C,h,w) softmax, ``human`` (N,H,W) with 255 where no human
+    spoke; ``spoken`` (N,H,W) bool where a human answered, void included (see
+    :func:`carried_votes`); ``layers`` (N,H,W) and ``complete`` (N,C) bool the class layers,
+    which act on their own frame only. The returned probabilities (N,C,h,w) replace the
+    network's for selection.
+    """
+    n, num_classes, h, w = net_probs.shape
+    labelled = (human != VOID).reshape(n, -1).any(1)
+    labels = np.empty(human.shape, np.uint8)
+    memo: dict[int, _Labelled] = {}
+    small = torch.empty((n, num_classes, h, w), dtype=torch.float32)
+    for t in tqdm(range(n), desc="fuse labels", leave=False):
+        votes = carried_votes(human, labelled, flow, t, num_classes, cfg, frames, spoken, memo)
+        layer = None if layers is None else layers[t]
+        given = None if complete is None else complete[t]
+        fused = fuse_frame(net_probs[t], votes, frames[t], human[t], cfg, layer, given)
+        labels[t] = fused.argmax(0)
+        small[t] = F.interpolate(torch.from_numpy(fused)[None], size=(h, w), mode="area")[0]
+    return labels, small

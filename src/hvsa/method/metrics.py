@@ -1,0 +1,67 @@
+"""Label quality: confusion matrix, per-class IoU and mIoU (void ignored)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hvsa.data.video import VOID
+
+
+def confusion(truth: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C,C) counts, rows = truth, columns = prediction, over non-void truth pixels."""
+    keep = truth != VOID
+    t = truth[keep].astype(np.int64)
+    p = pred[keep].astype(np.int64)
+    p = np.where(p < num_classes, p, num_classes)  # a void prediction counts as a miss
+    cm = np.bincount(t * (num_classes + 1) + p, minlength=num_classes * (num_classes + 1))
+    return cm.reshape(num_classes, num_classes + 1)[:, :num_classes]
+
+
+def iou_per_class(cm: np.ndarray, truth_pixels: np.ndarray | None = None) -> np.ndarray:
+    """IoU per class; NaN for a class absent from both truth and prediction.
+
+    ``truth_pixels`` (per class) lets a void prediction count against recall; by default the
+    row sums of ``cm`` are used.
+    """
+    tp = np.diag(cm).astype(np.float64)
+    gt = cm.sum(1) if truth_pixels is None else truth_pixels
+    union = gt + cm.sum(0) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, tp / union, np.nan)
+
+
+def mean_iou(ious: np.ndarray) -> float:
+    """Mean of the finite entries of (C,) ``ious`` (classes that can be scored); NaN if none."""
+    return float(np.nanmean(ious)) if np.isfinite(ious).any() else float("nan")
+
+
+def miou(truth: np.ndarray, pred: np.ndarray, num_classes: int) -> tuple[float, np.ndarray]:
+    """(mIoU over classes present in truth or prediction, per-class IoU)."""
+    keep = truth != VOID
+    truth_pixels = np.bincount(truth[keep].astype(np.int64), minlength=num_classes)[:num_classes]
+    ious = iou_per_class(confusion(truth, pred, num_classes), truth_pixels)
+    return mean_iou(ious), ious
+
+
+def expected_miou(probs: np.ndarray, human: np.ndarray) -> float:
+    """mIoU the network expects of its own labels, for videos without ground truth.
+
+    Soft IoU per class under the network's belief: the intersection is the probability mass of
+    class c on pixels labelled c, the union the mass of c plus the pixels labelled c minus the
+    intersection. Human-labelled pixels count as certain. ``probs`` is (N,C,h,w) softmax,
+    ``human`` (N,h,w) with 255 where no human label exists. Only as good as the network's
+    calibration: a stop rule on it is a heuristic, logged as such.
+    """
+    num = probs.shape[1]
+    inter, union = np.zeros(num), np.zeros(num)
+    for frame_probs, frame_human in zip(probs, human, strict=True):  # per frame: bounded memory
+        p = frame_probs.astype(np.float64).reshape(num, -1)
+        h = frame_human.ravel()
+        labelled = h != VOID
+        p[:, labelled] = np.eye(num)[h[labelled]].T
+        chosen = np.eye(num)[p.argmax(0)].T
+        both = (p * chosen).sum(1)
+        inter += both
+        union += p.sum(1) + chosen.sum(1) - both
+    ious = inter[union > 0] / union[union > 0]
+    return float(ious.mean()) if ious.size else float("nan")

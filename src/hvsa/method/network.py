@@ -1,0 +1,99 @@
+"""The segmentation network: a torchvision architecture returning logits *and* features.
+
+Selection clusters samples in the network's own feature space, so the wrapper exposes the
+head's last hidden feature map next to the logits. Checkpoints carry the architecture and class
+list, so ``--model model.pt`` is all a user passes.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import segmentation
+
+from hvsa.data.video import ClassList
+from hvsa.errors import HvsaError
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+ARCHS = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large")
+
+
+def pick_device(choice: str = "auto") -> torch.device:
+    """cuda when present (or asked for), else cpu."""
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise HvsaError("model.device=cuda but no CUDA device is available")
+    if choice == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+class SegmentationNet(nn.Module):
+    """Normalises uint8-range RGB input and returns ``(logits at input size, features)``."""
+
+    def __init__(self, arch: str, num_classes: int):
+        super().__init__()
+        if arch not in ARCHS:
+            raise HvsaError(f"unknown architecture {arch!r}; choose one of {ARCHS}")
+        self.arch = arch
+        self.net = getattr(segmentation, arch)(
+            weights=None, weights_backbone=None, num_classes=num_classes
+        )
+        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1) * 255)
+        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1) * 255)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        size = x.shape[-2:]
+        x = (x - self.mean) / self.std
+        feats: OrderedDict = self.net.backbone(x)
+        if self.arch.startswith("lraspp"):
+            head = self.net.classifier
+            low, high = feats["low"], feats["high"]
+            hidden = head.cbr(high) * head.scale(high)
+            up = F.interpolate(hidden, size=low.shape[-2:], mode="bilinear", align_corners=False)
+            logits = head.low_classifier(low) + head.high_classifier(up)
+        else:
+            head = self.net.classifier
+            hidden = head[:-1](feats["out"])
+            logits = head[-1](hidden)
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        return logits, hidden
+
+
+def save_checkpoint(
+    path: str | Path, model: SegmentationNet, classes: ClassList, meta: dict | None = None
+) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "arch": model.arch,
+        "classes": classes.to_json(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "meta": meta or {},
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(
+    path: str | Path, device: torch.device
+) -> tuple[SegmentationNet, ClassList, dict]:
+    """Load a checkpoint written by :func:`save_checkpoint` (no flags needed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise HvsaError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        classes = ClassList.from_json(state["classes"])
+        model = SegmentationNet(state["arch"], len(classes))
+        model.load_state_dict(state["state_dict"])
+    except (RuntimeError, KeyError, TypeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise HvsaError(f"{path} is not an hvsa checkpoint: {msg}") from exc
+    return model.to(device), classes, dict(state.get("meta", {}))

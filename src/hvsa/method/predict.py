@@ -1,0 +1,45 @@
+"""Running the network over a whole video: softmax probabilities and feature maps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from hvsa.data.arrays import load_arrays, save_arrays
+from hvsa.method.network import SegmentationNet
+
+
+@dataclass
+class Prediction:
+    """probs (N,C,h,w) float32 at working size; features (N,F,hf,wf) float32."""
+
+    probs: torch.Tensor
+    features: torch.Tensor
+
+
+@torch.no_grad()
+def predict(
+    model: SegmentationNet, frames: torch.Tensor, batch_size: int, device: torch.device
+) -> Prediction:
+    """Predict every frame (N,3,h,w); results are kept on the CPU to bound device memory."""
+    model.eval()
+    probs, feats = [], []
+    for start in range(0, len(frames), batch_size):
+        logits, hidden = model(frames[start : start + batch_size].to(device))
+        probs.append(logits.softmax(1).cpu())
+        feats.append(hidden.cpu())
+    return Prediction(torch.cat(probs), torch.cat(feats))
+
+
+def save_prediction(path: Path, pred: Prediction) -> None:
+    """float16 on disk: probabilities and features need no more for ranking samples."""
+    save_arrays(path, probs=pred.probs.half().numpy(), features=pred.features.half().numpy())
+
+
+def load_prediction(path: Path) -> Prediction:
+    data = load_arrays(path, "prediction")
+    return Prediction(
+        torch.from_numpy(data["probs"]).float(), torch.from_numpy(data["features"]).float()
+    )

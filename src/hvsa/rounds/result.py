@@ -1,0 +1,23 @@
+"""What a round reports: clicks, label quality, time and memory (no torch: cheap to import).
+
+``metrics.json`` of every round holds one; campaign tracking and the charts read them back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class RoundResult:
+    round: int
+    clicks: int
+    clicks_total: int
+    samples: int
+    labelled_fraction: float
+    miou: float | None
+    per_class: dict[str, float | None]
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+    peak_memory_mb: float | None = None
+    guided_radius: int | None = None  # the fusion's guided radius this round (calibrate.py)

@@ -1,0 +1,121 @@
+"""The state a round carries to the next: human labels, coverage, provenance, samples used.
+
+Saved as one ``human.npz`` per round, so any round can be restored (and audited) on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hvsa.annotation.annotator import Annotation
+from hvsa.data.arrays import load_arrays, save_arrays
+from hvsa.data.video import VOID
+from hvsa.method.samples import SampleSet
+
+
+@dataclass
+class LoopState:
+    """Human labels (N,H,W) uint8 (255 = none), which pixels a human covered (bool), per-pixel
+    ``provenance`` (int32 ledger event id; 0 where the network predicts), samples used, the
+    clicks spent so far, and the class layers (``class_layers.py``): ``layers`` (N,H,W) uint8 the
+    class a layer gave a pixel (255 elsewhere), ``complete`` the (frame, class) layers given.
+
+    Layers stay apart from ``human``: a layer says nothing of the frame's other classes, so it
+    must neither be carried to other frames nor taught to the network as a frame's labels.
+    """
+
+    human: np.ndarray
+    annotated: np.ndarray
+    provenance: np.ndarray
+    used: set[int]
+    clicks_total: int = 0
+    layers: np.ndarray | None = None
+    complete: set[tuple[int, int]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if self.layers is None:
+            self.layers = np.full(self.human.shape, VOID, np.uint8)
+
+    def complete_mask(self, num_classes: int) -> np.ndarray:
+        """(N,C) bool: which classes each frame has a layer of."""
+        out = np.zeros((len(self.human), num_classes), bool)
+        for frame, cls in self.complete:
+            out[frame, cls] = True
+        return out
+
+    @classmethod
+    def empty(cls, frames: int, size: tuple[int, int]) -> LoopState:
+        return cls(
+            human=np.full((frames, *size), VOID, np.uint8),
+            annotated=np.zeros((frames, *size), bool),
+            provenance=np.zeros((frames, *size), np.int32),
+            used=set(),
+        )
+
+    def save(self, path: Path) -> None:
+        save_arrays(
+            path,
+            compressed=True,
+            labels=self.human,
+            annotated=self.annotated,
+            provenance=self.provenance,
+            used=np.asarray(sorted(self.used), np.int64),
+            clicks_total=np.int64(self.clicks_total),
+            layers=self.layers,
+            complete=np.asarray(sorted(self.complete), np.int64).reshape(-1, 2),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> LoopState:
+        data = load_arrays(path, "round state")
+        return cls(
+            human=data["labels"],
+            annotated=data["annotated"],
+            provenance=data["provenance"],
+            used={int(i) for i in data["used"]},
+            clicks_total=int(data["clicks_total"]),
+            # rounds saved before class layers existed hold none
+            layers=data.get("layers"),
+            complete={(int(f), int(c)) for f, c in data.get("complete", np.zeros((0, 2)))},
+        )
+
+    def apply(
+        self, annotations: list[Annotation], samples: SampleSet, event_ids: list[int]
+    ) -> None:
+        """Write annotations into the state; each labelled pixel remembers its ledger event."""
+        for a, event_id in zip(annotations, event_ids, strict=True):
+            if a.layer_class is not None:
+                self._apply_layer(a, event_id)
+                continue
+            _, _, mask = samples.region(a.sample_id)
+            given = mask & (a.labels != VOID)
+            self.human[a.frame][a.box][given] = a.labels[given]
+            self.provenance[a.frame][a.box][given] = event_id
+            self.annotated[a.frame][a.box] |= mask
+            self.used.add(a.sample_id)
+            self.clicks_total += a.clicks.total
+
+    def _apply_layer(self, a: Annotation, event_id: int) -> None:
+        """A class layer: its pixels, and where no frame label speaks, its provenance."""
+        given = a.labels != VOID
+        self.layers[a.frame][a.box][given] = a.labels[given]
+        own = given & (self.human[a.frame][a.box] == VOID)
+        self.provenance[a.frame][a.box][own] = event_id
+        self.complete.add((a.frame, a.layer_class))
+        self.clicks_total += a.clicks.total
+
+    def candidates(
+        self, ids: np.ndarray, n_pixels: np.ndarray, min_unlabelled: float
+    ) -> np.ndarray:
+        """Sample ids not yet labelled and with enough unlabelled pixels left.
+
+        ``ids`` is the (N,H,W) global sample-id map; a sample partly covered by labels of
+        another granularity stays a candidate while ``min_unlabelled`` of it is still free.
+        """
+        free = np.bincount(ids[~self.annotated], minlength=len(n_pixels))
+        # a labelled sample is covered in full, so coverage alone rules it out; sample ids of
+        # another granularity (``auto`` mixes them) must not
+        return np.flatnonzero(free / n_pixels >= min_unlabelled)

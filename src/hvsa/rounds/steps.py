@@ -1,0 +1,490 @@
+"""The steps of one round, shared by the in-process loop and the DVC stages.
+
+Each function takes what it needs in memory and returns its result; reading and writing files
+is left to the caller (``loop.py`` keeps everything in memory, ``stages/`` goes through disk).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hvsa.annotation.annotator import Annotation, Annotator
+from hvsa.annotation.ledger import Event, Ledger
+from hvsa.config import Config, FusionConfig, SelectionConfig
+from hvsa.data.label_io import compose
+from hvsa.data.scaling import (
+    downsample_segments,
+    frames_to_tensor,
+    labels_to_tensor,
+    upsample_argmax,
+    work_size,
+)
+from hvsa.data.video import VOID, ClassList, Video
+from hvsa.errors import HvsaError
+from hvsa.method.calibrate import calibrated, class_quality, leave_one_out_confusions, probe_frames
+from hvsa.method.class_layers import choose_layers, class_costs, doubt
+from hvsa.method.clicks import region_clicks
+from hvsa.method.finetune import TrainingData, finetune
+from hvsa.method.fusion import fuse
+from hvsa.method.gain import expected_clicks, pixel_gain, sample_gain, select_gain
+from hvsa.method.metrics import miou
+from hvsa.method.motion import Flow, resize_flow, resize_mask
+from hvsa.method.network import SegmentationNet
+from hvsa.method.predict import Prediction, predict
+from hvsa.method.sample_scores import sample_features, sample_uncertainty
+from hvsa.method.samples import SampleSet
+from hvsa.method.selection import coverage_scores, select, select_coverage
+from hvsa.method.uncertainty import pixel_uncertainty
+from hvsa.rounds.state import LoopState
+
+
+@dataclass
+class VideoContext:
+    """A video prepared for rounds: its samples and flow, and tensors at the working size."""
+
+    video: Video
+    classes: ClassList
+    samples: SampleSet
+    flow: Flow
+    full: tuple[int, int]
+    work: tuple[int, int]
+    frames_t: torch.Tensor
+    flow_t: torch.Tensor
+    valid_t: torch.Tensor
+    small_segments: np.ndarray
+    sample_ids: np.ndarray
+
+    @classmethod
+    def build(
+        cls, video: Video, classes: ClassList, cfg: Config, flow: Flow, samples: SampleSet
+    ) -> VideoContext:
+        work = work_size(video.size, cfg.model.scale)
+        return cls(
+            video=video,
+            classes=classes,
+            samples=samples,
+            flow=flow,
+            full=video.size,
+            work=work,
+            frames_t=frames_to_tensor(video.frames, work),
+            flow_t=torch.from_numpy(resize_flow(flow.forward, work)),
+            valid_t=torch.from_numpy(resize_mask(flow.valid_forward, work)),
+            small_segments=downsample_segments(samples.segments, work),
+            sample_ids=samples.global_ids(),
+        )
+
+
+def manual_clicks(labels: np.ndarray, tolerance: float) -> int:
+    """Clicks to annotate every frame in full with the click model: 100 % of manual cost."""
+    return sum(region_clicks(m, tolerance).total for m in labels)
+
+
+def score(
+    video: Video, labels: np.ndarray, classes: ClassList
+) -> tuple[float | None, dict[str, float | None]]:
+    if video.labels is None:
+        return None, {}
+    value, ious = miou(video.labels, labels, len(classes))
+    return value, {
+        n: (None if np.isnan(v) else float(v)) for n, v in zip(classes.names, ious, strict=True)
+    }
+
+
+def belief_labels(probs: torch.Tensor) -> np.ndarray:
+    """(N,h,w) uint8 most likely class of each pixel of a belief (N,C,h,w).
+
+    ``max().indices`` is the argmax, several times faster than ``argmax()`` across dim 1 on CPU.
+    """
+    return probs.max(1).indices.to(torch.uint8).numpy()
+
+
+def sample_clicks(
+    ctx: VideoContext, predicted: np.ndarray, rows: np.ndarray, cfg: Config
+) -> np.ndarray:
+    """Expected clicks of the samples ``rows`` of ``ctx``: the click model run on the labels
+    ``predicted`` (N,h,w) at the working size (``gain.expected_clicks``)."""
+    return expected_clicks(
+        predicted, ctx.samples.table, rows, ctx.full, ctx.samples.granularity,
+        cfg.annotation.polygon_tolerance,
+    )  # fmt: skip
+
+
+def select_samples(
+    ctx: VideoContext,
+    pred: Prediction,
+    state: LoopState,
+    cfg: Config,
+    round_no: int,
+    unc_pix: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """This round's samples for the annotator, with their uncertainty and rank.
+
+    ``unc_pix`` is ``pred``'s pixel uncertainty when the caller has it (``auto`` selects from
+    one belief for several granularities).
+    """
+    table = ctx.samples.table
+    n_pixels = table["n_pixels"].to_numpy()
+    cand = state.candidates(ctx.sample_ids, n_pixels, cfg.samples.min_unlabelled)
+    if cand.size == 0:
+        return table.iloc[[]].assign(uncertainty=[], rank=[])
+    if unc_pix is None:
+        unc_pix = pixel_uncertainty(pred.probs, cfg.uncertainty.measure)
+    unc = sample_uncertainty(unc_pix, ctx.small_segments, table, ctx.full)[cand]
+    s = cfg.selection
+    budget = min(cfg.loop.budget, cand.size)
+
+    def cost_of(idx: np.ndarray) -> np.ndarray:
+        """Expected clicks of candidates ``idx``: the click model run on the predicted labels."""
+        return sample_clicks(ctx, belief_labels(pred.probs), cand[idx], cfg)
+
+    if s.strategy == "gain":
+        gains = sample_gain(pixel_gain(pred.probs), ctx.small_segments, table, cand)
+        picked, cost = select_gain(gains, cost_of, budget, s.gain_pool)
+    elif s.strategy == "coverage":
+        picked = _select_coverage(unc * n_pixels[cand], table["frame"].to_numpy()[cand],
+                                  len(ctx.video), budget, s, cost_of)  # fmt: skip
+    else:
+        # pooled features are for select() (paper and diversity cluster them); gain and coverage
+        # never read them, so they skip this per-frame upsampling
+        feats = sample_features(pred.features, ctx.small_segments, table, ctx.full)[cand]
+        picked = select(
+            s.strategy, unc, feats, budget, s.keep_fraction, s.kmeans_init, s.seed + round_no
+        )
+    chosen = table.iloc[cand[picked]].copy()
+    chosen["uncertainty"] = unc[picked]
+    if s.strategy == "gain":
+        chosen["expected_gain"] = gains[picked]
+        chosen["expected_clicks"] = cost
+    chosen["rank"] = np.arange(len(chosen))
+    return chosen
+
+
+def _select_coverage(
+    mass: np.ndarray,
+    frames: np.ndarray,
+    n_frames: int,
+    budget: int,
+    s: SelectionConfig,
+    cost_of: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """The coverage selector; per click, pricing only the ``gain_pool × budget`` best covers
+    (the click model is too slow for every rectangle of a video, as for the gain selector)."""
+    frame_mass = np.bincount(frames, weights=mass, minlength=n_frames)
+    if not s.coverage_per_click:
+        return select_coverage(mass, frames, frame_mass, budget, s.coverage_reach)
+    first = coverage_scores(mass, frames, frame_mass, s.coverage_reach)
+    pool = np.argsort(-first, kind="stable")[: max(budget, s.gain_pool * budget)]
+    cost = cost_of(pool)
+    return pool[
+        select_coverage(mass[pool], frames[pool], frame_mass, budget, s.coverage_reach, cost)
+    ]
+
+
+def class_estimates(
+    ctx: VideoContext,
+    pred: Prediction,
+    state: LoopState,
+    cfg: Config,
+    fcfg: FusionConfig,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Each class's estimated IoU where no human labelled, its layer's price, and which frames
+    are labelled in full; None while fewer than ``fusion.calibration_probes`` frames are.
+
+    The quality is the class's IoU on frames labelled in full, fused without their own labels
+    (network ``pred``, the round's fusion settings ``fcfg``); the price the mean clicks of its
+    layer on those frames (``layers.class_costs``).
+    """
+    full = state.annotated.reshape(len(state.annotated), -1).all(1)
+    in_full = np.where(full[:, None, None], state.human, VOID)
+    probes = probe_frames(in_full, cfg.fusion.calibration_probes)
+    if probes.size == 0:
+        return None
+    cm = leave_one_out_confusions(
+        pred.probs, state.human, ctx.video.frames, ctx.flow, [fcfg], state.annotated, probes
+    )[0]
+    cost = class_costs(state.human, full, len(ctx.classes), cfg.annotation.polygon_tolerance)
+    return class_quality(cm), cost, full
+
+
+def layer_choice(
+    estimates: tuple[np.ndarray, np.ndarray, np.ndarray],
+    belief: Prediction,
+    state: LoopState,
+    cfg: Config,
+) -> list[tuple[int, int]]:
+    """``layers.per_round`` layers by :func:`class_estimates`: classes by estimated IoU to win
+    per click, frames within a class by how much the fused ``belief`` doubts it."""
+    quality, cost, full = estimates
+    eligible = ~state.complete_mask(len(quality)) & ~full[:, None]
+    return choose_layers(quality, cost, doubt(belief.probs), eligible, cfg.layers.per_round)
+
+
+def select_layers(
+    ctx: VideoContext,
+    pred: Prediction,
+    belief: Prediction,
+    state: LoopState,
+    cfg: Config,
+    fcfg: FusionConfig,
+) -> list[tuple[int, int]]:
+    """This round's class layers (``class_layers.py``), or none while fewer than
+    ``fusion.calibration_probes`` frames are labelled in full."""
+    estimates = class_estimates(ctx, pred, state, cfg, fcfg)
+    return [] if estimates is None else layer_choice(estimates, belief, state, cfg)
+
+
+def annotate_samples(
+    ctx: VideoContext, selected: pd.DataFrame, annotator: Annotator, state: LoopState, cfg: Config
+) -> list[Annotation]:
+    """Ask the annotator; with a click cap, later samples stay unlabelled rather than pass it."""
+    ids = [int(i) for i in selected["sample_id"]]
+    return _within_cap(annotator.annotate(ctx.video, ctx.samples, ids), state, cfg)
+
+
+def annotate_layers(
+    ctx: VideoContext,
+    layers: list[tuple[int, int]],
+    annotator: Annotator,
+    state: LoopState,
+    cfg: Config,
+) -> list[Annotation]:
+    """Ask the annotator for class layers (the oracle draws them; a human does so only in a
+    future version of the annotation app), under the same click cap as samples."""
+    ask = layer_drawer(annotator)
+    return _within_cap(ask(ctx.video, layers, len(ctx.classes)), state, cfg)
+
+
+def layer_drawer(annotator: Annotator) -> Callable[..., list[Annotation]]:
+    """The annotator's way to draw class layers, or a clear error when it has none."""
+    ask = getattr(annotator, "annotate_layers", None)
+    if ask is None:
+        raise HvsaError(
+            f"annotator {annotator.name!r} cannot draw class layers: layers.enabled and layers "
+            "in auto.granularities work with the oracle (`hvsa run`, `hvsa benchmark`)"
+        )
+    return ask
+
+
+def _within_cap(annotations: list[Annotation], state: LoopState, cfg: Config) -> list[Annotation]:
+    """The annotations in order up to ``loop.max_clicks``: later ones stay unlabelled."""
+    cap = cfg.loop.max_clicks
+    if cap is None:
+        return annotations
+    kept, total = [], state.clicks_total
+    for a in annotations:
+        if total + a.clicks.total > cap:
+            break
+        kept.append(a)
+        total += a.clicks.total
+    return kept
+
+
+def label_hash(a: Annotation) -> str:
+    """Hash of an annotation's label patch and where it lies: what the ledger vouches for."""
+    digest = hashlib.sha256()
+    box = [a.frame, a.box[0].start, a.box[0].stop, a.box[1].start, a.box[1].stop]
+    digest.update(json.dumps(box).encode())
+    digest.update(np.ascontiguousarray(a.labels).tobytes())
+    return digest.hexdigest()
+
+
+def ledger_events(
+    annotations: list[Annotation],
+    samples: SampleSet,
+    video: Video,
+    classes: ClassList,
+    campaign: str,
+    video_key: str,
+    round_no: int,
+    epoch: int = 0,
+) -> list[Event]:
+    """One ledger event per annotation, keyed so that a replayed round records nothing twice.
+
+    ``epoch`` counts the video's rollbacks: a round redone after a rollback is new work and
+    gets new events, while a step replayed after a crash in the same epoch gets none.
+    """
+    events = []
+    for a in annotations:
+        (y0, y1), (x0, x1) = (a.box[0].start, a.box[0].stop), (a.box[1].start, a.box[1].stop)
+        if a.layer_class is None:
+            kind, segment = samples.granularity, int(samples.table.iloc[a.sample_id].segment)
+            key, extra = f"{a.sample_id}", {}
+        else:  # a class layer: the whole frame, one class (``class_layers.py``)
+            kind, segment = "layer", a.layer_class
+            key = f"layer{a.frame}-{a.layer_class}"
+            extra = {"class": classes.names[a.layer_class]}
+        values, counts = np.unique(a.labels[a.labels != VOID], return_counts=True)
+        class_pixels = {classes.names[int(v)]: int(c) for v, c in zip(values, counts, strict=True)}
+        if a.detail is not None:  # a human's clicks as the app counted them, tool by tool
+            clicks = dict(a.detail)
+        else:
+            clicks = {"regions": a.clicks.regions, "vertices": a.clicks.vertices}
+            clicks["crossings"] = a.clicks.crossings
+        digest = label_hash(a)
+        events.append(
+            Event(
+                kind="annotation",
+                campaign=campaign,
+                video=video_key,
+                round=round_no,
+                sample_id=a.sample_id,
+                frame=a.frame,
+                frame_name=video.frame_names[a.frame],
+                geometry={
+                    "kind": kind,
+                    "segment": segment,
+                    "x0": x0,
+                    "y0": y0,
+                    "x1": x1,
+                    "y1": y1,
+                    **extra,
+                },  # fmt: skip
+                annotator=a.annotator,
+                tool=a.tool,
+                clicks=a.clicks.total,
+                clicks_detail=clicks,
+                class_pixels=class_pixels,
+                started=a.started,
+                finished=a.finished,
+                label_hash=digest,
+                idempotency_key=f"{campaign}/{video_key}/e{epoch}/r{round_no}/{key}/{digest}",
+            )
+        )
+    return events
+
+
+def record_annotations(
+    ledger: Ledger,
+    annotations: list[Annotation],
+    ctx: VideoContext,
+    state: LoopState,
+    campaign: str,
+    video_key: str,
+    round_no: int,
+) -> pd.DataFrame:
+    """Append the annotations to the ledger, apply them to the state; returns the round's table."""
+    epoch = ledger.count(kind="rollback", campaign=campaign, video=video_key)
+    events = ledger_events(
+        annotations, ctx.samples, ctx.video, ctx.classes, campaign, video_key, round_no, epoch
+    )
+    event_ids = ledger.append(events)
+    state.apply(annotations, ctx.samples, event_ids)
+    return annotations_table(events, event_ids)
+
+
+def annotations_table(events: list[Event], event_ids: list[int]) -> pd.DataFrame:
+    """The round's ledger events as a flat table (one row per annotation)."""
+    rows = []
+    for event, event_id in zip(events, event_ids, strict=True):
+        row = asdict(event)
+        geometry, detail = row.pop("geometry"), row.pop("clicks_detail")
+        classes = row.pop("class_pixels")
+        row = {"event_id": event_id, **row, "granularity": geometry.pop("kind"), **geometry}
+        row |= {f"clicks_{k}": v for k, v in detail.items()}
+        row["labelled_pixels"] = sum(classes.values())
+        row["class_pixels"] = json.dumps(classes)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def teaching_labels(
+    ctx: VideoContext, state: LoopState, cfg: Config, current: Callable[[], Prediction]
+) -> torch.Tensor:
+    """(N,h,w) labels to fine-tune on: human labels, and with ``finetune.pseudo_threshold``
+    the confident fused labels wherever no human spoke.
+
+    Why: the network otherwise learns only from the few labelled frames, while the labels it
+    helps write come mostly from human labels carried along the flow; learning those carried
+    labels (where the fused belief is sure: near a human label, flow consistent) shows it every
+    frame of the video, and it is the network that fills in where no carried label reaches.
+    ``current`` gives the network's prediction before fine-tuning; it is called only when the
+    pseudo-labels are needed; the guided radius is calibrated on it too (the round's labels,
+    written after fine-tuning, calibrate again on the new prediction).
+    """
+    labels = labels_to_tensor(state.human, ctx.work)
+    thr = cfg.finetune.pseudo_threshold
+    if thr is None or not cfg.fusion.enabled or not (state.human != VOID).any():
+        return labels
+    pred = current()
+    fcfg = fusion_settings(ctx, pred, state, cfg)
+    # without class layers: a layer says nothing of its frame's other classes, so the
+    # network must not learn the classes it rules out as if a human had named them
+    _, belief = fuse(pred.probs, state.human, ctx.video.frames, ctx.flow, fcfg, state.annotated)
+    conf, guess = belief.max(1)
+    spoken = torch.from_numpy(resize_mask(state.annotated, ctx.work))
+    fill = ~spoken & (labels == VOID) & (conf >= thr)
+    labels[fill] = guess[fill]
+    return labels
+
+
+def finetune_model(
+    model: SegmentationNet,
+    ctx: VideoContext,
+    state: LoopState,
+    cfg: Config,
+    device: torch.device,
+    round_no: int,
+    pred: Prediction | None = None,
+) -> list[dict[str, float]]:
+    """Fine-tune in place on every human label so far plus the temporal term.
+
+    With ``finetune.pseudo_threshold`` also on confident carried labels (``teaching_labels``);
+    ``pred`` is the current network's prediction if the caller has it (else it is made here,
+    and only if the pseudo-labels need it).
+    """
+
+    def current() -> Prediction:
+        return (
+            pred
+            if pred is not None
+            else predict(model, ctx.frames_t, cfg.output.batch_size, device)
+        )
+
+    human_frames = np.flatnonzero((state.human != VOID).reshape(len(state.human), -1).any(1))
+    labels = teaching_labels(ctx, state, cfg, current)
+    data = TrainingData(ctx.frames_t, labels, ctx.flow_t, ctx.valid_t, human_frames)
+    return finetune(model, data, cfg.finetune, device, seed=round_no, crop=cfg.model.train_crop)
+
+
+def fusion_settings(
+    ctx: VideoContext, pred: Prediction, state: LoopState, cfg: Config
+) -> FusionConfig:
+    """This round's fusion settings: params.yaml's, with the guided radius calibrated on the
+    human labels so far (``calibrate.py``)."""
+    return calibrated(
+        cfg.fusion, pred.probs, state.human, ctx.video.frames, ctx.flow, state.annotated
+    )
+
+
+def compose_labels(
+    ctx: VideoContext,
+    pred: Prediction,
+    state: LoopState,
+    cfg: Config,
+    fusion_cfg: FusionConfig | None = None,
+) -> tuple[np.ndarray, Prediction]:
+    """Full-resolution labels, and the belief that the next selection ranks samples by.
+
+    With ``fusion.enabled`` human labels are carried along the flow and fused with the network
+    (``fusion.py``, settings from :func:`fusion_settings` unless ``fusion_cfg`` gives them), and
+    the belief is the fused probabilities; otherwise the labels are the network's prediction
+    with human labels winning, and the belief is the network's own.
+    """
+    if cfg.fusion.enabled:
+        fcfg = fusion_settings(ctx, pred, state, cfg) if fusion_cfg is None else fusion_cfg
+        labels, probs = fuse(
+            pred.probs, state.human, ctx.video.frames, ctx.flow, fcfg, state.annotated,
+            state.layers, state.complete_mask(len(ctx.classes)),
+        )  # fmt: skip
+        return labels, Prediction(probs, pred.features)
+    if state.complete:
+        raise HvsaError("class layers act through the label generator: set fusion.enabled true")
+    net = upsample_argmax(pred.probs, ctx.full, cfg.output.batch_size)
+    return compose(net, state.human), pred
