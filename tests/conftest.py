@@ -26,6 +26,10 @@ CAMVID = REPO.parent / "shared" / "datasets" / "camvid"
 def tiny_config(**overrides) -> Config:
     """Repository params with the sizes of the tiny test videos and short training."""
     base = {
+        # the settings the tests were written for (params.yaml's defaults are CamVid's best)
+        "samples.granularity": "superpixel",
+        "selection.strategy": "paper",
+        "model.train_crop": None,
         "pretrain.steps": 60,
         "pretrain.batch_size": 8,
         "finetune.steps": 30,
@@ -84,6 +88,8 @@ def write_fast_params(path: Path, **overrides) -> Path:
     settings = {
         "finetune.steps": 5, "samples.superpixels": 40, "samples.rect_size": 16,
         "loop.budget": 6, "model.device": "cpu", "output.batch_size": 8,
+        "samples.granularity": "superpixel", "selection.strategy": "paper",
+        "model.train_crop": None,
     }  # fmt: skip
     settings.update(overrides)
     for dotted, value in settings.items():
@@ -139,3 +145,13 @@ def start_flow(root, api_url: str, rounds: int) -> subprocess.Popen:
         [sys.executable, str(REPO / "flows" / "campaign.py"), str(root), "--rounds", str(rounds)],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
+
+
+def selected_samples(ws, key: str, round_no: int):
+    """The sample set a round of campaign video ``key`` selected from, and its selection."""
+    import pandas as pd
+
+    from hvsa.method.samples import load_samples
+
+    selected = pd.read_parquet(ws.round_dir(key, round_no) / "selected.parquet")
+    return load_samples(ws.sample_set(key, selected["granularity"].iloc[0])), selected

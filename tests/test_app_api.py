@@ -21,8 +21,7 @@ from hvsa.app.store import app_store
 from hvsa.campaign.lifecycle import advance, init_workspace, reproduce
 from hvsa.campaign.workspace import Workspace
 from hvsa.cli import main
-from hvsa.method.samples import load_samples
-from tests.conftest import write_fast_params
+from tests.conftest import selected_samples, write_fast_params
 
 pytestmark = pytest.mark.slow  # a campaign workspace with DVC stages
 
@@ -64,7 +63,7 @@ def _auth(token):
 def _truth(root, sample):
     """The oracle's labels for a sample, as the page would send them."""
     ws = Workspace.open(root)
-    samples = load_samples(ws.video_dir("cam") / "samples.npz")
+    samples, _ = selected_samples(ws, "cam", 1)
     (a,) = OracleAnnotator(2.0).annotate(ws.load_video("cam"), samples, [sample["sample_id"]])
     return a.labels
 
@@ -231,8 +230,7 @@ def test_label_studio_rle_round_trips_and_reads_literal_runs():
 
 def _truth_masks(root):
     ws = Workspace.open(root)
-    samples = load_samples(ws.video_dir("cam") / "samples.npz")
-    selected = pd.read_parquet(root / "data" / "cam" / "r1" / "selected.parquet")
+    samples, selected = selected_samples(ws, "cam", 1)
     ids = selected["sample_id"].tolist()
     return {a.sample_id: a.labels for a in OracleAnnotator(2.0).annotate(
         ws.load_video("cam"), samples, ids)}  # fmt: skip
@@ -320,6 +318,6 @@ def test_label_studio_import_reads_brush_annotations(app, tmp_path):
 
     ws = Workspace.open(root)
     got = SubmittedAnnotator(root / "inbox" / "cam", 1, len(names)).annotate(
-        ws.load_video("cam"), load_samples(ws.video_dir("cam") / "samples.npz"), list(truth)
+        ws.load_video("cam"), selected_samples(ws, "cam", 1)[0], list(truth)
     )
     assert all((a.labels == truth[a.sample_id]).all() for a in got)

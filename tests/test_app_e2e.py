@@ -11,6 +11,7 @@ import shutil
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,9 +50,9 @@ def _wait(what, check, timeout=WAIT_S):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture
-def served(prefect_api, tiny_videos, pretrained, tmp_path, monkeypatch):
-    """A campaign flow paused for human labels, and the app serving its workspace."""
+@contextmanager
+def _serving(prefect_api, tiny_videos, pretrained, tmp_path, monkeypatch, **settings):
+    """A human campaign flow of 2 rounds, and the app serving its workspace on localhost."""
     if not Path(CHROMIUM).is_file():
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
@@ -62,9 +63,8 @@ def served(prefect_api, tiny_videos, pretrained, tmp_path, monkeypatch):
     monkeypatch.setenv("PREFECT_API_URL", prefect_api)
     params = write_fast_params(
         tmp_path / "params.yaml",
-        **{"annotation.annotator": "human", "annotation.poll_s": 1, "loop.budget": 3,
-           "samples.granularity": "rect"},
-    )  # fmt: skip
+        **{"annotation.annotator": "human", "annotation.poll_s": 1, **settings},
+    )
     ws = init_workspace(
         tmp_path / "ws", "browser", pretrained, {"cam": str(tiny_videos[0])}, params
     )
@@ -86,6 +86,54 @@ def served(prefect_api, tiny_videos, pretrained, tmp_path, monkeypatch):
             flow.communicate()
 
 
+@pytest.fixture
+def served(prefect_api, tiny_videos, pretrained, tmp_path, monkeypatch):
+    """A campaign flow paused for human labels on 16 px rectangles, and the app serving it."""
+    settings = {"loop.budget": 3, "samples.granularity": "rect"}
+    with _serving(prefect_api, tiny_videos, pretrained, tmp_path, monkeypatch, **settings) as s:
+        yield s
+
+
+@pytest.fixture
+def served_layers(prefect_api, tiny_videos, pretrained, tmp_path, monkeypatch):
+    """The same with two whole frames in round 1, then class layers."""
+    settings = {"loop.budget": 2, "samples.granularity": "frame", "layers.enabled": True,
+                "layers.per_round": 3, "fusion.calibration_probes": 2}  # fmt: skip
+    with _serving(prefect_api, tiny_videos, pretrained, tmp_path, monkeypatch, **settings) as s:
+        yield s
+
+
+def _signed_in(p, url, token):
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    page.goto(url)
+    page.fill("#token", token)
+    page.click("#signin")
+    page.wait_for_selector("#who:has-text('alice')")
+    return browser, page
+
+
+def _open(page, round_no):
+    page.click(f".round[data-video='cam'][data-round='{round_no}'] button")
+    page.wait_for_selector("#work:not([hidden])")
+    page.wait_for_function("S.sample && S.frameImages.size > 0")
+
+
+def _at(page, x, y):
+    """Page coordinates of box pixel (x, y) of the sample on screen."""
+    v = page.evaluate("({v: S.view, s: scale(), b: S.sample.box})")
+    r = page.locator("#canvas").bounding_box()
+    s, b = v["s"], v["b"]
+    return r["x"] + (b["x0"] - v["v"]["x"] + x) * s, r["y"] + (b["y0"] - v["v"]["y"] + y) * s
+
+
+def _press_on_each_sample(page, what):
+    """``what`` (a button) on the sample shown, until the page moves to the next one."""
+    sid = page.evaluate("S.sample.sample_id")
+    page.click(what)
+    page.wait_for_function(f"!S.sample || S.sample.sample_id !== {sid}")
+
+
 def test_a_round_labelled_in_the_browser_resumes_the_flow(served, tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -95,24 +143,11 @@ def test_a_round_labelled_in_the_browser_resumes_the_flow(served, tmp_path):
     first_pause = paused_run_of(root).id
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 1100})
-        page.goto(url)
-        page.fill("#token", token)
-        page.click("#signin")
-        page.wait_for_selector("#who:has-text('alice')")
-        page.click(".round[data-video='cam'][data-round='1'] button")
-        page.wait_for_selector("#work:not([hidden])")
-        page.wait_for_function("S.sample && S.frameImages.size > 0")
+        browser, page = _signed_in(p, url, token)
+        _open(page, 1)
 
         def at(x, y):
-            """Page coordinates of box pixel (x, y) of the sample on screen."""
-            v = page.evaluate("({v: S.view, s: scale(), b: S.sample.box})")
-            r = page.locator("#canvas").bounding_box()
-            s, b = v["s"], v["b"]
-            return r["x"] + (b["x0"] - v["v"]["x"] + x) * s, r["y"] + (
-                b["y0"] - v["v"]["y"] + y
-            ) * s
+            return _at(page, x, y)
 
         # sample 1: a polygon of class 2 over the left half, then a superpixel fill of class 3
         page.click("#class-1")
@@ -136,11 +171,9 @@ def test_a_round_labelled_in_the_browser_resumes_the_flow(served, tmp_path):
         first = page.evaluate("S.sample.sample_id")
         page.click("#submit")
         page.wait_for_function(f"S.sample && S.sample.sample_id !== {first}")
-        # the others: the network's prediction accepted as is (one click each)
+        # the others: the prefilled labels accepted as they are (one click each)
         for _ in range(2):
-            sid = page.evaluate("S.sample.sample_id")
-            page.click("#accept")
-            page.wait_for_function(f"!S.sample || S.sample.sample_id !== {sid}")
+            _press_on_each_sample(page, "#accept")
         page.wait_for_selector("#idle-text:has-text('Round handed in')")
 
         # the flow resumes, records round 1, and pauses again for round 2, which the page lists
@@ -165,3 +198,59 @@ def test_a_round_labelled_in_the_browser_resumes_the_flow(served, tmp_path):
     assert by_sample.loc[first, "clicks_detail"]["superpixel"] == 1
     others = by_sample.drop(index=first)
     assert others["clicks"].tolist() == [1, 1] and set(others["tool"]) == {"accept"}
+
+
+def test_class_layers_drawn_and_marked_absent_in_the_browser(served_layers):
+    """Round 1: two whole frames accepted as prefilled; round 2: three class layers — one
+    outlined with the polygon, one marked absent, one accepted — and the ledger holds the
+    page's counts."""
+    from playwright.sync_api import sync_playwright
+
+    root, token, url, flow, _ = served_layers
+    _wait("the flow to pause for round 1", lambda: paused_run_of(root) or flow.poll() is not None)
+    with sync_playwright() as p:
+        browser, page = _signed_in(p, url, token)
+        _open(page, 1)
+        for _ in range(2):
+            _press_on_each_sample(page, "#accept")
+        page.wait_for_selector("#idle-text:has-text('Round handed in')")
+        _wait("the flow to pause for round 2", lambda: flow.poll() is not None or (
+            paused_run_of(root) is not None
+            and (root / "data" / "cam" / "r2" / "selected.parquet").is_file()))  # fmt: skip
+        assert flow.poll() is None, flow.communicate()[0][-3000:]
+        _wait("round 2 on the page", lambda: page.click("#refresh") or page.locator(
+            ".round[data-video='cam'][data-round='2']").count() == 1, 60)  # fmt: skip
+        _open(page, 2)
+
+        # layer 1: the class is locked; outline a square of it with the polygon
+        layer = page.evaluate("S.sample.layer")
+        assert layer is not None and page.locator("#absent").is_visible()
+        assert f"draw every {layer['class_name']}" in page.inner_text("#sample-info")
+        others = [i for i in range(7) if i != layer["class_id"]]
+        assert page.locator(f"#class-{others[0]}").is_disabled()
+        page.click("#tool-polygon")
+        for x, y in [(10.5, 10.5), (30.5, 10.5), (30.5, 30.5), (10.5, 30.5), (10.5, 10.5)]:
+            page.mouse.click(*_at(page, x, y))
+        labels = page.evaluate("Array.from(S.labels)")
+        w = page.evaluate("S.sample.box.x1 - S.sample.box.x0")
+        assert labels[20 * w + 20] == layer["class_id"], "the polygon filled the layer's class"
+        assert page.locator("#clicks").get_attribute("data-total") == "5"
+        _press_on_each_sample(page, "#submit")
+        # layer 2: absent, one key; layer 3: the prefill of its class accepted
+        sid = page.evaluate("S.sample.sample_id")
+        page.keyboard.press("x")
+        page.wait_for_function(f"!S.sample || S.sample.sample_id !== {sid}")
+        _press_on_each_sample(page, "#accept")
+        page.wait_for_selector("#idle-text:has-text('Round handed in')")
+        browser.close()
+    output, _ = flow.communicate(timeout=WAIT_S)
+    assert flow.returncode == 0, output[-3000:]
+
+    with Ledger(Workspace.open(root).ledger_path) as ledger:
+        events = ledger.frame(round=2)
+    assert len(events) == 3 and set(events["annotator"]) == {"alice"}
+    assert (events["geometry"].map(lambda g: g["kind"]) == "layer").all()
+    assert events["clicks"].tolist() == [5, 1, 1]
+    assert events["tool"].tolist() == ["polygon", "absent", "accept"]
+    assert events["clicks_detail"].iloc[0]["polygon"] == 5
+    assert sum(events["class_pixels"].iloc[1].values()) == 0, "absent: no pixel of it"

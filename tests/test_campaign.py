@@ -36,9 +36,10 @@ def test_two_rounds_run_through_dvc(two_rounds):
     status = json.loads(dvc(root, "status", "--json"))
     assert status == {}  # everything up to date: `dvc repro` has nothing left to do
     lock = (root / "dvc.lock").read_text()
-    for stage in ("flow@cam", "samples@cam", "predict@cam", "finetune@cam", "evaluate@cam"):
-        assert stage in lock
-    for name in ("predict.npz", "selected.parquet", "annotations.parquet", "human.npz", "model.pt"):
+    for stage in ("flow", "samples", "start", "select", "annotate", "finetune", "labels"):
+        assert f"{stage}@cam" in lock
+    for name in ("prediction.npz", "belief.npz", "fusion.json", "selected.parquet",
+                 "annotations.parquet", "human.npz", "model.pt", "metrics.json"):  # fmt: skip
         assert (root / "data" / "cam" / "r2" / name).is_file()
         assert (root / "data" / "cam" / "r1" / name).is_file()
 
@@ -74,14 +75,14 @@ def test_dvc_repro_alone_reruns_nothing_when_done(two_rounds):
 def test_stage_error_is_one_line(two_rounds):
     root, _, _ = two_rounds
     proc = subprocess.run(
-        [sys.executable, "-m", "hvsa.campaign.stages.predict", "nope"],
+        [sys.executable, "-m", "hvsa.campaign.stages.select", "nope"],
         cwd=root,
         capture_output=True,
         text=True,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "hvsa predict: error: video 'nope' is not in campaign test (cam)"
+        "hvsa select: error: video 'nope' is not in campaign test (cam)"
     ]
 
 

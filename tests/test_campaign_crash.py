@@ -50,7 +50,7 @@ def test_killed_during_finetune_then_restarted(prefect_api, tiny_videos, pretrai
         if flow.poll() is None:
             os.killpg(flow.pid, signal.SIGKILL)
     assert not (r1 / "model.pt").exists()  # killed before fine-tuning finished
-    finished = ("predict.npz", "selected.parquet", "annotations.parquet", "human.npz")
+    finished = ("selected.parquet", "auto.json", "annotations.parquet", "human.npz")
     stamps = {name: (r1 / name).stat().st_mtime_ns for name in finished}
     with Ledger(ws.root / "data" / "ledger.sqlite") as ledger:
         before = ledger.frame()

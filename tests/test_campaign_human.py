@@ -3,7 +3,6 @@
 import json
 import time
 
-import pandas as pd
 import pytest
 
 from hvsa.annotation.annotator import OracleAnnotator
@@ -12,8 +11,7 @@ from hvsa.annotation.submission import write_submission
 from hvsa.app.resume import paused_run_of
 from hvsa.campaign.lifecycle import init_workspace
 from hvsa.campaign.workspace import Workspace
-from hvsa.method.samples import load_samples
-from tests.conftest import start_flow, write_fast_params
+from tests.conftest import selected_samples, start_flow, write_fast_params
 
 pytestmark = pytest.mark.slow  # a Prefect flow paused and resumed
 
@@ -39,10 +37,9 @@ def test_flow_pauses_for_human_labels_and_resumes(prefect_api, tiny_videos, pret
         assert not (ws.root / "data" / "cam" / "r1" / "annotations.parquet").exists()
 
         # the annotator's side: label the selected samples and hand them in
-        selected = pd.read_parquet(ws.root / "data" / "cam" / "r1" / "selected.parquet")
         workspace = Workspace.open(ws.root)
         video = workspace.load_video("cam")
-        samples = load_samples(ws.root / "data" / "cam" / "samples.npz")
+        samples, selected = selected_samples(workspace, "cam", 1)
         annotations = OracleAnnotator(2.0).annotate(video, samples, selected["sample_id"].tolist())
         for a in annotations:
             a.annotator, a.tool = "alice", "polygon"

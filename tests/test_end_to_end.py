@@ -101,3 +101,19 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert "rounds     1" in printed
     assert (out / "pretrained.pt").is_file()
     assert (out / "run" / "round_01" / "labels").is_dir()
+
+
+def test_run_with_nothing_but_the_defaults(tiny_videos, pretrained, tmp_path):
+    """`hvsa run VIDEO --model M --out O`: params.yaml's defaults (auto: whole frames by
+    coverage until enough are labelled in full to price the other kinds) run to the end."""
+    out = tmp_path / "defaults"
+    args = ["run", str(tiny_videos[0]), "--model", str(pretrained), "--out", str(out)]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["granularity"] == "auto"
+    kinds = [
+        pd.read_parquet(out / f"round_{r:02d}" / "selected.parquet")["granularity"].iloc[0]
+        for r in range(1, summary["rounds"] + 1)
+    ]
+    assert kinds and set(kinds) == {"frame"}, "8 frames: auto labels frames until it can price"
+    assert summary["miou_final"] >= 0.95 or summary["clicks"] == summary["manual_clicks"]

@@ -221,18 +221,21 @@ def test_auto_takes_an_untried_offer_at_its_word_then_trusts_what_it_delivered()
     assert chooser.settle(ious(0.9)) is None, "a batch that promised nothing teaches nothing"
 
 
-def test_auto_is_refused_where_one_sample_set_is_needed(tiny_videos, pretrained, tmp_path):
+def test_auto_is_no_sample_set_and_its_kinds_are_checked_in_campaigns_too(
+    tiny_videos, pretrained, tmp_path
+):
     from hvsa.campaign.lifecycle import init_workspace
     from hvsa.data.video import load_video
     from hvsa.errors import HvsaError
-    from hvsa.method.samples import AUTO_NOT_IN_CAMPAIGNS, build_samples, parse_granularity
+    from hvsa.method.samples import AUTO_IS_NO_SAMPLE_SET, build_samples, parse_granularity
 
     cfg = tiny_config(**{"samples.granularity": "auto"})
-    with pytest.raises(HvsaError, match=re.escape(AUTO_NOT_IN_CAMPAIGNS)):
+    with pytest.raises(HvsaError, match=re.escape(AUTO_IS_NO_SAMPLE_SET)):
         build_samples(load_video(tiny_videos[0]).frames, cfg.samples)
-    with pytest.raises(HvsaError, match=re.escape(AUTO_NOT_IN_CAMPAIGNS)):
+    with pytest.raises(HvsaError, match="unknown kind 'rect'"):
         init_workspace(tmp_path / "ws", "c", pretrained, {"cam": str(tiny_videos[0])},
-                       overrides={"samples.granularity": "auto"})  # fmt: skip
+                       overrides={"samples.granularity": "auto",
+                                  "auto.granularities": ["frame", "rect"]})  # fmt: skip
     assert not (tmp_path / "ws").exists()
     assert parse_granularity("rect32") == ("rect", 32)
     with pytest.raises(HvsaError, match="rectN"):

@@ -107,9 +107,10 @@ def test_runs_and_campaigns_refuse_layers_they_could_not_use(
     assert main([*args, "--set", "layers.enabled=true", "--set", "fusion.enabled=false"]) != 0
     assert "needs fusion.enabled" in capsys.readouterr().err
     assert not (tmp_path / "f" / "round_01").exists(), "refused before any round"
-    with pytest.raises(HvsaError, match="campaigns and the annotation app do not offer them"):
+    with pytest.raises(HvsaError, match="needs whole frames"):  # the same rule in campaigns
+        overrides = {"layers.enabled": True, "samples.granularity": "rect"}
         init_workspace(tmp_path / "ws", "c", pretrained, {"cam": str(tiny_videos[0])},
-                       overrides={"layers.enabled": True})  # fmt: skip
+                       overrides=overrides)  # fmt: skip
     assert not (tmp_path / "ws").exists()
 
 

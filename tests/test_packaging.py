@@ -84,7 +84,7 @@ def test_a_wheel_installed_elsewhere_runs_from_an_empty_folder(pretrained, tmp_p
     assert len(list((work / "run" / "round_01" / "labels").glob("*.png"))) == 6
     # the packaged campaign stages and the app's page come with the wheel too
     hvsa("campaign", "init", "ws", "--model", str(pretrained), "--video", f"v={work / 'video'}")
-    assert "evaluate:" in (work / "ws" / "dvc.yaml").read_text()
+    assert "labels:" in (work / "ws" / "dvc.yaml").read_text()
     page = run([venv / "bin/python", "-c", "from hvsa.app.server import STATIC; "
                 "print((STATIC / 'index.html').is_file())"], cwd=work, capture_output=True,
                text=True, check=True).stdout  # fmt: skip

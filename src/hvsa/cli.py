@@ -282,6 +282,10 @@ def cmd_rollback(args: argparse.Namespace) -> None:
         raise HvsaError(f"{args.video} is not a workspace video folder (WORKSPACE/data/VIDEO)")
     ws = Workspace.open(folder.parent.parent)
     sha = rollback(ws, folder.name, args.to_round)
+    if (ws.root / "data" / "app.sqlite").is_file():  # the annotation app's holds and hand-ins
+        from hvsa.app.store import app_store
+
+        app_store(ws).forget_after(folder.name, args.to_round)
     print(f"{folder.name} is back at round {args.to_round} (commit {sha[:10]})")
 
 
@@ -291,7 +295,7 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     cfg = _config(args, {"benchmark.rounds": args.rounds})
     names = [n.strip() for n in (args.strategies or "").split(",") if n.strip()] or None
     out = Path(args.out)
-    benchmark(args.video, out, cfg, args.pretrain or [], args.model, names, args.quick)
+    benchmark(args.video, out, cfg, args.pretrain or [], args.model, names, args.quick, args.grid)
     print((out / "summary.md").read_text(), end="")
     charts = "miou_vs_clicks.png" + (", grid.png" if (out / "grid.png").exists() else "")
     print(f"outputs    {out} (rounds.csv, summary.csv/.md, {charts}, overlays.png)")
@@ -401,8 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="use this starting checkpoint instead of pretraining")
     p.add_argument("--out", required=True)
     p.add_argument("--strategies", help="comma-separated: manual,propagate-4,hvsa-rect32-paper")
-    p.add_argument("--rounds", type=int, help="most rounds per hvsa strategy")
+    p.add_argument(
+        "--rounds", type=int, help="most rounds per hvsa strategy (default: until the target)"
+    )
     p.add_argument("--quick", action="store_true", help="a few frames at half size, two strategies")
+    p.add_argument("--grid", action="store_true", help="every granularity × selector (hours)")
     p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser(

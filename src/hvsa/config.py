@@ -194,11 +194,12 @@ class QuickBenchmarkConfig(_Section):
 
 
 class BenchmarkConfig(_Section):
+    strategies: list[str] = Field(min_length=1)  # run by default beside the baselines
     ks: list[int] = Field(min_length=1)
     granularities: list[str] = Field(min_length=1)
     selectors: list[Selector] = Field(min_length=1)
     budgets: dict[str, int]
-    rounds: int = Field(ge=1)
+    rounds: int | None = Field(ge=1)  # None: until the highest target or the click cap
     max_clicks_pct: float = Field(gt=0, le=100)
     targets: list[float] = Field(min_length=1)
     goal_share: float = Field(gt=0, le=1)

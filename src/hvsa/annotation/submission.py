@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hvsa.annotation.annotator import Annotation
+from hvsa.annotation.annotator import Annotation, layer_id
 from hvsa.data.video import VOID, Video
 from hvsa.errors import HvsaError
 from hvsa.method.clicks import ClickCount
@@ -41,8 +41,15 @@ def write_submission(inbox: Path, round_no: int, annotations: list[Annotation]) 
     return npz
 
 
-def check_patch(sample_id: int, patch: np.ndarray, mask: np.ndarray, num_classes: int) -> None:
-    """Refuse a sample's labels of the wrong size, outside its region or of an unknown class.
+def check_patch(
+    sample_id: int,
+    patch: np.ndarray,
+    mask: np.ndarray,
+    num_classes: int,
+    layer_class: int | None = None,
+) -> None:
+    """Refuse a sample's labels of the wrong size, outside its region or of an unknown class;
+    a class layer's (``layer_class``) of any class but its own.
 
     One check for every way labels come in (submission files, the web app), so that no source
     can write a label the others would refuse.
@@ -58,17 +65,26 @@ def check_patch(sample_id: int, patch: np.ndarray, mask: np.ndarray, num_classes
     bad = (patch != VOID) & (patch >= num_classes)
     if bad.any():
         raise HvsaError(f"sample {sample_id}: class {int(patch[bad][0])} is not in the list")
+    if layer_class is not None:
+        other = (patch != VOID) & (patch != layer_class)
+        if other.any():
+            raise HvsaError(
+                f"sample {sample_id}: a layer of class {layer_class} holds class "
+                f"{int(patch[other][0])}: draw that class only, or mark it absent"
+            )
 
 
 class SubmittedAnnotator:
-    """Reads a human submission for the requested samples, refusing anything inconsistent."""
+    """Reads a human submission for the requested samples or class layers, refusing anything
+    inconsistent."""
 
     name = "human"
 
     def __init__(self, inbox: Path, round_no: int, num_classes: int):
         self.inbox, self.round_no, self.num_classes = inbox, round_no, num_classes
 
-    def annotate(self, video: Video, samples: SampleSet, sample_ids: list[int]) -> list[Annotation]:
+    def _read(self, wanted: list[int]) -> tuple[np.lib.npyio.NpzFile, dict[int, dict]]:
+        """The round's patches and their records, once every id of ``wanted`` is in them."""
         npz, meta = submission_paths(self.inbox, self.round_no)
         if not npz.is_file() or not meta.is_file():
             raise HvsaError(
@@ -79,28 +95,47 @@ class SubmittedAnnotator:
         given = {int(k.removeprefix("labels_")) for k in patches.files}
         if given != set(info):
             raise HvsaError(f"{npz} and {meta.name} list different samples")
-        extra = sorted(given - set(sample_ids))
-        missing = sorted(set(sample_ids) - given)
+        extra = sorted(given - set(wanted))
+        missing = sorted(set(wanted) - given)
         if extra:
             raise HvsaError(f"sample {extra[0]} was not assigned in round {self.round_no}")
         if missing:
             raise HvsaError(f"sample {missing[0]} of round {self.round_no} has no labels")
-        out = []
-        for sid in sample_ids:
-            frame, box, mask = samples.region(sid)
-            patch = patches[f"labels_{sid}"]
-            check_patch(sid, patch, mask, self.num_classes)
-            meta_row = info[sid]
-            clicks = int(meta_row["clicks"])
-            if clicks < 0:
-                raise HvsaError(f"sample {sid}: negative click count")
-            out.append(Annotation(
-                sid, frame, box, patch.astype(np.uint8), ClickCount(clicks, 0, 0),
-                str(meta_row["annotator"]), str(meta_row["tool"]),
-                float(meta_row["started"]), float(meta_row["finished"]),
-                _detail(meta_row.get("detail"), clicks, sid),
-            ))  # fmt: skip
-        return out
+        return patches, info
+
+    def _annotation(self, sid, frame, box, mask, patches, info, layer_class=None) -> Annotation:
+        patch = patches[f"labels_{sid}"]
+        check_patch(sid, patch, mask, self.num_classes, layer_class)
+        row = info[sid]
+        clicks = int(row["clicks"])
+        if clicks < 0:
+            raise HvsaError(f"sample {sid}: negative click count")
+        return Annotation(
+            sid, frame, box, patch.astype(np.uint8), ClickCount(clicks, 0, 0),
+            str(row["annotator"]), str(row["tool"]), float(row["started"]),
+            float(row["finished"]), _detail(row.get("detail"), clicks, sid), layer_class,
+        )  # fmt: skip
+
+    def annotate(self, video: Video, samples: SampleSet, sample_ids: list[int]) -> list[Annotation]:
+        patches, info = self._read(sample_ids)
+        return [
+            self._annotation(sid, *samples.region(sid), patches, info) for sid in sample_ids
+        ]
+
+    def annotate_layers(
+        self, video: Video, layers: list[tuple[int, int]], num_classes: int
+    ) -> list[Annotation]:
+        """Class layers as a person drew them (the annotation app's layer tasks): one patch
+        over the whole frame per (frame, class), that class or nothing — an empty patch says
+        the class is absent from the frame."""
+        ids = [layer_id(f, c, num_classes) for f, c in layers]
+        patches, info = self._read(ids)
+        h, w = video.size
+        box, mask = (slice(0, h), slice(0, w)), np.ones((h, w), bool)
+        return [
+            self._annotation(sid, frame, box, mask, patches, info, cls)
+            for sid, (frame, cls) in zip(ids, layers, strict=True)
+        ]
 
 
 def _detail(detail: object, clicks: int, sample_id: int) -> dict | None:

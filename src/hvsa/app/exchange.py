@@ -34,7 +34,7 @@ from hvsa.app.work import RoundWork, current_round
 from hvsa.campaign.workspace import Workspace
 from hvsa.data.video import VOID
 from hvsa.errors import HvsaError
-from hvsa.method.clicks import ClickCount, region_clicks, superpixel_clicks
+from hvsa.method.clicks import ClickCount, layer_clicks, region_clicks, superpixel_clicks
 
 MANIFEST = "manifest.json"
 
@@ -124,7 +124,7 @@ def export_round(work: RoundWork, out: Path) -> Path:
     (cvat / "labelmap.txt").write_text("\n".join(lines) + "\n")
     manifest, stems, tasks = [], [], []
     for sid in work.order:
-        frame, box, _ = work.samples.region(sid)
+        frame, box, _ = work.region(sid)
         stem = _stem(work.video_key, work.round, sid)
         crop = work.video.frames[frame][box]
         cv2.imwrite(str(images / f"{stem}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
@@ -240,7 +240,7 @@ def import_round(work: RoundWork, source: Path, tool: str, annotator: str) -> tu
     out, dropped, now = [], 0, time.time()
     tolerance = work.ws.cfg.annotation.polygon_tolerance
     for sid in work.order:
-        frame, box, region = work.samples.region(sid)
+        frame, box, region = work.region(sid)
         labels = masks[sid]
         if labels.shape != region.shape:
             raise HvsaError(
@@ -250,14 +250,17 @@ def import_round(work: RoundWork, source: Path, tool: str, annotator: str) -> tu
         dropped += int(((labels != VOID) & ~region).sum())
         labels = np.where(region, labels, VOID).astype(np.uint8)
         work.check_labels(sid, labels)
-        if work.samples.granularity == "superpixel":
+        cls = work.layer_class(sid)
+        if cls is not None:  # a class layer: that class's regions in the whole frame
+            clicks = layer_clicks(labels, cls, tolerance)
+        elif work.granularity == "superpixel":
             clicks = superpixel_clicks()
         else:
             clicks = region_clicks(labels, tolerance)
         detail = {"clicks_by_tool": {"import": clicks.total}, "source": tool}
         out.append(Annotation(
             sid, frame, box, labels, ClickCount(clicks.total, 0, 0), annotator, "import",
-            now, now, detail,
+            now, now, detail, cls,
         ))  # fmt: skip
     return out, dropped
 

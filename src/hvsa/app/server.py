@@ -90,7 +90,7 @@ def create_app(workspace: str | Path, resume=resume_waiting_run) -> FastAPI:
             held = store.assignments(video, round_no)
             out.append({
                 "video": video, "round": round_no, "samples": len(w.order),
-                "granularity": w.samples.granularity,
+                "granularity": w.granularity,
                 "submitted": sum(a.submitted is not None for a in held),
                 "held": sum(a.submitted is None for a in held),
             })  # fmt: skip
@@ -185,7 +185,7 @@ def _annotation(w: RoundWork, sid: int, body: LabelSubmission, who: str) -> Anno
     total = sum(body.clicks_by_tool.values())
     if total == 0:
         raise RefusedError(f"sample {sid}: no click was counted, so no label can be accepted", 422)
-    frame, box, mask = w.samples.region(sid)
+    frame, box, mask = w.region(sid)
     try:
         raw = base64.b64decode(body.labels, validate=True)
     except (binascii.Error, ValueError):
@@ -201,5 +201,5 @@ def _annotation(w: RoundWork, sid: int, body: LabelSubmission, who: str) -> Anno
     detail["source"] = "app"
     return Annotation(
         sid, frame, box, labels, ClickCount(total, 0, 0), who, tool,
-        body.started, min(body.finished, time.time()), detail,
+        body.started, min(body.finished, time.time()), detail, w.layer_class(sid),
     )  # fmt: skip

@@ -229,6 +229,14 @@ class AppStore:
             return False
         return True
 
+    def forget_after(self, video: str, round_no: int) -> None:
+        """Drop who held and who handed in the rounds of ``video`` after ``round_no``: the
+        video was rolled back to it, and those rounds will be selected and labelled anew (the
+        ledger keeps what was paid for)."""
+        with self.transaction() as db:
+            for table in ("assignments", "closed_rounds"):
+                db.execute(f"DELETE FROM {table} WHERE video = ? AND round > ?", (video, round_no))
+
     def is_closed(self, video: str, round_no: int) -> bool:
         row = self.db.execute(
             "SELECT 1 FROM closed_rounds WHERE video = ? AND round = ?", (video, round_no)

@@ -2,8 +2,8 @@
 
 A round is *open* when a campaign video with the human annotator has a selection for its current
 round (the ``select`` stage ran) and its labels are not handed in yet. For each selected sample
-the app shows the frame, the sample's region and a starting label: the network's prediction of
-this round, so that the annotator corrects rather than draws. Each submitted sample is kept as a
+the app shows the frame, the sample's region and a starting label: the labels hvsa wrote in the
+previous round, so that the annotator corrects rather than draws. Each submitted sample is kept as a
 part file until the round is complete; then the parts become the round's submission
 (``hvsa.annotation.submission``), which the paused flow reads.
 """
@@ -19,21 +19,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-import torch
 
 from hvsa.annotation.annotator import Annotation
 from hvsa.annotation.submission import check_patch, submission_paths, write_submission
 from hvsa.app.store import RefusedError
 from hvsa.campaign.workspace import Workspace
-from hvsa.data.scaling import upsample_argmax
 from hvsa.data.video import VOID, ClassList, Video
 from hvsa.errors import HvsaError
+from hvsa.method.auto import LAYERS
 from hvsa.method.clicks import ClickCount
 from hvsa.method.network import load_checkpoint
-from hvsa.method.predict import load_prediction
 from hvsa.method.samples import SampleSet, load_samples, superpixel_segments
 
-TOOLS = ("polygon", "brush", "eraser", "superpixel", "accept", "import")
+TOOLS = ("polygon", "brush", "eraser", "superpixel", "accept", "absent", "import")
 
 
 def parts_dir(ws: Workspace, video: str, round_no: int) -> Path:
@@ -68,7 +66,6 @@ class RoundWork:
     round: int
     _superpixels: dict[int, np.ndarray] = field(default_factory=dict)
     _prefill: dict[int, np.ndarray] = field(default_factory=dict)
-    _probs: torch.Tensor | None = None
 
     @cached_property
     def here(self) -> Path:
@@ -84,8 +81,34 @@ class RoundWork:
         return [int(s) for s in self.selected["sample_id"]]
 
     @cached_property
+    def granularity(self) -> str:
+        """The sample set this round's selection is of (``auto`` chooses it each round)."""
+        table = self.selected
+        return str(table["granularity"].iloc[0]) if len(table) else "frame"
+
+    @property
+    def is_layers(self) -> bool:
+        """A class-layer round: each task is one class in one whole frame."""
+        return self.granularity == LAYERS
+
+    @cached_property
     def samples(self) -> SampleSet:
-        return load_samples(self.ws.video_dir(self.video_key) / "samples.npz")
+        return load_samples(self.ws.sample_set(self.video_key, self.granularity))
+
+    def region(self, sample_id: int) -> tuple[int, tuple[slice, slice], np.ndarray]:
+        """(frame, box, mask in the box) of a sample — a class layer's is its whole frame."""
+        if not self.is_layers:
+            return self.samples.region(sample_id)
+        frame = int(self._row(sample_id)["frame"])
+        h, w = self.video.size
+        return frame, (slice(0, h), slice(0, w)), np.ones((h, w), bool)
+
+    def layer_class(self, sample_id: int) -> int | None:
+        """The class a class-layer task asks for (None for a sample)."""
+        return int(self._row(sample_id)["class_id"]) if self.is_layers else None
+
+    def _row(self, sample_id: int) -> pd.Series:
+        return self.selected.set_index("sample_id").loc[sample_id]
 
     @cached_property
     def video(self) -> Video:
@@ -108,15 +131,18 @@ class RoundWork:
     def describe(self, sample_id: int) -> dict:
         """What the page needs to lay a sample out."""
         self.check_sample(sample_id)
-        frame, box, mask = self.samples.region(sample_id)
+        frame, box, mask = self.region(sample_id)
         n = len(self.video)
+        cls = self.layer_class(sample_id)
+        layer = None if cls is None else {"class_id": cls, "class_name": self.classes.names[cls]}
         return {
             "video": self.video_key,
             "round": self.round,
             "sample_id": sample_id,
             "rank": self.order.index(sample_id),
             "of": len(self.order),
-            "granularity": self.samples.granularity,
+            "granularity": self.granularity,
+            "layer": layer,
             "frame": frame,
             "frame_name": self.video.frame_names[frame],
             "frames": n,
@@ -133,19 +159,24 @@ class RoundWork:
     def region_png(self, sample_id: int) -> bytes:
         """The sample's region inside its box: 255 in, 0 out."""
         self.check_sample(sample_id)
-        _, _, mask = self.samples.region(sample_id)
+        _, _, mask = self.region(sample_id)
         return _png(mask.astype(np.uint8) * 255)
 
     def prefill(self, sample_id: int) -> np.ndarray:
-        """The network's labels of this round in the sample's box (void outside the region)."""
+        """The labels hvsa wrote for the frame in the previous round — human labels carried
+        along the flow and fused with the network — in the sample's box (void outside the
+        region): what the annotator corrects rather than draws."""
         self.check_sample(sample_id)
-        frame, box, mask = self.samples.region(sample_id)
+        frame, box, mask = self.region(sample_id)
         if frame not in self._prefill:
-            if self._probs is None:  # one read per round view, not one per frame
-                self._probs = load_prediction(self.here / "predict.npz").probs
-            one = self._probs[frame : frame + 1]
-            self._prefill[frame] = upsample_argmax(one, self.video.size)[0]
-        return np.where(mask, self._prefill[frame][box], VOID).astype(np.uint8)
+            prev = self.ws.round_dir(self.video_key, self.ws.video(self.video_key).prev)
+            path = prev / "labels" / f"{self.video.frame_names[frame]}.png"
+            self._prefill[frame] = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        given = self._prefill[frame][box]
+        cls = self.layer_class(sample_id)
+        if cls is not None:  # a class layer starts from that class's pixels alone
+            mask = given == cls
+        return np.where(mask, given, VOID).astype(np.uint8)
 
     def prefill_png(self, sample_id: int) -> bytes:
         return _png(self.prefill(sample_id))
@@ -153,9 +184,9 @@ class RoundWork:
     def superpixels_png(self, sample_id: int) -> bytes:
         """Superpixel ids in the box, as RGB (id = R + 256·G): what superpixel fill snaps to."""
         self.check_sample(sample_id)
-        frame, box, _ = self.samples.region(sample_id)
+        frame, box, _ = self.region(sample_id)
         if frame not in self._superpixels:
-            if self.samples.granularity == "superpixel":
+            if self.granularity == "superpixel":
                 seg = self.samples.segments[frame]
             else:
                 s = self.ws.cfg.samples
@@ -167,9 +198,9 @@ class RoundWork:
 
     def check_labels(self, sample_id: int, labels: np.ndarray) -> None:
         """Refuse labels of the wrong size, outside the region, or of an unknown class."""
-        _, _, mask = self.samples.region(sample_id)
+        _, _, mask = self.region(sample_id)
         try:
-            check_patch(sample_id, labels, mask, len(self.classes))
+            check_patch(sample_id, labels, mask, len(self.classes), self.layer_class(sample_id))
         except HvsaError as e:
             raise RefusedError(str(e), 422) from None
 
@@ -201,10 +232,11 @@ class RoundWork:
         for sid in self.order:
             meta = json.loads((folder / f"{sid}.json").read_text())
             labels = np.load(folder / f"{sid}.npz")["labels"]
-            frame, box, _ = self.samples.region(sid)
+            frame, box, _ = self.region(sid)
             annotations.append(Annotation(
                 sid, frame, box, labels, ClickCount(int(meta["clicks"]), 0, 0), meta["annotator"],
                 meta["tool"], meta["started"], meta["finished"], meta["detail"],
+                layer_class=self.layer_class(sid),
             ))  # fmt: skip
         return write_submission(self.ws.root / "inbox" / self.video_key, self.round, annotations)
 

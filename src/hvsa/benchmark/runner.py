@@ -34,7 +34,7 @@ from hvsa.benchmark.report import (
     plot_overlay_strip,
     summary_markdown,
 )
-from hvsa.benchmark.strategies import Strategy, parse_strategy, strategy_grid
+from hvsa.benchmark.strategies import Strategy, headline, parse_strategy, strategy_grid
 from hvsa.config import Config
 from hvsa.data.resources import peak_memory_mb, reset_peak_memory
 from hvsa.data.video import ClassList, Video, check_classes, load_video
@@ -157,7 +157,8 @@ def hvsa_config(bench: Bench, strategy: Strategy) -> Config:
             "loop": cfg.loop.model_copy(
                 update={
                     "budget": budget,
-                    "rounds": b.rounds,
+                    # no round limit of its own: the highest target or the click cap stops it
+                    "rounds": b.rounds or cap,
                     "target_miou": max(b.targets),
                     "max_clicks": cap,
                 }
@@ -280,15 +281,20 @@ def benchmark(
     model: str | None = None,
     names: list[str] | None = None,
     quick: bool = False,
+    grid: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run the strategies on one video; write rounds.csv, summary.csv/.md and the plots.
 
-    Returns (rows, summary). ``names`` picks strategies (default: the quick list or the grid).
+    Returns (rows, summary). ``names`` picks strategies; by default the quick list (``quick``),
+    the full grid (``grid``) or the headline: the baselines and ``benchmark.strategies``.
     """
     b = cfg.benchmark
     if quick:
         names = names or b.quick.strategies
-    strategies = [parse_strategy(n) for n in names] if names else strategy_grid(b)
+    if names:
+        strategies = [parse_strategy(n) for n in names]
+    else:
+        strategies = strategy_grid(b) if grid else headline(b)
     video = load_video(video_path, cfg.data.classes_file, cfg.data.void_id)
     if video.labels is None:
         raise HvsaError(f"the benchmark needs ground truth, and {video_path} has no labels/")

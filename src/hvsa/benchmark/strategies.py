@@ -103,9 +103,19 @@ def parse_strategy(name: str) -> Strategy:
     )
 
 
+def baselines(cfg: BenchmarkConfig) -> list[str]:
+    return ["manual", *(f"propagate-{k}" for k in cfg.ks)]
+
+
+def headline(cfg: BenchmarkConfig) -> list[Strategy]:
+    """What ``hvsa benchmark`` runs by default: the baselines and ``benchmark.strategies`` (the
+    method a team runs by default, measured against them)."""
+    return [parse_strategy(n) for n in [*baselines(cfg), *cfg.strategies]]
+
+
 def strategy_grid(cfg: BenchmarkConfig) -> list[Strategy]:
     """The full grid of params.yaml's ``benchmark`` section, baselines first."""
-    names = ["manual", *(f"propagate-{k}" for k in cfg.ks)]
+    names = baselines(cfg)
     names += [f"hvsa-{g}-{s}" for g in cfg.granularities for s in cfg.selectors]
     names.append("auto")
     return [parse_strategy(n) for n in names]

@@ -33,8 +33,8 @@ from hvsa.campaign.lifecycle import (
 )
 from hvsa.campaign.workspace import Workspace
 
-BEFORE_ANNOTATION = ("flow", "samples", "start", "predict", "select")
-AFTER_ANNOTATION = ("annotate", "finetune", "labels", "evaluate")
+BEFORE_ANNOTATION = ("flow", "samples", "start", "select")
+AFTER_ANNOTATION = ("annotate", "finetune", "labels")
 RETRY_DELAYS = [2, 10, 30]
 
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import yaml
 
+from hvsa.campaign.fingerprint import write_fingerprints
 from hvsa.campaign.workspace import NAME_PATTERN, Campaign, CampaignVideo, Workspace, write_campaign
 from hvsa.config import apply_overrides, find_params, load_config
 from hvsa.errors import HvsaError
-from hvsa.method.class_layers import LAYERS_NOT_IN_CAMPAIGNS
-from hvsa.method.samples import AUTO_NOT_IN_CAMPAIGNS
+from hvsa.rounds.rules import check_settings, stop_reason
 
 GITIGNORE = "/data/ledger.sqlite*\n/data/app.sqlite*\n/mlflow.db\n/mlruns/\n__pycache__/\n"
 
@@ -92,11 +92,7 @@ def init_workspace(
     if not model.is_file():
         raise HvsaError(f"starting checkpoint not found: {model}")
     source = find_params(params)
-    cfg = load_config(source, overrides)  # fail early, before anything is written
-    if cfg.layers.enabled:
-        raise HvsaError(LAYERS_NOT_IN_CAMPAIGNS)
-    if cfg.samples.granularity == "auto":
-        raise HvsaError(AUTO_NOT_IN_CAMPAIGNS)
+    check_settings(load_config(source, overrides))  # fail early, before anything is written
     root.mkdir(parents=True, exist_ok=True)
     if not (root / ".git").exists():
         git(root, "init", "-q")
@@ -128,6 +124,7 @@ def init_workspace(
     dvc(root, "add", "data/pretrained.pt")
     with open(root / ".gitignore", "a") as f:
         f.write(GITIGNORE)
+    write_fingerprints(root)
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", f"campaign {name}: start with {len(videos)} video(s)")
     return Workspace.open(root)
@@ -136,22 +133,6 @@ def init_workspace(
 def round_metrics(ws: Workspace, key: str) -> dict | None:
     path = ws.round_dir(key, ws.video(key).round) / "metrics.json"
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _stop_reason(ws: Workspace, key: str, metrics: dict) -> str | None:
-    loop = ws.cfg.loop
-    if metrics["miou"] is not None and metrics["miou"] >= loop.target_miou:
-        return f"reached mIoU {metrics['miou']:.3f}"
-    estimate = metrics.get("miou_estimate")
-    if metrics["miou"] is None and estimate is not None and estimate >= loop.target_miou:
-        return f"reached an estimated mIoU of {estimate:.3f} (no ground truth)"
-    if metrics["round"] >= loop.rounds:
-        return f"round limit {loop.rounds}"
-    if loop.max_clicks is not None and metrics["clicks_total"] >= loop.max_clicks:
-        return f"click cap {loop.max_clicks}"
-    if metrics["samples"] == 0:
-        return "nothing left to label"
-    return None
 
 
 def advance(ws: Workspace) -> list[str]:
@@ -167,12 +148,13 @@ def advance(ws: Workspace) -> list[str]:
         metrics = round_metrics(ws, key)
         if metrics is None:
             continue
-        reason = _stop_reason(ws, key, metrics)
+        reason = stop_reason(metrics, ws.cfg)
         if reason is not None:
             video.status, video.reason = "done", reason
         else:
             video.prev, video.round = video.round, video.round + 1
     write_campaign(ws.root, campaign)
+    write_fingerprints(ws.root)  # a changed method reruns the stages that run it
     return [k for k, v in campaign.videos.items() if v.status == "active"]
 
 
@@ -210,8 +192,8 @@ def log_to_mlflow(root: str, video: str, commit: str, seconds: float) -> None:
 
 
 def reproduce_video(root: str, video: str) -> None:
-    """Every stage of the video's current round (``dvc repro evaluate@video`` and upstream)."""
-    dvc(Path(root), "repro", f"evaluate@{video}")
+    """Every stage of the video's current round (``dvc repro labels@video`` and upstream)."""
+    dvc(Path(root), "repro", f"labels@{video}")
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
 """Rollback: return a video of a campaign to the state after an earlier round, losing nothing.
 
 The workspace is not rewound: a rollback is a new commit that puts back the video's DVC lock
-entries, its ``campaign.yaml`` entry and its git-tracked files as they were when round N was
-committed, checks the outputs out of the DVC cache, moves the MLflow alias ``current`` back to
-that round's model and records a ``rollback`` event in the ledger. Later rounds stay in git
-history and in the DVC cache, so rolling "back" to a later round number returns to them.
+entries, its ``campaign.yaml`` entry and its git-tracked files (its round folders and its inbox
+of hand-ins) as they were when round N was committed, checks the outputs out of the DVC cache,
+moves the MLflow alias ``current`` back to that round's model and records a ``rollback`` event
+in the ledger. Later rounds stay in git history and in the DVC cache, so rolling "back" to a
+later round number returns to them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from hvsa.campaign.lifecycle import commit_round, dvc, git, tool_env
 from hvsa.campaign.workspace import Campaign, Workspace, write_campaign
 from hvsa.errors import HvsaError
 
-KEEP = ("flow.npz", "samples.npz", "r0")
+KEEP = ("flow.npz", "samples", "r0")
 
 
 def _show(ws: Workspace, sha: str, path: str) -> str | None:
@@ -76,6 +77,10 @@ def rollback(ws: Workspace, key: str, round_no: int) -> str:
         if child.name not in KEEP:
             shutil.rmtree(child) if child.is_dir() else child.unlink()
     git(ws.root, "checkout", sha, "--", f"data/{key}")
+    # the hand-ins of later rounds leave the inbox (they stay in git history): a redone round
+    # asks for new labels instead of reading the old ones
+    shutil.rmtree(ws.root / "inbox" / key, ignore_errors=True)
+    git(ws.root, "checkout", sha, "--", f"inbox/{key}")
     restored = [k for k in stages if k.endswith(suffix)]
     dvc(ws.root, "checkout", "--force", *restored)
     _restore_inputs(ws, [stages[k] for k in restored])

@@ -87,6 +87,10 @@ class Workspace:
     def video_dir(self, key: str) -> Path:
         return self.root / "data" / key
 
+    def sample_set(self, key: str, name: str) -> Path:
+        """A video's sample set ``name`` (frame, rectN, superpixel), built by stage samples."""
+        return self.video_dir(key) / "samples" / f"{name}.npz"
+
     def round_dir(self, key: str, round_no: int) -> Path:
         return self.video_dir(key) / f"r{round_no}"
 

@@ -146,3 +146,21 @@ class AutoChooser:
         # a round after which the estimate fell delivered nothing, not less
         self.yields[name] = max(rise, 0.0) / promised
         return self.yields[name]
+
+    def to_json(self) -> dict:
+        """What a round hands to the next (a campaign's ``auto.json``): yields and the pending
+        choice, whose yield the next round settles."""
+        pending = None
+        if self._pending is not None:
+            name, promised, before = self._pending
+            pending = {"name": name, "promised": promised,
+                       "before": [None if np.isnan(v) else float(v) for v in before]}  # fmt: skip
+        return {"yields": dict(self.yields), "pending": pending}
+
+    @classmethod
+    def from_json(cls, data: dict) -> AutoChooser:
+        chooser = cls(yields={str(k): float(v) for k, v in data.get("yields", {}).items()})
+        if (pending := data.get("pending")) is not None:
+            before = np.array([np.nan if v is None else v for v in pending["before"]], float)
+            chooser._pending = (str(pending["name"]), float(pending["promised"]), before)
+        return chooser

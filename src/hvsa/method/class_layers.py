@@ -23,12 +23,6 @@ import torch
 from hvsa.data.video import VOID
 from hvsa.method.clicks import layer_clicks
 
-LAYERS_NOT_IN_CAMPAIGNS = (
-    "layers.enabled: class layers are drawn by the oracle in `hvsa run` and `hvsa benchmark`; "
-    "campaigns and the annotation app do not offer them yet: set layers.enabled: false in "
-    "params.yaml"
-)
-
 # a class ruled out of a pixel gives its mass to the others; this floor keeps a pixel whose
 # every likely class was ruled out from defaulting to class 0
 _FLOOR = 1e-6

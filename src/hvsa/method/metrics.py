@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from hvsa.data.video import VOID
 
@@ -43,25 +45,32 @@ def miou(truth: np.ndarray, pred: np.ndarray, num_classes: int) -> tuple[float, 
     return mean_iou(ious), ious
 
 
-def expected_miou(probs: np.ndarray, human: np.ndarray) -> float:
+def expected_miou(probs: torch.Tensor | np.ndarray, human: np.ndarray, chunk: int = 4) -> float:
     """mIoU the network expects of its own labels, for videos without ground truth.
 
     Soft IoU per class under the network's belief: the intersection is the probability mass of
     class c on pixels labelled c, the union the mass of c plus the pixels labelled c minus the
     intersection. Human-labelled pixels count as certain. ``probs`` is (N,C,h,w) softmax,
     ``human`` (N,h,w) with 255 where no human label exists. Only as good as the network's
-    calibration: a stop rule on it is a heuristic, logged as such.
+    calibration: a stop rule on it is a heuristic, logged as such. ``chunk`` frames at a time
+    (bounded memory).
     """
+    probs = torch.as_tensor(probs)
     num = probs.shape[1]
-    inter, union = np.zeros(num), np.zeros(num)
-    for frame_probs, frame_human in zip(probs, human, strict=True):  # per frame: bounded memory
-        p = frame_probs.astype(np.float64).reshape(num, -1)
-        h = frame_human.ravel()
+    inter = torch.zeros(num, dtype=torch.float64)
+    union = torch.zeros(num, dtype=torch.float64)
+    for start in range(0, len(probs), chunk):
+        p = probs[start : start + chunk].float().flatten(2)  # (B,C,P)
+        h = torch.from_numpy(np.ascontiguousarray(human[start : start + chunk])).long().flatten(1)
         labelled = h != VOID
-        p[:, labelled] = np.eye(num)[h[labelled]].T
-        chosen = np.eye(num)[p.argmax(0)].T
-        both = (p * chosen).sum(1)
+        if labelled.any():
+            certain = F.one_hot(h.clamp(max=num - 1), num).permute(0, 2, 1).float()
+            p = torch.where(labelled[:, None, :], certain, p)
+        chosen = p.argmax(1)  # (B,P)
+        both = torch.zeros(num, dtype=torch.float64).index_add_(
+            0, chosen.flatten(), p.gather(1, chosen[:, None])[:, 0].flatten().double()
+        )
         inter += both
-        union += p.sum(1) + chosen.sum(1) - both
-    ious = inter[union > 0] / union[union > 0]
-    return float(ious.mean()) if ious.size else float("nan")
+        union += p.sum((0, 2)).double() + torch.bincount(chosen.flatten(), minlength=num) - both
+    ok = union > 0
+    return float((inter[ok] / union[ok]).mean()) if ok.any() else float("nan")

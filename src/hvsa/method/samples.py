@@ -21,10 +21,9 @@ from hvsa.config import SamplesConfig
 from hvsa.data.arrays import load_arrays, save_arrays
 from hvsa.errors import HvsaError
 
-AUTO_NOT_IN_CAMPAIGNS = (
-    "samples.granularity auto chooses among several sample sets each round: it works in "
-    "`hvsa run` and `hvsa benchmark`, not in campaigns yet: set frame, rect or superpixel "
-    "in params.yaml"
+AUTO_IS_NO_SAMPLE_SET = (
+    "granularity auto chooses among several sample sets each round (auto.granularities): build "
+    "each of them, not one set called auto"
 )
 
 
@@ -116,7 +115,7 @@ def build_samples(
     """All candidate samples of a video at one granularity."""
     kind = granularity or cfg.granularity
     if kind == "auto":
-        raise HvsaError(AUTO_NOT_IN_CAMPAIGNS)
+        raise HvsaError(AUTO_IS_NO_SAMPLE_SET)
     n, h, w = frames.shape[:3]
     if kind == "frame":
         segments = np.zeros((n, h, w), np.int32)

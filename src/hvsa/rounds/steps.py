@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -77,6 +77,16 @@ class VideoContext:
             flow_t=torch.from_numpy(resize_flow(flow.forward, work)),
             valid_t=torch.from_numpy(resize_mask(flow.valid_forward, work)),
             small_segments=downsample_segments(samples.segments, work),
+            sample_ids=samples.global_ids(),
+        )
+
+    def with_samples(self, samples: SampleSet) -> VideoContext:
+        """The same video with another sample set (``auto`` holds several): the frames, flow
+        and their tensors are shared, not built again."""
+        return replace(
+            self,
+            samples=samples,
+            small_segments=downsample_segments(samples.segments, self.work),
             sample_ids=samples.global_ids(),
         )
 

@@ -14,6 +14,7 @@ const S = {
   sample: null, // the sample's description from the server
   classes: [],
   cls: 0,
+  layerClass: null, // a class-layer task: the one class it asks for (others are locked)
   tool: "polygon",
   labels: null, prefill: null, region: null, superpixels: null,
   undo: [], redo: [],
@@ -95,6 +96,7 @@ async function loadRounds() {
 
 async function openRound(video, round) {
   S.round = { video, round };
+  S.layerClass = null;
   try {
     S.classes = await api(`/api/rounds/${video}/${round}/classes`);
     drawClassButtons();
@@ -126,12 +128,17 @@ async function nextSample() {
   }
   S.sample = s;
   S.outline = outline();
-  S.labels = S.prefill.slice(); // start from the network's prediction: correct, don't redraw
+  S.labels = S.prefill.slice(); // start from hvsa's labels of the frame: correct, don't redraw
   S.undo = []; S.redo = []; S.polygon = []; S.stroke = null;
   S.clicks = {}; S.active = 0; S.started = Date.now() / 1000; S.lastInput = Date.now();
   S.shownFrame = s.frame; S.frameImages = new Map(); S.zoom = 1;
-  $("sample-info").textContent = `${s.video} · round ${s.round} · sample ${s.rank + 1} of ${s.of}` +
-    ` · ${s.granularity} ${s.sample_id} · frame ${s.frame_name}`;
+  S.layerClass = s.layer ? s.layer.class_id : null;
+  lockClasses();
+  const where = `${s.video} · round ${s.round} · sample ${s.rank + 1} of ${s.of}`;
+  $("sample-info").textContent = s.layer
+    ? `${where} · draw every ${s.layer.class_name} in frame ${s.frame_name} — or mark it absent`
+    : `${where} · ${s.granularity} ${s.sample_id} · frame ${s.frame_name}`;
+  $("absent").hidden = !s.layer;
   $("work").hidden = false;
   $("idle").hidden = true;
   layout();
@@ -157,8 +164,20 @@ function drawClassButtons() {
 
 function pickClass(i) {
   if (i < 0 || i >= S.classes.length) return;
+  if (S.layerClass !== null && i !== S.layerClass) {
+    say(`this task is a layer of ${S.classes[S.layerClass].name}: draw that class only`, "error");
+    return;
+  }
   S.cls = i;
   document.querySelectorAll(".class-btn").forEach((b, j) => b.classList.toggle("active", j === i));
+}
+
+function lockClasses() {
+  // a class-layer task asks for one class: the others cannot be picked
+  document.querySelectorAll(".class-btn").forEach((b, j) => {
+    b.disabled = S.layerClass !== null && j !== S.layerClass;
+  });
+  if (S.layerClass !== null) pickClass(S.layerClass);
 }
 
 function pickTool(tool) {
@@ -413,6 +432,16 @@ async function submit() {
   }
 }
 
+function markAbsent() {
+  // a class-layer task: the class is nowhere in the frame (one click)
+  if (!S.sample || S.layerClass === null) return;
+  remember();
+  S.labels.fill(VOID);
+  S.polygon = [];
+  count("absent");
+  submit();
+}
+
 function acceptPrediction() {
   if (!S.sample) return;
   remember();
@@ -442,7 +471,8 @@ function onKey(event) {
   if (k === "]") { $("brush-size").value = Number($("brush-size").value) + 1; return; }
   if (k === ",") { showFrame(S.shownFrame - 1); return; }
   if (k === ".") { showFrame(S.shownFrame + 1); return; }
-  if (k.toLowerCase() === "a") acceptPrediction();
+  if (k.toLowerCase() === "a") { acceptPrediction(); return; }
+  if (k.toLowerCase() === "x") markAbsent();
 }
 
 function tick() {
@@ -464,6 +494,7 @@ window.addEventListener("DOMContentLoaded", () => {
   $("next-frame").onclick = () => showFrame(S.shownFrame + 1);
   $("show-labels").onchange = render;
   $("accept").onclick = acceptPrediction;
+  $("absent").onclick = markAbsent;
   $("submit").onclick = submit;
   const c = $("canvas");
   c.addEventListener("mousedown", (e) => { S.lastInput = Date.now(); onDown(e); });

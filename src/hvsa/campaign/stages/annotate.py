@@ -1,7 +1,9 @@
-"""Stage ``annotate``: the selected samples get labels and a price; the ledger records both.
+"""Stage ``annotate``: the selected samples or class layers get labels and a price; the ledger
+records both.
 
-With the oracle annotator the labels come from ground truth at once. Events are keyed in the
-ledger, so a stage rerun after a crash records nothing twice; ``receipt.json`` lists their ids.
+With the oracle annotator the labels come from ground truth at once; with human annotators
+from the round's submission in the inbox (the annotation app writes it). Events are keyed in
+the ledger, so a stage rerun after a crash records nothing twice; ``receipt.json`` lists them.
 """
 
 import json
@@ -12,28 +14,27 @@ import pandas as pd
 from hvsa.annotation.annotator import make_annotator
 from hvsa.annotation.ledger import Ledger
 from hvsa.annotation.submission import SubmittedAnnotator
-from hvsa.campaign.stages import load_context, run_stage
+from hvsa.campaign.stages import checkpoint_classes, load_contexts, run_stage
 from hvsa.campaign.workspace import Workspace
-from hvsa.method.network import load_checkpoint
+from hvsa.rounds.engine import Selection, annotate_round, record_round
 from hvsa.rounds.state import LoopState
-from hvsa.rounds.steps import annotate_samples, record_annotations
 
 
 def step(ws: Workspace, key: str) -> None:
     prev, here = ws.current(key)
-    _, classes, _ = load_checkpoint(prev / "model.pt", "cpu")
-    ctx = load_context(ws, key, classes)
+    classes = checkpoint_classes(prev)
+    contexts = load_contexts(ws, key, classes)
     state = LoopState.load(prev / "human.npz")
-    selected = pd.read_parquet(here / "selected.parquet")
+    selection = Selection.from_table(pd.read_parquet(here / "selected.parquet"))
     round_no = ws.video(key).round
     if ws.cfg.annotation.annotator == "human":
         annotator = SubmittedAnnotator(ws.root / "inbox" / key, round_no, len(classes))
     else:
         annotator = make_annotator(ws.cfg.annotation.annotator, ws.cfg.annotation.polygon_tolerance)
-    annotations = annotate_samples(ctx, selected, annotator, state, ws.cfg)
+    annotations = annotate_round(contexts, selection, annotator, state, ws.cfg)
     with Ledger(ws.ledger_path) as ledger:
-        recorded = record_annotations(
-            ledger, annotations, ctx, state, ws.campaign.name, key, round_no
+        recorded = record_round(
+            ledger, annotations, contexts, selection, state, ws.campaign.name, key, round_no
         )
     recorded.to_parquet(here / "annotations.parquet", index=False)
     state.save(here / "human.npz")

@@ -1,24 +1,29 @@
-"""Stage ``finetune``: the previous round's network, fine-tuned on every human label so far."""
+"""Stage ``finetune``: the previous round's network, fine-tuned on every human label so far —
+or kept as it was after a class-layer round (``finetune.json`` says which)."""
 
 import json
 import sys
 
-from hvsa.campaign.stages import load_context, load_model, run_stage
+import pandas as pd
+
+from hvsa.campaign.stages import load_contexts, load_model, run_stage
 from hvsa.campaign.workspace import Workspace
 from hvsa.method.network import save_checkpoint
+from hvsa.rounds.engine import Selection, load_view, train_round
 from hvsa.rounds.state import LoopState
-from hvsa.rounds.steps import finetune_model
 
 
 def step(ws: Workspace, key: str) -> None:
     prev, here = ws.current(key)
     round_no = ws.video(key).round
     model, classes, device = load_model(ws, prev)
-    ctx = load_context(ws, key, classes)
+    ctx = next(iter(load_contexts(ws, key, classes).values()))
     state = LoopState.load(here / "human.npz")
-    history = finetune_model(model, ctx, state, ws.cfg, device, round_no)
+    selection = Selection.from_table(pd.read_parquet(here / "selected.parquet"))
+    history = train_round(model, ctx, state, ws.cfg, device, round_no, selection, load_view(prev))
     save_checkpoint(here / "model.pt", model, classes, {"round": round_no})
-    (here / "finetune.json").write_text(json.dumps(history) + "\n")
+    done = {"trained": history is not None, "history": history or []}
+    (here / "finetune.json").write_text(json.dumps(done) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,40 +1,50 @@
 """Stage ``labels``: every frame's label — human labels carried along the flow and fused with
-the fine-tuned network (``fusion.py``), human labels winning.
+the round's network (``hvsa.method.fusion``), human labels winning — the view the next round
+selects from (prediction, fused belief, calibration) and the round's metrics.
 
-Also the mIoU the network expects of these labels (``estimate.json``): the stop rule of a
-video without ground truth.
+The network's prediction is made here once per round (and taken from the previous round when
+the network did not change); ``metrics.json`` holds mIoU where the video has ground truth and
+the mIoU the belief expects (the stop rule of a video without it).
 """
 
 import json
 import sys
+import time
 
-import numpy as np
+import pandas as pd
 
-from hvsa.campaign.stages import load_context, load_model, run_stage
+from hvsa.campaign.stages import load_contexts, load_model, run_stage
 from hvsa.campaign.workspace import Workspace
 from hvsa.data.label_io import write_labels
-from hvsa.data.scaling import labels_to_tensor
-from hvsa.method.metrics import expected_miou
-from hvsa.method.predict import predict
+from hvsa.rounds.engine import label_round, load_view, measure_round, predict_video, save_view
 from hvsa.rounds.state import LoopState
-from hvsa.rounds.steps import compose_labels
 
 
 def step(ws: Workspace, key: str) -> None:
-    _, here = ws.current(key)
+    started = time.perf_counter()
+    cfg = ws.cfg
+    prev, here = ws.current(key)
     model, classes, device = load_model(ws, here)
-    ctx = load_context(ws, key, classes)
+    video = ws.load_video(key)
+    ctx = next(iter(load_contexts(ws, key, classes, video).values()))
     state = LoopState.load(here / "human.npz")
-    pred = predict(model, ctx.frames_t, ws.cfg.output.batch_size, device)
-    labels, belief = compose_labels(ctx, pred, state, ws.cfg)
-    human_small = labels_to_tensor(state.human, ctx.work).numpy().astype(np.uint8)
-    estimate = {"miou_estimate": expected_miou(belief.probs.numpy(), human_small)}
-    (here / "estimate.json").write_text(json.dumps(estimate) + "\n")
-    video = ctx.video
-    write_labels(
-        here, video.frame_names, labels, video.frames, state.human, classes,
-        ws.cfg.output.overlay_alpha,
-    )  # fmt: skip
+    timings: dict[str, float] = {}
+    if json.loads((here / "finetune.json").read_text())["trained"]:
+        t0 = time.perf_counter()
+        pred = predict_video(model, ctx, cfg, device)
+        timings["predict"] = time.perf_counter() - t0
+    else:  # a class-layer round left the network as it was: so is its prediction
+        pred = load_view(prev).pred
+    labels, view = label_round(ctx, pred, state, cfg, timings)
+    t0 = time.perf_counter()
+    save_view(here, view)
+    write_labels(here, video.frame_names, labels, video.frames, state.human, classes,
+                 cfg.output.overlay_alpha)  # fmt: skip
+    timings["write"] = time.perf_counter() - t0
+    recorded = pd.read_parquet(here / "annotations.parquet")
+    result = measure_round(ws.video(key).round, recorded, state, labels, ctx, view, cfg,
+                           time.perf_counter() - started, timings)  # fmt: skip
+    (here / "metrics.json").write_text(json.dumps(result.__dict__, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,24 +1,25 @@
-"""Stage ``select``: the samples this round sends to the annotator."""
+"""Stage ``select``: the samples (or class layers) this round sends to the annotator, chosen
+from the previous round's view; ``auto``'s choice and state go to ``auto.json``."""
 
 import sys
 
-from hvsa.campaign.stages import load_context, run_stage
+from hvsa.campaign.stages import checkpoint_classes, load_contexts, run_stage
 from hvsa.campaign.workspace import Workspace
-from hvsa.method.network import load_checkpoint
-from hvsa.method.predict import load_prediction
+from hvsa.rounds.engine import load_chooser, load_view, save_chooser, select_round
 from hvsa.rounds.state import LoopState
-from hvsa.rounds.steps import compose_labels, select_samples
 
 
 def step(ws: Workspace, key: str) -> None:
     prev, here = ws.current(key)
-    _, classes, _ = load_checkpoint(prev / "model.pt", "cpu")
-    ctx = load_context(ws, key, classes)
+    contexts = load_contexts(ws, key, checkpoint_classes(prev))
     state = LoopState.load(prev / "human.npz")
-    pred = load_prediction(here / "predict.npz")
-    _, belief = compose_labels(ctx, pred, state, ws.cfg)
-    selected = select_samples(ctx, belief, state, ws.cfg, ws.video(key).round)
-    selected.to_parquet(here / "selected.parquet", index=False)
+    chooser = load_chooser(prev)
+    selection = select_round(
+        contexts, load_view(prev), state, ws.cfg, chooser, ws.video(key).round
+    )
+    here.mkdir(parents=True, exist_ok=True)
+    selection.table.to_parquet(here / "selected.parquet", index=False)
+    save_chooser(here, chooser)
 
 
 if __name__ == "__main__":

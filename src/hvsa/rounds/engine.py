@@ -1,0 +1,364 @@
+"""The round engine: what one round does, in four calls, for every driver.
+
+A round is **select** (which samples, or class layers, of which kind — ``auto`` chooses),
+**annotate** (ask the annotator, record in the ledger), **train** (fine-tune, unless the round
+drew class layers, which teach the network nothing) and **label** (predict, calibrate the
+fusion, fuse labels for every frame). Each call takes what the previous ones produced and
+returns what the next need: the :class:`View` a round's labels were made from (the network's
+prediction, the fused belief, the calibrated fusion settings), the :class:`Selection`, and the
+``auto`` chooser's state. The in-process loop (``hvsa run``, ``hvsa benchmark``) keeps them in
+memory; the DVC stages of a campaign write them to the round's folder (:func:`save_view`,
+``selected.parquet``, ``auto.json``) and the next stage reads them back, so nothing is computed
+twice and both drivers run the same method.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hvsa.annotation.annotator import Annotation, Annotator, layer_id
+from hvsa.annotation.ledger import Ledger
+from hvsa.config import Config, FusionConfig
+from hvsa.data.arrays import load_arrays, save_arrays
+from hvsa.data.scaling import labels_to_tensor
+from hvsa.data.video import ClassList
+from hvsa.method.auto import (
+    LAYERS,
+    AutoChooser,
+    Offer,
+    class_pixels,
+    estimated_iou,
+    known_pixels,
+    promise,
+    region_class_pixels,
+)
+from hvsa.method.metrics import expected_miou, mean_iou
+from hvsa.method.network import SegmentationNet
+from hvsa.method.predict import Prediction, predict
+from hvsa.method.uncertainty import pixel_uncertainty
+from hvsa.rounds.result import RoundResult
+from hvsa.rounds.rules import is_auto, sample_set_names
+from hvsa.rounds.state import LoopState
+from hvsa.rounds.steps import (
+    VideoContext,
+    annotate_layers,
+    annotate_samples,
+    belief_labels,
+    class_estimates,
+    compose_labels,
+    finetune_model,
+    fusion_settings,
+    layer_choice,
+    record_annotations,
+    sample_clicks,
+    score,
+    select_layers,
+    select_samples,
+)
+
+PREDICTION, BELIEF, FUSION, AUTO = "prediction.npz", "belief.npz", "fusion.json", "auto.json"
+
+
+@dataclass
+class View:
+    """What a round's labels were made from, and what the next round selects by."""
+
+    pred: Prediction  # the network's softmax and features
+    belief: Prediction  # the fused probabilities (with the network's features)
+    fusion: FusionConfig  # the fusion settings, calibrated on the human labels so far
+
+
+def save_view(folder: Path, view: View) -> None:
+    """``prediction.npz``, ``belief.npz`` (float16: enough to rank samples) and
+    ``fusion.json`` of a round."""
+    p, b = view.pred, view.belief
+    save_arrays(
+        folder / PREDICTION, probs=p.probs.half().numpy(), features=p.features.half().numpy()
+    )
+    save_arrays(folder / BELIEF, probs=b.probs.half().numpy())
+    (folder / FUSION).write_text(view.fusion.model_dump_json(indent=2) + "\n")
+
+
+def load_view(folder: Path) -> View:
+    pred = load_arrays(folder / PREDICTION, "the round's prediction")
+    belief = load_arrays(folder / BELIEF, "the round's fused belief")
+    features = torch.from_numpy(pred["features"]).float()
+    fusion = FusionConfig.model_validate_json((folder / FUSION).read_text())
+    return View(
+        Prediction(torch.from_numpy(pred["probs"]).float(), features),
+        Prediction(torch.from_numpy(belief["probs"]).float(), features),
+        fusion,
+    )
+
+
+def save_chooser(folder: Path, chooser: AutoChooser) -> None:
+    (folder / AUTO).write_text(json.dumps(chooser.to_json(), indent=2) + "\n")
+
+
+def load_chooser(folder: Path) -> AutoChooser:
+    path = folder / AUTO
+    return AutoChooser.from_json(json.loads(path.read_text())) if path.is_file() else AutoChooser()
+
+
+@dataclass
+class Selection:
+    """A round's choice: the samples of one sample set, or class layers ``(frame, class)``."""
+
+    granularity: str  # the sample set's name (frame, rectN, superpixel), or "layers"
+    table: pd.DataFrame  # selected.parquet
+    layers: list[tuple[int, int]]
+
+    @classmethod
+    def from_table(cls, table: pd.DataFrame) -> Selection:
+        """A selection read back from ``selected.parquet``."""
+        name = str(table["granularity"].iloc[0]) if len(table) else "frame"
+        layers = []
+        if name == LAYERS:
+            pairs = zip(table["frame"], table["class_id"], strict=True)
+            layers = [(int(f), int(c)) for f, c in pairs]
+        return cls(name, table, layers)
+
+
+def video_contexts(base: VideoContext, sample_sets: dict) -> dict[str, VideoContext]:
+    """Each sample set's context, sharing the frames and flow of ``base``."""
+    return {name: base.with_samples(samples) for name, samples in sample_sets.items()}
+
+
+def label_round(
+    ctx: VideoContext,
+    pred: Prediction,
+    state: LoopState,
+    cfg: Config,
+    timings: dict[str, float] | None = None,
+) -> tuple[np.ndarray, View]:
+    """Every frame's labels from the network's prediction and the human labels so far, and
+    the :class:`View` they were made from (the fusion's radius calibrated on those labels).
+    ``timings`` gets the seconds of ``calibrate`` and ``labels``."""
+    t0 = time.perf_counter()
+    pred = stored(pred)
+    fusion = fusion_settings(ctx, pred, state, cfg)
+    t1 = time.perf_counter()
+    labels, belief = compose_labels(ctx, pred, state, cfg, fusion)
+    if timings is not None:
+        timings |= {"calibrate": t1 - t0, "labels": time.perf_counter() - t1}
+    return labels, View(pred, stored(belief), fusion)
+
+
+def stored(pred: Prediction) -> Prediction:
+    """``pred`` at the precision a round's view is stored at (float16): the in-process loop
+    rounds it as the DVC stages' files do, so both drivers select, calibrate and fuse from the
+    same numbers (float16 keeps three digits, far more than ranking samples needs)."""
+    return Prediction(pred.probs.half().float(), pred.features.half().float())
+
+
+def predict_video(
+    model: SegmentationNet, ctx: VideoContext, cfg: Config, device: torch.device
+) -> Prediction:
+    """The network's softmax and features for every frame, at the working size."""
+    return predict(model, ctx.frames_t, cfg.output.batch_size, device)
+
+
+def select_round(
+    contexts: dict[str, VideoContext],
+    view: View,
+    state: LoopState,
+    cfg: Config,
+    chooser: AutoChooser,
+    round_no: int,
+) -> Selection:
+    """This round's samples or class layers: the selector's, class layers once they can be
+    priced (``layers.enabled``), or ``auto``'s choice (which also settles ``chooser``)."""
+    if is_auto(cfg):
+        return _select_auto(contexts, view, state, cfg, chooser, round_no)
+    (name,) = sample_set_names(cfg)
+    ctx = contexts[name]
+    if cfg.layers.enabled:
+        layers = select_layers(ctx, view.pred, view.belief, state, cfg, view.fusion)
+        if layers:
+            return Selection(LAYERS, layer_table(layers, ctx.classes), layers)
+    table = select_samples(ctx, view.belief, state, cfg, round_no)
+    return Selection(name, table.assign(granularity=name), [])
+
+
+def _select_auto(
+    contexts: dict[str, VideoContext],
+    view: View,
+    state: LoopState,
+    cfg: Config,
+    chooser: AutoChooser,
+    round_no: int,
+) -> Selection:
+    """``auto`` (``hvsa.method.auto``): each kind of sample in ``auto.granularities`` offers a
+    batch (its selector's, or the class layers'); the batch of highest estimated mIoU rise per
+    click, scaled by what that kind's last batch delivered, is labelled. Whole frames while
+    nothing can be estimated yet."""
+    frame_ctx, belief = contexts["frame"], view.belief
+    estimates = class_estimates(frame_ctx, view.pred, state, cfg, view.fusion)
+    if estimates is None:
+        table = select_samples(frame_ctx, belief, state, _with_budget(cfg, "frame"), round_no)
+        return Selection("frame", table.assign(granularity="frame"), [])
+    quality = estimates[0]
+    # shared by every granularity's offer: the belief's uncertainty and labels
+    unc_pix = pixel_uncertainty(belief.probs, cfg.uncertainty.measure)
+    predicted = belief_labels(belief.probs)
+    soft = class_pixels(belief.probs)
+    totals = soft.sum(0)
+    h, w = belief.probs.shape[2:]
+    full_scale = frame_ctx.full[0] * frame_ctx.full[1] / (h * w)
+    known = known_pixels(state.human, state.layers, len(frame_ctx.classes))
+    ious = estimated_iou(quality, known, totals * full_scale)
+    now = mean_iou(ious)
+    chooser.settle(ious)
+    batches: dict[str, Selection] = {}
+    offers: dict[str, Offer] = {}
+    for name in cfg.auto.granularities:
+        if name == LAYERS:
+            layers = layer_choice(estimates, belief, state, cfg)
+            if not layers:
+                continue
+            frames, cls = np.array(layers).T
+            covered = np.zeros(len(quality))
+            np.add.at(covered, cls, soft[frames, cls])
+            clicks = float(np.nansum(estimates[1][cls]))
+            batches[name] = Selection(name, layer_table(layers, frame_ctx.classes), layers)
+        else:
+            ctx = contexts[name]
+            table = select_samples(ctx, belief, state, _with_budget(cfg, name), round_no, unc_pix)
+            if table.empty:
+                continue
+            frames, segs = table["frame"].to_numpy(), table["segment"].to_numpy()
+            covered = region_class_pixels(belief.probs, ctx.small_segments, frames, segs).sum(0)
+            clicks = float(_batch_clicks(ctx, predicted, table, cfg).sum())
+            batches[name] = Selection(name, table.assign(granularity=name), [])
+        offers[name] = Offer(promise(quality, covered, totals), clicks)
+    if not offers:
+        return Selection("frame", frame_ctx.samples.table.iloc[[]].assign(granularity=[]), [])
+    chosen = batches[chooser.choose(offers, ious)]
+    table = chosen.table.assign(estimated_miou=now)
+    for k, offer in offers.items():  # what each kind offered, for the record
+        table[f"promise_{k}"] = offer.per_click
+        table[f"yield_{k}"] = chooser.yields.get(k, np.nan)
+    return Selection(chosen.granularity, table, chosen.layers)
+
+
+def _with_budget(cfg: Config, name: str) -> Config:
+    """The config with ``auto.budgets[name]`` samples a round."""
+    loop = cfg.loop.model_copy(update={"budget": cfg.auto.budgets[name]})
+    return cfg.model_copy(update={"loop": loop})
+
+
+def _batch_clicks(
+    ctx: VideoContext, predicted: np.ndarray, table: pd.DataFrame, cfg: Config
+) -> np.ndarray:
+    """Expected clicks of a selected batch: the selector's own estimate, or the click model run
+    on the belief's labels ``predicted`` (N,h,w)."""
+    if "expected_clicks" in table:
+        return table["expected_clicks"].to_numpy()
+    return sample_clicks(ctx, predicted, table["sample_id"].to_numpy(), cfg)
+
+
+def layer_table(layers: list[tuple[int, int]], classes: ClassList) -> pd.DataFrame:
+    """A layer round's selection, as selected.parquet records it."""
+    return pd.DataFrame(
+        {
+            "sample_id": [layer_id(f, c, len(classes)) for f, c in layers],
+            "frame": [f for f, _ in layers],
+            "kind": "layer",
+            "class_id": [c for _, c in layers],
+            "class_name": [classes.names[c] for _, c in layers],
+            "rank": np.arange(len(layers)),
+            "granularity": LAYERS,
+        }
+    )
+
+
+def context_of(contexts: dict[str, VideoContext], selection: Selection) -> VideoContext:
+    """The context a selection's samples belong to (class layers: any, they need no set)."""
+    return contexts.get(selection.granularity) or next(iter(contexts.values()))
+
+
+def annotate_round(
+    contexts: dict[str, VideoContext],
+    selection: Selection,
+    annotator: Annotator,
+    state: LoopState,
+    cfg: Config,
+) -> list[Annotation]:
+    """Ask the annotator for the selection (samples, or class layers)."""
+    ctx = context_of(contexts, selection)
+    if selection.layers:
+        return annotate_layers(ctx, selection.layers, annotator, state, cfg)
+    return annotate_samples(ctx, selection.table, annotator, state, cfg)
+
+
+def record_round(
+    ledger: Ledger,
+    annotations: list[Annotation],
+    contexts: dict[str, VideoContext],
+    selection: Selection,
+    state: LoopState,
+    campaign: str,
+    video_key: str,
+    round_no: int,
+) -> pd.DataFrame:
+    """Append the annotations to the ledger and the state; the round's annotations table."""
+    ctx = context_of(contexts, selection)
+    return record_annotations(ledger, annotations, ctx, state, campaign, video_key, round_no)
+
+
+def train_round(
+    model: SegmentationNet,
+    ctx: VideoContext,
+    state: LoopState,
+    cfg: Config,
+    device: torch.device,
+    round_no: int,
+    selection: Selection,
+    before: View,
+) -> list[dict[str, float]] | None:
+    """Fine-tune in place on every human label so far, or nothing after a class-layer round
+    (a layer says nothing of its frame's other classes; ``state.py``). ``before`` is the
+    previous round's view: its prediction is the network before this round."""
+    if selection.layers:
+        return None
+    return finetune_model(model, ctx, state, cfg, device, round_no, before.pred)
+
+
+def measure_round(
+    round_no: int,
+    recorded: pd.DataFrame,
+    state: LoopState,
+    labels: np.ndarray,
+    ctx: VideoContext,
+    view: View,
+    cfg: Config,
+    seconds: float,
+    timings: dict[str, float],
+    peak_mb: float | None = None,
+) -> RoundResult:
+    """What a round reports (``metrics.json``): clicks, labelled share, mIoU where the video has
+    ground truth, the mIoU the fused belief expects (the stop rule where it has none), the
+    calibrated radius, time and memory."""
+    value, per_class = score(ctx.video, labels, ctx.classes)
+    human_small = labels_to_tensor(state.human, ctx.work).numpy().astype(np.uint8)
+    return RoundResult(
+        round=round_no,
+        clicks=int(recorded["clicks"].sum()) if len(recorded) else 0,
+        clicks_total=state.clicks_total,
+        samples=len(recorded),
+        labelled_fraction=float(state.annotated.mean()),
+        miou=value,
+        per_class=per_class,
+        seconds=seconds,
+        timings={k: round(v, 3) for k, v in timings.items()},
+        peak_memory_mb=peak_mb,
+        guided_radius=view.fusion.guided_radius if cfg.fusion.enabled else None,
+        miou_estimate=expected_miou(view.belief.probs, human_small),
+    )

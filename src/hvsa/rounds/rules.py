@@ -1,0 +1,111 @@
+"""The rules every driver shares: which settings go together, and when rounds stop.
+
+Every driver (``hvsa run``, ``hvsa benchmark``, ``hvsa campaign init`` and each DVC stage)
+calls :func:`check_settings` before any work, so a combination that could never be sent or used
+is refused once, with the same line, wherever it is set; and :func:`stop_reason` after each
+round, so a video stops for the same reason in a run and in a campaign.
+"""
+
+from __future__ import annotations
+
+from hvsa.config import Config
+from hvsa.errors import HvsaError
+from hvsa.method.auto import LAYERS
+from hvsa.method.samples import parse_granularity
+
+
+def is_auto(cfg: Config) -> bool:
+    return cfg.samples.granularity == "auto"
+
+
+def wants_layers(cfg: Config) -> bool:
+    """Whether rounds may ask for class layers (``layers.enabled``, or ``layers`` in auto)."""
+    return cfg.layers.enabled or (is_auto(cfg) and LAYERS in cfg.auto.granularities)
+
+
+def sample_set_names(cfg: Config) -> list[str]:
+    """The sample sets a run needs, by name (``frame``, ``rectN``, ``superpixel``): the
+    granularity's, or every kind ``auto`` may offer but class layers (they need no set)."""
+    if is_auto(cfg):
+        return [g for g in cfg.auto.granularities if g != LAYERS]
+    s = cfg.samples
+    return [f"rect{s.rect_size}" if s.granularity == "rect" else s.granularity]
+
+
+def check_settings(cfg: Config) -> None:
+    """Refuse, before any work, settings whose samples could not all be offered or used."""
+    if is_auto(cfg):
+        _check_auto(cfg)
+    if wants_layers(cfg):
+        _check_layers(cfg)
+
+
+def _check_auto(cfg: Config) -> None:
+    kinds = cfg.auto.granularities
+    if not cfg.fusion.enabled:
+        raise HvsaError(
+            "granularity auto needs fusion.enabled: it prices samples by how well the label "
+            "generator does on labelled frames left out"
+        )
+    if "frame" not in kinds:
+        raise HvsaError(
+            "auto.granularities must list frame: auto prices samples against frames labelled "
+            "in full, and sends frames until it has enough of them"
+        )
+    if cfg.layers.enabled and LAYERS not in kinds:
+        raise HvsaError(
+            "layers.enabled does nothing with granularity auto: list layers in "
+            "auto.granularities instead"
+        )
+    for name in kinds:
+        if name == LAYERS:
+            continue
+        try:
+            parse_granularity(name)
+        except HvsaError:
+            raise HvsaError(
+                f"auto.granularities: unknown kind {name!r}: use frame, superpixel, rectN "
+                "(N px) or layers"
+            ) from None
+        if cfg.auto.budgets.get(name, 0) < 1:
+            raise HvsaError(
+                f"auto.budgets needs at least 1 sample a round for {name} (has "
+                f"{cfg.auto.budgets.get(name)})"
+            )
+
+
+def _check_layers(cfg: Config) -> None:
+    if not cfg.fusion.enabled:
+        raise HvsaError(
+            "layers.enabled (or layers in auto.granularities) needs fusion.enabled: class "
+            "layers act through the label generator"
+        )
+    g = cfg.samples.granularity
+    if g not in ("frame", "auto"):
+        raise HvsaError(
+            f"layers.enabled needs whole frames (granularity {g}): layers start once "
+            "fusion.calibration_probes frames are labelled in full, which rectangles and "
+            "superpixels never make"
+        )
+
+
+def stop_reason(metrics: dict, cfg: Config) -> str | None:
+    """Why a video is done after a round (its ``metrics.json``), or None to go on.
+
+    At ``loop.target_miou`` — against ground truth where the video has it, else against the
+    mIoU the fused belief expects (``miou_estimate``) — at ``loop.rounds``, at
+    ``loop.max_clicks``, or when a round found nothing left to label.
+    """
+    loop = cfg.loop
+    if metrics["miou"] is not None and metrics["miou"] >= loop.target_miou:
+        return f"reached mIoU {metrics['miou']:.3f}"
+    estimate = metrics.get("miou_estimate")
+    if metrics["miou"] is None and estimate is not None and estimate >= loop.target_miou:
+        return f"reached an estimated mIoU of {estimate:.3f} (no ground truth)"
+    if metrics["round"] >= loop.rounds:
+        return f"round limit {loop.rounds}"
+    if loop.max_clicks is not None and metrics["clicks_total"] >= loop.max_clicks:
+        return f"click cap {loop.max_clicks}"
+    if metrics["round"] > 0 and metrics["samples"] == 0:
+        return "nothing left to label"
+    return None
