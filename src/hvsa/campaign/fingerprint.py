@@ -4,9 +4,10 @@ DVC reruns a stage when its dependencies change; the hvsa code a stage runs is o
 it lives in the installed package, outside the workspace, and next to ``__pycache__`` files that
 change without the code changing. So hvsa hashes, per stage, the source of every hvsa module
 the stage's entry point imports, directly or through other hvsa modules (found by reading the
-imports, lazy ones included), and writes it to ``code/<stage>.sha256`` in the workspace, which
-the stage lists among its deps. A change to fusion reruns ``start`` and ``labels``; a change to
-the app reruns nothing.
+imports, lazy ones included), and writes it to ``.hvsa/code/<stage>.sha256`` in the workspace,
+which the stage lists among its deps. A change to the flow computation reruns ``flow`` and
+what follows it; a change to the round engine reruns the round stages, not ``flow``; a change to
+the app or the benchmark reruns nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import hvsa
 
 PACKAGE = Path(hvsa.__file__).parent
 STAGES = ("flow", "samples", "start", "select", "annotate", "finetune", "labels")
-FOLDER = "code"
+FOLDER = ".hvsa/code"
 
 
 def _module_file(name: str) -> Path | None:
@@ -72,9 +73,9 @@ def stage_fingerprint(stage: str) -> str:
 
 
 def write_fingerprints(root: Path) -> None:
-    """``code/<stage>.sha256`` for every stage, rewritten only where the code changed."""
+    """``.hvsa/code/<stage>.sha256`` for every stage, rewritten only where the code changed."""
     folder = root / FOLDER
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     for stage in STAGES:
         path = folder / f"{stage}.sha256"
         text = stage_fingerprint(stage) + "\n"

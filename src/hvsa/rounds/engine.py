@@ -324,9 +324,10 @@ def train_round(
     before: View,
 ) -> list[dict[str, float]] | None:
     """Fine-tune in place on every human label so far, or nothing after a class-layer round
-    (a layer says nothing of its frame's other classes; ``state.py``). ``before`` is the
-    previous round's view: its prediction is the network before this round."""
-    if selection.layers:
+    (a layer says nothing of its frame's other classes; ``state.py``) or a round that found
+    nothing to label. ``before`` is the previous round's view: its prediction is the network
+    before this round."""
+    if selection.layers or selection.table.empty:
         return None
     return finetune_model(model, ctx, state, cfg, device, round_no, before.pred)
 

@@ -12,6 +12,10 @@ reads and writes is declared in the workspace's ``dvc.yaml``:
 - ``annotate``: the annotator's labels, recorded in the ledger;
 - ``finetune``: the network, fine-tuned (or kept, after a class-layer round);
 - ``labels``: prediction, calibration, fused labels for every frame, the round's metrics.
+
+What the round stages read (the video's contexts, a round's network) is in ``inputs``; each
+stage imports only what it runs, which is what its code fingerprint covers
+(``hvsa.campaign.fingerprint``).
 """
 
 from __future__ import annotations
@@ -21,17 +25,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 from hvsa.campaign.workspace import Workspace
-from hvsa.data.video import ClassList, Video
 from hvsa.errors import HvsaError
-from hvsa.method.motion import load_flow
-from hvsa.method.network import SegmentationNet, load_checkpoint, pick_device
-from hvsa.method.samples import load_samples
-from hvsa.rounds.engine import video_contexts
-from hvsa.rounds.rules import check_settings, sample_set_names
-from hvsa.rounds.steps import VideoContext
+from hvsa.rounds.rules import check_settings
 
 
 def run_stage(
@@ -49,26 +45,3 @@ def run_stage(
         print(f"hvsa {name}: error: {exc}", file=sys.stderr)
         return 2
     return 0
-
-
-def load_contexts(
-    ws: Workspace, key: str, classes: ClassList, video: Video | None = None
-) -> dict[str, VideoContext]:
-    """The video with its flow and each sample set, as the round engine needs them."""
-    video = video if video is not None else ws.load_video(key)
-    flow = load_flow(ws.video_dir(key) / "flow.npz")
-    sets = {n: load_samples(ws.sample_set(key, n)) for n in sample_set_names(ws.cfg)}
-    base = VideoContext.build(video, classes, ws.cfg, flow, next(iter(sets.values())))
-    return video_contexts(base, sets)
-
-
-def load_model(ws: Workspace, folder: Path) -> tuple[SegmentationNet, ClassList, torch.device]:
-    device = pick_device(ws.cfg.model.device)
-    model, classes, _ = load_checkpoint(folder / "model.pt", device)
-    return model, classes, device
-
-
-def checkpoint_classes(folder: Path) -> ClassList:
-    """The class list of a round's checkpoint (the network itself is not needed)."""
-    _, classes, _ = load_checkpoint(folder / "model.pt", torch.device("cpu"))
-    return classes

@@ -14,7 +14,8 @@ import pandas as pd
 from hvsa.annotation.annotator import make_annotator
 from hvsa.annotation.ledger import Ledger
 from hvsa.annotation.submission import SubmittedAnnotator
-from hvsa.campaign.stages import checkpoint_classes, load_contexts, run_stage
+from hvsa.campaign.stages import run_stage
+from hvsa.campaign.stages.inputs import checkpoint_classes, load_contexts
 from hvsa.campaign.workspace import Workspace
 from hvsa.rounds.engine import Selection, annotate_round, record_round
 from hvsa.rounds.state import LoopState

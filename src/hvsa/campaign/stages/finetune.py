@@ -6,7 +6,8 @@ import sys
 
 import pandas as pd
 
-from hvsa.campaign.stages import load_contexts, load_model, run_stage
+from hvsa.campaign.stages import run_stage
+from hvsa.campaign.stages.inputs import load_contexts, load_model
 from hvsa.campaign.workspace import Workspace
 from hvsa.method.network import save_checkpoint
 from hvsa.rounds.engine import Selection, load_view, train_round

@@ -13,7 +13,8 @@ import time
 
 import pandas as pd
 
-from hvsa.campaign.stages import load_contexts, load_model, run_stage
+from hvsa.campaign.stages import run_stage
+from hvsa.campaign.stages.inputs import load_contexts, load_model
 from hvsa.campaign.workspace import Workspace
 from hvsa.data.label_io import write_labels
 from hvsa.rounds.engine import label_round, load_view, measure_round, predict_video, save_view

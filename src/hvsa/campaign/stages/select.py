@@ -3,7 +3,8 @@ from the previous round's view; ``auto``'s choice and state go to ``auto.json``.
 
 import sys
 
-from hvsa.campaign.stages import checkpoint_classes, load_contexts, run_stage
+from hvsa.campaign.stages import run_stage
+from hvsa.campaign.stages.inputs import checkpoint_classes, load_contexts
 from hvsa.campaign.workspace import Workspace
 from hvsa.rounds.engine import load_chooser, load_view, save_chooser, select_round
 from hvsa.rounds.state import LoopState

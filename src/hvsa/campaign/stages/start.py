@@ -7,7 +7,8 @@ import time
 
 import pandas as pd
 
-from hvsa.campaign.stages import load_contexts, run_stage
+from hvsa.campaign.stages import run_stage
+from hvsa.campaign.stages.inputs import load_contexts
 from hvsa.campaign.workspace import Workspace
 from hvsa.data.label_io import write_labels
 from hvsa.data.video import check_classes
