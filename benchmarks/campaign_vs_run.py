@@ -5,7 +5,7 @@ Runs one labelled video twice with params.yaml's defaults and the oracle: in pro
 flow of ``flows/campaign.py`` over the workspace's DVC stages (every stage a process that reads
 what the stage before it wrote, a git commit and an MLflow run per round). Per round it records
 clicks and mIoU of both, the wall time of both (the campaign's from its flow run: from the
-round's ``advance`` task to its MLflow task), their ratio, and the campaign's time per task, so
+round's ``advance`` task to the next round's), their ratio, and the campaign's time per task, so
 that what dominates the overhead is in the table.
 
     .venv/bin/python benchmarks/campaign_vs_run.py ../shared/datasets/camvid/clips/0016E5_15hz \\
@@ -67,18 +67,23 @@ def _task_times(prefect_home: Path) -> pd.DataFrame:
 
 
 def _per_round(tasks: pd.DataFrame) -> list[dict]:
-    """The flow's tasks grouped by round: each round starts with ``advance``."""
-    rounds, current = [], None
+    """The flow's tasks grouped by round (each round starts with ``advance``), and each round's
+    wall time: from its ``advance`` to the next round's (to its last step for the last round),
+    what an annotator waits between two rounds. MLflow logging may run beside the next round."""
+    rounds: list[dict] = []
     for t in tasks.itertuples():
         if t.task.startswith("advance"):
-            current = {"start": t.start, "end": t.end, "tasks": {}}
-            rounds.append(current)
-        elif current is not None:
+            rounds.append({"start": t.start, "end": t.end, "tasks": {}})
+        elif rounds:
             name = t.task.split("@")[0].split("-")[0]
+            current = rounds[-1]
             current["tasks"][name] = current["tasks"].get(name, 0.0) + t.end - t.start
-            current["end"] = max(current["end"], t.end)
+            if not name.startswith("mlflow"):
+                current["end"] = max(current["end"], t.end)
+    for this, after in zip(rounds, rounds[1:], strict=False):
+        this["end"] = after["start"]
     # the last advance finds nothing to run: no stage follows it
-    return [r for r in rounds if r["tasks"]]
+    return [r for r in rounds if any(not k.startswith("mlflow") for k in r["tasks"])]
 
 
 def main() -> None:

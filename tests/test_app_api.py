@@ -18,7 +18,8 @@ from hvsa.annotation.annotator import OracleAnnotator
 from hvsa.annotation.ledger import Ledger
 from hvsa.app.server import create_app
 from hvsa.app.store import app_store
-from hvsa.campaign.lifecycle import advance, init_workspace, reproduce
+from hvsa.campaign.lifecycle import advance, init_workspace
+from hvsa.campaign.versioning import reproduce
 from hvsa.campaign.workspace import Workspace
 from hvsa.cli import main
 from tests.conftest import selected_samples, write_fast_params

@@ -15,7 +15,8 @@ from hvsa.annotation.ledger import Ledger
 from hvsa.app.resume import paused_run_of
 from hvsa.app.server import create_app
 from hvsa.app.store import app_store
-from hvsa.campaign.lifecycle import dvc, init_workspace
+from hvsa.campaign.lifecycle import init_workspace
+from hvsa.campaign.versioning import dvc
 from hvsa.campaign.workspace import Workspace
 from hvsa.cli import main
 from hvsa.data.video import VOID

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from hvsa.annotation.ledger import Ledger
-from hvsa.campaign.lifecycle import dvc, git, init_workspace
+from hvsa.campaign.lifecycle import init_workspace
+from hvsa.campaign.versioning import dvc, git
 from hvsa.campaign.workspace import Workspace
 from tests.conftest import write_fast_params
 

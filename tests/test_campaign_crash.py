@@ -10,7 +10,8 @@ import time
 import pytest
 
 from hvsa.annotation.ledger import Ledger
-from hvsa.campaign.lifecycle import dvc, init_workspace
+from hvsa.campaign.lifecycle import init_workspace
+from hvsa.campaign.versioning import dvc
 from tests.conftest import REPO, write_fast_params
 
 pytestmark = pytest.mark.slow  # a campaign flow killed and restarted
@@ -28,9 +29,9 @@ def _flow(root, api_url):
     )  # fmt: skip
 
 
-def _finetune_running() -> bool:
-    found = subprocess.run(["pgrep", "-f", "hvsa.campaign.stages.finetune"], capture_output=True)
-    return found.returncode == 0
+def _finetune_running(r1) -> bool:
+    """Annotation recorded, the network not yet written: fine-tuning (150 steps) is under way."""
+    return (r1 / "annotations.parquet").is_file() and not (r1 / "model.pt").exists()
 
 
 def test_killed_during_finetune_then_restarted(prefect_api, tiny_videos, pretrained, tmp_path):
@@ -40,9 +41,9 @@ def test_killed_during_finetune_then_restarted(prefect_api, tiny_videos, pretrai
     flow = _flow(ws.root, prefect_api)
     try:
         deadline = time.time() + WAIT_S
-        while not _finetune_running() and time.time() < deadline and flow.poll() is None:
+        while not _finetune_running(r1) and time.time() < deadline and flow.poll() is None:
             time.sleep(0.5)
-        assert _finetune_running(), "finetune never started"
+        assert _finetune_running(r1), "finetune never started"
         time.sleep(2)
         os.killpg(flow.pid, signal.SIGKILL)
         flow.wait(30)

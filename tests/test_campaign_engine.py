@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from hvsa.campaign.flow import campaign
-from hvsa.campaign.lifecycle import dvc, init_workspace
+from hvsa.campaign.lifecycle import init_workspace
+from hvsa.campaign.versioning import dvc
 from hvsa.cli import main
 from tests.conftest import write_fast_params
 

@@ -35,6 +35,19 @@ def test_the_defaults_ship_with_the_package():
     load_config(default_params())
 
 
+def test_hvsa_turns_off_the_telemetry_of_what_it_starts(tmp_path):
+    """Prefect, MLflow and DVC would report to their makers' hosts; nothing hvsa starts may."""
+    import os
+
+    import hvsa
+
+    env = {k: v for k, v in os.environ.items() if k not in hvsa.QUIET}
+    code = "import hvsa, os, json; print(json.dumps({k: os.environ.get(k) for k in hvsa.QUIET}))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, cwd=tmp_path).stdout  # fmt: skip
+    assert yaml.safe_load(out) == hvsa.QUIET
+
+
 def test_a_missing_extra_is_one_line_naming_it(monkeypatch, tmp_path, capsys):
     import hvsa.errors
 

@@ -15,6 +15,22 @@ docstring):
   MLflow); the click-efficiency benchmark;
 - ``app``: the annotation web app;
 - ``cli``: the ``hvsa`` command.
+
+Importing hvsa turns off the analytics and telemetry of the tools it drives — Prefect's server
+analytics, MLflow's telemetry, DVC's analytics — for this process and every process it starts
+(stages, flows, servers inherit the environment): nothing hvsa starts contacts another host. A
+variable the user has set is left as it is.
 """
 
+import os
+
 __version__ = "0.1.0"
+
+QUIET = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "DVC_NO_ANALYTICS": "1",
+}
+for _name, _value in QUIET.items():
+    os.environ.setdefault(_name, _value)

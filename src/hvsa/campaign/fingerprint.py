@@ -18,9 +18,9 @@ from functools import cache
 from pathlib import Path
 
 import hvsa
+from hvsa.campaign.workspace import STAGES
 
 PACKAGE = Path(hvsa.__file__).parent
-STAGES = ("flow", "samples", "start", "select", "annotate", "finetune", "labels")
 FOLDER = ".hvsa/code"
 
 

@@ -2,12 +2,13 @@
 that adds new videos on a schedule.
 
 A round is the one :func:`hvsa.campaign.lifecycle.run_round`, with each step a Prefect task:
-every stage is reproduced on its own (``dvc repro <stage>@<video>``), so a step finished
-before a crash is skipped on restart — DVC knows it is up to date — and the ledger keys its
-events so nothing is recorded twice. Steps that can fail for passing reasons (a busy DVC lock,
-the MLflow database) are retried with back-off. With a human annotator the flow run pauses
-after ``select`` until the round's labels are handed in (:class:`RoundLabels`); with the
-oracle it runs straight through.
+every stage runs on its own, in the flow's process, and is recorded in ``dvc.lock`` as
+``dvc repro <stage>@<video>`` would record it, so a step finished before a crash is skipped on
+restart — DVC knows it is up to date — and the ledger keys its events so nothing is recorded
+twice. A round's MLflow logging runs beside the next round rather than before it. Steps that
+can fail for passing reasons (a busy DVC lock, the MLflow database) are retried with back-off.
+With a human annotator the flow run pauses after ``select`` until the round's labels are handed
+in (:class:`RoundLabels`); with the oracle it runs straight through.
 
 Run it: ``hvsa campaign run WORKSPACE [--rounds N]`` (or ``python flows/campaign.py``).
 """
@@ -15,6 +16,7 @@ Run it: ``hvsa campaign run WORKSPACE [--rounds N]`` (or ``python flows/campaign
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from prefect import flow, get_run_logger, pause_flow_run, task
@@ -26,22 +28,23 @@ from hvsa.campaign.lifecycle import (
     add_videos,
     advance,
     commit_and_tag,
-    dvc,
     log_to_mlflow,
     round_metrics,
     run_round,
 )
-from hvsa.campaign.workspace import Workspace
+from hvsa.campaign.stages import run_here
+from hvsa.campaign.workspace import STAGES, Workspace
 
-BEFORE_ANNOTATION = ("flow", "samples", "start", "select")
-AFTER_ANNOTATION = ("annotate", "finetune", "labels")
+BEFORE_ANNOTATION = STAGES[: STAGES.index("annotate")]
+AFTER_ANNOTATION = STAGES[STAGES.index("annotate") :]
 RETRY_DELAYS = [2, 10, 30]
 
 
 @task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, task_run_name="{stage}@{video}")
 def reproduce_stage(root: str, stage: str, video: str) -> None:
-    """``dvc repro stage@video``: runs the stage (and anything upstream) unless up to date."""
-    dvc(Path(root), "repro", f"{stage}@{video}")
+    """The stage, unless DVC says it is up to date: run in the flow's process and recorded in
+    dvc.lock as ``dvc repro stage@video`` would (``hvsa.campaign.stages.run_here``)."""
+    run_here(Path(root), stage, video)
 
 
 @task(task_run_name="advance")
@@ -55,8 +58,8 @@ def commit_task(root: str, message: str) -> str:
 
 
 @task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, task_run_name="mlflow@{video}")
-def mlflow_task(root: str, video: str, commit_sha: str, seconds: float) -> None:
-    log_to_mlflow(root, video, commit_sha, seconds)
+def mlflow_task(root: str, video: str, round_no: int, commit_sha: str, seconds: float) -> None:
+    log_to_mlflow(root, video, round_no, commit_sha, seconds)
 
 
 class RoundLabels(RunInput):
@@ -109,7 +112,7 @@ def run_video_round(root: str, video: str) -> None:
 
 
 TASKS = RoundDriver(advance=advance_task, run_video=run_video_round, commit=commit_task,
-                    log=mlflow_task)  # fmt: skip
+                    log=mlflow_task.submit)  # fmt: skip
 
 
 @flow(name="hvsa-campaign", log_prints=True)
@@ -119,9 +122,13 @@ def campaign(workspace: str, rounds: int | None = None) -> dict[str, dict | None
     ``workspace`` should be an absolute path: the annotation app finds the run it resumes by it.
     """
     root = str(Path(workspace).resolve())
+    logged = []  # a round's MLflow logging runs beside the next round (it reads only files)
+    driver = replace(TASKS, log=lambda *args: logged.append(TASKS.log(*args)))
     done = 0
-    while (rounds is None or done < rounds) and run_round(root, TASKS):
+    while (rounds is None or done < rounds) and run_round(root, driver):
         done += 1
+    for future in logged:
+        future.result()  # a round that could not be logged fails the flow run, at its end
     ws = Workspace.open(root)
     return {key: round_metrics(ws, key) for key in ws.campaign.videos}
 

@@ -9,10 +9,8 @@ the state after it restorable exactly (``git checkout <tag> && dvc checkout``).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,38 +20,20 @@ from pathlib import Path
 import yaml
 
 from hvsa.campaign.fingerprint import write_fingerprints
-from hvsa.campaign.workspace import NAME_PATTERN, Campaign, CampaignVideo, Workspace, write_campaign
+from hvsa.campaign.versioning import commit_round, dvc, git
+from hvsa.campaign.workspace import (
+    NAME_PATTERN,
+    STAGES,
+    Campaign,
+    CampaignVideo,
+    Workspace,
+    write_campaign,
+)
 from hvsa.config import apply_overrides, find_params, load_config
 from hvsa.errors import HvsaError
 from hvsa.rounds.rules import check_settings, stop_reason
 
 GITIGNORE = "/data/ledger.sqlite*\n/data/app.sqlite*\n/mlflow.db\n/mlruns/\n__pycache__/\n"
-
-
-def tool_env() -> dict[str, str]:
-    """Environment for git/DVC subprocesses: this interpreter's ``python`` first on PATH (the
-    stages run ``python -m hvsa.campaign.stages…``), and no DVC analytics."""
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env.setdefault("DVC_NO_ANALYTICS", "1")
-    return env
-
-
-def _run(args: list[str], cwd: Path, what: str) -> str:
-    proc = subprocess.run(args, cwd=cwd, env=tool_env(), capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()
-        detail = " | ".join(line.strip() for line in tail[-3:] if line.strip())
-        raise HvsaError(f"{what} failed in {cwd}: {detail}")
-    return proc.stdout
-
-
-def git(root: Path, *args: str) -> str:
-    return _run(["git", *args], root, "git " + args[0])
-
-
-def dvc(root: Path, *args: str) -> str:
-    return _run([sys.executable, "-m", "dvc", *args], root, "dvc " + args[0])
 
 
 def _make_inbox(root: Path, key: str) -> None:
@@ -158,23 +138,6 @@ def advance(ws: Workspace) -> list[str]:
     return [k for k, v in campaign.videos.items() if v.status == "active"]
 
 
-def reproduce(ws: Workspace, targets: list[str] | None = None) -> None:
-    """``dvc repro`` (of some stages, with their upstream ones): finished stages are skipped."""
-    dvc(ws.root, "repro", *(targets or []))
-
-
-def commit_round(ws: Workspace, message: str) -> str:
-    """Commit the workspace (dvc.lock, campaign.yaml, metrics) and tag it; returns the tag."""
-    git(ws.root, "add", "-A")
-    if git(ws.root, "status", "--porcelain").strip():
-        git(ws.root, "commit", "-q", "-m", message)
-    head = git(ws.root, "rev-parse", "--short", "HEAD").strip()
-    rounds = "-".join(f"{k}.r{v.round}" for k, v in ws.campaign.videos.items())
-    tag = f"{ws.campaign.name}/{rounds}/{head}"
-    git(ws.root, "tag", "-f", tag)
-    return tag
-
-
 def head_commit(root: str) -> str:
     return git(Path(root), "rev-parse", "HEAD").strip()
 
@@ -185,15 +148,19 @@ def commit_and_tag(root: str, message: str) -> str:
     return head_commit(root)
 
 
-def log_to_mlflow(root: str, video: str, commit: str, seconds: float) -> None:
+def log_to_mlflow(root: str, video: str, round_no: int, commit: str, seconds: float) -> None:
     from hvsa.campaign.tracking import log_round
 
-    log_round(Workspace.open(root), video, commit, seconds)
+    log_round(Workspace.open(root), video, round_no, commit, seconds)
 
 
 def reproduce_video(root: str, video: str) -> None:
-    """Every stage of the video's current round (``dvc repro labels@video`` and upstream)."""
-    dvc(Path(root), "repro", f"labels@{video}")
+    """Every stage of the video's current round, in order, each unless DVC says it is up to
+    date (``hvsa.campaign.stages.run_here``: in this process, recorded as ``dvc repro``)."""
+    from hvsa.campaign.stages import run_here
+
+    for stage in STAGES:
+        run_here(Path(root), stage, video)
 
 
 @dataclass(frozen=True)
@@ -208,7 +175,7 @@ class RoundDriver:
     advance: Callable[[str], list[str]]
     run_video: Callable[[str, str], None]
     commit: Callable[[str, str], str]
-    log: Callable[[str, str, str, float], None]
+    log: Callable[[str, str, int, str, float], object]
 
 
 DIRECT = RoundDriver(
@@ -230,10 +197,10 @@ def run_round(root: str | Path, driver: RoundDriver = DIRECT) -> list[str]:
     for video in active:
         driver.run_video(root, video)
     seconds = time.perf_counter() - started
-    ws = Workspace.open(root)
-    sha = driver.commit(root, "round: " + ", ".join(f"{k} r{ws.video(k).round}" for k in active))
+    rounds = {k: Workspace.open(root).video(k).round for k in active}
+    sha = driver.commit(root, "round: " + ", ".join(f"{k} r{r}" for k, r in rounds.items()))
     for video in active:
-        driver.log(root, video, sha, seconds / len(active))
+        driver.log(root, video, rounds[video], sha, seconds / len(active))
     return active
 
 

@@ -16,7 +16,7 @@ import subprocess
 import yaml
 
 from hvsa.annotation.ledger import Event, Ledger
-from hvsa.campaign.lifecycle import commit_round, dvc, git, tool_env
+from hvsa.campaign.versioning import commit_round, dvc, git, tool_env
 from hvsa.campaign.workspace import Campaign, Workspace, write_campaign
 from hvsa.errors import HvsaError
 

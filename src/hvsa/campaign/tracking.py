@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hvsa.campaign.versioning import git
 from hvsa.campaign.workspace import Workspace
 from hvsa.rounds.chart import plot_clicks_vs_miou
 from hvsa.rounds.result import RoundResult
@@ -60,25 +61,29 @@ def _parent_run(mlflow, experiment_id: str, video: str) -> str:
         return run.info.run_id
 
 
-def model_md5(ws: Workspace, key: str) -> str | None:
-    """The DVC hash of the video's current checkpoint, as dvc.lock records it.
+def model_md5(
+    ws: Workspace, key: str, round_no: int | None = None, lock: str | None = None
+) -> str | None:
+    """The DVC hash of the video's checkpoint of ``round_no`` (default: its current round), as
+    ``lock`` (a dvc.lock's text; default: the workspace's) records it.
 
     Model versions carry it, so a rollback finds the version of exactly the restored model.
     """
     import yaml
 
-    lock = yaml.safe_load((ws.root / "dvc.lock").read_text())
-    wanted = f"data/{key}/r{ws.video(key).round}/model.pt"
-    for out in lock["stages"].get(f"finetune@{key}", {}).get("outs", []):
+    text = lock if lock is not None else (ws.root / "dvc.lock").read_text()
+    round_no = ws.video(key).round if round_no is None else round_no
+    wanted = f"data/{key}/r{round_no}/model.pt"
+    for out in yaml.safe_load(text)["stages"].get(f"finetune@{key}", {}).get("outs", []):
         if out["path"] == wanted:
             return out["md5"]
     return None
 
 
-def history_of(ws: Workspace, key: str) -> list[RoundResult]:
-    """The video's rounds so far, read back from their metrics.json."""
+def history_of(ws: Workspace, key: str, last: int) -> list[RoundResult]:
+    """The video's rounds up to ``last``, read back from their metrics.json."""
     results = []
-    for r in range(1, ws.video(key).round + 1):
+    for r in range(1, last + 1):
         path = ws.round_dir(key, r) / "metrics.json"
         if path.is_file():
             m = json.loads(path.read_text())
@@ -89,8 +94,10 @@ def history_of(ws: Workspace, key: str) -> list[RoundResult]:
     return results
 
 
-def log_round(ws: Workspace, key: str, commit: str, seconds: float) -> str:
-    """Log the video's current round as a nested run; returns the run id."""
+def log_round(ws: Workspace, key: str, round_no: int, commit: str, seconds: float) -> str:
+    """Log round ``round_no`` of a video, committed as ``commit``, as a nested run; returns the
+    run id. Everything comes from that round's folder and that commit, so the flow may log a
+    round while the next one runs."""
     import torch
 
     mlflow = _mlflow(ws.root)
@@ -98,20 +105,20 @@ def log_round(ws: Workspace, key: str, commit: str, seconds: float) -> str:
 
     from hvsa.method.network import load_checkpoint
 
-    video = ws.video(key)
-    folder = ws.round_dir(key, video.round)
+    folder = ws.round_dir(key, round_no)
     metrics = json.loads((folder / "metrics.json").read_text())
-    lock_hash = hashlib.sha256((ws.root / "dvc.lock").read_bytes()).hexdigest()
+    lock = git(ws.root, "show", f"{commit}:dvc.lock")
+    lock_hash = hashlib.sha256(lock.encode()).hexdigest()
     experiment_id = _experiment(mlflow, ws.root, ws.campaign.name)
     parent = _parent_run(mlflow, experiment_id, key)
     with (
         mlflow.start_run(run_id=parent),
         mlflow.start_run(
-            experiment_id=experiment_id, run_name=f"{key} round {video.round}", nested=True
+            experiment_id=experiment_id, run_name=f"{key} round {round_no}", nested=True
         ) as run,
     ):
         mlflow.set_tags({
-            "hvsa.video": key, "hvsa.level": "round", "hvsa.round": str(video.round),
+            "hvsa.video": key, "hvsa.level": "round", "hvsa.round": str(round_no),
             "git.commit": commit, "dvc.lock.sha256": lock_hash,
         })  # fmt: skip
         cfg = ws.cfg
@@ -119,7 +126,7 @@ def log_round(ws: Workspace, key: str, commit: str, seconds: float) -> str:
             "granularity": cfg.samples.granularity, "budget": cfg.loop.budget,
             "selector": cfg.selection.strategy, "uncertainty": cfg.uncertainty.measure,
             "finetune_steps": cfg.finetune.steps, "temporal_weight": cfg.finetune.temporal_weight,
-            "lr": cfg.finetune.lr, "scale": cfg.model.scale, "round": video.round,
+            "lr": cfg.finetune.lr, "scale": cfg.model.scale, "round": round_no,
         })  # fmt: skip
         values = {
             "clicks_round": metrics["clicks"],
@@ -132,10 +139,10 @@ def log_round(ws: Workspace, key: str, commit: str, seconds: float) -> str:
         if metrics["miou"] is not None:
             values["miou"] = metrics["miou"]
             values |= {f"iou_{k}": v for k, v in metrics["per_class"].items() if v is not None}
-        mlflow.log_metrics(values, step=video.round)
+        mlflow.log_metrics(values, step=round_no)
         selected = pd.read_parquet(folder / "selected.parquet")
         mlflow.log_table(selected, artifact_file="selected_samples.json")
-        history = history_of(ws, key)
+        history = history_of(ws, key, round_no)
         if all(r.miou is not None for r in history):
             with tempfile.TemporaryDirectory() as tmp:  # not in the round folder: DVC owns it
                 plot = Path(tmp) / "clicks_vs_miou.png"
@@ -152,8 +159,8 @@ def log_round(ws: Workspace, key: str, commit: str, seconds: float) -> str:
         )  # fmt: skip
         MlflowClient().set_registered_model_alias(name, ALIAS, info.registered_model_version)
         client = MlflowClient()
-        tags = {"hvsa.round": str(video.round), "git.commit": commit}
-        tags["model.md5"] = model_md5(ws, key) or ""
+        tags = {"hvsa.round": str(round_no), "git.commit": commit}
+        tags["model.md5"] = model_md5(ws, key, round_no, lock) or ""
         for tag, value in tags.items():
             client.set_model_version_tag(name, info.registered_model_version, tag, value)
         return run.info.run_id

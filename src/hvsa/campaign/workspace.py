@@ -21,6 +21,8 @@ from hvsa.data.video import Video, load_video
 from hvsa.errors import HvsaError
 
 CAMPAIGN_FILE = "campaign.yaml"
+# the per-video stages of dvc.yaml, in the order a round runs them
+STAGES = ("flow", "samples", "start", "select", "annotate", "finetune", "labels")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 

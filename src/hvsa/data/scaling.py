@@ -27,12 +27,17 @@ def frames_to_tensor(frames: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
 
 
+def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(N,H,W) uint8 labels → (N,h,w) uint8 by nearest neighbour (void stays 255)."""
+    h, w = size
+    if labels.shape[1:3] == (h, w):
+        return labels
+    return np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST) for m in labels])
+
+
 def labels_to_tensor(labels: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     """(N,H,W) uint8 labels → (N,h,w) int64 by nearest neighbour (void stays 255)."""
-    h, w = size
-    if labels.shape[1:3] != (h, w):
-        labels = np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST) for m in labels])
-    return torch.from_numpy(np.ascontiguousarray(labels)).long()
+    return torch.from_numpy(np.ascontiguousarray(resize_labels(labels, size))).long()
 
 
 def upsample_argmax(probs: torch.Tensor, size: tuple[int, int], chunk: int = 8) -> np.ndarray:
@@ -63,6 +68,7 @@ __all__ = [
     "downsample_segments",
     "frames_to_tensor",
     "labels_to_tensor",
+    "resize_labels",
     "upsample_argmax",
     "work_size",
 ]

@@ -27,7 +27,7 @@ from hvsa.annotation.annotator import Annotation, Annotator, layer_id
 from hvsa.annotation.ledger import Ledger
 from hvsa.config import Config, FusionConfig
 from hvsa.data.arrays import load_arrays, save_arrays
-from hvsa.data.scaling import labels_to_tensor
+from hvsa.data.scaling import resize_labels
 from hvsa.data.video import ClassList
 from hvsa.method.auto import (
     LAYERS,
@@ -152,10 +152,13 @@ def label_round(
 
 
 def stored(pred: Prediction) -> Prediction:
-    """``pred`` at the precision a round's view is stored at (float16): the in-process loop
-    rounds it as the DVC stages' files do, so both drivers select, calibrate and fuse from the
-    same numbers (float16 keeps three digits, far more than ranking samples needs)."""
-    return Prediction(pred.probs.half().float(), pred.features.half().float())
+    """``pred`` rounded, in place, to the precision a round's view is stored at (float16): the
+    in-process loop rounds it as the DVC stages' files do, so both drivers select, calibrate and
+    fuse from the same numbers (float16 keeps three digits, far more than ranking samples
+    needs). In place: a copy of a video's probabilities is hundreds of MB."""
+    for tensor in (pred.probs, pred.features):
+        tensor.copy_(tensor.half())
+    return pred
 
 
 def predict_video(
@@ -348,7 +351,7 @@ def measure_round(
     ground truth, the mIoU the fused belief expects (the stop rule where it has none), the
     calibrated radius, time and memory."""
     value, per_class = score(ctx.video, labels, ctx.classes)
-    human_small = labels_to_tensor(state.human, ctx.work).numpy().astype(np.uint8)
+    human_small = resize_labels(state.human, ctx.work)
     return RoundResult(
         round=round_no,
         clicks=int(recorded["clicks"].sum()) if len(recorded) else 0,

@@ -121,7 +121,10 @@ class AnnotationLoop:
         labels, self.view = label_round(self.ctx, pred, state, cfg, timings)
         nothing = Selection("frame", self.ctx.samples.table.iloc[[]], [])
         first = self._write_round(0, labels, timings, started, pd.DataFrame(), nothing.table)
-        bar = tqdm(range(1, cfg.loop.rounds + 1), desc=f"rounds ({self.video.name})", unit="round")
+        # a round limit far beyond any target (the benchmark's) is no total to show
+        total = cfg.loop.rounds if cfg.loop.rounds <= 1000 else None
+        bar = tqdm(range(1, cfg.loop.rounds + 1), total=total, desc=f"rounds ({self.video.name})",
+                   unit="round")  # fmt: skip
         bar.set_postfix(mIoU=_fmt(first.miou), clicks=0)
         for round_no in bar:
             if self._done():

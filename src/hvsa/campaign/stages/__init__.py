@@ -21,6 +21,8 @@ stage imports only what it runs, which is what its code fingerprint covers
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -45,3 +47,28 @@ def run_stage(
         print(f"hvsa {name}: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def run_here(root: Path, stage: str, video: str) -> bool:
+    """``dvc repro stage@video`` without a new process: the stage's step runs in this one
+    (what it read stays in memory for the next stage, ``inputs``), unless DVC says the stage is
+    up to date; then it is recorded in ``dvc.lock`` and the DVC cache as ``dvc repro`` records
+    it. Returns whether the stage ran.
+
+    Why: a campaign flow runs a video's stages one after another; a process per stage imports
+    torch and reads the video, its flow and the previous round's view again each time, which
+    costs more than a class-layer round's own work.
+    """
+    from dvc.repo import Repo
+
+    target = f"{stage}@{video}"
+    # DVC resolves stage names and paths from the working directory: the workspace's, for it
+    with contextlib.chdir(root), Repo(str(root)) as repo:
+        if not repo.status(targets=[target]):
+            return False
+    ws = Workspace.open(root)
+    check_settings(ws.cfg)
+    importlib.import_module(f"hvsa.campaign.stages.{stage}").step(ws, video)
+    with contextlib.chdir(root), Repo(str(root)) as repo:
+        repo.commit(target, force=True)
+    return True

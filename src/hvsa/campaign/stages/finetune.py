@@ -7,10 +7,10 @@ import sys
 import pandas as pd
 
 from hvsa.campaign.stages import run_stage
-from hvsa.campaign.stages.inputs import load_contexts, load_model
+from hvsa.campaign.stages.inputs import load_contexts, load_model, read_view
 from hvsa.campaign.workspace import Workspace
 from hvsa.method.network import save_checkpoint
-from hvsa.rounds.engine import Selection, load_view, train_round
+from hvsa.rounds.engine import Selection, train_round
 from hvsa.rounds.state import LoopState
 
 
@@ -21,7 +21,7 @@ def step(ws: Workspace, key: str) -> None:
     ctx = next(iter(load_contexts(ws, key, classes).values()))
     state = LoopState.load(here / "human.npz")
     selection = Selection.from_table(pd.read_parquet(here / "selected.parquet"))
-    history = train_round(model, ctx, state, ws.cfg, device, round_no, selection, load_view(prev))
+    history = train_round(model, ctx, state, ws.cfg, device, round_no, selection, read_view(prev))
     save_checkpoint(here / "model.pt", model, classes, {"round": round_no})
     done = {"trained": history is not None, "history": history or []}
     (here / "finetune.json").write_text(json.dumps(done) + "\n")

@@ -14,10 +14,10 @@ import time
 import pandas as pd
 
 from hvsa.campaign.stages import run_stage
-from hvsa.campaign.stages.inputs import load_contexts, load_model
+from hvsa.campaign.stages.inputs import load_contexts, load_model, read_view, remember_view
 from hvsa.campaign.workspace import Workspace
 from hvsa.data.label_io import write_labels
-from hvsa.rounds.engine import label_round, load_view, measure_round, predict_video, save_view
+from hvsa.rounds.engine import label_round, measure_round, predict_video, save_view
 from hvsa.rounds.state import LoopState
 
 
@@ -26,8 +26,8 @@ def step(ws: Workspace, key: str) -> None:
     cfg = ws.cfg
     prev, here = ws.current(key)
     model, classes, device = load_model(ws, here)
-    video = ws.load_video(key)
-    ctx = next(iter(load_contexts(ws, key, classes, video).values()))
+    ctx = next(iter(load_contexts(ws, key, classes).values()))
+    video = ctx.video
     state = LoopState.load(here / "human.npz")
     timings: dict[str, float] = {}
     if json.loads((here / "finetune.json").read_text())["trained"]:
@@ -35,10 +35,11 @@ def step(ws: Workspace, key: str) -> None:
         pred = predict_video(model, ctx, cfg, device)
         timings["predict"] = time.perf_counter() - t0
     else:  # a class-layer round left the network as it was: so is its prediction
-        pred = load_view(prev).pred
+        pred = read_view(prev).pred
     labels, view = label_round(ctx, pred, state, cfg, timings)
     t0 = time.perf_counter()
     save_view(here, view)
+    remember_view(here, view)
     write_labels(here, video.frame_names, labels, video.frames, state.human, classes,
                  cfg.output.overlay_alpha)  # fmt: skip
     timings["write"] = time.perf_counter() - t0

@@ -4,9 +4,9 @@ from the previous round's view; ``auto``'s choice and state go to ``auto.json``.
 import sys
 
 from hvsa.campaign.stages import run_stage
-from hvsa.campaign.stages.inputs import checkpoint_classes, load_contexts
+from hvsa.campaign.stages.inputs import checkpoint_classes, load_contexts, read_view
 from hvsa.campaign.workspace import Workspace
-from hvsa.rounds.engine import load_chooser, load_view, save_chooser, select_round
+from hvsa.rounds.engine import load_chooser, save_chooser, select_round
 from hvsa.rounds.state import LoopState
 
 
@@ -16,7 +16,7 @@ def step(ws: Workspace, key: str) -> None:
     state = LoopState.load(prev / "human.npz")
     chooser = load_chooser(prev)
     selection = select_round(
-        contexts, load_view(prev), state, ws.cfg, chooser, ws.video(key).round
+        contexts, read_view(prev), state, ws.cfg, chooser, ws.video(key).round
     )
     here.mkdir(parents=True, exist_ok=True)
     selection.table.to_parquet(here / "selected.parquet", index=False)

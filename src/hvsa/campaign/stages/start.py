@@ -8,7 +8,7 @@ import time
 import pandas as pd
 
 from hvsa.campaign.stages import run_stage
-from hvsa.campaign.stages.inputs import load_contexts
+from hvsa.campaign.stages.inputs import load_contexts, remember_view
 from hvsa.campaign.workspace import Workspace
 from hvsa.data.label_io import write_labels
 from hvsa.data.video import check_classes
@@ -21,18 +21,19 @@ from hvsa.rounds.state import LoopState
 def step(ws: Workspace, key: str) -> None:
     started = time.perf_counter()
     cfg = ws.cfg
-    video = ws.load_video(key)
     device = pick_device(cfg.model.device)
     model, classes, meta = load_checkpoint(ws.resolve(ws.campaign.start_model), device)
+    ctx = next(iter(load_contexts(ws, key, classes).values()))
+    video = ctx.video
     check_classes(video, classes)
     folder = ws.round_dir(key, 0)
     state = LoopState.empty(len(video), video.size)
-    ctx = next(iter(load_contexts(ws, key, classes, video).values()))
     timings: dict[str, float] = {}
     labels, view = label_round(ctx, predict_video(model, ctx, cfg, device), state, cfg, timings)
     save_checkpoint(folder / "model.pt", model, classes, meta | {"round": 0})
     state.save(folder / "human.npz")
     save_view(folder, view)
+    remember_view(folder, view)
     save_chooser(folder, AutoChooser())
     write_labels(folder, video.frame_names, labels, video.frames, state.human, classes,
                  cfg.output.overlay_alpha)  # fmt: skip

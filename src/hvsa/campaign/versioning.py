@@ -1,0 +1,59 @@
+"""Versioning of a workspace: git and DVC run as tools, a round committed and tagged.
+
+Every git and DVC command hvsa runs goes through here, with this interpreter's ``python``
+first on PATH (DVC stages run ``python -m hvsa.campaign.stages…``) and DVC's analytics off;
+a failure is one line naming the command and the workspace.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hvsa.campaign.workspace import Workspace
+from hvsa.errors import HvsaError
+
+
+def tool_env() -> dict[str, str]:
+    """Environment for git/DVC subprocesses: this interpreter's ``python`` first on PATH (the
+    stages run ``python -m hvsa.campaign.stages…``), and no DVC analytics."""
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.setdefault("DVC_NO_ANALYTICS", "1")
+    return env
+
+
+def _run(args: list[str], cwd: Path, what: str) -> str:
+    proc = subprocess.run(args, cwd=cwd, env=tool_env(), capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()
+        detail = " | ".join(line.strip() for line in tail[-3:] if line.strip())
+        raise HvsaError(f"{what} failed in {cwd}: {detail}")
+    return proc.stdout
+
+
+def git(root: Path, *args: str) -> str:
+    return _run(["git", *args], root, "git " + args[0])
+
+
+def dvc(root: Path, *args: str) -> str:
+    return _run([sys.executable, "-m", "dvc", *args], root, "dvc " + args[0])
+
+
+def reproduce(ws: Workspace, targets: list[str] | None = None) -> None:
+    """``dvc repro`` (of some stages, with their upstream ones): finished stages are skipped."""
+    dvc(ws.root, "repro", *(targets or []))
+
+
+def commit_round(ws: Workspace, message: str) -> str:
+    """Commit the workspace (dvc.lock, campaign.yaml, metrics) and tag it; returns the tag."""
+    git(ws.root, "add", "-A")
+    if git(ws.root, "status", "--porcelain").strip():
+        git(ws.root, "commit", "-q", "-m", message)
+    head = git(ws.root, "rev-parse", "--short", "HEAD").strip()
+    rounds = "-".join(f"{k}.r{v.round}" for k, v in ws.campaign.videos.items())
+    tag = f"{ws.campaign.name}/{rounds}/{head}"
+    git(ws.root, "tag", "-f", tag)
+    return tag
