@@ -66,6 +66,9 @@ def run_here(root: Path, stage: str, video: str) -> bool:
     with contextlib.chdir(root), Repo(str(root)) as repo:
         if not repo.status(targets=[target]):
             return False
+        with repo.lock:  # a clean slate, as `dvc repro` leaves it
+            for found in repo.stage.collect(target):
+                found.remove_outs(ignore_remove=False, force=False)
     ws = Workspace.open(root)
     check_settings(ws.cfg)
     importlib.import_module(f"hvsa.campaign.stages.{stage}").step(ws, video)

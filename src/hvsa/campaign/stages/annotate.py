@@ -15,17 +15,16 @@ from hvsa.annotation.annotator import make_annotator
 from hvsa.annotation.ledger import Ledger
 from hvsa.annotation.submission import SubmittedAnnotator
 from hvsa.campaign.stages import run_stage
-from hvsa.campaign.stages.inputs import checkpoint_classes, load_contexts
+from hvsa.campaign.stages.inputs import checkpoint_classes, load_contexts, read_state, save_state
 from hvsa.campaign.workspace import Workspace
 from hvsa.rounds.engine import Selection, annotate_round, record_round
-from hvsa.rounds.state import LoopState
 
 
 def step(ws: Workspace, key: str) -> None:
     prev, here = ws.current(key)
     classes = checkpoint_classes(prev)
     contexts = load_contexts(ws, key, classes)
-    state = LoopState.load(prev / "human.npz")
+    state = read_state(prev / "human.npz")
     selection = Selection.from_table(pd.read_parquet(here / "selected.parquet"))
     round_no = ws.video(key).round
     if ws.cfg.annotation.annotator == "human":
@@ -38,7 +37,7 @@ def step(ws: Workspace, key: str) -> None:
             ledger, annotations, contexts, selection, state, ws.campaign.name, key, round_no
         )
     recorded.to_parquet(here / "annotations.parquet", index=False)
-    state.save(here / "human.npz")
+    save_state(here / "human.npz", state)
     receipt = {"ledger": str(ws.ledger_path.relative_to(ws.root)), "events": len(recorded)}
     receipt["event_ids"] = [int(i) for i in recorded.get("event_id", [])]
     (here / "receipt.json").write_text(json.dumps(receipt, indent=2) + "\n")

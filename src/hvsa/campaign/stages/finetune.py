@@ -7,11 +7,10 @@ import sys
 import pandas as pd
 
 from hvsa.campaign.stages import run_stage
-from hvsa.campaign.stages.inputs import load_contexts, load_model, read_view
+from hvsa.campaign.stages.inputs import load_contexts, load_model, read_state, read_view
 from hvsa.campaign.workspace import Workspace
 from hvsa.method.network import save_checkpoint
 from hvsa.rounds.engine import Selection, train_round
-from hvsa.rounds.state import LoopState
 
 
 def step(ws: Workspace, key: str) -> None:
@@ -19,7 +18,7 @@ def step(ws: Workspace, key: str) -> None:
     round_no = ws.video(key).round
     model, classes, device = load_model(ws, prev)
     ctx = next(iter(load_contexts(ws, key, classes).values()))
-    state = LoopState.load(here / "human.npz")
+    state = read_state(here / "human.npz")
     selection = Selection.from_table(pd.read_parquet(here / "selected.parquet"))
     history = train_round(model, ctx, state, ws.cfg, device, round_no, selection, read_view(prev))
     save_checkpoint(here / "model.pt", model, classes, {"round": round_no})

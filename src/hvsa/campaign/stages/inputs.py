@@ -4,12 +4,13 @@ a round's network and class list.
 A stage run as its own process (``dvc repro``) reads them from the workspace once. The
 campaign flow runs the stages of a video one after another in its own process, so what they
 read is kept here between them, keyed by the files it came from and their modification times:
-the next stage of the same video finds the video, the flow, the sample sets and the view the
-previous stage wrote already in memory, exactly as they are on disk.
+the next stage of the same video finds the video, the flow, the sample sets, the view and the
+round state the previous stage wrote already in memory, exactly as they are on disk.
 """
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ from hvsa.method.network import SegmentationNet, load_checkpoint, pick_device
 from hvsa.method.samples import load_samples
 from hvsa.rounds.engine import BELIEF, FUSION, PREDICTION, View, load_view, video_contexts
 from hvsa.rounds.rules import sample_set_names
+from hvsa.rounds.state import LoopState
 from hvsa.rounds.steps import VideoContext
 
 # a campaign's videos one after another: the last two of each kind is all a round needs
@@ -79,6 +81,18 @@ def remember_view(folder: Path, view: View) -> None:
     """The view a stage has just written to ``folder``, for the stage that reads it next."""
     stamp = _stamp(*(folder / name for name in (PREDICTION, BELIEF, FUSION)))
     _memo("views", stamp, lambda: view)
+
+
+def read_state(path: Path) -> LoopState:
+    """A round's state (``human.npz``): a copy, for a stage may change it (annotate does)."""
+    return copy.deepcopy(_memo("states", _stamp(path), lambda: LoopState.load(path)))
+
+
+def save_state(path: Path, state: LoopState) -> None:
+    """Write a round's state, and keep a copy for the stage that reads it next."""
+    state.save(path)
+    kept = copy.deepcopy(state)
+    _memo("states", _stamp(path), lambda: kept)
 
 
 def load_model(ws: Workspace, folder: Path) -> tuple[SegmentationNet, ClassList, torch.device]:

@@ -14,11 +14,16 @@ import time
 import pandas as pd
 
 from hvsa.campaign.stages import run_stage
-from hvsa.campaign.stages.inputs import load_contexts, load_model, read_view, remember_view
+from hvsa.campaign.stages.inputs import (
+    load_contexts,
+    load_model,
+    read_state,
+    read_view,
+    remember_view,
+)
 from hvsa.campaign.workspace import Workspace
 from hvsa.data.label_io import write_labels
 from hvsa.rounds.engine import label_round, measure_round, predict_video, save_view
-from hvsa.rounds.state import LoopState
 
 
 def step(ws: Workspace, key: str) -> None:
@@ -28,7 +33,7 @@ def step(ws: Workspace, key: str) -> None:
     model, classes, device = load_model(ws, here)
     ctx = next(iter(load_contexts(ws, key, classes).values()))
     video = ctx.video
-    state = LoopState.load(here / "human.npz")
+    state = read_state(here / "human.npz")
     timings: dict[str, float] = {}
     if json.loads((here / "finetune.json").read_text())["trained"]:
         t0 = time.perf_counter()

@@ -8,7 +8,7 @@ import time
 import pandas as pd
 
 from hvsa.campaign.stages import run_stage
-from hvsa.campaign.stages.inputs import load_contexts, remember_view
+from hvsa.campaign.stages.inputs import load_contexts, remember_view, save_state
 from hvsa.campaign.workspace import Workspace
 from hvsa.data.label_io import write_labels
 from hvsa.data.video import check_classes
@@ -31,7 +31,7 @@ def step(ws: Workspace, key: str) -> None:
     timings: dict[str, float] = {}
     labels, view = label_round(ctx, predict_video(model, ctx, cfg, device), state, cfg, timings)
     save_checkpoint(folder / "model.pt", model, classes, meta | {"round": 0})
-    state.save(folder / "human.npz")
+    save_state(folder / "human.npz", state)
     save_view(folder, view)
     remember_view(folder, view)
     save_chooser(folder, AutoChooser())
