@@ -15,7 +15,7 @@ from hvsa.method.class_layers import apply_layers, choose_layers, class_costs, d
 from hvsa.method.clicks import layer_clicks
 from hvsa.method.network import load_checkpoint
 from hvsa.rounds.state import LoopState
-from hvsa.rounds.steps import annotate_layers
+from hvsa.rounds.steps import layer_drawer
 from tests.conftest import run_args
 
 
@@ -81,12 +81,12 @@ def test_class_costs_come_from_frames_labelled_in_full():
     assert doubt(beliefs).tolist() == [[0.25, 0.0]]
 
 
-def test_only_the_oracle_draws_layers():
+def test_an_annotator_that_cannot_draw_layers_is_refused():
     class Human:
         name = "human"
 
     with pytest.raises(HvsaError, match="cannot draw class layers"):
-        annotate_layers(None, [(0, 1)], Human(), None, None)
+        layer_drawer(Human())
 
 
 def test_benchmark_strategies_take_a_layers_suffix_on_frames_only():

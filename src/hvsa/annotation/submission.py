@@ -34,6 +34,8 @@ def write_submission(inbox: Path, round_no: int, annotations: list[Annotation]) 
         str(a.sample_id): {
             "annotator": a.annotator, "tool": a.tool, "clicks": a.clicks.total,
             "started": a.started, "finished": a.finished, "detail": a.detail,
+            # the click model's breakdown, where the clicks were priced by it (the oracle)
+            **({"breakdown": list(_parts(a.clicks))} if a.clicks.total != a.clicks.regions else {}),
         }
         for a in annotations
     }  # fmt: skip
@@ -110,8 +112,13 @@ class SubmittedAnnotator:
         clicks = int(row["clicks"])
         if clicks < 0:
             raise HvsaError(f"sample {sid}: negative click count")
+        count = ClickCount(clicks, 0, 0)
+        if "breakdown" in row:  # regions, vertices, crossings of the click model
+            count = ClickCount(*(int(v) for v in row["breakdown"]))
+            if count.total != clicks or min(_parts(count)) < 0:
+                raise HvsaError(f"sample {sid}: the click breakdown does not add up to {clicks}")
         return Annotation(
-            sid, frame, box, patch.astype(np.uint8), ClickCount(clicks, 0, 0),
+            sid, frame, box, patch.astype(np.uint8), count,
             str(row["annotator"]), str(row["tool"]), float(row["started"]),
             float(row["finished"]), _detail(row.get("detail"), clicks, sid), layer_class,
         )  # fmt: skip
@@ -152,3 +159,7 @@ def _detail(detail: object, clicks: int, sample_id: int) -> dict | None:
             f"sample {sample_id}: clicks by tool add up to {sum(by_tool.values())}, not {clicks}"
         )
     return {**by_tool, **{k: v for k, v in detail.items() if k != "clicks_by_tool"}}
+
+
+def _parts(count: ClickCount) -> tuple[int, int, int]:
+    return count.regions, count.vertices, count.crossings

@@ -48,19 +48,19 @@ from hvsa.rounds.rules import is_auto, sample_set_names
 from hvsa.rounds.state import LoopState
 from hvsa.rounds.steps import (
     VideoContext,
-    annotate_layers,
-    annotate_samples,
     belief_labels,
     class_estimates,
     compose_labels,
     finetune_model,
     fusion_settings,
     layer_choice,
+    layer_drawer,
     record_annotations,
     sample_clicks,
     score,
     select_layers,
     select_samples,
+    within_cap,
 )
 
 PREDICTION, BELIEF, FUSION, AUTO = "prediction.npz", "belief.npz", "fusion.json", "auto.json"
@@ -287,6 +287,17 @@ def context_of(contexts: dict[str, VideoContext], selection: Selection) -> Video
     return contexts.get(selection.granularity) or next(iter(contexts.values()))
 
 
+def ask(
+    contexts: dict[str, VideoContext], selection: Selection, annotator: Annotator
+) -> list[Annotation]:
+    """The annotator's answer to every sample or class layer of the selection."""
+    ctx = context_of(contexts, selection)
+    if selection.layers:
+        return layer_drawer(annotator)(ctx.video, selection.layers, len(ctx.classes))
+    ids = [int(i) for i in selection.table["sample_id"]]
+    return annotator.annotate(ctx.video, ctx.samples, ids)
+
+
 def annotate_round(
     contexts: dict[str, VideoContext],
     selection: Selection,
@@ -294,11 +305,9 @@ def annotate_round(
     state: LoopState,
     cfg: Config,
 ) -> list[Annotation]:
-    """Ask the annotator for the selection (samples, or class layers)."""
-    ctx = context_of(contexts, selection)
-    if selection.layers:
-        return annotate_layers(ctx, selection.layers, annotator, state, cfg)
-    return annotate_samples(ctx, selection.table, annotator, state, cfg)
+    """The annotator's answers to the selection (samples, or class layers), up to the click
+    cap: later ones stay unlabelled rather than pass it."""
+    return within_cap(ask(contexts, selection, annotator), state, cfg)
 
 
 def record_round(

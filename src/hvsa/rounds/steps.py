@@ -250,39 +250,18 @@ def select_layers(
     return [] if estimates is None else layer_choice(estimates, belief, state, cfg)
 
 
-def annotate_samples(
-    ctx: VideoContext, selected: pd.DataFrame, annotator: Annotator, state: LoopState, cfg: Config
-) -> list[Annotation]:
-    """Ask the annotator; with a click cap, later samples stay unlabelled rather than pass it."""
-    ids = [int(i) for i in selected["sample_id"]]
-    return _within_cap(annotator.annotate(ctx.video, ctx.samples, ids), state, cfg)
-
-
-def annotate_layers(
-    ctx: VideoContext,
-    layers: list[tuple[int, int]],
-    annotator: Annotator,
-    state: LoopState,
-    cfg: Config,
-) -> list[Annotation]:
-    """Ask the annotator for class layers (the oracle draws them; a human does so only in a
-    future version of the annotation app), under the same click cap as samples."""
-    ask = layer_drawer(annotator)
-    return _within_cap(ask(ctx.video, layers, len(ctx.classes)), state, cfg)
-
-
 def layer_drawer(annotator: Annotator) -> Callable[..., list[Annotation]]:
     """The annotator's way to draw class layers, or a clear error when it has none."""
     ask = getattr(annotator, "annotate_layers", None)
     if ask is None:
         raise HvsaError(
             f"annotator {annotator.name!r} cannot draw class layers: layers.enabled and layers "
-            "in auto.granularities work with the oracle (`hvsa run`, `hvsa benchmark`)"
+            "in auto.granularities need the oracle or people in a campaign (the app's layer tasks)"
         )
     return ask
 
 
-def _within_cap(annotations: list[Annotation], state: LoopState, cfg: Config) -> list[Annotation]:
+def within_cap(annotations: list[Annotation], state: LoopState, cfg: Config) -> list[Annotation]:
     """The annotations in order up to ``loop.max_clicks``: later ones stay unlabelled."""
     cap = cfg.loop.max_clicks
     if cap is None:

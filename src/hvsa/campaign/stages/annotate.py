@@ -1,9 +1,10 @@
 """Stage ``annotate``: the selected samples or class layers get labels and a price; the ledger
 records both.
 
-With the oracle annotator the labels come from ground truth at once; with human annotators
-from the round's submission in the inbox (the annotation app writes it). Events are keyed in
-the ledger, so a stage rerun after a crash records nothing twice; ``receipt.json`` lists them.
+The labels come from the round's submission in the inbox: the annotation app writes it for
+people; the oracle annotator writes it from the ground truth, in the same format. Events are
+keyed in the ledger, so a stage rerun after a crash records nothing twice; ``receipt.json``
+lists them.
 """
 
 import json
@@ -13,11 +14,11 @@ import pandas as pd
 
 from hvsa.annotation.annotator import make_annotator
 from hvsa.annotation.ledger import Ledger
-from hvsa.annotation.submission import SubmittedAnnotator
+from hvsa.annotation.submission import SubmittedAnnotator, submission_paths, write_submission
 from hvsa.campaign.stages import run_stage
 from hvsa.campaign.stages.inputs import checkpoint_classes, load_contexts, read_state, save_state
 from hvsa.campaign.workspace import Workspace
-from hvsa.rounds.engine import Selection, annotate_round, record_round
+from hvsa.rounds.engine import Selection, annotate_round, ask, record_round
 
 
 def step(ws: Workspace, key: str) -> None:
@@ -27,10 +28,15 @@ def step(ws: Workspace, key: str) -> None:
     state = read_state(prev / "human.npz")
     selection = Selection.from_table(pd.read_parquet(here / "selected.parquet"))
     round_no = ws.video(key).round
-    if ws.cfg.annotation.annotator == "human":
-        annotator = SubmittedAnnotator(ws.root / "inbox" / key, round_no, len(classes))
-    else:
-        annotator = make_annotator(ws.cfg.annotation.annotator, ws.cfg.annotation.polygon_tolerance)
+    inbox = ws.root / "inbox" / key
+    handed_in = submission_paths(inbox, round_no)[0].is_file()
+    if ws.cfg.annotation.annotator != "human" and not handed_in:
+        # the oracle hands its labels in as the annotation app does, and they are read back the
+        # same way: a campaign with the oracle measures the pipeline people's labels take
+        cfg = ws.cfg.annotation
+        oracle = make_annotator(cfg.annotator, cfg.polygon_tolerance)
+        write_submission(inbox, round_no, ask(contexts, selection, oracle))
+    annotator = SubmittedAnnotator(inbox, round_no, len(classes))
     annotations = annotate_round(contexts, selection, annotator, state, ws.cfg)
     with Ledger(ws.ledger_path) as ledger:
         recorded = record_round(
