@@ -39,10 +39,38 @@ def test_two_rounds_run_through_dvc(two_rounds):
     lock = (root / "dvc.lock").read_text()
     for stage in ("flow", "samples", "start", "select", "annotate", "finetune", "labels"):
         assert f"{stage}@cam" in lock
-    for name in ("prediction.npz", "belief.npz", "fusion.json", "selected.parquet",
-                 "annotations.parquet", "human.npz", "model.pt", "metrics.json"):  # fmt: skip
+    for name in ("fusion.json", "selected.parquet", "annotations.parquet", "human.npz",
+                 "model.pt", "metrics.json"):  # fmt: skip
         assert (root / "data" / "cam" / "r2" / name).is_file()
         assert (root / "data" / "cam" / "r1" / name).is_file()
+
+
+def test_a_rounds_view_is_kept_beside_dvc_and_made_again_when_lost(two_rounds):
+    """The prediction and belief a round selects from are no DVC output (hundreds of MB a
+    round): they are kept in memory and in .hvsa/views/, and made again, the same numbers,
+    from the round's versioned network and human labels where the store lost them."""
+    import torch
+
+    from hvsa.campaign.stages import inputs
+
+    root, _, _ = two_rounds
+    ws = Workspace.open(root)
+    r1 = ws.round_dir("cam", 1)
+    assert not (r1 / "belief.npz").exists() and "belief" not in (root / "dvc.lock").read_text()
+    inputs.save_views()  # as the process does when it ends
+    stored = sorted((root / inputs.VIEWS / "cam").glob("*.npz"))
+    assert {p.name.split("-")[0] for p in stored} == {"pred", "belief"}
+    inputs._MEMO.clear()  # as a new process finds it
+    from_store = inputs.read_view(ws, "cam", r1)
+    for path in stored:
+        path.unlink()
+    inputs._MEMO.clear()
+    made_again = inputs.read_view(ws, "cam", r1)
+    assert torch.equal(made_again.pred.probs, from_store.pred.probs)
+    assert torch.equal(made_again.belief.probs, from_store.belief.probs)
+    assert made_again.fusion == from_store.fusion
+    inputs.save_views()
+    assert len(list((root / inputs.VIEWS / "cam").glob("*.npz"))) == 2  # stored again
 
 
 def test_each_round_is_a_tagged_commit(two_rounds):

@@ -125,9 +125,7 @@ class SubmittedAnnotator:
 
     def annotate(self, video: Video, samples: SampleSet, sample_ids: list[int]) -> list[Annotation]:
         patches, info = self._read(sample_ids)
-        return [
-            self._annotation(sid, *samples.region(sid), patches, info) for sid in sample_ids
-        ]
+        return [self._annotation(sid, *samples.region(sid), patches, info) for sid in sample_ids]
 
     def annotate_layers(
         self, video: Video, layers: list[tuple[int, int]], num_classes: int

@@ -7,8 +7,9 @@ fusion, fuse labels for every frame). Each call takes what the previous ones pro
 returns what the next need: the :class:`View` a round's labels were made from (the network's
 prediction, the fused belief, the calibrated fusion settings), the :class:`Selection`, and the
 ``auto`` chooser's state. The in-process loop (``hvsa run``, ``hvsa benchmark``) keeps them in
-memory; the DVC stages of a campaign write them to the round's folder (:func:`save_view`,
-``selected.parquet``, ``auto.json``) and the next stage reads them back, so nothing is computed
+memory; the DVC stages of a campaign write them to the round's folder (``fusion.json``,
+``selected.parquet``, ``auto.json``; the prediction and belief to an unversioned store,
+``hvsa.campaign.stages.inputs``) and the next stage reads them back, so nothing is computed
 twice and both drivers run the same method.
 """
 
@@ -26,7 +27,6 @@ import torch
 from hvsa.annotation.annotator import Annotation, Annotator, layer_id
 from hvsa.annotation.ledger import Ledger
 from hvsa.config import Config, FusionConfig
-from hvsa.data.arrays import load_arrays, save_arrays
 from hvsa.data.scaling import resize_labels
 from hvsa.data.video import ClassList
 from hvsa.method.auto import (
@@ -63,7 +63,7 @@ from hvsa.rounds.steps import (
     within_cap,
 )
 
-PREDICTION, BELIEF, FUSION, AUTO = "prediction.npz", "belief.npz", "fusion.json", "auto.json"
+FUSION, AUTO = "fusion.json", "auto.json"
 
 
 @dataclass
@@ -75,27 +75,9 @@ class View:
     fusion: FusionConfig  # the fusion settings, calibrated on the human labels so far
 
 
-def save_view(folder: Path, view: View) -> None:
-    """``prediction.npz``, ``belief.npz`` (float16: enough to rank samples) and
-    ``fusion.json`` of a round."""
-    p, b = view.pred, view.belief
-    save_arrays(
-        folder / PREDICTION, probs=p.probs.half().numpy(), features=p.features.half().numpy()
-    )
-    save_arrays(folder / BELIEF, probs=b.probs.half().numpy())
+def save_fusion(folder: Path, view: View) -> None:
+    """``fusion.json``: the fusion settings a round's labels were made with (calibrated)."""
     (folder / FUSION).write_text(view.fusion.model_dump_json(indent=2) + "\n")
-
-
-def load_view(folder: Path) -> View:
-    pred = load_arrays(folder / PREDICTION, "the round's prediction")
-    belief = load_arrays(folder / BELIEF, "the round's fused belief")
-    features = torch.from_numpy(pred["features"]).float()
-    fusion = FusionConfig.model_validate_json((folder / FUSION).read_text())
-    return View(
-        Prediction(torch.from_numpy(pred["probs"]).float(), features),
-        Prediction(torch.from_numpy(belief["probs"]).float(), features),
-        fusion,
-    )
 
 
 def save_chooser(folder: Path, chooser: AutoChooser) -> None:
@@ -352,15 +334,20 @@ def measure_round(
     ctx: VideoContext,
     view: View,
     cfg: Config,
-    seconds: float,
+    started: float,
     timings: dict[str, float],
     peak_mb: float | None = None,
 ) -> RoundResult:
     """What a round reports (``metrics.json``): clicks, labelled share, mIoU where the video has
     ground truth, the mIoU the fused belief expects (the stop rule where it has none), the
-    calibrated radius, time and memory."""
+    calibrated radius, time and memory. ``started`` is when the round began
+    (``time.perf_counter()``): its seconds include this measuring (``timings["measure"]``),
+    part of every round's wall time."""
+    t0 = time.perf_counter()
     value, per_class = score(ctx.video, labels, ctx.classes)
     human_small = resize_labels(state.human, ctx.work)
+    estimate = expected_miou(view.belief.probs, human_small)
+    timings["measure"] = time.perf_counter() - t0
     return RoundResult(
         round=round_no,
         clicks=int(recorded["clicks"].sum()) if len(recorded) else 0,
@@ -369,9 +356,9 @@ def measure_round(
         labelled_fraction=float(state.annotated.mean()),
         miou=value,
         per_class=per_class,
-        seconds=seconds,
+        seconds=time.perf_counter() - started,
         timings={k: round(v, 3) for k, v in timings.items()},
         peak_memory_mb=peak_mb,
         guided_radius=view.fusion.guided_radius if cfg.fusion.enabled else None,
-        miou_estimate=expected_miou(view.belief.probs, human_small),
+        miou_estimate=estimate,
     )

@@ -103,7 +103,7 @@ class AnnotationLoop:
         timings["write"] = time.perf_counter() - t0
         result = measure_round(
             round_no, recorded, self.state, labels, self.ctx, self.view, self.cfg,
-            time.perf_counter() - started, timings, round(peak_memory_mb(), 1),
+            started, timings, round(peak_memory_mb(), 1),
         )  # fmt: skip
         (folder / "metrics.json").write_text(json.dumps(result.__dict__, indent=2) + "\n")
         self.results.append(result)

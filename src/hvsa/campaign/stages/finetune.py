@@ -20,7 +20,8 @@ def step(ws: Workspace, key: str) -> None:
     ctx = next(iter(load_contexts(ws, key, classes).values()))
     state = read_state(here / "human.npz")
     selection = Selection.from_table(pd.read_parquet(here / "selected.parquet"))
-    history = train_round(model, ctx, state, ws.cfg, device, round_no, selection, read_view(prev))
+    history = train_round(model, ctx, state, ws.cfg, device, round_no, selection,
+                          read_view(ws, key, prev))  # fmt: skip
     save_checkpoint(here / "model.pt", model, classes, {"round": round_no})
     done = {"trained": history is not None, "history": history or []}
     (here / "finetune.json").write_text(json.dumps(done) + "\n")

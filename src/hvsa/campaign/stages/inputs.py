@@ -6,24 +6,43 @@ campaign flow runs the stages of a video one after another in its own process, s
 read is kept here between them, keyed by the files it came from and their modification times:
 the next stage of the same video finds the video, the flow, the sample sets, the view and the
 round state the previous stage wrote already in memory, exactly as they are on disk.
+
+A round's view (the network's prediction and the fused belief, hundreds of MB at full
+resolution) is not a versioned output: it is a function of the round's network
+(``model.pt``), its human labels (``human.npz``), the video and the settings, all versioned.
+Hashing, caching and pushing it each round cost more than a class-layer round's own work and
+filled the DVC cache with ~770 MB a round on a 101-frame CamVid clip. So it is kept in memory
+for the next stage, and written, when it leaves memory or the process ends, to a store beside
+the workspace's data (``.hvsa/views/<video>/``, not versioned), named by digests of what it
+was made from: a later process (the next ``hvsa campaign round``, ``dvc repro``'s process per
+stage, a restart) reads it from there, and where it is missing (a process killed, a rollback
+past the store's last rounds) it is computed again from the versioned inputs — the same
+numbers, since the engine is deterministic on them. (Written during the round instead, even
+in a background thread, it slowed fine-tuning on a 2-core machine by a third.)
 """
 
 from __future__ import annotations
 
+import atexit
 import copy
+import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from hvsa.campaign.workspace import Workspace
+from hvsa.config import FusionConfig
+from hvsa.data.arrays import load_arrays, save_arrays
 from hvsa.data.video import ClassList
 from hvsa.method.motion import load_flow
 from hvsa.method.network import SegmentationNet, load_checkpoint, pick_device
+from hvsa.method.predict import Prediction
 from hvsa.method.samples import load_samples
-from hvsa.rounds.engine import BELIEF, FUSION, PREDICTION, View, load_view, video_contexts
+from hvsa.rounds.engine import FUSION, View, label_round, predict_video, video_contexts
 from hvsa.rounds.rules import sample_set_names
 from hvsa.rounds.state import LoopState
 from hvsa.rounds.steps import VideoContext
@@ -31,14 +50,19 @@ from hvsa.rounds.steps import VideoContext
 # a campaign's videos one after another: the last two of each kind is all a round needs
 _KEEP = 2
 _MEMO: dict[str, OrderedDict] = {}
+# (kind, key) of memo entries no file holds yet → what writes them
+_UNSAVED: dict[tuple[str, tuple], Callable[[], None]] = {}
 
 
-def _memo(kind: str, key: tuple, make: Callable[[], Any]) -> Any:
+def _memo(kind: str, key: tuple, make: Callable[[], Any], keep: int = _KEEP) -> Any:
     cache = _MEMO.setdefault(kind, OrderedDict())
     if key not in cache:
         cache[key] = make()
-        while len(cache) > _KEEP:
-            cache.popitem(last=False)
+        while len(cache) > keep:
+            old, _ = cache.popitem(last=False)
+            unsaved = _UNSAVED.pop((kind, old), None)
+            if unsaved is not None:  # a view leaving memory that no file holds yet
+                unsaved()
     cache.move_to_end(key)
     return cache[key]
 
@@ -71,16 +95,128 @@ def load_contexts(ws: Workspace, key: str, classes: ClassList) -> dict[str, Vide
     return _memo("contexts", stamp, make)
 
 
-def read_view(folder: Path) -> View:
-    """A round's view (``prediction.npz``, ``belief.npz``, ``fusion.json``)."""
-    stamp = _stamp(*(folder / name for name in (PREDICTION, BELIEF, FUSION)))
-    return _memo("views", stamp, lambda: load_view(folder))
+VIEWS = ".hvsa/views"
+_KEEP_ON_DISK = 4  # files per video: this round's and the previous round's prediction and belief
 
 
-def remember_view(folder: Path, view: View) -> None:
-    """The view a stage has just written to ``folder``, for the stage that reads it next."""
-    stamp = _stamp(*(folder / name for name in (PREDICTION, BELIEF, FUSION)))
-    _memo("views", stamp, lambda: view)
+def _file_digest(path: Path) -> str:
+    digest = lambda: hashlib.sha256(path.read_bytes()).hexdigest()  # noqa: E731
+    return _memo("digests", _stamp(path), digest, keep=64)
+
+
+def _view_keys(ws: Workspace, key: str, folder: Path) -> tuple[str, str]:
+    """Digests naming a round's prediction (its network, the settings and code that predict)
+    and its belief (those, its human labels, the fusion settings)."""
+    code = ws.root / ".hvsa" / "code" / "labels.sha256"
+    cfg = ws.cfg
+    settings = "|".join(
+        (code.read_text() if code.is_file() else "", cfg.model.model_dump_json(),
+         cfg.flow.model_dump_json(), ws.video(key).path)
+    )  # fmt: skip
+    pred = hashlib.sha256(f"{_file_digest(folder / 'model.pt')}|{settings}".encode())
+    belief = hashlib.sha256(
+        f"{pred.hexdigest()}|{_file_digest(folder / 'human.npz')}|"
+        f"{cfg.fusion.model_dump_json()}".encode()
+    )
+    return pred.hexdigest()[:32], belief.hexdigest()[:32]
+
+
+def _store(ws: Workspace, key: str) -> Path:
+    folder = ws.root / VIEWS / key
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        ignore = ws.root / VIEWS / ".gitignore"
+        if not ignore.is_file():
+            ignore.write_text("# derived from the versioned rounds: not versioned\n*\n")
+    return folder
+
+
+def _save(path: Path, **arrays: torch.Tensor) -> None:
+    """Write ``arrays`` as float16 to ``path`` (atomically) and keep only the newest files of
+    its folder."""
+    if path.is_file():
+        return
+    save_arrays(path, **{k: v.half().numpy() for k, v in arrays.items()})
+    kept = sorted(path.parent.glob("*.npz"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in kept[_KEEP_ON_DISK:]:
+        old.unlink(missing_ok=True)
+
+
+def save_views() -> None:
+    """Write every view still only in memory to the store (done when the process exits)."""
+    while _UNSAVED:
+        _, write = _UNSAVED.popitem()
+        write()
+
+
+atexit.register(save_views)
+
+
+def keep_view(ws: Workspace, key: str, folder: Path, view: View) -> None:
+    """The view a stage has just made for the round in ``folder`` (its ``model.pt`` and
+    ``human.npz`` written), kept in memory for the next stage.
+
+    It is written to the store only when it leaves memory (another video's views pushed it
+    out) or the process ends — a flow running round after round never writes it — and an older
+    round's view of the same video that was never written never will be: no stage reads it.
+    """
+    pred_key, belief_key = _view_keys(ws, key, folder)
+    store = _store(ws, key)
+
+    def write() -> None:
+        if not ws.root.joinpath("campaign.yaml").is_file():
+            return  # the workspace is gone
+        _save(store / f"pred-{pred_key}.npz", probs=view.pred.probs, features=view.pred.features)
+        _save(store / f"belief-{belief_key}.npz", probs=view.belief.probs)
+
+    for entry in [e for e in _UNSAVED if e[0] == "views" and e[1][1] == key]:
+        del _UNSAVED[entry]  # superseded by this round's
+    _memo("predictions", (pred_key,), lambda: view.pred)
+    _memo("views", (belief_key, key), lambda: view)
+    _UNSAVED[("views", (belief_key, key))] = write
+
+
+def _load_prediction(path: Path) -> Prediction:
+    arrays = load_arrays(path, "a stored prediction")
+    return Prediction(torch.from_numpy(arrays["probs"]).float(),
+                      torch.from_numpy(arrays["features"]).float())  # fmt: skip
+
+
+def stored_prediction(ws: Workspace, key: str, folder: Path) -> Prediction | None:
+    """The prediction of the network in ``folder``, if a stage has made it (in memory or in the
+    store); None where it must be predicted."""
+    pred_key, _ = _view_keys(ws, key, folder)
+    cache = _MEMO.get("predictions", {})
+    if (pred_key,) in cache:
+        return cache[(pred_key,)]
+    path = _store(ws, key) / f"pred-{pred_key}.npz"
+    if path.is_file():
+        return _memo("predictions", (pred_key,), lambda: _load_prediction(path))
+    return None
+
+
+def read_view(ws: Workspace, key: str, folder: Path) -> View:
+    """The view of the round in ``folder``: from memory, from the store, or made again from
+    the round's network and human labels (as its ``labels`` stage made it)."""
+    pred_key, belief_key = _view_keys(ws, key, folder)
+    cache = _MEMO.get("views", {})
+    if (belief_key, key) in cache:
+        cache.move_to_end((belief_key, key))
+        return cache[(belief_key, key)]
+    path = _store(ws, key) / f"belief-{belief_key}.npz"
+    pred = stored_prediction(ws, key, folder)
+    if pred is not None and path.is_file():
+        belief = np.asarray(load_arrays(path, "a stored belief")["probs"])
+        fusion = FusionConfig.model_validate_json((folder / FUSION).read_text())
+        view = View(pred, Prediction(torch.from_numpy(belief).float(), pred.features), fusion)
+        return _memo("views", (belief_key, key), lambda: view)
+    model, classes, device = load_model(ws, folder)
+    ctx = next(iter(load_contexts(ws, key, classes).values()))
+    if pred is None:
+        pred = predict_video(model, ctx, ws.cfg, device)
+    _, view = label_round(ctx, pred, read_state(folder / "human.npz"), ws.cfg)
+    keep_view(ws, key, folder, view)
+    return view
 
 
 def read_state(path: Path) -> LoopState:

@@ -1,10 +1,12 @@
 """Stage ``labels``: every frame's label — human labels carried along the flow and fused with
 the round's network (``hvsa.method.fusion``), human labels winning — the view the next round
-selects from (prediction, fused belief, calibration) and the round's metrics.
+selects from and the round's metrics.
 
 The network's prediction is made here once per round (and taken from the previous round when
-the network did not change); ``metrics.json`` holds mIoU where the video has ground truth and
-the mIoU the belief expects (the stop rule of a video without it).
+the network did not change); the view (prediction, fused belief) is kept for the next round's
+stages (``inputs.keep_view``), the calibrated fusion settings are versioned (``fusion.json``);
+``metrics.json`` holds mIoU where the video has ground truth and the mIoU the belief expects
+(the stop rule of a video without it).
 """
 
 import json
@@ -15,15 +17,15 @@ import pandas as pd
 
 from hvsa.campaign.stages import run_stage
 from hvsa.campaign.stages.inputs import (
+    keep_view,
     load_contexts,
     load_model,
     read_state,
-    read_view,
-    remember_view,
+    stored_prediction,
 )
 from hvsa.campaign.workspace import Workspace
 from hvsa.data.label_io import write_labels
-from hvsa.rounds.engine import label_round, measure_round, predict_video, save_view
+from hvsa.rounds.engine import label_round, measure_round, predict_video, save_fusion
 
 
 def step(ws: Workspace, key: str) -> None:
@@ -35,22 +37,24 @@ def step(ws: Workspace, key: str) -> None:
     video = ctx.video
     state = read_state(here / "human.npz")
     timings: dict[str, float] = {}
-    if json.loads((here / "finetune.json").read_text())["trained"]:
+    pred = None
+    if not json.loads((here / "finetune.json").read_text())["trained"]:
+        # a class-layer round left the network as it was: so is its prediction
+        pred = stored_prediction(ws, key, prev)
+    if pred is None:
         t0 = time.perf_counter()
         pred = predict_video(model, ctx, cfg, device)
         timings["predict"] = time.perf_counter() - t0
-    else:  # a class-layer round left the network as it was: so is its prediction
-        pred = read_view(prev).pred
     labels, view = label_round(ctx, pred, state, cfg, timings)
     t0 = time.perf_counter()
-    save_view(here, view)
-    remember_view(here, view)
+    save_fusion(here, view)
+    keep_view(ws, key, here, view)
     write_labels(here, video.frame_names, labels, video.frames, state.human, classes,
                  cfg.output.overlay_alpha)  # fmt: skip
     timings["write"] = time.perf_counter() - t0
     recorded = pd.read_parquet(here / "annotations.parquet")
     result = measure_round(ws.video(key).round, recorded, state, labels, ctx, view, cfg,
-                           time.perf_counter() - started, timings)  # fmt: skip
+                           started, timings)  # fmt: skip
     (here / "metrics.json").write_text(json.dumps(result.__dict__, indent=2) + "\n")
 
 

@@ -15,7 +15,7 @@ def step(ws: Workspace, key: str) -> None:
     state = read_state(prev / "human.npz")
     chooser = load_chooser(prev)
     selection = select_round(
-        contexts, read_view(prev), state, ws.cfg, chooser, ws.video(key).round
+        contexts, read_view(ws, key, prev), state, ws.cfg, chooser, ws.video(key).round
     )
     here.mkdir(parents=True, exist_ok=True)
     selection.table.to_parquet(here / "selected.parquet", index=False)

@@ -8,13 +8,19 @@ import time
 import pandas as pd
 
 from hvsa.campaign.stages import run_stage
-from hvsa.campaign.stages.inputs import load_contexts, remember_view, save_state
+from hvsa.campaign.stages.inputs import keep_view, load_contexts, save_state
 from hvsa.campaign.workspace import Workspace
 from hvsa.data.label_io import write_labels
 from hvsa.data.video import check_classes
 from hvsa.method.auto import AutoChooser
 from hvsa.method.network import load_checkpoint, pick_device, save_checkpoint
-from hvsa.rounds.engine import label_round, measure_round, predict_video, save_chooser, save_view
+from hvsa.rounds.engine import (
+    label_round,
+    measure_round,
+    predict_video,
+    save_chooser,
+    save_fusion,
+)
 from hvsa.rounds.state import LoopState
 
 
@@ -32,13 +38,13 @@ def step(ws: Workspace, key: str) -> None:
     labels, view = label_round(ctx, predict_video(model, ctx, cfg, device), state, cfg, timings)
     save_checkpoint(folder / "model.pt", model, classes, meta | {"round": 0})
     save_state(folder / "human.npz", state)
-    save_view(folder, view)
-    remember_view(folder, view)
+    save_fusion(folder, view)
+    keep_view(ws, key, folder, view)
     save_chooser(folder, AutoChooser())
     write_labels(folder, video.frame_names, labels, video.frames, state.human, classes,
                  cfg.output.overlay_alpha)  # fmt: skip
     result = measure_round(0, pd.DataFrame(), state, labels, ctx, view, cfg,
-                           time.perf_counter() - started, timings)  # fmt: skip
+                           started, timings)  # fmt: skip
     (folder / "metrics.json").write_text(json.dumps(result.__dict__, indent=2) + "\n")
 
 
