@@ -11,6 +11,7 @@ from hvsa.benchmark.report import (
     clicks_to_targets,
     goal_verdict,
     line_style,
+    round_flags,
     summary_markdown,
 )
 from hvsa.benchmark.runner import hvsa_config
@@ -179,7 +180,15 @@ def test_quick_benchmark_end_to_end(tiny_videos, tmp_path, capsys):
     assert printed.count("(0.5 × ") == 3  # each target judged against propagate-4 or manual
     rows = pd.read_csv(out / "rounds.csv")
     quick = load_config(REPO / "params.yaml").benchmark.quick
-    assert set(rows["strategy"]) == set(quick.strategies)
+    # propagate-K extends itself while its sparsest K still reaches the lowest target
+    extra = sorted(set(rows["strategy"]) - set(quick.strategies))
+    assert set(rows["strategy"]) >= set(quick.strategies)
+    ks = [4] + sorted(int(name.split("-")[1]) for name in extra)
+    assert all(name.startswith("propagate-") for name in extra)
+    sparsest = rows[rows["strategy"] == f"propagate-{ks[-1]}"]["miou"].max()
+    assert ks[-1] == quick.frames - 1 or sparsest < 0.8
+    for k in ks[:-1]:
+        assert rows[rows["strategy"] == f"propagate-{k}"]["miou"].max() >= 0.8
     for column in ["round", "clicks", "clicks_pct", "miou", "seconds", "peak_memory_mb"]:
         assert column in rows.columns
     assert any(c.startswith("iou_") for c in rows.columns)
@@ -196,9 +205,13 @@ def test_quick_benchmark_end_to_end(tiny_videos, tmp_path, capsys):
     assert hv["round"].tolist() == list(range(quick.rounds + 1))
     assert hv["clicks"].is_monotonic_increasing and hv["clicks"].iloc[-1] > 0
     assert hv["miou"].iloc[-1] > hv["miou"].iloc[0]  # the rounds improved the labels
+    # each round beside plain propagation of the very labels it holds (none before round 1)
+    assert pd.isna(hv["propagate_same"].iloc[0])
+    assert hv["propagate_same"].iloc[1:].between(0, 1).all()
+    assert "against plain propagation of the same human labels" in printed
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary.columns) == SUMMARY_COLUMNS
-    assert len(summary) == 3 * len(quick.strategies)
+    assert len(summary) == 3 * (len(quick.strategies) + len(extra))
     assert set(summary["target"]) == {0.8, 0.9, 0.95}
     for name in ["miou_vs_clicks.png", "overlays.png", "grid.png"]:
         assert (out / name).stat().st_size > 10_000
@@ -231,3 +244,22 @@ def test_benchmark_refuses_bad_input(tiny_videos, tmp_path, capsys):
     args = ["benchmark", "--video", str(nolabels), "--out", str(tmp_path / "c"), "--model", "x"]
     assert main(args) == 2
     assert "ground truth" in capsys.readouterr().err
+
+
+def test_the_summary_flags_rounds_below_propagation_or_below_their_previous_round():
+    rows = pd.DataFrame({
+        "video": "v", "strategy": ["auto"] * 4 + ["propagate-4"], "round": [0, 1, 2, 3, 1],
+        "clicks": [0, 10, 20, 30, 10], "clicks_pct": [0, 10, 20, 30, 10],
+        "miou": [0.5, 0.80, 0.79, 0.90, 0.8],
+        "propagate_same": [None, 0.801, 0.85, 0.899, None],
+    })  # fmt: skip
+    flags = round_flags(rows)
+    assert flags == [
+        "- auto round 2: mIoU fell 80.0 → 79.0 % after the round's labels",
+        "- auto round 2: 79.0 %, below plain propagation of the same labels (85.0 %)",
+    ]  # round 1 is 0.1 points below, round 3 above: within the slack
+    text = summary_markdown(clicks_to_targets(rows, [0.8]), rows)
+    assert text.endswith("\n".join(flags) + "\n")
+    fine = rows.assign(miou=[0.5, 0.81, 0.86, 0.90, 0.8])
+    assert round_flags(fine) == []
+    assert "- no round below either" in summary_markdown(clicks_to_targets(fine, [0.8]), fine)

@@ -6,7 +6,7 @@ from hvsa.data.synth import CLASSES, generate
 from hvsa.data.video import VOID
 from hvsa.method.metrics import miou
 from hvsa.method.motion import compute_flow
-from hvsa.method.propagate import every_kth, propagate, trace
+from hvsa.method.propagate import every_kth, propagate, propagate_human, trace
 from tests.conftest import REPO, shifting_video
 
 
@@ -50,3 +50,26 @@ def test_propagation_needs_a_keyframe():
     flow = compute_flow(frames, load_config(REPO / "params.yaml").flow)
     with pytest.raises(ValueError):
         propagate(labels, [], flow)
+
+
+def test_propagating_the_human_labels_as_they_stand():
+    """Frames labelled in full are keyframes, exactly as propagate-K carries them; a partial
+    label (a sample, a class layer) stays on its own frame; nothing labelled, nothing carried."""
+    frames, labels, _ = generate(8, 64, 80, seed=2)
+    flow = compute_flow(frames, load_config(REPO / "params.yaml").flow)
+    human = np.full_like(labels, VOID)
+    annotated = np.zeros(labels.shape, bool)
+    assert (propagate_human(human, annotated, flow) == VOID).all()
+    human[[0, 5]] = labels[[0, 5]]
+    annotated[[0, 5]] = True
+    assert (propagate_human(human, annotated, flow) == propagate(human, [0, 5], flow)).all()
+    human[2, :10, :10] = labels[2, :10, :10]  # a rectangle of frame 2
+    annotated[2, :10, :10] = True
+    layers = np.full_like(labels, VOID)
+    layers[3, 30:40, 30:40] = 1  # a class layer's region in frame 3
+    out = propagate_human(human, annotated, flow, layers)
+    assert (out[2, :10, :10] == labels[2, :10, :10]).all() and (out[3, 30:40, 30:40] == 1).all()
+    same = propagate(human, [0, 5], flow)
+    rest = np.ones(labels.shape, bool)
+    rest[2, :10, :10] = rest[3, 30:40, 30:40] = False
+    assert (out[rest] == same[rest]).all()

@@ -104,12 +104,41 @@ def summary_markdown(
         if goal_share is not None and has_propagation:
             line += f"; {goal_verdict(pct(hv), pct(pk), goal_share)}"
         verdicts.append(line)
+    flags = round_flags(rows)
     return (
         "\n".join(lines)
         + "\n\nBest per target (share of the manual clicks):\n"
         + "\n".join(verdicts)
+        + "\n\nEvery round of every hvsa strategy against plain propagation of the same human "
+        + f"labels, and against its previous round (slack {100 * SLACK:.1f} points):\n"
+        + ("\n".join(flags) if flags else "- no round below either")
         + "\n"
     )
+
+
+SLACK = 0.002  # mIoU: what a round may lose to propagation or to the round before it
+
+
+def round_flags(rows: pd.DataFrame) -> list[str]:
+    """Lines for the rounds where an hvsa strategy's labels were worse than propagating the
+    same human labels (``propagate_same``), or worse than its own previous round (a human
+    label made the labels worse), by more than :data:`SLACK`."""
+    out = []
+    hvsa = rows[rows["strategy"].str.startswith(HVSA)]
+    for strategy, part in hvsa.groupby("strategy", sort=False):
+        part = part.sort_values("round")
+        previous = part["miou"].shift()
+        for r, now, before in zip(part["round"], part["miou"], previous, strict=True):
+            if pd.notna(before) and now < before - SLACK:
+                out.append(f"- {strategy} round {r}: mIoU fell {100 * before:.1f} → "
+                           f"{100 * now:.1f} % after the round's labels")  # fmt: skip
+        if "propagate_same" not in part:
+            continue
+        for r, now, same in zip(part["round"], part["miou"], part["propagate_same"], strict=True):
+            if pd.notna(same) and now < same - SLACK:
+                out.append(f"- {strategy} round {r}: {100 * now:.1f} %, below plain propagation "
+                           f"of the same labels ({100 * same:.1f} %)")  # fmt: skip
+    return out
 
 
 SELECTOR_COLOURS = {s: f"C{i}" for i, s in enumerate(SELECTORS)}  # C0…C5

@@ -37,15 +37,16 @@ from hvsa.benchmark.report import (
 from hvsa.benchmark.strategies import Strategy, headline, parse_strategy, strategy_grid
 from hvsa.config import Config
 from hvsa.data.resources import peak_memory_mb, reset_peak_memory
-from hvsa.data.video import ClassList, Video, check_classes, load_video
+from hvsa.data.video import VOID, ClassList, Video, check_classes, load_video
 from hvsa.errors import HvsaError
 from hvsa.method.clicks import region_clicks
 from hvsa.method.metrics import miou
 from hvsa.method.motion import load_or_compute_flow
 from hvsa.method.network import load_checkpoint, pick_device, save_checkpoint
 from hvsa.method.pretrain import pretrain
-from hvsa.method.propagate import every_kth, propagate
+from hvsa.method.propagate import every_kth, next_k, propagate, propagate_human
 from hvsa.rounds.loop import AnnotationLoop
+from hvsa.rounds.state import LoopState
 
 
 def shrink(video: Video, frames: int, scale: float) -> Video:
@@ -179,12 +180,32 @@ def run_hvsa(bench: Bench, strategy: Strategy) -> list[dict]:
         campaign=f"benchmark/{strategy.name}", cache=bench.out / "cache",
     )  # fmt: skip
     results = loop.run()
-    return [
+    rows = [
         bench.row(
             strategy.name, r.round, r.clicks_total, r.miou, r.per_class, r.seconds, r.peak_memory_mb
         )  # fmt: skip
         for r in results
     ]
+    same = same_labels_propagation(bench, [folder / f"round_{r.round:02d}" for r in results])
+    for row, value in zip(rows, same, strict=True):
+        row["propagate_same"] = value
+    return rows
+
+
+def same_labels_propagation(bench: Bench, rounds: list[Path]) -> list[float | None]:
+    """Per round folder, the mIoU of plain propagation of exactly the human labels the round
+    holds (``propagate.propagate_human``): the label generator should never be below it.
+    None where nothing was labelled yet."""
+    flow = load_or_compute_flow(bench.video.frames, bench.cfg.flow, bench.out / "cache")
+    out: list[float | None] = []
+    for folder in tqdm(rounds, desc="propagate the same labels", leave=False):
+        state = LoopState.load(folder / "human.npz")
+        if not (state.human != VOID).any() and not (state.layers != VOID).any():
+            out.append(None)
+            continue
+        labels = propagate_human(state.human, state.annotated, flow, state.layers)
+        out.append(bench.score(labels)[0])
+    return out
 
 
 RUNNERS = {"manual": run_manual, "propagate": run_propagate, "hvsa": run_hvsa}
@@ -205,6 +226,27 @@ def run_strategies(bench: Bench, strategies: list[Strategy], csv: Path) -> pd.Da
         done = pd.concat([done, rows], ignore_index=True) if len(done) else rows
         done.to_csv(csv, index=False)
     return done
+
+
+def _sparser_baselines(
+    bench: Bench, strategies: list[Strategy], rows: pd.DataFrame, lowest: float
+) -> list[Strategy]:
+    """propagate-K beyond the sparsest one asked for, while that still reaches the lowest
+    target: the best baseline at each target is then the largest K that reaches it, never one
+    missing from the grid. Runs them; returns them."""
+    ks = sorted(s.k for s in strategies if s.kind == "propagate")
+    added: list[Strategy] = []
+    if not ks:
+        return added
+    k, n = ks[-1], len(bench.video)
+    while k < n - 1:
+        reached = rows.loc[rows["strategy"] == f"propagate-{k}", "miou"]
+        if reached.empty or reached.max() < lowest - 1e-12:
+            break
+        k = min(next_k(k), n - 1)
+        added.append(parse_strategy(f"propagate-{k}"))
+        rows = run_strategies(bench, [*strategies, *added], bench.out / "rounds.csv")
+    return added
 
 
 def _frame_clicks(video: Video, tolerance: float, out: Path) -> np.ndarray:
@@ -316,6 +358,8 @@ def benchmark(
     check_classes(video, classes)
     clicks = _frame_clicks(video, cfg.annotation.polygon_tolerance, out)
     bench = Bench(video, classes, cfg, model_path, out, clicks, device)
+    rows = run_strategies(bench, strategies, out / "rounds.csv")
+    strategies += _sparser_baselines(bench, strategies, rows, min(b.targets))
     rows = run_strategies(bench, strategies, out / "rounds.csv")
     rows = rows[rows["strategy"].isin([s.name for s in strategies])]
     summary = clicks_to_targets(rows, b.targets)

@@ -99,3 +99,29 @@ def propagate(labels: np.ndarray, keyframes: list[int], flow: Flow) -> np.ndarra
 def every_kth(frames: int, k: int) -> list[int]:
     """Keyframes 0, k, 2k, … plus the last frame, as in the propagate-K baseline."""
     return sorted(set(range(0, frames, k)) | {frames - 1})
+
+
+def propagate_human(
+    human: np.ndarray, annotated: np.ndarray, flow: Flow, layers: np.ndarray | None = None
+) -> np.ndarray:
+    """Plain propagation of the human labels as they stand: the frames a human labelled in
+    full are the keyframes of :func:`propagate`; every other human label (a sample, a class
+    layer) is kept on its own frame. With no frame labelled in full, only those labels (void
+    elsewhere).
+
+    The yardstick of the label generator: what carrying exactly the same human labels along
+    the flow, with no network, gives (the benchmark's ``propagate_same`` column).
+    """
+    n = len(human)
+    full = np.flatnonzero(annotated.reshape(n, -1).all(1))
+    out = propagate(human, list(full), flow) if full.size else np.full_like(human, VOID)
+    for extra in (layers, human):
+        if extra is not None:
+            said = extra != VOID
+            out[said] = extra[said]
+    return out
+
+
+def next_k(k: int) -> int:
+    """The next, sparser propagate-K a grid tries when its sparsest still reaches a target."""
+    return k + max(2, k // 2)
