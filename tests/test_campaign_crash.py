@@ -58,7 +58,12 @@ def test_killed_during_finetune_then_restarted(prefect_api, tiny_videos, pretrai
     assert len(before) == 6
 
     again = _flow(ws.root, prefect_api)
-    output, _ = again.communicate(timeout=WAIT_S)
+    try:
+        output, _ = again.communicate(timeout=WAIT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(again.pid, signal.SIGKILL)
+        output, _ = again.communicate()
+        pytest.fail(f"the restarted flow did not finish in {WAIT_S} s: {output[-3000:]}")
     assert again.returncode == 0, output[-2000:]
     assert {name: (r1 / name).stat().st_mtime_ns for name in finished} == stamps  # not rerun
     with Ledger(ws.root / "data" / "ledger.sqlite") as ledger:

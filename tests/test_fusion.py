@@ -195,3 +195,38 @@ def test_a_chain_walks_on_through_frames_labelled_in_pieces():
         covered = votes.sum(0) > 0.05
         assert covered[:, 10:60].mean() > 0.5, "bands from frames 1-5 reach frame 0"
         assert (votes.argmax(0) == labels[0])[8:-8][covered[8:-8]].mean() > 0.95
+
+
+def test_labels_far_from_any_label_are_carried_like_propagation_without_a_window():
+    """Two labelled frames 20 apart and a network that knows nothing: with no window each
+    frame takes the labels propagation gives it (at least as good), where a 6-frame window
+    leaves the middle frames to the network."""
+    from hvsa.method.propagate import propagate_human
+
+    frames, labels, _ = generate(24, 64, 80, seed=3)
+    flow = compute_flow(frames, CFG.flow)
+    human = np.full_like(labels, VOID)
+    human[[2, 22]] = labels[[2, 22]]
+    annotated = human != VOID
+    c = len(CLASSES)
+    same, _ = miou(labels, propagate_human(human, annotated, flow), c)
+    net = _uniform(24, c, 32, 40)
+    unbounded = CFG.fusion.model_copy(update={"window": None})
+    fused, _ = fuse(net, human, frames, flow, unbounded, annotated)
+    windowed, _ = fuse(net, human, frames, flow, unbounded.model_copy(update={"window": 6}),
+                       annotated)  # fmt: skip
+    assert miou(labels, fused, c)[0] >= same - 0.002
+    assert miou(labels, windowed, c)[0] < same - 0.05
+
+
+def test_with_no_window_a_chain_walks_as_far_as_its_vote_can_count():
+    """Linear in frames: beyond the distance where an unbroken chain's vote is under 1 % of the
+    network's, no chain walks (142 frames with the defaults); a window, where set, wins."""
+    from hvsa.method.fusion import carry_limit
+
+    cfg = CFG.fusion.model_copy(update={"window": None})
+    limit = carry_limit(cfg, 10_000)
+    assert 1 / limit**cfg.distance_power < 0.01 * cfg.network_weight
+    assert 1 / (limit - 1) ** cfg.distance_power >= 0.01 * cfg.network_weight
+    assert carry_limit(cfg, 50) == 50
+    assert carry_limit(cfg.model_copy(update={"window": 12}), 10_000) == 12

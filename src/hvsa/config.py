@@ -121,7 +121,7 @@ class FinetuneConfig(_Section):
 
 class FusionConfig(_Section):
     enabled: bool
-    window: int = Field(ge=1)
+    window: int | None = Field(ge=1)  # None: no limit
     sigma: float = Field(gt=0)
     distance_power: float = Field(ge=0)
     photo_sigma: float | None = Field(gt=0)

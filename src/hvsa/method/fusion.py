@@ -20,6 +20,7 @@ label explains is not uncertain, whatever the network thinks.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import cv2
@@ -92,8 +93,9 @@ def carried_votes(
 ) -> np.ndarray:
     """(C,H,W) votes of the human labels of other frames for frame ``t``.
 
-    In each direction the chain walks at most ``cfg.window`` frames; a pixel takes its vote from
-    the nearest labelled frame that covers it (``remaining`` is what nearer frames left open),
+    In each direction the chain walks at most :func:`carry_limit` frames, or until the labelled
+    frames it met answer every pixel or its chain breaks; a pixel takes its vote from the
+    nearest labelled frame that covers it (``remaining`` is what nearer frames left open),
     so a fully labelled keyframe shadows everything behind it, as in propagate-K. ``spoken``
     (N,H,W) marks where a human answered, void included: a pixel the human called void covers
     too, else every frame's few void pixels kept each chain walking the whole window.
@@ -105,7 +107,7 @@ def carried_votes(
     n = len(human)
     for forward in (False, True):
         sign = 1 if forward else -1
-        reach = [t + sign * d for d in range(1, cfg.window + 1) if 0 <= t + sign * d < n]
+        reach = [t + sign * d for d in range(1, carry_limit(cfg, n) + 1) if 0 <= t + sign * d < n]
         if not any(labelled[k] for k in reach):
             continue
         x, y = pixel_grid(human.shape[1:])
@@ -131,6 +133,23 @@ def carried_votes(
             if remaining.max() < cfg.min_remaining:
                 break
     return votes
+
+
+def carry_limit(cfg: FusionConfig, frames: int) -> int:
+    """How far a chain walks at most: ``cfg.window``, or with no window the distance at which
+    even an unbroken chain's vote (``1 / d ** distance_power``) is under 1 % of the network's.
+
+    Why no fixed window: a frame farther than it from every label was left to the network,
+    which is worse than plain propagation of the same labels wherever the network is weak (the
+    first rounds). Why a limit at all: labels in pieces never answer every pixel, so chains
+    would walk to the ends of the video, and fusion would grow with the square of its length;
+    this keeps it linear (142 frames each way with the default weights).
+    """
+    if cfg.window is not None:
+        return cfg.window
+    if cfg.distance_power <= 0:
+        return frames
+    return min(frames, math.ceil((100 / cfg.network_weight) ** (1 / cfg.distance_power)))
 
 
 _REMAP_COLS = 1024  # row length of the sparse path's remap maps (cv2 needs < 32767 rows)
