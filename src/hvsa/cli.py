@@ -128,6 +128,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     cfg = cfg.model_copy(
         update={
             "samples": cfg.samples.model_copy(update={"granularity": d.granularity}),
+            "selection": cfg.selection.model_copy(update={"strategy": d.selector}),
             "loop": cfg.loop.model_copy(update={"budget": d.budget, "rounds": d.rounds}),
         }
     )

@@ -179,6 +179,7 @@ class DemoConfig(_Section):
     width: int = Field(ge=32)
     pretrain_steps: int = Field(ge=1)
     granularity: Literal["frame", "rect", "superpixel"]
+    selector: Selector
     budget: int = Field(ge=1)
     rounds: int = Field(ge=1)
 
