@@ -41,7 +41,7 @@ from hvsa.data.video import VOID, ClassList, Video, check_classes, load_video
 from hvsa.errors import HvsaError
 from hvsa.method.clicks import region_clicks
 from hvsa.method.metrics import miou
-from hvsa.method.motion import load_or_compute_flow
+from hvsa.method.motion import Flow, load_or_compute_flow
 from hvsa.method.network import load_checkpoint, pick_device, save_checkpoint
 from hvsa.method.pretrain import pretrain
 from hvsa.method.propagate import every_kth, next_k, propagate, propagate_human
@@ -105,6 +105,11 @@ class Bench:
             **{f"iou_{k}": v for k, v in per_class.items()},
         }
 
+    def flow(self) -> Flow:
+        """The video's optical flow, from the benchmark's cache (computed once, by the first
+        strategy that needs it)."""
+        return load_or_compute_flow(self.video.frames, self.cfg.flow, self.out / "cache")
+
     def score(self, labels: np.ndarray) -> tuple[float, dict[str, float | None]]:
         assert self.video.labels is not None
         value, ious = miou(self.video.labels, labels, len(self.classes))
@@ -124,7 +129,7 @@ def run_propagate(bench: Bench, strategy: Strategy) -> list[dict]:
     assert bench.video.labels is not None
     reset_peak_memory()
     started = time.perf_counter()
-    flow = load_or_compute_flow(bench.video.frames, bench.cfg.flow, bench.out / "cache")
+    flow = bench.flow()
     keys = every_kth(len(bench.video), strategy.k)
     labels = propagate(bench.video.labels, keys, flow)
     seconds = time.perf_counter() - started
@@ -196,7 +201,7 @@ def same_labels_propagation(bench: Bench, rounds: list[Path]) -> list[float | No
     """Per round folder, the mIoU of plain propagation of exactly the human labels the round
     holds (``propagate.propagate_human``): the label generator should never be below it.
     None where nothing was labelled yet."""
-    flow = load_or_compute_flow(bench.video.frames, bench.cfg.flow, bench.out / "cache")
+    flow = bench.flow()
     out: list[float | None] = []
     for folder in tqdm(rounds, desc="propagate the same labels", leave=False):
         state = LoopState.load(folder / "human.npz")
@@ -230,14 +235,14 @@ def run_strategies(bench: Bench, strategies: list[Strategy], csv: Path) -> pd.Da
 
 def _sparser_baselines(
     bench: Bench, strategies: list[Strategy], rows: pd.DataFrame, lowest: float
-) -> list[Strategy]:
+) -> tuple[list[Strategy], pd.DataFrame]:
     """propagate-K beyond the sparsest one asked for, while that still reaches the lowest
     target: the best baseline at each target is then the largest K that reaches it, never one
-    missing from the grid. Runs them; returns them."""
+    missing from the grid. Runs them; returns them and every row of ``rounds.csv``."""
     ks = sorted(s.k for s in strategies if s.kind == "propagate")
     added: list[Strategy] = []
     if not ks:
-        return added
+        return added, rows
     k, n = ks[-1], len(bench.video)
     while k < n - 1:
         reached = rows.loc[rows["strategy"] == f"propagate-{k}", "miou"]
@@ -246,7 +251,7 @@ def _sparser_baselines(
         k = min(next_k(k), n - 1)
         added.append(parse_strategy(f"propagate-{k}"))
         rows = run_strategies(bench, [*strategies, *added], bench.out / "rounds.csv")
-    return added
+    return added, rows
 
 
 def _frame_clicks(video: Video, tolerance: float, out: Path) -> np.ndarray:
@@ -305,7 +310,7 @@ def _strip(bench: Bench, rows: pd.DataFrame) -> None:
         prop = rows[rows["strategy"].str.startswith("propagate-")]
         if len(prop):
             near = prop.loc[(prop["clicks_pct"] - best["clicks_pct"]).abs().idxmin()]
-            flow = load_or_compute_flow(bench.video.frames, bench.cfg.flow, bench.out / "cache")
+            flow = bench.flow()
             keys = every_kth(n, parse_strategy(near["strategy"]).k)
             name = f"{near['strategy']} ({near['clicks_pct']:.1f} % clicks)"
             panels[name] = propagate(bench.video.labels, keys, flow)
@@ -359,8 +364,8 @@ def benchmark(
     clicks = _frame_clicks(video, cfg.annotation.polygon_tolerance, out)
     bench = Bench(video, classes, cfg, model_path, out, clicks, device)
     rows = run_strategies(bench, strategies, out / "rounds.csv")
-    strategies += _sparser_baselines(bench, strategies, rows, min(b.targets))
-    rows = run_strategies(bench, strategies, out / "rounds.csv")
+    added, rows = _sparser_baselines(bench, strategies, rows, min(b.targets))
+    strategies += added
     rows = rows[rows["strategy"].isin([s.name for s in strategies])]
     summary = clicks_to_targets(rows, b.targets)
     summary.to_csv(out / "summary.csv", index=False)

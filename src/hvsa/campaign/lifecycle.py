@@ -89,9 +89,10 @@ def init_workspace(
     ws_params = yaml.safe_load((root / "params.yaml").read_text())
     remote = ws_params["campaign"]["remote"] or str(root.parent / f"{root.name}-dvc-remote")
     dvc(root, "remote", "add", "-f", "-d", "local", str(Path(remote).resolve()))
-    # outputs become links to the cache instead of copies of it: a round's view is hundreds of
-    # MB, copied once more per round otherwise (stages never write into an output in place:
-    # DVC removes a stage's outputs before it runs, and arrays are written then renamed)
+    # outputs become links to the cache instead of copies of it: a round's network and its
+    # label and overlay images are not copied once more per round (stages never write into an
+    # output in place: DVC removes a stage's outputs before it runs, and arrays are written
+    # then renamed)
     dvc(root, "config", "cache.type", "hardlink,copy")
     (root / "dvc.yaml").write_text(campaign_stages())
     entries = {
