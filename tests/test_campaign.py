@@ -190,6 +190,8 @@ def test_audit_a_workspace_video(two_rounds, capsys):
     assert summary["round"]["clicks"].sum() == second["cam"]["clicks_total"]
     assert main(["audit", str(video_dir), "--summary"]) == 0
     assert "clicks per round" in capsys.readouterr().out
+    assert main(["audit", str(video_dir), "--verify"]) == 0
+    assert "ledger verified" in capsys.readouterr().out
 
 
 def _hashes(folder):

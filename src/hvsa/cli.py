@@ -144,12 +144,20 @@ def _pixel(text: str) -> tuple[int, int]:
 
 
 def cmd_audit(args: argparse.Namespace) -> None:
-    from hvsa.annotation.audit import audit_pixel, audit_summary
+    from hvsa.annotation.audit import audit_pixel, audit_summary, verify_run
 
     cfg = _config(args, {})
     run = Path(args.run)
     if not run.is_dir():
         raise HvsaError(f"run folder not found: {run}")
+    if args.verify:
+        summary, problems = verify_run(run, cfg.campaign.ledger)
+        for problem in problems:
+            print(f"ledger: {problem}")
+        if problems:
+            raise HvsaError(f"the ledger does not verify ({len(problems)} problems; {summary})")
+        print(f"ledger verified: {summary}")
+        return
     if args.summary:
         summary = audit_summary(run, cfg.campaign.ledger)
         shares = summary.pop("shares")
@@ -361,6 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--round", type=int, help="as of this round (default: the last)")
     p.add_argument("--summary", action="store_true", help="clicks per annotator, round, class")
     p.add_argument("--json", action="store_true", help="print the answer as JSON")
+    p.add_argument(
+        "--verify", action="store_true",
+        help="check the ledger's hash chain and triggers against the rounds' folders",
+    )  # fmt: skip
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser(

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from hvsa.annotation.ledger import Ledger
+from hvsa.annotation.ledger import Ledger, verify_chain
 from hvsa.errors import HvsaError
 
 ROUND_DIR = re.compile(r"^(?:round_|r)(\d+)$")
@@ -138,3 +138,55 @@ def audit_summary(run: Path, ledger_name: str) -> dict[str, pd.DataFrame | dict]
             per_class[name] = per_class.get(name, 0.0) + clicks * n / total
     classes = pd.DataFrame({"clicks": pd.Series(per_class)}).sort_values("clicks", ascending=False)
     return {"annotator": by("annotator"), "round": by("round"), "class": classes, "shares": shares}
+
+
+def verify_run(run: Path, ledger_name: str) -> tuple[str, list[str]]:
+    """Is the ledger of a run folder (or a workspace's data/<video>) what was written?
+
+    Checks the ledger on its own (triggers, ids, hash chain: ``ledger.verify_chain``), then
+    against the versioned round folders: every event a round recorded (``annotations.parquet``)
+    is in the ledger with the same hash and clicks, and every pixel a provenance map
+    (``human.npz``) gives to a human names an annotation of this video and that frame.
+    Returns a one-line summary and the problems found (none: the ledger verifies).
+    """
+    path = find_ledger(run, ledger_name)
+    video = None if (run / ledger_name).is_file() else run.name  # a workspace's: every video
+    check = verify_chain(path)
+    problems, events = check.problems, check.events
+    by_id = events.set_index("event_id") if not events.empty else pd.DataFrame()
+    dirs = round_dirs(run)
+    for round_no, folder in dirs.items():
+        table = folder / "annotations.parquet"
+        recorded = pd.read_parquet(table) if table.is_file() else pd.DataFrame()
+        for row in recorded.itertuples(index=False):
+            where = f"round {round_no}, event {row.event_id}"
+            if row.event_id not in by_id.index:
+                problems.append(f"{where}: recorded by the round, missing from the ledger")
+                continue
+            held = by_id.loc[row.event_id]
+            chain = getattr(row, "ledger_hash", None)
+            if isinstance(chain, str) and chain != held["hash"]:
+                problems.append(f"{where}: the ledger's event is not the one the round recorded")
+            elif int(held["clicks"]) != int(row.clicks):
+                problems.append(f"{where}: {held['clicks']} clicks in the ledger, "
+                                f"{row.clicks} when the round recorded it")  # fmt: skip
+        provenance = np.load(folder / "human.npz")["provenance"]
+        for frame in range(provenance.shape[0]):
+            for event_id in np.unique(provenance[frame]):
+                if event_id == 0:
+                    continue
+                where = f"round {round_no}, frame {frame}, event {event_id}"
+                if event_id not in by_id.index:
+                    problems.append(f"{where}: labelled pixels name an event not in the ledger")
+                    continue
+                held = by_id.loc[event_id]
+                if held["kind"] not in ("annotation", "correction"):
+                    problems.append(f"{where}: labelled pixels name a {held['kind']} event")
+                elif video is not None and held["video"] != video:
+                    problems.append(f"{where}: labelled pixels name video {held['video']}'s event")
+                elif pd.notna(held["frame"]) and int(held["frame"]) != frame:
+                    problems.append(f"{where}: the ledger puts that event on frame "
+                                    f"{int(held['frame'])}")  # fmt: skip
+    before = f", {check.unchained} recorded before the chain" if check.unchained else ""
+    summary = f"{check.chained} chained events{before}, {len(dirs)} rounds' events and provenance"
+    return summary, problems

@@ -365,14 +365,18 @@ def record_annotations(
     )
     event_ids = ledger.append(events)
     state.apply(annotations, ctx.samples, event_ids)
-    return annotations_table(events, event_ids)
+    return annotations_table(events, event_ids, ledger.hashes(event_ids))
 
 
-def annotations_table(events: list[Event], event_ids: list[int]) -> pd.DataFrame:
-    """The round's ledger events as a flat table (one row per annotation)."""
+def annotations_table(
+    events: list[Event], event_ids: list[int], hashes: list[str | None]
+) -> pd.DataFrame:
+    """The round's ledger events as a flat table (one row per annotation), each with its hash
+    in the ledger's chain: the round's folder is versioned, so a ledger rewritten later no
+    longer matches it (``hvsa audit --verify``)."""
     rows = []
-    for event, event_id in zip(events, event_ids, strict=True):
-        row = asdict(event)
+    for event, event_id, chain in zip(events, event_ids, hashes, strict=True):
+        row = asdict(event) | {"ledger_hash": chain}
         geometry, detail = row.pop("geometry"), row.pop("clicks_detail")
         classes = row.pop("class_pixels")
         row = {"event_id": event_id, **row, "granularity": geometry.pop("kind"), **geometry}
