@@ -135,6 +135,93 @@ def test_refusals_change_nothing(app):
     assert resumed == []
 
 
+def test_hostile_numbers_are_refused_and_nothing_is_kept(app):
+    """Inflated clicks, impossible times and non-numbers: 422 each, nothing written, and the
+    honest submission still goes through after them."""
+    client, root, tokens, _ = app
+    a = _auth(tokens["alice"])
+    mine = client.post("/api/rounds/cam/1/next", headers=a).json()
+    labels = _truth(root, mine)
+
+    def refused(body, words, raw=None):
+        if raw is None:
+            r = client.post(_url(mine), json=body, headers=a)
+        else:  # JSON that json.dumps would not write: NaN, Infinity
+            kind = {"content-type": "application/json"}
+            r = client.post(_url(mine), content=raw, headers=a | kind)
+        assert r.status_code == 422, r.text
+        assert words in r.json()["error"], r.text
+
+    refused(_body(labels, {"polygon": 10**12}), "more than 100000 clicks")
+    refused(_body(labels, {"polygon": 10**30}), "more than 100000 clicks")
+    refused(_body(labels, {"polygon": 5000}), "app.click_factor")
+    refused(_body(labels) | {"started": 50.0, "finished": 2.0}, "started after it finished")
+    refused(_body(labels) | {"active_s": 10**9}, "s of work claimed on a sample held")
+    refused(_body(labels) | {"finished": 4e12, "started": 3e12}, "finished in the future")
+    refused(_body(labels) | {"started": -1e308}, "greater than 0")
+    body = json.dumps(_body(labels))
+    refused(None, "finite number", body.replace('"active_s": 3.5', '"active_s": NaN'))
+    refused(None, "finite number", body.replace('"started": 1.0', '"started": Infinity'))
+    assert not (root / "inbox" / "cam" / "r1.parts").exists()
+    ok = client.post(_url(mine), json=_body(labels), headers=a)
+    assert ok.status_code == 200, ok.text
+
+
+def test_token_before_body_size_limit_and_headers(app, monkeypatch):
+    client, root, tokens, _ = app
+    url = "/api/rounds/cam/1/samples/0"
+    big = b"x" * (17 * 2**20)  # over app.max_body_mb (16)
+    r = client.post(url, content=big)
+    assert r.status_code == 401 and "sign in" in r.json()["error"]
+    r = client.post(url, content=big, headers=_auth("forged"))
+    assert r.status_code == 401 and "unknown annotator token" in r.json()["error"]
+    r = client.post(url, content=big, headers=_auth(tokens["alice"]))
+    assert r.status_code == 413 and "app.max_body_mb" in r.json()["error"]
+
+    def chunks():  # no Content-Length: the body is counted as it streams in
+        for _ in range(17):
+            yield b"x" * 2**20
+
+    r = client.post(url, content=chunks(), headers=_auth(tokens["alice"]))
+    assert r.status_code == 413
+    for path in ("/", "/api/me"):
+        h = client.get(path, headers=_auth(tokens["alice"])).headers
+        assert "default-src 'self'" in h["content-security-policy"]
+        assert "frame-ancestors 'none'" in h["content-security-policy"]
+        assert h["x-frame-options"] == "DENY" and h["x-content-type-options"] == "nosniff"
+    for path in ("/docs", "/redoc", "/openapi.json"):  # its page would load a CDN
+        assert client.get(path).status_code == 404
+
+
+def test_revoked_and_expired_tokens_stop_signing_in(app, capsys):
+    import sqlite3
+
+    client, root, tokens, _ = app
+    store = app_store(Workspace.open(root))
+    assert main(["annotate", "revoke", "bob", "--workspace", str(root)]) == 0
+    r = client.get("/api/me", headers=_auth(tokens["bob"]))
+    assert r.status_code == 401 and "revoked" in r.json()["error"]
+    assert main(["annotate", "revoke", "nobody", "--workspace", str(root)]) == 2
+    assert "no annotator 'nobody'" in capsys.readouterr().err
+    db = sqlite3.connect(store.path)
+    db.execute("UPDATE annotators SET expires = 1000 WHERE name = 'carol'")
+    db.commit()
+    r = client.get("/api/me", headers=_auth(tokens["carol"]))
+    assert r.status_code == 401 and "expired on 1970-01-01" in r.json()["error"]
+    capsys.readouterr()
+    assert main(["annotate", "add-annotator", "carol", "--renew", "--workspace", str(root)]) == 0
+    fresh = capsys.readouterr().out.strip().splitlines()[-1]
+    assert client.get("/api/me", headers=_auth(fresh)).json() == {"annotator": "carol"}
+    assert client.get("/api/me", headers=_auth(tokens["carol"])).status_code == 401
+    assert client.get("/api/me", headers=_auth(tokens["alice"])).status_code == 200
+
+
+def test_serving_beyond_localhost_needs_a_flag(waiting_round, capsys):
+    assert main(["annotate", "serve", "--workspace", str(waiting_round),
+                 "--host", "0.0.0.0"]) == 2  # fmt: skip
+    assert "--allow-remote" in capsys.readouterr().err
+
+
 def test_labels_outside_a_superpixel_are_refused(waiting_round, tmp_path, tiny_videos, pretrained):
     base = tmp_path
     params = write_fast_params(

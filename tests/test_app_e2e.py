@@ -105,7 +105,9 @@ def served_layers(prefect_api, tiny_videos, pretrained, tmp_path, monkeypatch):
 
 def _signed_in(p, url, token):
     browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    # the test drives the page with evaluated snippets, which the app's CSP forbids; the CSP
+    # header is checked in test_app_api, and here the page must be safe without it
+    page = browser.new_page(viewport={"width": 1500, "height": 1100}, bypass_csp=True)
     page.goto(url)
     page.fill("#token", token)
     page.click("#signin")
@@ -254,3 +256,56 @@ def test_class_layers_drawn_and_marked_absent_in_the_browser(served_layers):
     assert events["tool"].tolist() == ["polygon", "absent", "accept"]
     assert events["clicks_detail"].iloc[0]["polygon"] == 5
     assert sum(events["class_pixels"].iloc[1].values()) == 0, "absent: no pixel of it"
+
+
+HOSTILE = '<img src=x onerror="window.__pwned=1">'
+
+
+def test_a_hostile_class_name_is_shown_as_text(tiny_videos, pretrained, tmp_path):
+    """A class named like HTML (from a hostile classes.json) is a button's text and runs
+    nothing, even with the page's CSP bypassed (which would refuse the inline handler)."""
+    if not Path(CHROMIUM).is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    import json
+
+    import torch
+    import uvicorn
+    from playwright.sync_api import sync_playwright
+
+    from hvsa.campaign.lifecycle import advance
+    from hvsa.campaign.versioning import reproduce
+
+    state = torch.load(pretrained, weights_only=False)
+    state["classes"][0]["name"] = HOSTILE
+    model = tmp_path / "hostile.pt"
+    torch.save(state, model)
+    video = tmp_path / "video"
+    shutil.copytree(tiny_videos[0], video)
+    spec = json.loads((video / "classes.json").read_text())
+    spec["classes"][0]["name"] = HOSTILE
+    (video / "classes.json").write_text(json.dumps(spec))
+    params = write_fast_params(tmp_path / "params.yaml", **{"annotation.annotator": "human",
+                               "loop.budget": 1, "samples.granularity": "rect"})  # fmt: skip
+    ws = init_workspace(tmp_path / "ws", "hostile", model, {"cam": str(video)}, params)
+    advance(ws)
+    reproduce(Workspace.open(ws.root), ["select@cam"])
+    token = app_store(Workspace.open(ws.root)).add_annotator("alice")
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(ws.root), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        with sync_playwright() as p:
+            browser, page = _signed_in(p, f"http://127.0.0.1:{port}/", token)
+            _open(page, 1)
+            assert page.locator("#class-0").inner_text().strip() == HOSTILE
+            assert page.locator("#classes img").count() == 0
+            assert page.evaluate("window.__pwned") is None
+            browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -232,6 +232,9 @@ def _print_campaign(ws) -> None:
         print(f"{key}: round {video.round}, mIoU {quality}, clicks {clicks}, {state}")
 
 
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
 def cmd_annotate(args: argparse.Namespace) -> None:
     if args.action == "serve":
         require_extra("app")
@@ -242,8 +245,17 @@ def cmd_annotate(args: argparse.Namespace) -> None:
     if args.action == "add-annotator":
         if not args.name:
             raise HvsaError("add-annotator needs the annotator's NAME")
-        token = app_store(ws).add_annotator(args.name)
-        print(f"annotator {args.name!r} added; their token (shown once, keep it safe):\n{token}")
+        token = app_store(ws).add_annotator(args.name, renew=args.renew)
+        done = "has a new token" if args.renew else "added"
+        days = ws.cfg.app.token_days
+        print(f"annotator {args.name!r} {done}; their token (shown once, keep it safe; it signs "
+              f"in for {days:g} days):\n{token}")  # fmt: skip
+        return
+    if args.action == "revoke":
+        if not args.name:
+            raise HvsaError("revoke needs the annotator's NAME")
+        app_store(ws).revoke(args.name)
+        print(f"the token of {args.name!r} no longer signs in (add-annotator NAME --renew)")
         return
     if args.action == "annotators":
         print("\n".join(app_store(ws).annotators()) or "no annotators yet (add-annotator NAME)")
@@ -277,6 +289,14 @@ def cmd_annotate(args: argparse.Namespace) -> None:
 
     host = args.host or ws.cfg.app.host
     port = args.port or ws.cfg.app.port
+    if host not in LOCAL_HOSTS:
+        if not args.allow_remote:
+            raise HvsaError(
+                f"--host {host} would let other machines reach the app over plain HTTP, tokens "
+                "included: put it behind an HTTPS proxy and add --allow-remote"
+            )
+        print(f"warning: the app listens on {host} over plain HTTP; tokens cross the network "
+              "in clear unless an HTTPS proxy stands in front", file=sys.stderr)  # fmt: skip
     print(f"annotation app for campaign {ws.campaign.name}: http://{host}:{port}/")
     uvicorn.run(create_app(ws.root), host=host, port=port, log_level="warning")
 
@@ -393,14 +413,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "annotate", parents=[common], help="the annotation web app of a campaign workspace"
     )
-    p.add_argument("action", choices=["serve", "add-annotator", "annotators", "export", "import"])
-    p.add_argument("name", nargs="?", help="annotator name (add-annotator, import)")
+    p.add_argument(
+        "action", choices=["serve", "add-annotator", "annotators", "revoke", "export", "import"]
+    )
+    p.add_argument("name", nargs="?", help="annotator name (add-annotator, revoke, import)")
+    p.add_argument("--renew", action="store_true", help="add-annotator: a known one's new token")
     p.add_argument("--video", help="campaign video KEY (export, import)")
     p.add_argument("--path", help="folder to export to; export folder, zip or JSON to import")
     p.add_argument("--tool", choices=["cvat", "label-studio"], help="format of an import")
     p.add_argument("--workspace", default=".", help="campaign workspace (default: here)")
     p.add_argument("--host", help="bind address (default: app.host of params.yaml, 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default: app.port of params.yaml)")
+    p.add_argument(
+        "--allow-remote", action="store_true",
+        help="serve on a --host other than localhost (plain HTTP: put an HTTPS proxy in front)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_annotate)
 
     p = sub.add_parser(

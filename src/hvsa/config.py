@@ -104,6 +104,9 @@ class AppConfig(_Section):
     host: str
     port: int = Field(ge=1, le=65535)
     lease_s: float = Field(gt=0)
+    token_days: float = Field(gt=0)
+    max_body_mb: float = Field(gt=0)
+    click_factor: float = Field(ge=1)
 
 
 class FinetuneConfig(_Section):

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import time
 from importlib import resources
 from pathlib import Path
 
+import anyio
 import numpy as np
 from fastapi import FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
@@ -26,34 +29,131 @@ from hvsa.app.store import RefusedError, app_store
 from hvsa.app.work import TOOLS, RoundWork, open_rounds
 from hvsa.campaign.workspace import Workspace
 from hvsa.errors import HvsaError
-from hvsa.method.clicks import ClickCount
+from hvsa.method.clicks import ClickCount, region_clicks
 
 # the page, as package data (an installed hvsa is unpacked files, so this is a real folder)
 STATIC = Path(str(resources.files("hvsa.app") / "static"))
 
 
+# no page counts more than this for one sample: the bound before the click model's own
+MAX_CLICKS = 100_000
+# what the page's clock may be ahead of the server's, seconds
+CLOCK_SKEW_S = 300
+# the browser may not frame, sniff or fetch from anywhere but this server
+SECURITY_HEADERS = [
+    (b"content-security-policy",
+     b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+     b"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; "
+     b"frame-ancestors 'none'"),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]  # fmt: skip
+
+
 class LabelSubmission(BaseModel):
-    """One sample's labels as the page hands them in."""
+    """One sample's labels as the page hands them in: every number finite and bounded."""
 
     labels: str  # base64 of the box's class ids, row by row, one byte each (255 = unlabelled)
-    clicks_by_tool: dict[str, int]
-    active_s: float = Field(ge=0)
-    started: float
-    finished: float
+    clicks_by_tool: dict[str, int] = Field(max_length=16)
+    active_s: float = Field(ge=0, allow_inf_nan=False)
+    started: float = Field(gt=0, allow_inf_nan=False)
+    finished: float = Field(gt=0, allow_inf_nan=False)
+
+
+class Guard:
+    """ASGI middleware in front of the app: security headers on every answer; for the API, the
+    token checked and the body's size bounded *before* any of the body is read.
+
+    FastAPI reads and parses a body before an endpoint can look at its token, so without this
+    anyone could make the server hold large bodies; a body is refused (413) once it passes
+    ``max_body`` bytes, declared or streamed.
+    """
+
+    def __init__(self, app, store, max_body: int):
+        self.app, self.store, self.max_body = app, store, max_body
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+            await send(message)
+
+        if not scope["path"].startswith("/api/"):
+            return await self.app(scope, receive, with_headers)
+        headers = dict(scope["headers"])
+        auth = headers.get(b"authorization", b"").decode("latin-1")
+        token = auth.removeprefix("Bearer ").strip() or None
+        try:
+            await anyio.to_thread.run_sync(self.store.who, token)
+        except RefusedError as exc:
+            return await _answer(with_headers, exc.status, str(exc))
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
+            return await _answer(with_headers, 413, self._too_large())
+        seen, answered = 0, False
+
+        async def bounded():
+            nonlocal seen, answered
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body and not answered:
+                    # answer now and tell the app the client left, so it stops reading
+                    answered = True
+                    await _answer(with_headers, 413, self._too_large())
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def unless_answered(message):
+            if not answered:
+                await with_headers(message)
+
+        try:
+            await self.app(scope, bounded, unless_answered)
+        except Exception:
+            if not answered:
+                raise
+
+    def _too_large(self) -> str:
+        return f"request body over {self.max_body / 2**20:.0f} MB (app.max_body_mb)"
+
+
+async def _answer(send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})  # fmt: skip
+    await send({"type": "http.response.body", "body": body})
 
 
 def create_app(workspace: str | Path, resume=resume_waiting_run) -> FastAPI:
     """The app for one workspace; ``resume`` wakes the waiting flow (replaceable in tests)."""
     root = Workspace.open(workspace).root
+    cfg = Workspace.open(root).cfg.app
     store = app_store(Workspace.open(root))
     works: dict[tuple[str, int], RoundWork] = {}
-    app = FastAPI(title="hvsa annotation")
+    # no /docs: its page loads scripts from a CDN, and nothing here reaches another host
+    app = FastAPI(title="hvsa annotation", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(Guard, store=store, max_body=int(cfg.max_body_mb * 2**20))
 
     @app.exception_handler(HvsaError)
     def refused(_: Request, exc: HvsaError) -> JSONResponse:
         status = exc.status if isinstance(exc, RefusedError) else 400
         return JSONResponse({"error": str(exc)}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        """One line, like every refusal, and never the input echoed back (a NaN in it would
+        make the answer itself fail)."""
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"] if p != "body")
+        return JSONResponse({"error": f"{where}: {first['msg']}"}, status_code=422)
 
     def annotator(authorization: str | None) -> str:
         token = authorization.removeprefix("Bearer ").strip() if authorization else None
@@ -144,9 +244,10 @@ def create_app(workspace: str | Path, resume=resume_waiting_run) -> FastAPI:
         who = annotator(authorization)
         w = work(video, round_no)
         w.check_sample(sid)
-        annotation = _annotation(w, sid, body, who)
+        annotation = _annotation(w, sid, body, who, cfg.click_factor)
         with store.transaction() as db:
-            store.check_holder(db, video, round_no, sid, who)
+            taken = store.check_holder(db, video, round_no, sid, who)
+            _check_times(body, taken, sid)
             w.save_part(annotation)
             store.mark_submitted(db, video, round_no, sid)
             complete = store.submitted(db, video, round_no) >= set(w.order)
@@ -173,7 +274,24 @@ def create_app(workspace: str | Path, resume=resume_waiting_run) -> FastAPI:
     return app
 
 
-def _annotation(w: RoundWork, sid: int, body: LabelSubmission, who: str) -> Annotation:
+def _check_times(body: LabelSubmission, taken: float, sid: int) -> None:
+    """The page's times must be ordered, and its active time fit between the moment the
+    sample was taken and now (the server's clock; the page's may be a little off)."""
+    if body.started > body.finished:
+        raise RefusedError(f"sample {sid}: started after it finished", 422)
+    held = time.time() - taken
+    if body.active_s > held + CLOCK_SKEW_S:
+        raise RefusedError(
+            f"sample {sid}: {body.active_s:.0f} s of work claimed on a sample held {held:.0f} s",
+            422,
+        )
+    if body.finished > time.time() + CLOCK_SKEW_S:
+        raise RefusedError(f"sample {sid}: finished in the future", 422)
+
+
+def _annotation(
+    w: RoundWork, sid: int, body: LabelSubmission, who: str, click_factor: float
+) -> Annotation:
     """Decode and check a submission; refused (422) when it cannot be right."""
     unknown = sorted(set(body.clicks_by_tool) - set(TOOLS))
     if unknown:
@@ -182,6 +300,8 @@ def _annotation(w: RoundWork, sid: int, body: LabelSubmission, who: str) -> Anno
         )
     if any(v < 0 for v in body.clicks_by_tool.values()):
         raise RefusedError("click counts cannot be negative", 422)
+    if any(v > MAX_CLICKS for v in body.clicks_by_tool.values()):
+        raise RefusedError(f"sample {sid}: more than {MAX_CLICKS} clicks counted", 422)
     total = sum(body.clicks_by_tool.values())
     if total == 0:
         raise RefusedError(f"sample {sid}: no click was counted, so no label can be accepted", 422)
@@ -196,6 +316,15 @@ def _annotation(w: RoundWork, sid: int, body: LabelSubmission, who: str) -> Anno
         )
     labels = np.frombuffer(raw, np.uint8).reshape(mask.shape).copy()
     w.check_labels(sid, labels)
+    # priced as if drawn from nothing; the page's count for honest work stays far below this
+    price = region_clicks(labels, w.ws.cfg.annotation.polygon_tolerance).total
+    cap = click_factor * max(price, 1) + 10
+    if total > cap:
+        raise RefusedError(
+            f"sample {sid}: {total} clicks counted for labels the click model prices at {price} "
+            f"(at most {cap:.0f}: app.click_factor)",
+            422,
+        )
     tool = max(body.clicks_by_tool, key=lambda k: body.clicks_by_tool[k])
     detail = {"clicks_by_tool": dict(body.clicks_by_tool), "active_s": round(body.active_s, 2)}
     detail["source"] = "app"

@@ -71,12 +71,17 @@ class Assignment:
 class AppStore:
     """Annotators, tokens and sample assignments of one workspace."""
 
-    def __init__(self, path: Path, lease_s: float):
-        """``lease_s``: how long a taken, unsubmitted sample stays its annotator's alone."""
-        self.path, self.lease_s = Path(path), lease_s
+    def __init__(self, path: Path, lease_s: float, token_days: float = 30.0):
+        """``lease_s``: how long a taken, unsubmitted sample stays its annotator's alone;
+        ``token_days``: how long a new token signs in."""
+        self.path, self.lease_s, self.token_days = Path(path), lease_s, token_days
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self.db.executescript(SCHEMA)
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(annotators)")}
+        for column in ("expires", "revoked"):  # a store made before tokens expired
+            if column not in columns:
+                self.db.execute(f"ALTER TABLE annotators ADD COLUMN {column} REAL")
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -109,37 +114,73 @@ class AppStore:
 
     # annotators ------------------------------------------------------------------------------
 
-    def add_annotator(self, name: str) -> str:
-        """Register ``name`` and return its new token (shown once; only its hash is kept)."""
+    def add_annotator(self, name: str, renew: bool = False) -> str:
+        """Register ``name`` (or, with ``renew``, give a known annotator a fresh token, which
+        also lifts a revocation) and return the new token: shown once, only its hash is kept;
+        it signs in for ``token_days``."""
         name = name.strip()
-        if not name or len(name) > 64 or any(c in name for c in "\n\r\t"):
+        if not name or len(name) > 64 or any(not c.isprintable() for c in name):
             raise HvsaError(f"annotator name {name!r}: use 1–64 printable characters")
         token = secrets.token_urlsafe(24)
-        try:
-            with self.transaction() as db:
+        now = time.time()
+        expires = now + 86400 * self.token_days
+        with self.transaction() as db:
+            known = db.execute("SELECT 1 FROM annotators WHERE name = ?", (name,)).fetchone()
+            if known and not renew:
+                raise HvsaError(f"annotator {name!r} exists already (--renew gives a new token)")
+            if not known and renew:
+                raise HvsaError(f"no annotator {name!r} to renew")
+            if known:
                 db.execute(
-                    "INSERT INTO annotators VALUES (?, ?, ?)",
-                    (name, token_hash(token), time.time()),
+                    "UPDATE annotators SET token_hash = ?, expires = ?, revoked = NULL "
+                    "WHERE name = ?",
+                    (token_hash(token), expires, name),
                 )
-        except sqlite3.IntegrityError:
-            raise HvsaError(f"annotator {name!r} exists already") from None
+            else:
+                db.execute(
+                    "INSERT INTO annotators (name, token_hash, created, expires) "
+                    "VALUES (?, ?, ?, ?)",
+                    (name, token_hash(token), now, expires),
+                )
         return token
+
+    def revoke(self, name: str) -> None:
+        """The annotator's token stops signing in at once; their samples free up when their
+        leases run out (``--renew`` gives them a new token)."""
+        with self.transaction() as db:
+            done = db.execute(
+                "UPDATE annotators SET revoked = ? WHERE name = ?", (time.time(), name)
+            ).rowcount
+        if not done:
+            raise HvsaError(f"no annotator {name!r} (annotators: {', '.join(self.annotators())})")
 
     def annotators(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT name FROM annotators ORDER BY name")]
 
     def who(self, token: str | None) -> str:
-        """The annotator a token belongs to; refused (401) when missing or unknown."""
+        """The annotator a token belongs to; refused (401) when missing, unknown, revoked or
+        expired."""
         if not token:
             raise RefusedError(
                 "sign in with your annotator token (hvsa annotate add-annotator)", 401
             )
         row = self.db.execute(
-            "SELECT name FROM annotators WHERE token_hash = ?", (token_hash(token),)
+            "SELECT name, expires, revoked FROM annotators WHERE token_hash = ?",
+            (token_hash(token),),
         ).fetchone()
         if row is None:
             raise RefusedError("unknown annotator token", 401)
-        return row[0]
+        name, expires, revoked = row
+        if revoked is not None:
+            raise RefusedError(f"the token of {name} was revoked: ask for a new one", 401)
+        if expires is not None and time.time() > expires:
+            when = time.strftime("%Y-%m-%d", time.gmtime(expires))
+            raise RefusedError(
+                f"the token of {name} expired on {when}: ask for a new one "
+                f"(hvsa annotate add-annotator {name} --renew)",
+                401,
+            )
+        return name
 
     # assignments -----------------------------------------------------------------------------
 
@@ -189,10 +230,11 @@ class AppStore:
 
     def check_holder(
         self, db: sqlite3.Connection, video: str, round_no: int, sample_id: int, annotator: str
-    ) -> None:
-        """Refuse a submission for a sample this annotator does not hold (inside a transaction)."""
+    ) -> float:
+        """Refuse a submission for a sample this annotator does not hold (inside a
+        transaction); returns when they took it."""
         row = db.execute(
-            "SELECT annotator, submitted FROM assignments "
+            "SELECT annotator, submitted, assigned FROM assignments "
             "WHERE video = ? AND round = ? AND sample_id = ?",
             (video, round_no, sample_id),
         ).fetchone()
@@ -204,6 +246,7 @@ class AppStore:
             raise RefusedError(
                 f"sample {sample_id} of {video} round {round_no} is already submitted"
             )
+        return float(row[2])
 
     def mark_submitted(
         self, db: sqlite3.Connection, video: str, round_no: int, sample_id: int
@@ -246,4 +289,4 @@ class AppStore:
 
 def app_store(ws: Workspace) -> AppStore:
     """The app's records of a campaign workspace (``data/app.sqlite``)."""
-    return AppStore(ws.root / "data" / "app.sqlite", ws.cfg.app.lease_s)
+    return AppStore(ws.root / "data" / "app.sqlite", ws.cfg.app.lease_s, ws.cfg.app.token_days)

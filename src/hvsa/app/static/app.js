@@ -4,6 +4,13 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+// an element holding plain text: names from the workspace never reach innerHTML
+function el(tag, className = "", text = "") {
+  const e = document.createElement(tag);
+  if (className) e.className = className;
+  if (text) e.textContent = text;
+  return e;
+}
 const VOID = 255;
 const IDLE_AFTER_MS = 30000; // no input for this long: the clock of active time stops
 const MAX_UNDO = 100;
@@ -76,15 +83,16 @@ async function signIn(event) {
 async function loadRounds() {
   const list = $("rounds");
   const rounds = await api("/api/rounds");
-  list.innerHTML = "";
-  if (!rounds.length) list.innerHTML = '<li class="muted">no round is waiting for labels</li>';
+  list.replaceChildren();
+  if (!rounds.length) list.appendChild(el("li", "muted", "no round is waiting for labels"));
   for (const r of rounds) {
-    const li = document.createElement("li");
-    li.className = "round";
+    // names come from the workspace: text nodes only, never HTML
+    const li = el("li", "round");
     li.dataset.video = r.video;
     li.dataset.round = r.round;
-    li.innerHTML = `<b>${r.video}</b> round ${r.round}<br><span class="muted">${r.granularity}: ` +
-      `${r.submitted}/${r.samples} submitted, ${r.held} in work</span>`;
+    li.append(el("b", "", r.video), ` round ${r.round}`, document.createElement("br"),
+      el("span", "muted", `${r.granularity}: ${r.submitted}/${r.samples} submitted, ` +
+        `${r.held} in work`));
     const b = document.createElement("button");
     b.textContent = "Label";
     b.onclick = () => openRound(r.video, r.round);
@@ -149,13 +157,14 @@ async function nextSample() {
 // ---------------------------------------------------------------- drawing
 function drawClassButtons() {
   const bar = $("classes");
-  bar.innerHTML = "";
+  bar.replaceChildren();
   S.classes.forEach((c, i) => {
-    const b = document.createElement("button");
-    b.className = "class-btn";
+    const b = el("button", "class-btn");
     b.id = "class-" + i;
     b.title = i < 10 ? String((i + 1) % 10) : "";
-    b.innerHTML = `<i style="background:rgb(${c.color.join(",")})"></i>${c.name}`;
+    const swatch = document.createElement("i");
+    swatch.style.background = `rgb(${c.color.map(Number).join(",")})`;
+    b.append(swatch, c.name);
     b.onclick = () => pickClass(i);
     bar.appendChild(b);
   });
