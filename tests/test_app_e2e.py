@@ -51,13 +51,30 @@ def _wait(what, check, timeout=WAIT_S):
 
 
 @contextmanager
+def _app_on_localhost(root):
+    """The app of workspace ``root`` served on a free local port; yields its URL."""
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(root), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@contextmanager
 def _serving(prefect_api, tiny_videos, pretrained, tmp_path, monkeypatch, **settings):
     """A human campaign flow of 2 rounds, and the app serving its workspace on localhost."""
     if not Path(CHROMIUM).is_file():
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    import uvicorn
 
     # the app's request threads do not see the test harness's settings context: use the env
     monkeypatch.setenv("PREFECT_API_URL", prefect_api)
@@ -70,17 +87,10 @@ def _serving(prefect_api, tiny_videos, pretrained, tmp_path, monkeypatch, **sett
     )
     token = app_store(Workspace.open(ws.root)).add_annotator("alice")
     flow = start_flow(ws.root, prefect_api, 2)
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(ws.root), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        yield ws.root, token, f"http://127.0.0.1:{port}/", flow, prefect_api
+        with _app_on_localhost(ws.root) as url:
+            yield ws.root, token, url, flow, prefect_api
     finally:
-        server.should_exit = True
-        thread.join(10)
         if flow.poll() is None:
             flow.kill()
             flow.communicate()
@@ -271,7 +281,6 @@ def test_a_hostile_class_name_is_shown_as_text(tiny_videos, pretrained, tmp_path
     import json
 
     import torch
-    import uvicorn
     from playwright.sync_api import sync_playwright
 
     from hvsa.campaign.lifecycle import advance
@@ -292,20 +301,10 @@ def test_a_hostile_class_name_is_shown_as_text(tiny_videos, pretrained, tmp_path
     advance(ws)
     reproduce(Workspace.open(ws.root), ["select@cam"])
     token = app_store(Workspace.open(ws.root)).add_annotator("alice")
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(ws.root), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        with sync_playwright() as p:
-            browser, page = _signed_in(p, f"http://127.0.0.1:{port}/", token)
-            _open(page, 1)
-            assert page.locator("#class-0").inner_text().strip() == HOSTILE
-            assert page.locator("#classes img").count() == 0
-            assert page.evaluate("window.__pwned") is None
-            browser.close()
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with _app_on_localhost(ws.root) as url, sync_playwright() as p:
+        browser, page = _signed_in(p, url, token)
+        _open(page, 1)
+        assert page.locator("#class-0").inner_text().strip() == HOSTILE
+        assert page.locator("#classes img").count() == 0
+        assert page.evaluate("window.__pwned") is None
+        browser.close()
