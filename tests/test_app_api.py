@@ -8,6 +8,7 @@ import base64
 import json
 import shutil
 import threading
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -409,3 +410,117 @@ def test_label_studio_import_reads_brush_annotations(app, tmp_path):
         ws.load_video("cam"), selected_samples(ws, "cam", 1)[0], list(truth)
     )
     assert all((a.labels == truth[a.sample_id]).all() for a in got)
+
+
+def _ls_result(task, **change):
+    """The exported task's first pre-annotation as a finished annotation, with ``change``."""
+    result = dict(task["predictions"][0]["result"][0])
+    result["value"] = dict(result["value"])
+    for key, value in change.items():
+        (result["value"] if key in ("rle", "brushlabels") else result)[key] = value
+    return [{"data": task["data"], "annotations": [{"result": [result]}]}]
+
+
+def _zip(path, entries):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+    return path
+
+
+BAD_IMPORTS = {
+    # name: (tool, make(export folder, tasks, tmp) -> path, expected words)
+    "json_is_a_dict": ("label-studio", lambda o, t, d: _json(d, {"tasks": t}), "a list of tasks"),
+    "json_is_an_int": ("label-studio", lambda o, t, d: _json(d, 7), "a list of tasks"),
+    "json_not_json": ("label-studio", lambda o, t, d: _text(d, "[{nope"), "not a Label Studio"),
+    "negative_size": (
+        "label-studio",
+        lambda o, t, d: _json(d, _ls_result(t[0], original_height=-5)),
+        "mask, the sample's box is",
+    ),
+    "huge_declared_size": (
+        "label-studio",
+        lambda o, t, d: _json(d, _ls_result(t[0], original_height=60000, original_width=60000)),
+        "60000×60000",
+    ),
+    "rle_is_a_string": (
+        "label-studio",
+        lambda o, t, d: _json(d, _ls_result(t[0], rle="AAAA")),
+        "not a list of integers",
+    ),
+    "rle_declares_more": (
+        "label-studio",
+        lambda o, t, d: _json(d, _ls_result(t[0], rle=[255, 255, 255, 255, 0, 0])),
+        "a brush mask holds",
+    ),
+    "task_not_a_dict": ("label-studio", lambda o, t, d: _json(d, [5]), "task 0 is malformed"),
+    "unknown_sample": (
+        "label-studio",
+        lambda o, t, d: _json(d, _ls_result({**t[0], "data": {"hvsa_sample": 99999}})),
+        "not a sample of this round",
+    ),
+    "zip_missing": ("cvat", lambda o, t, d: d / "gone.zip", "nothing to import"),
+    "zip_not_a_zip": ("cvat", lambda o, t, d: _text(d, "PK? no", "x.zip"), "not a zip archive"),
+    "zip_slip": (
+        "cvat",
+        lambda o, t, d: _zip(
+            d / "slip.zip", {"SegmentationClass/a.png": b"x", "../../outside.txt": b"owned"}
+        ),
+        "outside the import",
+    ),
+    "zip_bomb": (
+        "cvat",
+        lambda o, t, d: _zip(d / "bomb.zip", {"SegmentationClass/big.bin": b"\0" * 60_000_000}),
+        "unpacks to",
+    ),
+    "zip_many_entries": (
+        "cvat",
+        lambda o, t, d: _zip(
+            d / "many.zip", {f"SegmentationClass/{i}.txt": b"" for i in range(500)}
+        ),
+        "entries",
+    ),
+    "mask_corrupt": ("cvat", lambda o, t, d: _corrupt_mask(o), "cannot read image"),
+}
+
+
+def _json(folder, data):
+    return _text(folder, json.dumps(data))
+
+
+def _text(folder, text, name="export.json"):
+    (folder / name).write_text(text)
+    return folder / name
+
+
+def _corrupt_mask(out):
+    first = sorted((out / "cvat" / "SegmentationClass").glob("*.png"))[0]
+    first.write_bytes(b"not a png at all")
+    return out / "cvat"
+
+
+@pytest.mark.parametrize("name", sorted(BAD_IMPORTS))
+def test_a_bad_import_is_refused_in_one_line_leaving_nothing(
+    name, app, tmp_path, capsys, monkeypatch
+):
+    import tempfile
+
+    monkeypatch.setattr("hvsa.app.exchange.resume_waiting_run", lambda *a: None)
+    _, root, _, _ = app
+    out = tmp_path / "export"
+    main(["annotate", "export", "--workspace", str(root), "--video", "cam", "--path", str(out)])
+    tasks = json.loads((out / "label_studio" / "tasks.json").read_text())
+    tool, make, expected = BAD_IMPORTS[name]
+    source = make(out, tasks, tmp_path)
+    leftovers = set(Path(tempfile.gettempdir()).glob("hvsa-import-*"))
+    capsys.readouterr()
+    status = main(["annotate", "import", "zoe", "--workspace", str(root), "--video", "cam",
+                   "--path", str(source), "--tool", tool])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and len(err.splitlines()) == 1 and err.startswith("hvsa: error: "), err
+    assert expected in err, err
+    assert not (root / "inbox" / "cam" / "r1.npz").exists()
+    assert set(Path(tempfile.gettempdir()).glob("hvsa-import-*")) == leftovers
+    assert not (tmp_path.parent / "outside.txt").exists() and not (out / "outside.txt").exists()

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hvsa.config import SELECTORS, Config, load_config, parse_set_option
 from hvsa.errors import HvsaError, require_extra
@@ -21,7 +22,38 @@ def _size(text: str) -> tuple[int, int]:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"size must be HxW, e.g. 96x128, got {text!r}") from exc
+    if not (32 <= h <= 4096 and 32 <= w <= 4096):
+        raise argparse.ArgumentTypeError(f"size {h}x{w}: each side must be 32..4096 pixels")
     return h, w
+
+
+def _count(text: str) -> int:
+    """A whole number of at least one (frames, steps, rounds, samples, clicks)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a whole number expected, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """A number in (0, 1] (an mIoU target)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number expected, got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error reported as one line like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _config(args: argparse.Namespace, overrides: dict[str, Any]) -> Config:
@@ -35,7 +67,11 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
     cfg = _config(args, {})
     h, w = args.size or (cfg.synth.height, cfg.synth.width)
-    frames, labels, classes = generate(args.frames or cfg.synth.frames, h, w, args.seed)
+    _check_out(Path(args.out))
+    n = args.frames if args.frames is not None else cfg.synth.frames
+    if n < 2:
+        raise HvsaError(f"--frames {n}: a video needs at least 2 frames (motion is between frames)")
+    frames, labels, classes = generate(n, h, w, args.seed)
     out = write_video(args.out, frames, labels, classes)
     print(f"wrote {len(frames)} frames of {h}x{w} with labels to {out}")
 
@@ -59,12 +95,22 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     print(f"wrote checkpoint {out}")
 
 
+def _check_out(out: Path) -> None:
+    """Refuse an output folder that cannot be one, before any input is read."""
+    if out.exists() and not out.is_dir():
+        raise HvsaError(f"{out} is a file, not a folder for the output")
+    existing = next((p for p in [out, *out.parents] if p.exists()), None)
+    if existing is not None and not os.access(existing, os.W_OK):
+        raise HvsaError(f"cannot write to {out}: {existing} is not writable")
+
+
 def _run(video_path: str, model_path: str, out: str, cfg: Config, campaign: str = "run") -> dict:
     from hvsa.annotation.annotator import make_annotator
     from hvsa.data.video import check_classes, load_video
     from hvsa.method.network import load_checkpoint, pick_device
     from hvsa.rounds.loop import AnnotationLoop
 
+    _check_out(Path(out))
     device = pick_device(cfg.model.device)
     video = load_video(video_path, cfg.data.classes_file, cfg.data.void_id)
     model, classes, _ = load_checkpoint(model_path, device)
@@ -331,7 +377,7 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--params", help="params.yaml to read (default: ./params.yaml, else the repository's)"
     )
@@ -341,14 +387,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECTION.KEY=VALUE",
         help="override any knob of params.yaml (repeatable)",
     )
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hvsa", description="Human-in-the-loop video semantic-segmentation auto-annotation"
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", parents=[common], help="write a generated video with ground truth")
     p.add_argument("out")
-    p.add_argument("--frames", type=int)
+    p.add_argument("--frames", type=_count)
     p.add_argument("--size", type=_size, help="HxW, e.g. 96x128")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_synth)
@@ -358,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--video", nargs="+", required=True, help="labelled video folders")
     p.add_argument("--out", required=True, help="checkpoint to write")
-    p.add_argument("--steps", type=int)
+    p.add_argument("--steps", type=_count)
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("run", parents=[common], help="annotate a video, round by round")
@@ -370,10 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["frame", "rect", "superpixel", "auto"],
         help="auto: each round the kind of auto.granularities worth most per click",
     )
-    p.add_argument("--budget", type=int, help="samples per round")
-    p.add_argument("--rounds", type=int)
-    p.add_argument("--target-miou", type=float)
-    p.add_argument("--max-clicks", type=int)
+    p.add_argument("--budget", type=_count, help="samples per round")
+    p.add_argument("--rounds", type=_count)
+    p.add_argument("--target-miou", type=_fraction)
+    p.add_argument("--max-clicks", type=_count)
     p.add_argument("--annotator", choices=["oracle", "human"])
     p.add_argument("--selector", choices=SELECTORS)
     p.add_argument("--uncertainty", choices=["entropy", "margin", "least_confidence"])
@@ -407,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="campaign", help="campaign name (init)")
     p.add_argument("--model", help="starting checkpoint (init)")
     p.add_argument("--video", type=_video_pair, action="append", help="NAME=PATH (init)")
-    p.add_argument("--rounds", type=int, help="rounds to run (round: 1; run: until done)")
+    p.add_argument("--rounds", type=_count, help="rounds to run (round: 1; run: until done)")
     p.set_defaults(func=cmd_campaign)
 
     p = sub.add_parser(
@@ -446,7 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--strategies", help="comma-separated: manual,propagate-4,hvsa-rect32-paper")
     p.add_argument(
-        "--rounds", type=int, help="most rounds per hvsa strategy (default: until the target)"
+        "--rounds", type=_count, help="most rounds per hvsa strategy (default: until the target)"
     )
     p.add_argument("--quick", action="store_true", help="a few frames at half size, two strategies")
     p.add_argument("--grid", action="store_true", help="every granularity × selector (hours)")
@@ -460,12 +506,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _printable(text: str) -> str:
+    """One line, any file name in it shown with its non-UTF-8 bytes escaped (never a
+    UnicodeEncodeError while reporting an error)."""
+    raw = text.replace("\n", " ").encode("utf-8", "surrogateescape")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except HvsaError as exc:
-        print(f"hvsa: error: {exc}", file=sys.stderr)
+        print(f"hvsa: error: {_printable(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the disk, not hvsa: full, read-only, a file where a folder goes
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"hvsa: error: {_printable(exc.strerror or str(exc))}{_printable(where)}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    except MemoryError:
+        print("hvsa: error: out of memory: use a shorter video or a smaller model.scale",
+              file=sys.stderr)  # fmt: skip
         return 2
     except KeyboardInterrupt:
         print("hvsa: interrupted", file=sys.stderr)

@@ -276,7 +276,11 @@ def parse_set_option(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise HvsaError(f"--set expects section.key=value, got {item!r}")
         key, _, value = item.partition("=")
-        parsed[key.strip()] = yaml.safe_load(value)
+        try:
+            parsed[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or "not valid YAML"
+            raise HvsaError(f"--set {key.strip()}: the value {value!r} is {problem}") from None
     return parsed
 
 
@@ -287,6 +291,13 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         raw = yaml.safe_load(params_path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise HvsaError(f"{params_path} is not valid YAML: {exc}".splitlines()[0]) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HvsaError(f"cannot read {params_path}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise HvsaError(
+            f"{params_path}: a mapping of sections (data:, model:, ...) expected, "
+            f"not a {type(raw).__name__}"
+        )
     raw = apply_overrides(raw, overrides or {})
     try:
         return Config.model_validate(raw)

@@ -11,11 +11,12 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 
 from hvsa.annotation.ledger import Ledger, verify_chain
+from hvsa.data.arrays import load_arrays
+from hvsa.data.images import read_image
 from hvsa.errors import HvsaError
 
 ROUND_DIR = re.compile(r"^(?:round_|r)(\d+)$")
@@ -74,11 +75,11 @@ def audit_pixel(
     """Where the label of pixel (x, y) of ``frame`` came from, as of a round (default: last)."""
     folder = _round_dir(run, round_no)
     index, name = _frame_index(folder, frame)
-    provenance = np.load(folder / "human.npz")["provenance"]
+    provenance = load_arrays(folder / "human.npz", "round state")["provenance"]
     h, w = provenance.shape[1:]
     if not (0 <= x < w and 0 <= y < h):
         raise HvsaError(f"pixel {x},{y} is outside the {w}x{h} frame")
-    labels = cv2.imread(str(folder / "labels" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
+    labels = read_image(folder / "labels" / f"{name}.png")
     metrics = json.loads((folder / "metrics.json").read_text())
     answer = {
         "frame": name,
@@ -115,7 +116,8 @@ def audit_summary(run: Path, ledger_name: str) -> dict[str, pd.DataFrame | dict]
         events = ledger.frame(kind="annotation")
     if not events.empty and not (run / ledger_name).is_file():
         events = events[events["video"] == run.name]  # a workspace ledger holds every video
-    provenance = np.load(list(round_dirs(run).values())[-1] / "human.npz")["provenance"]
+    last = list(round_dirs(run).values())[-1]
+    provenance = load_arrays(last / "human.npz", "round state")["provenance"]
     human_share = float((provenance > 0).mean())
     shares = {"pixels_by_human": human_share, "pixels_by_model": 1 - human_share}
     if events.empty:
@@ -170,7 +172,7 @@ def verify_run(run: Path, ledger_name: str) -> tuple[str, list[str]]:
             elif int(held["clicks"]) != int(row.clicks):
                 problems.append(f"{where}: {held['clicks']} clicks in the ledger, "
                                 f"{row.clicks} when the round recorded it")  # fmt: skip
-        provenance = np.load(folder / "human.npz")["provenance"]
+        provenance = load_arrays(folder / "human.npz", "round state")["provenance"]
         for frame in range(provenance.shape[0]):
             for event_id in np.unique(provenance[frame]):
                 if event_id == 0:

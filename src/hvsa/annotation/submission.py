@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from hvsa.annotation.annotator import Annotation, layer_id
+from hvsa.data.arrays import Arrays, load_arrays
 from hvsa.data.video import VOID, Video
 from hvsa.errors import HvsaError
 from hvsa.method.clicks import ClickCount
@@ -85,15 +86,18 @@ class SubmittedAnnotator:
     def __init__(self, inbox: Path, round_no: int, num_classes: int):
         self.inbox, self.round_no, self.num_classes = inbox, round_no, num_classes
 
-    def _read(self, wanted: list[int]) -> tuple[np.lib.npyio.NpzFile, dict[int, dict]]:
+    def _read(self, wanted: list[int]) -> tuple[Arrays, dict[int, dict]]:
         """The round's patches and their records, once every id of ``wanted`` is in them."""
         npz, meta = submission_paths(self.inbox, self.round_no)
         if not npz.is_file() or not meta.is_file():
             raise HvsaError(
                 f"the labels of round {self.round_no} are not submitted yet (expected {npz})"
             )
-        patches = np.load(npz)
-        info = {int(k): v for k, v in json.loads(meta.read_text()).items()}
+        patches = load_arrays(npz, "submitted labels")
+        try:
+            info = {int(k): v for k, v in json.loads(meta.read_text()).items()}
+        except (ValueError, AttributeError, UnicodeDecodeError) as exc:
+            raise HvsaError(f"{meta} is damaged ({exc})") from None
         given = {int(k.removeprefix("labels_")) for k in patches.files}
         if given != set(info):
             raise HvsaError(f"{npz} and {meta.name} list different samples")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from hvsa.app.resume import resume_waiting_run
 from hvsa.app.store import app_store
 from hvsa.app.work import RoundWork, current_round
 from hvsa.campaign.workspace import Workspace
+from hvsa.data.images import read_image
 from hvsa.data.video import VOID
 from hvsa.errors import HvsaError
 from hvsa.method.clicks import ClickCount, layer_clicks, region_clicks, superpixel_clicks
@@ -59,10 +61,14 @@ class _Bits:
         return int("".join(map(str, chunk)) or "0", 2)
 
 
-def decode_rle(rle: list[int]) -> np.ndarray:
-    """Label Studio brush RLE → the flat array it encodes (RGBA bytes of the mask image)."""
+def decode_rle(rle: list[int], expected: int | None = None) -> np.ndarray:
+    """Label Studio brush RLE → the flat array it encodes (RGBA bytes of the mask image).
+
+    ``expected``: the length it must declare, checked before anything is allocated."""
     bits = _Bits(bytes(rle))
     num = bits.read(32)
+    if expected is not None and num != expected:
+        raise HvsaError(f"a brush mask holds {num // 4} pixels, not {expected // 4}")
     word = bits.read(5) + 1
     sizes = [bits.read(4) + 1 for _ in range(4)]
     out = np.zeros(num, np.uint8)
@@ -103,9 +109,7 @@ def mask_to_rle(mask: np.ndarray) -> list[int]:
 
 
 def rle_to_mask(rle: list[int], height: int, width: int) -> np.ndarray:
-    flat = decode_rle(rle)
-    if flat.size != height * width * 4:
-        raise HvsaError(f"a brush mask holds {flat.size // 4} pixels, not {height}×{width}")
+    flat = decode_rle(rle, height * width * 4)
     return flat.reshape(height, width, 4)[..., 3] > 127
 
 
@@ -168,23 +172,100 @@ def export_round(work: RoundWork, out: Path) -> Path:
 
 
 # ------------------------------------------------------------------ import
+# what an export of a round may hold besides one mask per sample (CVAT's metadata files)
+_EXTRA_ENTRIES = 64
+_EXTRA_BYTES = 1 << 20
+
+
+def _box_shapes(work: RoundWork) -> dict[int, tuple[int, int]]:
+    """Each sample's box (height, width): the size its mask must have."""
+    return {sid: work.region(sid)[2].shape for sid in work.order}
+
+
+def _unpacked_limit(shapes: dict[int, tuple[int, int]]) -> int:
+    """Bytes an honest export of these samples can unpack to: every mask as raw RGB, twice
+    (the crops of images/ ride along in CVAT's archive), plus its metadata."""
+    return 2 * sum(3 * h * w + 1024 for h, w in shapes.values()) + _EXTRA_BYTES
+
+
+def _unzip(source: Path, target: Path, shapes: dict[int, tuple[int, int]]) -> None:
+    """Extract ``source`` into ``target`` within the round's limits: as many entries as the
+    round has samples (plus metadata), at most :func:`_unpacked_limit` bytes as declared and
+    as read, and no entry that would land outside ``target`` (zip-slip)."""
+    import zipfile
+
+    try:
+        archive = zipfile.ZipFile(source)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise HvsaError(f"{source}: not a zip archive ({exc})") from None
+    limit = _unpacked_limit(shapes)
+    with archive:
+        entries = archive.infolist()
+        if len(entries) > 3 * len(shapes) + _EXTRA_ENTRIES:
+            raise HvsaError(
+                f"{source} holds {len(entries)} entries; a round of {len(shapes)} samples "
+                f"needs at most {3 * len(shapes) + _EXTRA_ENTRIES}"
+            )
+        declared = sum(e.file_size for e in entries)
+        if declared > limit:
+            raise HvsaError(
+                f"{source} unpacks to {declared:,} bytes; the round's masks need at most {limit:,}"
+            )
+        root = target.resolve()
+        for entry in entries:
+            name = entry.filename
+            dest = (root / name).resolve()
+            if (
+                name.startswith(("/", "\\"))
+                or ".." in Path(name).parts
+                or root not in (dest, *dest.parents)
+            ):
+                raise HvsaError(f"{source}: entry {name!r} would be written outside the import")
+        written = 0
+        for entry in entries:
+            if entry.is_dir():
+                continue
+            dest = root / entry.filename
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with archive.open(entry) as src, dest.open("wb") as out:
+                    while chunk := src.read(1 << 20):
+                        written += len(chunk)
+                        if written > limit:
+                            raise HvsaError(f"{source} unpacks to more than {limit:,} bytes")
+                        out.write(chunk)
+            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                raise HvsaError(f"{source}: entry {entry.filename!r} is damaged ({exc})") from None
+
+
 def _cvat_masks(work: RoundWork, source: Path) -> dict[int, np.ndarray]:
     """Class-id masks from a CVAT segmentation-mask export (folder or zip)."""
-    if source.suffix == ".zip":
-        target = source.with_suffix("")
-        shutil.unpack_archive(source, target)
-        source = target
-    folder = source / "SegmentationClass"
-    if not folder.is_dir():
+    shapes = _box_shapes(work)
+    if source.suffix == ".zip" and source.is_file():
+        with tempfile.TemporaryDirectory(prefix="hvsa-import-") as tmp:
+            _unzip(source, Path(tmp), shapes)
+            return _cvat_folder(work, Path(tmp), shapes, source)
+    return _cvat_folder(work, source, shapes, source)
+
+
+def _cvat_folder(
+    work: RoundWork, folder: Path, shapes: dict[int, tuple[int, int]], source: Path
+) -> dict[int, np.ndarray]:
+    masks = folder / "SegmentationClass"
+    if not masks.is_dir():
         raise HvsaError(f"{source} is not a CVAT segmentation-mask export (no SegmentationClass/)")
     colours = {tuple(c): i for i, c in enumerate(work.classes.colors)}
     colours[(0, 0, 0)] = VOID  # CVAT's background: not labelled
     out = {}
     for sid in work.order:
-        path = folder / f"{_stem(work.video_key, work.round, sid)}.png"
+        path = masks / f"{_stem(work.video_key, work.round, sid)}.png"
         if not path.is_file():
             continue
-        rgb = cv2.imread(str(path), cv2.IMREAD_COLOR)[..., ::-1]
+        h, w = shapes[sid]
+        rgb = read_image(path, cv2.IMREAD_COLOR, max_pixels=h * w)
+        if rgb.ndim != 3:
+            raise HvsaError(f"{path.name}: not a colour mask")
+        rgb = rgb[..., ::-1]
         found = {tuple(int(v) for v in c) for c in np.unique(rgb.reshape(-1, 3), axis=0)}
         unknown = sorted(found - set(colours))
         if unknown:
@@ -197,31 +278,66 @@ def _cvat_masks(work: RoundWork, source: Path) -> dict[int, np.ndarray]:
 
 
 def _label_studio_masks(work: RoundWork, source: Path) -> dict[int, np.ndarray]:
-    """Class-id masks from a Label Studio JSON export (the latest annotation of each task)."""
+    """Class-id masks from a Label Studio JSON export (the latest annotation of each task).
+
+    Each brush result's declared size must be its sample's box before anything is allocated,
+    and the file may be no larger than the round's masks could honestly need."""
+    shapes = _box_shapes(work)
+    limit = 4 * _unpacked_limit(shapes)
     try:
+        if source.stat().st_size > limit:
+            raise HvsaError(
+                f"{source}: {source.stat().st_size:,} bytes, more than the round's "
+                f"{len(shapes)} masks can need ({limit:,})"
+            )
         tasks = json.loads(source.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise HvsaError(f"{source}: not a Label Studio JSON export ({exc})") from None
+    if not isinstance(tasks, list):
+        raise HvsaError(f"{source}: not a Label Studio JSON export (a list of tasks)")
     names = {n: i for i, n in enumerate(work.classes.names)}
     out = {}
-    for task in tasks:
-        sid = task.get("data", {}).get("hvsa_sample")
-        if sid is None or not task.get("annotations"):
-            continue
-        annotation = task["annotations"][-1]
-        labels = None
-        for r in annotation.get("result", []):
-            if r.get("type") != "brushlabels":
-                continue
-            h, w = int(r["original_height"]), int(r["original_width"])
-            labels = np.full((h, w), VOID, np.uint8) if labels is None else labels
-            for name in r["value"].get("brushlabels", []):
-                if name not in names:
-                    raise HvsaError(f"task of sample {sid}: {name!r} is not a class")
-                labels[rle_to_mask(r["value"]["rle"], h, w)] = names[name]
+    for k, task in enumerate(tasks):
+        try:
+            sid, labels = _label_studio_task(task, names, shapes)
+        except (AttributeError, KeyError, TypeError, ValueError, IndexError) as exc:
+            raise HvsaError(
+                f"{source}: task {k} is malformed ({type(exc).__name__}: {exc})"
+            ) from None
         if labels is not None:
-            out[int(sid)] = labels
+            out[sid] = labels
     return out
+
+
+def _label_studio_task(
+    task: dict, names: dict[str, int], shapes: dict[int, tuple[int, int]]
+) -> tuple[int, np.ndarray | None]:
+    sid = task.get("data", {}).get("hvsa_sample")
+    if sid is None or not task.get("annotations"):
+        return -1, None
+    sid = int(sid)
+    if sid not in shapes:
+        raise HvsaError(f"task of sample {sid}: not a sample of this round")
+    annotation = task["annotations"][-1]
+    labels = None
+    for r in annotation.get("result", []):
+        if r.get("type") != "brushlabels":
+            continue
+        h, w = int(r["original_height"]), int(r["original_width"])
+        if (h, w) != shapes[sid]:
+            raise HvsaError(
+                f"task of sample {sid}: a {w}×{h} mask, the sample's box is "
+                f"{shapes[sid][1]}×{shapes[sid][0]}"
+            )
+        labels = np.full((h, w), VOID, np.uint8) if labels is None else labels
+        rle = r["value"]["rle"]
+        if not isinstance(rle, list) or not all(isinstance(v, int) for v in rle):
+            raise HvsaError(f"task of sample {sid}: the brush RLE is not a list of integers")
+        for name in r["value"].get("brushlabels", []):
+            if name not in names:
+                raise HvsaError(f"task of sample {sid}: {name!r} is not a class")
+            labels[rle_to_mask(rle, h, w)] = names[name]
+    return sid, labels
 
 
 def import_round(work: RoundWork, source: Path, tool: str, annotator: str) -> tuple[list, int]:
@@ -233,7 +349,10 @@ def import_round(work: RoundWork, source: Path, tool: str, annotator: str) -> tu
     readers = {"cvat": _cvat_masks, "label-studio": _label_studio_masks}
     if tool not in readers:
         raise HvsaError(f"unknown tool {tool!r}: cvat or label-studio")
-    masks = readers[tool](work, Path(source))
+    source = Path(source)
+    if not source.exists():
+        raise HvsaError(f"nothing to import at {source}")
+    masks = readers[tool](work, source)
     missing = [sid for sid in work.order if sid not in masks]
     if missing:
         raise HvsaError(f"sample {missing[0]} of {work.video_key} round {work.round} has no mask")

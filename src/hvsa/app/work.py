@@ -24,6 +24,8 @@ from hvsa.annotation.annotator import Annotation
 from hvsa.annotation.submission import check_patch, submission_paths, write_submission
 from hvsa.app.store import RefusedError
 from hvsa.campaign.workspace import Workspace
+from hvsa.data.arrays import load_arrays
+from hvsa.data.images import read_image
 from hvsa.data.video import VOID, ClassList, Video
 from hvsa.errors import HvsaError
 from hvsa.method.auto import LAYERS
@@ -171,7 +173,7 @@ class RoundWork:
         if frame not in self._prefill:
             prev = self.ws.round_dir(self.video_key, self.ws.video(self.video_key).prev)
             path = prev / "labels" / f"{self.video.frame_names[frame]}.png"
-            self._prefill[frame] = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            self._prefill[frame] = read_image(path)
         given = self._prefill[frame][box]
         cls = self.layer_class(sample_id)
         if cls is not None:  # a class layer starts from that class's pixels alone
@@ -231,7 +233,7 @@ class RoundWork:
         annotations = []
         for sid in self.order:
             meta = json.loads((folder / f"{sid}.json").read_text())
-            labels = np.load(folder / f"{sid}.npz")["labels"]
+            labels = load_arrays(folder / f"{sid}.npz", "saved labels")["labels"]
             frame, box, _ = self.region(sid)
             annotations.append(Annotation(
                 sid, frame, box, labels, ClickCount(int(meta["clicks"]), 0, 0), meta["annotator"],

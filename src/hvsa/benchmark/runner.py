@@ -36,6 +36,7 @@ from hvsa.benchmark.report import (
 )
 from hvsa.benchmark.strategies import Strategy, headline, parse_strategy, strategy_grid
 from hvsa.config import Config
+from hvsa.data.images import read_image
 from hvsa.data.resources import peak_memory_mb, reset_peak_memory
 from hvsa.data.video import VOID, ClassList, Video, check_classes, load_video
 from hvsa.errors import HvsaError
@@ -301,7 +302,7 @@ def _strip(bench: Bench, rows: pd.DataFrame) -> None:
         folder = bench.out / "runs" / best["strategy"] / f"round_{int(best['round']):02d}"
         labels = np.stack(
             [
-                cv2.imread(str(folder / "labels" / f"{bench.video.frame_names[t]}.png"), 0)
+                read_image(folder / "labels" / f"{bench.video.frame_names[t]}.png", 0)
                 if t in indices else np.zeros(bench.video.size, np.uint8)
                 for t in range(n)
             ]

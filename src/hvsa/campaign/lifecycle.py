@@ -29,7 +29,7 @@ from hvsa.campaign.workspace import (
     Workspace,
     write_campaign,
 )
-from hvsa.config import apply_overrides, find_params, load_config
+from hvsa.config import Config, apply_overrides, find_params, load_config
 from hvsa.errors import HvsaError
 from hvsa.rounds.rules import check_settings, stop_reason
 
@@ -48,6 +48,19 @@ def _make_inbox(root: Path, key: str) -> None:
 def campaign_stages() -> str:
     """The per-video stages of a campaign (``dvc.yaml`` shipped with hvsa), as text."""
     return (resources.files("hvsa.campaign") / "dvc.yaml").read_text()
+
+
+def _check_inputs(model: Path, videos: dict[str, str], cfg: Config) -> None:
+    """Read the starting network and every video whole (a truncated checkpoint or frame is
+    refused here, not committed as a campaign's first round)."""
+    import torch
+
+    from hvsa.data.video import check_classes, load_video
+    from hvsa.method.network import load_checkpoint
+
+    _, classes, _ = load_checkpoint(model, torch.device("cpu"))
+    for path in videos.values():
+        check_classes(load_video(path, cfg.data.classes_file, cfg.data.void_id), classes)
 
 
 def init_workspace(
@@ -72,7 +85,9 @@ def init_workspace(
     if not model.is_file():
         raise HvsaError(f"starting checkpoint not found: {model}")
     source = find_params(params)
-    check_settings(load_config(source, overrides))  # fail early, before anything is written
+    cfg = load_config(source, overrides)
+    check_settings(cfg)  # fail early, before anything is written: settings, network, videos
+    _check_inputs(model, videos, cfg)
     root.mkdir(parents=True, exist_ok=True)
     if not (root / ".git").exists():
         git(root, "init", "-q")

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from hvsa.data.images import write_image
 from hvsa.data.video import VOID, ClassList
 
 
@@ -42,6 +43,6 @@ def write_labels(
     (out / "labels").mkdir(parents=True, exist_ok=True)
     (out / "overlays").mkdir(parents=True, exist_ok=True)
     for i, name in enumerate(tqdm(names, desc="write labels", leave=False)):
-        cv2.imwrite(str(out / "labels" / f"{name}.png"), labels[i])
+        write_image(out / "labels" / f"{name}.png", labels[i])
         preview = overlay(frames[i], labels[i], human[i], classes, alpha)
-        cv2.imwrite(str(out / "overlays" / f"{name}.jpg"), cv2.cvtColor(preview, cv2.COLOR_RGB2BGR))
+        write_image(out / "overlays" / f"{name}.jpg", cv2.cvtColor(preview, cv2.COLOR_RGB2BGR))

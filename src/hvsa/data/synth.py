@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from hvsa.data.images import write_image
 from hvsa.data.video import ClassList, write_classes_file
 
 CLASSES = ClassList(
@@ -242,10 +243,10 @@ def write_video(
     out = Path(out)
     (out / "frames").mkdir(parents=True, exist_ok=True)
     for i, frame in enumerate(frames):
-        cv2.imwrite(str(out / "frames" / f"{i:06d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        write_image(out / "frames" / f"{i:06d}.png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     if labels is not None:
         (out / "labels").mkdir(exist_ok=True)
         for i, mask in enumerate(labels):
-            cv2.imwrite(str(out / "labels" / f"{i:06d}.png"), mask)
+            write_image(out / "labels" / f"{i:06d}.png", mask)
     write_classes_file(out / "classes.json", classes)
     return out

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from hvsa.data.images import read_image
 from hvsa.errors import HvsaError
 
 VOID = 255
@@ -84,6 +85,13 @@ def read_classes_file(path: Path) -> tuple[ClassList, int]:
         void = int(data.get("void", VOID))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise HvsaError(f"cannot read class list {path}: {exc}") from exc
+    if not 0 <= void <= 255:
+        raise HvsaError(f"class list {path}: void {void} is not a label value (0..255)")
+    if void < len(classes):
+        raise HvsaError(
+            f"class list {path}: void {void} is the id of class {classes.names[void]!r}; "
+            f"give void an id outside 0..{len(classes) - 1} (255 is usual)"
+        )
     return classes, void
 
 
@@ -101,13 +109,6 @@ def find_classes_file(video_path: Path, name: str) -> Path | None:
     return None
 
 
-def _read_image(path: Path, flags: int) -> np.ndarray:
-    image = cv2.imread(str(path), flags)
-    if image is None:
-        raise HvsaError(f"cannot read image {path}")
-    return image
-
-
 def _frame_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_EXTS)
 
@@ -118,7 +119,7 @@ def _read_frames_folder(folder: Path) -> tuple[np.ndarray, list[str]]:
         raise HvsaError(f"no frames (*.png, *.jpg) in {folder}")
     frames = []
     for path in tqdm(files, desc="read frames", leave=False, disable=len(files) < 50):
-        image = _read_image(path, cv2.IMREAD_COLOR)
+        image = read_image(path, cv2.IMREAD_COLOR)
         if frames and image.shape != frames[0].shape:
             raise HvsaError(
                 f"frames differ in size: {path.name} is {image.shape[1]}x{image.shape[0]}, "
@@ -151,7 +152,7 @@ def _read_labels(
     for path in files:
         if path.stem not in index:
             raise HvsaError(f"label {path} has no frame of the same name")
-        mask = _read_image(path, cv2.IMREAD_UNCHANGED)
+        mask = read_image(path, cv2.IMREAD_UNCHANGED)
         if mask.ndim != 2:
             raise HvsaError(f"label {path} is not a single-channel class-index image")
         if mask.shape != size:

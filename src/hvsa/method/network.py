@@ -93,7 +93,9 @@ def load_checkpoint(
         classes = ClassList.from_json(state["classes"])
         model = SegmentationNet(state["arch"], len(classes))
         model.load_state_dict(state["state_dict"])
-    except (RuntimeError, KeyError, TypeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+    except (
+        RuntimeError, KeyError, TypeError, ValueError, EOFError, OSError, pickle.UnpicklingError
+    ) as exc:  # fmt: skip
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise HvsaError(f"{path} is not an hvsa checkpoint: {msg}") from exc
     return model.to(device), classes, dict(state.get("meta", {}))
