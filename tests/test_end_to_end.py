@@ -127,7 +127,7 @@ def test_the_demo_runs_its_own_granularity_selector_and_budget(tmp_path, monkeyp
 
     seen = {}
     monkeypatch.setattr(cli, "_pretrain_to", lambda *a: tmp_path / "pretrained.pt")
-    monkeypatch.setattr(cli, "_run", lambda video, model, out, cfg: seen.setdefault("cfg", cfg))
+    monkeypatch.setattr(cli, "_run", lambda v, m, out, cfg, **kw: seen.setdefault("cfg", cfg))
     monkeypatch.setattr(cli, "_print_summary", lambda result: None)
     assert main(["demo", "--out", str(tmp_path / "demo"), "--set", "demo.frames=4"]) == 0
     cfg, demo = seen["cfg"], load_config(REPO / "params.yaml").demo

@@ -104,11 +104,19 @@ def _check_out(out: Path) -> None:
         raise HvsaError(f"cannot write to {out}: {existing} is not writable")
 
 
-def _run(video_path: str, model_path: str, out: str, cfg: Config, campaign: str = "run") -> dict:
+def _run(
+    video_path: str,
+    model_path: str,
+    out: str,
+    cfg: Config,
+    campaign: str = "run",
+    fresh: bool = False,
+) -> dict:
     from hvsa.annotation.annotator import make_annotator
     from hvsa.data.video import check_classes, load_video
     from hvsa.method.network import load_checkpoint, pick_device
-    from hvsa.rounds.loop import AnnotationLoop
+    from hvsa.rounds.loop import AnnotationLoop, complete_rounds, open_out, run_manifest
+    from hvsa.rounds.rules import check_settings
 
     _check_out(Path(out))
     device = pick_device(cfg.model.device)
@@ -118,8 +126,14 @@ def _run(video_path: str, model_path: str, out: str, cfg: Config, campaign: str 
     annotator = make_annotator(cfg.annotation.annotator, cfg.annotation.polygon_tolerance)
     if cfg.annotation.annotator == "oracle" and video.labels is None:
         raise HvsaError(f"the oracle annotator needs ground truth, and {video_path} has no labels/")
-    Path(out).mkdir(parents=True, exist_ok=True)
-    loop = AnnotationLoop(video, model, classes, cfg, annotator, Path(out), device, campaign)
+    check_settings(cfg)  # a combination that can never run is named before the folder is
+    manifest = run_manifest(cfg, Path(video_path), Path(model_path))
+    resume = open_out(Path(out), manifest, cfg.campaign.ledger, fresh)
+    if resume:
+        print(f"resuming the run in {out} after round {complete_rounds(Path(out))[-1]}")
+    loop = AnnotationLoop(
+        video, model, classes, cfg, annotator, Path(out), device, campaign, resume=resume
+    )
     loop.run()
     return json.loads((Path(out) / "summary.json").read_text())
 
@@ -154,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> None:
             "uncertainty.measure": args.uncertainty,
         },
     )
-    _print_summary(_run(args.video, args.model, args.out, cfg, args.campaign))
+    _print_summary(_run(args.video, args.model, args.out, cfg, args.campaign, args.fresh))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -178,7 +192,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
             "loop": cfg.loop.model_copy(update={"budget": d.budget, "rounds": d.rounds}),
         }
     )
-    _print_summary(_run(str(videos[0]), str(model), str(out / "run"), cfg))
+    _print_summary(_run(str(videos[0]), str(model), str(out / "run"), cfg, fresh=True))
 
 
 def _pixel(text: str) -> tuple[int, int]:
@@ -424,6 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--selector", choices=SELECTORS)
     p.add_argument("--uncertainty", choices=["entropy", "margin", "least_confidence"])
     p.add_argument("--campaign", default="run", help="campaign name recorded in the ledger")
+    p.add_argument(
+        "--fresh", action="store_true",
+        help="start over in an --out that holds a run (default: resume it, same settings only)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(

@@ -1,4 +1,4 @@
-"""User-facing errors.
+"""User-facing errors, and the crash points the crash tests kill the process at.
 
 Anything a user can cause (bad paths, malformed labels, mismatched checkpoints, a missing
 optional install) is raised as :class:`HvsaError`; the CLI prints its message on one line and
@@ -8,6 +8,8 @@ exits non-zero, so a labelling campaign never dies with a traceback that hides w
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
 
 
 class HvsaError(Exception):
@@ -38,3 +40,14 @@ def require_extra(extra: str) -> None:
             f"{', '.join(missing)} not installed: this command needs hvsa's {extra!r} extra "
             f"(pip install 'hvsa[{extra}]')"
         )
+
+
+CRASH_VARIABLE = "HVSA_CRASH_AT"
+
+
+def crash_point(name: str, round_no: int) -> None:
+    """Fault injection for the crash tests: with ``HVSA_CRASH_AT=name:round`` in the
+    environment, the process kills itself here with SIGKILL, as a power cut or the OOM killer
+    would, so a test can show that a rerun resumes with nothing lost or recorded twice."""
+    if os.environ.get(CRASH_VARIABLE) == f"{name}:{round_no}":
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -175,13 +175,27 @@ def load_flow(path: Path) -> Flow:
 def load_or_compute_flow(
     frames: np.ndarray, cfg: FlowConfig, cache_dir: Path, device: torch.device | None = None
 ) -> Flow:
-    """Flow from ``cache_dir/flow-<key>.npz`` if present, else computed and cached there."""
+    """Flow from ``cache_dir/flow-<key>.npz`` if present, else computed and cached there.
+
+    Either way it is the flow as stored (float16 precision): a run that computed it and a run
+    that read it — a resumed run, a campaign's stage, another strategy of the benchmark —
+    carry labels along exactly the same vectors."""
     path = cache_dir / f"flow-{flow_key(frames, cfg)}.npz"
     if path.is_file():
         return load_flow(path)
     flow = compute_flow(frames, cfg, device)
     save_flow(path, flow)
-    return flow
+    return as_stored(flow)
+
+
+def as_stored(flow: Flow) -> Flow:
+    """``flow`` rounded as :func:`save_flow` stores it."""
+    return Flow(
+        flow.forward.astype(np.float16).astype(np.float32),
+        flow.backward.astype(np.float16).astype(np.float32),
+        flow.valid_forward,
+        flow.valid_backward,
+    )
 
 
 def resize_flow(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -1,14 +1,21 @@
 """The in-process annotation loop: one video, rounds of select → annotate → train → label.
 
 Each round writes everything a user needs to inspect or continue it: selected samples,
-annotations with clicks, the checkpoint, the labels and metrics. The round itself is the
+annotations with clicks, the checkpoint, ``auto``'s state, the labels and metrics — into
+``round_NN.partial/``, renamed to ``round_NN/`` when complete, so a round folder is always
+whole. A run killed at any point resumes from its last complete round (``resume=True``):
+the network, the human labels and ``auto``'s state are read back and the round's view is
+recomputed from them (the engine is deterministic on them); a round half done is done again,
+and the ledger's idempotency keys keep its events from being recorded twice. The round itself is the
 engine's (``engine.py``), the same one the DVC stages of a campaign run; this driver keeps the
 round's view (prediction, belief, calibration) and ``auto``'s state in memory between rounds.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -23,18 +30,21 @@ from hvsa.config import Config
 from hvsa.data.label_io import write_labels
 from hvsa.data.resources import peak_memory_mb, reset_peak_memory
 from hvsa.data.video import ClassList, Video
+from hvsa.errors import HvsaError, crash_point
 from hvsa.method.auto import AutoChooser
 from hvsa.method.motion import load_or_compute_flow
-from hvsa.method.network import SegmentationNet, save_checkpoint
+from hvsa.method.network import SegmentationNet, load_checkpoint, save_checkpoint
 from hvsa.method.samples import load_or_build_samples, parse_granularity
 from hvsa.rounds.chart import plot_clicks_vs_miou
 from hvsa.rounds.engine import (
     Selection,
     annotate_round,
     label_round,
+    load_chooser,
     measure_round,
     predict_video,
     record_round,
+    save_chooser,
     select_round,
     train_round,
     video_contexts,
@@ -59,11 +69,13 @@ class AnnotationLoop:
         device: torch.device,
         campaign: str = "run",
         cache: Path | None = None,
+        resume: bool = False,
     ):
-        """``cache`` holds flow and samples (default ``out/cache``); runs may share one."""
+        """``cache`` holds flow and samples (default ``out/cache``); runs may share one.
+        ``resume``: continue after the last complete round found in ``out``."""
         self.video, self.model, self.classes, self.cfg = video, model, classes, cfg
         self.annotator, self.out, self.device = annotator, Path(out), device
-        self.campaign = campaign
+        self.campaign, self.resume = campaign, resume
         check_settings(cfg)
         if wants_layers(cfg):
             layer_drawer(annotator)
@@ -91,7 +103,10 @@ class AnnotationLoop:
         selected: pd.DataFrame,
     ) -> RoundResult:
         t0 = time.perf_counter()
-        folder = self.out / f"round_{round_no:02d}"
+        final = self.out / f"round_{round_no:02d}"
+        folder = final.with_name(final.name + PARTIAL)
+        if folder.exists():
+            shutil.rmtree(folder)
         write_labels(
             folder, self.video.frame_names, labels, self.video.frames, self.state.human,
             self.classes, self.cfg.output.overlay_alpha,
@@ -105,27 +120,55 @@ class AnnotationLoop:
             round_no, recorded, self.state, labels, self.ctx, self.view, self.cfg,
             started, timings, round(peak_memory_mb(), 1),
         )  # fmt: skip
+        save_chooser(folder, self.chooser)
+        crash_point("write", round_no)
         (folder / "metrics.json").write_text(json.dumps(result.__dict__, indent=2) + "\n")
+        if final.exists():
+            shutil.rmtree(final)
+        folder.replace(final)
         self.results.append(result)
         return result
+
+    def _resume(self) -> int | None:
+        """Read back the last complete round of ``out``; its number, or None if there is none."""
+        for partial in self.out.glob(f"round_*{PARTIAL}"):
+            shutil.rmtree(partial)
+        done = complete_rounds(self.out)
+        if not done:
+            return None
+        folder = self.out / f"round_{done[-1]:02d}"
+        trained, _, _ = load_checkpoint(folder / "model.pt", self.device)
+        self.model.load_state_dict(trained.state_dict())
+        self.state = LoopState.load(folder / "human.npz")
+        self.chooser = load_chooser(folder)
+        for r in done:
+            metrics = json.loads((self.out / f"round_{r:02d}" / "metrics.json").read_text())
+            self.results.append(RoundResult(**metrics))
+        pred = predict_video(self.model, self.ctx, self.cfg, self.device)
+        _, self.view = label_round(self.ctx, pred, self.state, self.cfg)
+        return done[-1]
 
     def _done(self) -> bool:
         return stop_reason(self.results[-1].__dict__, self.cfg) is not None
 
     def run(self) -> list[RoundResult]:
         """Round 0 scores the starting network; rounds 1.. select, annotate, train, label."""
-        cfg, state = self.cfg, self.state
-        started = time.perf_counter()
-        timings = {"prepare": self.prep_seconds}
-        pred = predict_video(self.model, self.ctx, cfg, self.device)
-        labels, self.view = label_round(self.ctx, pred, state, cfg, timings)
-        nothing = Selection("frame", self.ctx.samples.table.iloc[[]], [])
-        first = self._write_round(0, labels, timings, started, pd.DataFrame(), nothing.table)
+        cfg = self.cfg
+        last = self._resume() if self.resume else None
+        if last is None:
+            started = time.perf_counter()
+            timings = {"prepare": self.prep_seconds}
+            pred = predict_video(self.model, self.ctx, cfg, self.device)
+            labels, self.view = label_round(self.ctx, pred, self.state, cfg, timings)
+            nothing = Selection("frame", self.ctx.samples.table.iloc[[]], [])
+            self._write_round(0, labels, timings, started, pd.DataFrame(), nothing.table)
+            last = 0
+        state = self.state
         # a round limit far beyond any target (the benchmark's) is no total to show
         total = cfg.loop.rounds if cfg.loop.rounds <= 1000 else None
-        bar = tqdm(range(1, cfg.loop.rounds + 1), total=total, desc=f"rounds ({self.video.name})",
-                   unit="round")  # fmt: skip
-        bar.set_postfix(mIoU=_fmt(first.miou), clicks=0)
+        bar = tqdm(range(last + 1, cfg.loop.rounds + 1), total=total, initial=last,
+                   desc=f"rounds ({self.video.name})", unit="round")  # fmt: skip
+        bar.set_postfix(mIoU=_fmt(self.results[-1].miou), clicks=state.clicks_total)
         for round_no in bar:
             if self._done():
                 break
@@ -135,6 +178,7 @@ class AnnotationLoop:
             t0 = time.perf_counter()
             selection = select_round(self.contexts, self.view, state, cfg, self.chooser, round_no)
             timings["select"] = time.perf_counter() - t0
+            crash_point("select", round_no)
             if selection.table.empty:
                 break
             t0 = time.perf_counter()
@@ -146,10 +190,12 @@ class AnnotationLoop:
                 self.ledger, annotations, self.contexts, selection, state, self.campaign,
                 self.video.name, round_no,
             )  # fmt: skip
+            crash_point("record", round_no)
             t0 = time.perf_counter()
             trained = train_round(
                 self.model, self.ctx, state, cfg, self.device, round_no, selection, self.view
             )
+            crash_point("train", round_no)
             pred = self.view.pred
             if trained is not None:  # a layer round leaves the network as it was
                 timings["finetune"] = time.perf_counter() - t0
@@ -195,6 +241,73 @@ class AnnotationLoop:
             plot_clicks_vs_miou(
                 self.results, manual, self.out / "clicks_vs_miou.png", self.video.name
             )
+
+
+PARTIAL = ".partial"  # a round folder being written
+RUN_FILE = "run.json"  # what a run was made from: a rerun resumes only from the same
+# settings that only say how far to go: a resumed run may raise them
+EXTENDABLE = {"loop.rounds", "loop.target_miou", "loop.max_clicks"}
+RUN_OUTPUTS = ("summary.json", "rounds.parquet", "clicks_vs_miou.png", RUN_FILE)
+
+
+def complete_rounds(out: Path) -> list[int]:
+    """The rounds 0, 1, … of ``out`` written in full (a gap ends them)."""
+    done = []
+    while (out / f"round_{len(done):02d}" / "metrics.json").is_file():
+        done.append(len(done))
+    return done
+
+
+def run_manifest(cfg: Config, video: Path, model: Path) -> dict:
+    """What a run is made from: the video, the starting network's digest, every setting."""
+    flat = {
+        f"{section}.{key}": value
+        for section, values in cfg.model_dump(mode="json").items()
+        for key, value in values.items()
+    }
+    digest = hashlib.sha256(Path(model).read_bytes()).hexdigest()
+    return {"video": str(Path(video).resolve()), "model": digest, "settings": flat}
+
+
+def open_out(out: Path, manifest: dict, ledger: str, fresh: bool = False) -> bool:
+    """Make ``out`` ready for a run; True when it holds one to resume.
+
+    A run's folder resumes only with the same video, starting network and settings (those of
+    :data:`EXTENDABLE` aside); otherwise the differences are named and nothing is touched.
+    ``fresh`` removes the run that is there (rounds, ledger, summary; the cache stays).
+    """
+    path = out / RUN_FILE
+    has_run = path.is_file() or (out / ledger).exists() or (out / "round_00").exists()
+    if fresh and has_run:
+        for folder in out.glob("round_*"):
+            shutil.rmtree(folder)
+        for name in (*RUN_OUTPUTS, ledger, f"{ledger}-wal", f"{ledger}-shm"):
+            (out / name).unlink(missing_ok=True)
+        has_run = False
+    if has_run and not path.is_file():
+        raise HvsaError(
+            f"{out} holds a run without {RUN_FILE}: --fresh to start over, or another --out"
+        )
+    if has_run:
+        old = json.loads(path.read_text())
+        changed = [k for k in ("video", "model") if old.get(k) != manifest[k]]
+        before, now = old.get("settings", {}), manifest["settings"]
+        changed += [
+            f"{k} {before.get(k)!r} → {now.get(k)!r}"
+            for k in sorted(set(before) | set(now))
+            if k not in EXTENDABLE and before.get(k) != now.get(k)
+        ]
+        if changed:
+            raise HvsaError(
+                f"{out} holds a run made differently ({'; '.join(changed[:3])}"
+                f"{'; …' if len(changed) > 3 else ''}): run it with the same settings to resume, "
+                "or add --fresh to start over"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.replace(path)
+    return has_run and bool(complete_rounds(out))
 
 
 def load_sample_set(frames: np.ndarray, cfg: Config, name: str, cache: Path):
