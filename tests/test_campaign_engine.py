@@ -41,18 +41,15 @@ def test_a_campaign_runs_the_rounds_of_hvsa_run(prefect_api, tiny_videos, pretra
         here, there = ws.round_dir("cam", r), run / f"round_{r:02d}"
         a = json.loads((here / "metrics.json").read_text())
         b = json.loads((there / "metrics.json").read_text())
-        assert a["miou"] == pytest.approx(b["miou"], abs=0.01 if r <= 1 else 0.03), f"round {r}"
+        # the same numbers in (the flow, predictions and beliefs as stored), the same rounds out
+        assert (a["clicks_total"], a["miou"]) == (b["clicks_total"], b["miou"]), f"round {r}"
         if r == 0:
             continue
         mine = pd.read_parquet(here / "selected.parquet")
         theirs = pd.read_parquet(there / "selected.parquet")
+        assert mine["granularity"].tolist() == theirs["granularity"].tolist(), f"round {r}"
+        assert mine["sample_id"].tolist() == theirs["sample_id"].tolist(), f"round {r}"
         kinds.append(mine["granularity"].iloc[0])
-        if r == 1:  # the same numbers in, the same samples out
-            assert a["clicks_total"] == b["clicks_total"]
-            assert mine["granularity"].tolist() == theirs["granularity"].tolist()
-            assert mine["sample_id"].tolist() == theirs["sample_id"].tolist()
-        else:  # later, one ulp of training noise can turn a near-tie between two frames
-            assert a["clicks_total"] == pytest.approx(b["clicks_total"], rel=0.1), f"round {r}"
     assert kinds[:2] == ["frame", "frame"], "whole frames until two are labelled in full"
     assert set(kinds[2:]) <= {"frame", "rect16", "layers"}
     chooser = json.loads((ws.round_dir("cam", ROUNDS) / "auto.json").read_text())
