@@ -496,6 +496,27 @@ def test_names_that_are_not_utf8(where, env, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_video_beyond_memory_is_refused_before_a_frame_is_decoded(
+    env, tmp_path, capsys, monkeypatch
+):
+    video = tmp_path / "big"
+    (video / "frames").mkdir(parents=True)
+    header = bytearray(_frames(Path(env["video"]))[0].read_bytes())
+    header[16:24] = (6000).to_bytes(4, "big") + (4000).to_bytes(4, "big")  # 6000x4000 declared
+    for i in range(2):  # the pixels are not there: decoding would fail, the check comes first
+        (video / "frames" / f"{i:06d}.png").write_bytes(bytes(header))
+    monkeypatch.setattr("hvsa.rounds.rules.available_memory", lambda: 12 * 2**30)
+    capsys.readouterr()
+    assert main(_run(video, env, tmp_path)) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith("hvsa: error: 2 frames of 6000x4000 need about 17.4 GiB")
+        and len(err.splitlines()) == 1
+    ), err
+    assert "12.0 GiB are available" in err and "(1 frame of this size fit)" in err, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_zip_slip_entry_is_named(tmp_path):
     """A zip whose entry climbs out of the import folder is refused by name (see the import
     cases of test_app_api for the whole round)."""

@@ -113,12 +113,16 @@ def _run(
     fresh: bool = False,
 ) -> dict:
     from hvsa.annotation.annotator import make_annotator
-    from hvsa.data.video import check_classes, load_video
+    from hvsa.data.video import check_classes, load_video, probe_video
     from hvsa.method.network import load_checkpoint, pick_device
     from hvsa.rounds.loop import AnnotationLoop, complete_rounds, open_out, run_manifest
-    from hvsa.rounds.rules import check_settings
+    from hvsa.rounds.rules import check_memory, check_settings
 
     _check_out(Path(out))
+    check_settings(cfg)
+    probed = probe_video(video_path)
+    if probed is not None:
+        check_memory(*probed, cfg)
     device = pick_device(cfg.model.device)
     video = load_video(video_path, cfg.data.classes_file, cfg.data.void_id)
     model, classes, _ = load_checkpoint(model_path, device)
@@ -126,7 +130,6 @@ def _run(
     annotator = make_annotator(cfg.annotation.annotator, cfg.annotation.polygon_tolerance)
     if cfg.annotation.annotator == "oracle" and video.labels is None:
         raise HvsaError(f"the oracle annotator needs ground truth, and {video_path} has no labels/")
-    check_settings(cfg)  # a combination that can never run is named before the folder is
     manifest = run_manifest(cfg, Path(video_path), Path(model_path))
     resume = open_out(Path(out), manifest, cfg.campaign.ledger, fresh)
     if resume:

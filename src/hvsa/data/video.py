@@ -7,6 +7,7 @@ flow or training are spent. Internally void is always 255, whatever id the datas
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from hvsa.data.images import read_image
+from hvsa.data.images import declared_size, read_image
 from hvsa.errors import HvsaError
 
 VOID = 255
@@ -172,6 +173,31 @@ def _read_labels(
                 )
         labels[index[path.stem]] = np.where(is_void, VOID, mask).astype(np.uint8)
     return labels
+
+
+def probe_video(path: str | Path) -> tuple[int, int, int] | None:
+    """(frames, height, width) of a video from file headers alone, before anything is decoded
+    (None where the headers do not say): what a memory check needs before loading."""
+    path = Path(path)
+    if path.is_file():
+        capture = cv2.VideoCapture(os.fsdecode(path))
+        n = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        w, h = (
+            int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        )
+        capture.release()
+        return (n, h, w) if n > 0 and h > 0 and w > 0 else None
+    folder = path / "frames" if (path / "frames").is_dir() else path
+    files = _frame_files(folder) if folder.is_dir() else []
+    if not files:
+        return None
+    try:
+        with files[0].open("rb") as f:
+            size = declared_size(f.read(1 << 18))
+    except OSError:
+        return None
+    return (len(files), *size) if size else None
 
 
 def load_video(path: str | Path, classes_file: str = "classes.json", void_id: int = VOID) -> Video:

@@ -8,6 +8,8 @@ round, so a video stops for the same reason in a run and in a campaign.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hvsa.config import Config
 from hvsa.errors import HvsaError
 from hvsa.method.auto import LAYERS
@@ -109,3 +111,52 @@ def stop_reason(metrics: dict, cfg: Config) -> str | None:
     if metrics["round"] > 0 and metrics["samples"] == 0:
         return "nothing left to label"
     return None
+
+
+# Peak resident memory of `hvsa run` with params.yaml's defaults, an upper fit to what
+# benchmarks/run_memory.py measured on 2026-12-02 (2 CPU cores; generated videos of 8-24 frames
+# up to 960x1280, estimate 1.04-1.18x the peak: benchmarks/results/generated/run_memory.csv):
+# the interpreter and torch before any video, bytes per pixel of the whole video (frames, flow,
+# probabilities, belief, labels), bytes per pixel of one inference batch at the working size
+# (the network's activations). On CamVid (101 frames of 720x960) it says 12.7 GiB where a round
+# peaked at 6.0 GiB: it refuses only what cannot fit, it does not promise what will.
+BASE_BYTES = 1.3 * 2**30
+VIDEO_BYTES_PER_PIXEL = 160
+BATCH_BYTES_PER_PIXEL = 200
+
+
+def memory_needed(frames: int, height: int, width: int, cfg: Config) -> float:
+    """Bytes a run of this video is expected to need at its peak (an upper estimate)."""
+    work = height * width * cfg.model.scale**2
+    video = frames * height * width * VIDEO_BYTES_PER_PIXEL
+    batch = min(frames, cfg.output.batch_size) * work * BATCH_BYTES_PER_PIXEL
+    return BASE_BYTES + video + batch
+
+
+def available_memory() -> float | None:
+    """Bytes the system can still give this process (Linux's MemAvailable); None elsewhere."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_memory(frames: int, height: int, width: int, cfg: Config) -> None:
+    """Refuse, before anything is read, a video whose run would not fit in memory, saying
+    how many frames of this size would."""
+    free = available_memory()
+    need = memory_needed(frames, height, width, cfg)
+    if free is None or need <= free:
+        return
+    fit = 0
+    while fit < frames and memory_needed(fit + 1, height, width, cfg) <= free:
+        fit += 1
+    gib = 2**30
+    raise HvsaError(
+        f"{frames} frames of {width}x{height} need about {need / gib:.1f} GiB, "
+        f"{free / gib:.1f} GiB are available: split the video ({fit} frame"
+        f"{'' if fit == 1 else 's'} of this size fit) or lower model.scale"
+    )
