@@ -73,3 +73,74 @@ def test_killed_during_finetune_then_restarted(prefect_api, tiny_videos, pretrai
     metrics = json.loads((r1 / "metrics.json").read_text())
     assert metrics["clicks_total"] == int(after["clicks"].sum())
     assert json.loads(dvc(ws.root, "status", "--json")) == {}
+
+
+# what identifies an event, not when it was made
+EVENT = ["round", "sample_id", "frame", "annotator", "tool", "clicks", "label_hash",
+         "idempotency_key"]  # fmt: skip
+
+
+def _two_rounds(root, api_url, crash=None) -> subprocess.CompletedProcess:
+    """The campaign flow until its two rounds are done (``loop.rounds``), in its own process
+    with a fixed thread count; ``crash``: the ``HVSA_CRASH_AT`` point it is killed at."""
+    env = dict(os.environ, PREFECT_API_URL=api_url, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+    env.pop("HVSA_CRASH_AT", None)
+    if crash:
+        env["HVSA_CRASH_AT"] = crash
+    return subprocess.run(
+        [sys.executable, str(REPO / "flows" / "campaign.py"), str(root)], cwd=REPO, env=env,
+        capture_output=True, text=True, timeout=WAIT_S,
+    )  # fmt: skip
+
+
+def _outcome(root) -> dict:
+    rounds = {}
+    for r in (1, 2):
+        folder = root / "data" / "cam" / f"r{r}"
+        metrics = json.loads((folder / "metrics.json").read_text())
+        labels = {p.name: p.read_bytes() for p in sorted((folder / "labels").iterdir())}
+        rounds[r] = (metrics["clicks_total"], metrics["miou"], labels)
+    with Ledger(root / "data" / "ledger.sqlite") as ledger:
+        events = ledger.frame()[EVENT]
+    return {"rounds": rounds, "events": events}
+
+
+def _campaign(tmp_path, tiny_videos, pretrained, name):
+    params = write_fast_params(tmp_path / f"{name}.yaml", **{"loop.rounds": 2})
+    videos = {"cam": str(tiny_videos[0])}
+    return init_workspace(tmp_path / name, "crash", pretrained, videos, params)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(prefect_api, tiny_videos, pretrained, tmp_path_factory):
+    ws = _campaign(tmp_path_factory.mktemp("whole"), tiny_videos, pretrained, "whole")
+    done = _two_rounds(ws.root, prefect_api)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return _outcome(ws.root)
+
+
+@pytest.mark.parametrize(
+    "point", ["select-done:2", "annotate-recorded:2", "finetune-done:2", "labels-done:2"]
+)
+def test_killed_campaign_round_resumes_as_if_never_interrupted(
+    point, uninterrupted, prefect_api, tiny_videos, pretrained, tmp_path
+):
+    """Killed after a stage's outputs are written but before DVC records them, or after the
+    ledger recorded a round's events but before the stage wrote its state: the restarted flow
+    redoes what was not recorded and ends where an uninterrupted campaign ends."""
+    import pandas as pd
+
+    ws = _campaign(tmp_path, tiny_videos, pretrained, "killed")
+    killed = _two_rounds(ws.root, prefect_api, crash=point)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-3000:] + killed.stderr[-3000:]
+    assert not (ws.root / "data" / "cam" / "r2" / "metrics.json").is_file() or point.startswith(
+        "labels"
+    )
+    again = _two_rounds(ws.root, prefect_api)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    mine = _outcome(ws.root)
+    for r in (1, 2):
+        assert mine["rounds"][r] == uninterrupted["rounds"][r], f"round {r}"
+    pd.testing.assert_frame_equal(mine["events"], uninterrupted["events"])
+    assert json.loads(dvc(ws.root, "status", "--json")) == {}

@@ -135,6 +135,17 @@ def round_metrics(ws: Workspace, key: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _recorded(root: Path, target: str) -> bool:
+    """Whether DVC has recorded ``target`` as up to date: a stage killed after writing its
+    outputs but before ``dvc.lock`` recorded them is not finished, though its files are there."""
+    import contextlib
+
+    from dvc.repo import Repo
+
+    with contextlib.chdir(root), Repo(str(root)) as repo:
+        return not repo.status(targets=[target])
+
+
 def advance(ws: Workspace) -> list[str]:
     """Move every video whose round is finished to its next round, or mark it done.
 
@@ -146,7 +157,7 @@ def advance(ws: Workspace) -> list[str]:
         if video.status == "done":
             continue
         metrics = round_metrics(ws, key)
-        if metrics is None:
+        if metrics is None or not _recorded(ws.root, f"{STAGES[-1]}@{key}"):
             continue
         reason = stop_reason(metrics, ws.cfg)
         if reason is not None:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hvsa.campaign.workspace import Workspace
-from hvsa.errors import HvsaError
+from hvsa.errors import HvsaError, crash_point
 from hvsa.rounds.rules import check_settings
 
 
@@ -72,6 +72,7 @@ def run_here(root: Path, stage: str, video: str) -> bool:
     ws = Workspace.open(root)
     check_settings(ws.cfg)
     importlib.import_module(f"hvsa.campaign.stages.{stage}").step(ws, video)
+    crash_point(f"{stage}-done", ws.video(video).round)  # outputs written, dvc.lock not yet
     with contextlib.chdir(root), Repo(str(root)) as repo:
         repo.commit(target, force=True)
     return True

@@ -18,6 +18,7 @@ from hvsa.annotation.submission import SubmittedAnnotator, submission_paths, wri
 from hvsa.campaign.stages import run_stage
 from hvsa.campaign.stages.inputs import checkpoint_classes, load_contexts, read_state, save_state
 from hvsa.campaign.workspace import Workspace
+from hvsa.errors import crash_point
 from hvsa.rounds.engine import Selection, annotate_round, ask, record_round
 
 
@@ -42,6 +43,7 @@ def step(ws: Workspace, key: str) -> None:
         recorded = record_round(
             ledger, annotations, contexts, selection, state, ws.campaign.name, key, round_no
         )
+    crash_point("annotate-recorded", round_no)
     recorded.to_parquet(here / "annotations.parquet", index=False)
     save_state(here / "human.npz", state)
     receipt = {"ledger": str(ws.ledger_path.relative_to(ws.root)), "events": len(recorded)}
