@@ -423,6 +423,37 @@ def campaign_init_bad_video_pair(tmp, env):
     return argv, "NAME=PATH"
 
 
+# --------------------------------------------------------------------------- other commands
+@case
+def benchmark_video_missing(tmp, env):
+    argv = ["benchmark", "--video", str(tmp / "none"), "--model", str(env["model"]),
+            "--out", str(tmp / "b")]  # fmt: skip
+    return argv, "not found"
+
+
+@case
+def benchmark_unknown_strategy(tmp, env):
+    argv = ["benchmark", "--video", str(env["video"]), "--model", str(env["model"]),
+            "--out", str(tmp / "b"), "--strategies", "manual,telepathy"]  # fmt: skip
+    return argv, "telepathy"
+
+
+@case
+def rollback_not_a_workspace(tmp, env):
+    (tmp / "data" / "cam").mkdir(parents=True)
+    return ["rollback", str(tmp / "data" / "cam"), "--to-round", "1"], "campaign"
+
+
+@case
+def campaign_status_not_a_workspace(tmp, env):
+    return ["campaign", "status", str(tmp)], "campaign"
+
+
+@case
+def annotate_without_a_workspace(tmp, env):
+    return ["annotate", "add-annotator", "zoe", "--workspace", str(tmp)], "campaign"
+
+
 # --------------------------------------------------------------------------- the corpus
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     return {
@@ -532,3 +563,38 @@ def test_zip_slip_entry_is_named(tmp_path):
     with pytest.raises(HvsaError, match="evil.sh"):
         _unzip(tmp_path / "in.zip", tmp_path / "target", {1: (16, 16)})
     assert not (tmp_path / "evil.sh").exists() and not any((tmp_path / "target").iterdir())
+
+
+def test_a_full_disk_is_one_line_and_the_run_resumes_after(env, tmp_path, capsys, monkeypatch):
+    """The disk fills while round 1 is written: one line naming the file, no round folder that
+    looks finished, and the same command resumes once there is room."""
+    import errno
+
+    import hvsa.data.label_io as label_io
+
+    real = label_io.write_image
+    calls = {"n": 0}
+
+    def full(path, image):
+        calls["n"] += 1
+        if calls["n"] > 16 + 3:  # round 0: a label and an overlay per frame; then round 1
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, image)
+
+    argv = ["run", str(env["video"]), "--model", str(env["model"]), "--out",
+            str(tmp_path / "out"), "--rounds", "1", "--set", "finetune.steps=2",
+            "--set", "samples.granularity=rect", "--set", "model.train_crop=null",
+            "--set", "model.device=cpu"]  # fmt: skip
+    monkeypatch.setattr(label_io, "write_image", full)
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err  # above the error line: the progress bars of round 0
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("hvsa: error: No space left on device: ") and "Traceback" not in err
+    assert (tmp_path / "out" / "round_00" / "metrics.json").is_file()
+    assert not (tmp_path / "out" / "round_01").exists()
+    monkeypatch.setattr(label_io, "write_image", real)
+    assert main(argv) == 0
+    assert "resuming the run" in capsys.readouterr().out
+    assert (tmp_path / "out" / "round_01" / "metrics.json").is_file()
+    assert not list((tmp_path / "out").glob("*.partial"))

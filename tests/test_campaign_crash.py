@@ -144,3 +144,17 @@ def test_killed_campaign_round_resumes_as_if_never_interrupted(
         assert mine["rounds"][r] == uninterrupted["rounds"][r], f"round {r}"
     pd.testing.assert_frame_equal(mine["events"], uninterrupted["events"])
     assert json.loads(dvc(ws.root, "status", "--json")) == {}
+
+
+def test_the_mlflow_store_is_made_whole_or_not_at_all(tmp_path):
+    """A process killed while MLflow built its schema left half a database that no later
+    process could open; the store is built under another name and renamed when complete."""
+    import mlflow
+
+    from hvsa.campaign.tracking import ensure_store, tracking_uri
+
+    (tmp_path / "mlflow.db.creating").write_bytes(b"half a database, killed mid-migration")
+    ensure_store(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]
+    mlflow.set_tracking_uri(tracking_uri(tmp_path))
+    assert [e.name for e in mlflow.search_experiments()] == ["Default"]

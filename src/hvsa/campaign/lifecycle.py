@@ -33,7 +33,7 @@ from hvsa.config import Config, apply_overrides, find_params, load_config
 from hvsa.errors import HvsaError
 from hvsa.rounds.rules import check_settings, stop_reason
 
-GITIGNORE = "/data/ledger.sqlite*\n/data/app.sqlite*\n/mlflow.db\n/mlruns/\n__pycache__/\n"
+GITIGNORE = "/data/ledger.sqlite*\n/data/app.sqlite*\n/mlflow.db*\n/mlruns/\n__pycache__/\n"
 
 
 def _make_inbox(root: Path, key: str) -> None:

@@ -33,10 +33,29 @@ def model_name(campaign: str, video: str) -> str:
     return f"{campaign}-{video}"
 
 
+def ensure_store(root: Path) -> None:
+    """Create ``mlflow.db`` whole or not at all: MLflow builds its schema in some forty
+    migrations, and a process killed among them (a campaign's MLflow logging runs beside the
+    next round) leaves a database no later process can open ("table … already exists"). So it
+    is built under another name and renamed into place when complete."""
+    db = root / "mlflow.db"
+    if db.is_file():
+        return
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    tmp = root / "mlflow.db.creating"
+    for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
+        leftover.unlink(missing_ok=True)
+    store = SqlAlchemyStore(f"sqlite:///{tmp.resolve()}", (root / "mlruns").resolve().as_uri())
+    store.engine.dispose()
+    tmp.replace(db)
+
+
 def _mlflow(root: Path):
     import mlflow
 
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    ensure_store(root)
     mlflow.set_tracking_uri(tracking_uri(root))
     return mlflow
 

@@ -54,6 +54,15 @@ def declared_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def check_declared(path: Path, size: tuple[int, int] | None, max_pixels: int = MAX_PIXELS) -> None:
+    """Refuse an image whose header declares more than ``max_pixels`` pixels."""
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise HvsaError(
+            f"image {shown(path)} declares {size[1]}x{size[0]} pixels, more than "
+            f"{max_pixels:,} allowed"
+        )
+
+
 def _complete(data: bytes) -> bool:
     """False for a PNG without its IEND chunk or a JPEG without its end-of-image marker."""
     if data.startswith(PNG_MAGIC):
@@ -71,12 +80,7 @@ def read_image(path: Path, flags: int = cv2.IMREAD_UNCHANGED, max_pixels: int = 
         raise HvsaError(f"cannot read image {shown(path)}: {exc.strerror}") from None
     if not data:
         raise HvsaError(f"image {shown(path)} is empty")
-    size = declared_size(data)
-    if size is not None and size[0] * size[1] > max_pixels:
-        raise HvsaError(
-            f"image {shown(path)} declares {size[1]}x{size[0]} pixels, more than "
-            f"{max_pixels:,} allowed"
-        )
+    check_declared(path, declared_size(data), max_pixels)
     if not _complete(data):
         raise HvsaError(f"image {shown(path)} is truncated (its file ends early)")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from hvsa.data.images import declared_size, read_image
+from hvsa.data.images import check_declared, declared_size, read_image
 from hvsa.errors import HvsaError
 
 VOID = 255
@@ -197,6 +197,7 @@ def probe_video(path: str | Path) -> tuple[int, int, int] | None:
             size = declared_size(f.read(1 << 18))
     except OSError:
         return None
+    check_declared(files[0], size)
     return (len(files), *size) if size else None
 
 
