@@ -115,7 +115,7 @@ def _run(
     from hvsa.annotation.annotator import make_annotator
     from hvsa.data.video import check_classes, load_video, probe_video
     from hvsa.method.network import load_checkpoint, pick_device
-    from hvsa.rounds.loop import AnnotationLoop, complete_rounds, open_out, run_manifest
+    from hvsa.rounds.loop import AnnotationLoop, open_out, run_manifest
     from hvsa.rounds.rules import check_memory, check_settings
 
     _check_out(Path(out))
@@ -131,11 +131,11 @@ def _run(
     if cfg.annotation.annotator == "oracle" and video.labels is None:
         raise HvsaError(f"the oracle annotator needs ground truth, and {video_path} has no labels/")
     manifest = run_manifest(cfg, Path(video_path), Path(model_path))
-    resume = open_out(Path(out), manifest, cfg.campaign.ledger, fresh)
-    if resume:
-        print(f"resuming the run in {out} after round {complete_rounds(Path(out))[-1]}")
+    last = open_out(Path(out), manifest, cfg.campaign.ledger, fresh)
+    if last is not None:
+        print(f"resuming the run in {out} after round {last}")
     loop = AnnotationLoop(
-        video, model, classes, cfg, annotator, Path(out), device, campaign, resume=resume
+        video, model, classes, cfg, annotator, Path(out), device, campaign, resume=last is not None
     )
     loop.run()
     return json.loads((Path(out) / "summary.json").read_text())

@@ -262,10 +262,7 @@ def _cvat_folder(
         if not path.is_file():
             continue
         h, w = shapes[sid]
-        rgb = read_image(path, cv2.IMREAD_COLOR, max_pixels=h * w)
-        if rgb.ndim != 3:
-            raise HvsaError(f"{path.name}: not a colour mask")
-        rgb = rgb[..., ::-1]
+        rgb = read_image(path, cv2.IMREAD_COLOR, max_pixels=h * w)[..., ::-1]
         found = {tuple(int(v) for v in c) for c in np.unique(rgb.reshape(-1, 3), axis=0)}
         unknown = sorted(found - set(colours))
         if unknown:
@@ -285,10 +282,11 @@ def _label_studio_masks(work: RoundWork, source: Path) -> dict[int, np.ndarray]:
     shapes = _box_shapes(work)
     limit = 4 * _unpacked_limit(shapes)
     try:
-        if source.stat().st_size > limit:
+        size = source.stat().st_size
+        if size > limit:
             raise HvsaError(
-                f"{source}: {source.stat().st_size:,} bytes, more than the round's "
-                f"{len(shapes)} masks can need ({limit:,})"
+                f"{source}: {size:,} bytes, more than the round's {len(shapes)} masks can need "
+                f"({limit:,})"
             )
         tasks = json.loads(source.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

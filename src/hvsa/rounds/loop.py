@@ -6,9 +6,10 @@ annotations with clicks, the checkpoint, ``auto``'s state, the labels and metric
 whole. A run killed at any point resumes from its last complete round (``resume=True``):
 the network, the human labels and ``auto``'s state are read back and the round's view is
 recomputed from them (the engine is deterministic on them); a round half done is done again,
-and the ledger's idempotency keys keep its events from being recorded twice. The round itself is the
-engine's (``engine.py``), the same one the DVC stages of a campaign run; this driver keeps the
-round's view (prediction, belief, calibration) and ``auto``'s state in memory between rounds.
+and the ledger's idempotency keys keep its events from being recorded twice. The round itself
+is the engine's (``engine.py``), the same one the DVC stages of a campaign run; this driver
+keeps the round's view (prediction, belief, calibration) and ``auto``'s state in memory between
+rounds.
 """
 
 from __future__ import annotations
@@ -245,7 +246,7 @@ class AnnotationLoop:
 
 PARTIAL = ".partial"  # a round folder being written
 RUN_FILE = "run.json"  # what a run was made from: a rerun resumes only from the same
-# settings that only say how far to go: a resumed run may raise them
+# settings, except these, which only say how far to go: a resumed run may raise them
 EXTENDABLE = {"loop.rounds", "loop.target_miou", "loop.max_clicks"}
 RUN_OUTPUTS = ("summary.json", "rounds.parquet", "clicks_vs_miou.png", RUN_FILE)
 
@@ -269,8 +270,9 @@ def run_manifest(cfg: Config, video: Path, model: Path) -> dict:
     return {"video": str(Path(video).resolve()), "model": digest, "settings": flat}
 
 
-def open_out(out: Path, manifest: dict, ledger: str, fresh: bool = False) -> bool:
-    """Make ``out`` ready for a run; True when it holds one to resume.
+def open_out(out: Path, manifest: dict, ledger: str, fresh: bool = False) -> int | None:
+    """Make ``out`` ready for a run; the last complete round of the run to resume there, or
+    None when it starts from round 0.
 
     A run's folder resumes only with the same video, starting network and settings (those of
     :data:`EXTENDABLE` aside); otherwise the differences are named and nothing is touched.
@@ -307,7 +309,8 @@ def open_out(out: Path, manifest: dict, ledger: str, fresh: bool = False) -> boo
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     tmp.replace(path)
-    return has_run and bool(complete_rounds(out))
+    done = complete_rounds(out) if has_run else []
+    return done[-1] if done else None
 
 
 def load_sample_set(frames: np.ndarray, cfg: Config, name: str, cache: Path):
