@@ -170,3 +170,28 @@ def test_camvid_clip_reads_as_it_is():
     assert len(video.classes) == 11 and video.classes.names[0] == "sky"
     assert video.labels.max() == VOID  # CamVid's void 11 became 255
     assert set(np.unique(video.labels)) - {VOID} <= set(range(11))
+
+
+def _commands(parser, path=()):
+    """Every command path of ``parser`` (``("campaign",)``, …), the root included."""
+    import argparse
+
+    yield path
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _commands(sub, (*path, name))
+
+
+def test_every_command_prints_its_help(capsys):
+    """``--help`` of every command and subcommand prints usage and exits 0: a ``%`` in a help
+    text made argparse raise a traceback instead."""
+    from hvsa.cli import build_parser
+
+    paths = list(_commands(build_parser()))
+    assert ("campaign",) in paths and ("benchmark",) in paths
+    for path in paths:
+        with pytest.raises(SystemExit) as stop:
+            main([*path, "--help"])
+        assert stop.value.code == 0, path
+        assert "usage: hvsa" in capsys.readouterr().out, path

@@ -505,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser(
-        "benchmark", parents=[common], help="clicks each strategy needs for 80/90/95 % mIoU"
+        "benchmark", parents=[common], help="clicks each strategy needs for 80/90/95 %% mIoU"
     )
     p.add_argument("--video", required=True, help="labelled target video")
     p.add_argument("--pretrain", nargs="+", help="labelled videos to pretrain on (not the target)")
