@@ -102,3 +102,15 @@ def test_a_wheel_installed_elsewhere_runs_from_an_empty_folder(pretrained, tmp_p
                 "print((STATIC / 'index.html').is_file())"], cwd=work, capture_output=True,
                text=True, check=True).stdout  # fmt: skip
     assert page.strip() == "True"
+
+
+def test_set_null_sets_a_setting_to_null():
+    """``--set fusion.window=null`` means null, as in params.yaml (it was silently ignored);
+    null where a setting needs a value is one line naming it."""
+    from hvsa.config import parse_set_option
+    from hvsa.errors import HvsaError
+
+    assert load_config(None, parse_set_option(["fusion.window=12"])).fusion.window == 12
+    assert load_config(None, parse_set_option(["fusion.window=null"])).fusion.window is None
+    with pytest.raises(HvsaError, match="loop.budget"):
+        load_config(None, parse_set_option(["loop.budget=null"]))

@@ -82,7 +82,7 @@ class SelectionConfig(_Section):
     strategy: Selector
     keep_fraction: float = Field(gt=0, le=1)
     gain_pool: int = Field(ge=1)
-    coverage_reach: float = Field(gt=0)
+    coverage_reach: float | None = Field(gt=0)
     coverage_per_click: bool
     kmeans_init: int = Field(ge=1)
     seed: int
@@ -255,11 +255,12 @@ def find_params(explicit: str | Path | None = None) -> Path:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Set ``section.key`` values in a raw params dict (a copy); unknown keys are errors."""
+    """Set ``section.key`` values in a raw params dict (a copy); unknown keys are errors.
+
+    A value of None sets the key to null (``--set fusion.window=null``), as in params.yaml.
+    """
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
     for dotted, value in overrides.items():
-        if value is None:
-            continue
         section, _, key = dotted.partition(".")
         if section not in out or not isinstance(out[section], dict) or not key:
             raise HvsaError(f"unknown setting {dotted!r}")
