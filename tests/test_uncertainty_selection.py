@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from hvsa.method.selection import coverage_scores, select, select_coverage, select_paper
+from hvsa.method.selection import (
+    coverage_kernel,
+    coverage_scores,
+    select,
+    select_coverage,
+    select_paper,
+)
 from hvsa.method.uncertainty import (
     entropy,
     least_confidence,
@@ -77,7 +83,7 @@ def test_coverage_spreads_frames_over_a_uniformly_uncertain_video():
     # uncertainty-only selector does), but take roughly one frame per quarter
     mass = np.ones(40)
     frames = np.arange(40)
-    picked = select_coverage(mass, frames, mass.copy(), budget=4, reach=6.0)
+    picked = select_coverage(mass, frames, mass.copy(), budget=4, kernel=coverage_kernel(40, 6.0))
     assert len(set(picked.tolist())) == 4
     gaps = np.diff(np.sort(picked))
     assert gaps.min() >= 6
@@ -87,7 +93,7 @@ def test_coverage_prefers_the_uncertain_stretch_and_skips_covered_frames():
     mass = np.full(30, 0.1)
     mass[20:25] = 1.0  # one hard stretch
     frames = np.arange(30)
-    picked = select_coverage(mass, frames, mass.copy(), budget=2, reach=3.0)
+    picked = select_coverage(mass, frames, mass.copy(), budget=2, kernel=coverage_kernel(30, 3.0))
     assert 20 <= picked[0] < 25  # the first pick lands in the hard stretch ...
     assert abs(int(picked[1]) - int(picked[0])) > 1  # ... the second not beside the first
 
@@ -97,10 +103,13 @@ def test_coverage_counts_a_partial_sample_by_its_share_of_the_frame():
     mass = np.array([1.0, 9.0, 5.0])
     frames = np.array([0, 0, 1])
     frame_mass = np.array([10.0, 5.0])
-    picked = select_coverage(mass, frames, frame_mass, budget=3, reach=1.0)
+    picked = select_coverage(mass, frames, frame_mass, budget=3, kernel=coverage_kernel(2, 1.0))
     assert picked[0] == 1
     assert sorted(picked.tolist()) == [0, 1, 2]
-    assert len(select_coverage(mass, frames, frame_mass, budget=0, reach=1.0)) == 0
+    assert (
+        len(select_coverage(mass, frames, frame_mass, budget=0, kernel=coverage_kernel(2, 1.0)))
+        == 0
+    )
 
 
 def test_coverage_per_click_prefers_the_cheaper_of_two_equal_covers():
@@ -109,7 +118,37 @@ def test_coverage_per_click_prefers_the_cheaper_of_two_equal_covers():
     frames = np.array([0, 0, 1])
     frame_mass = np.array([10.0, 1.0])
     cost = np.array([20.0, 2.0, 50.0])
-    assert select_coverage(mass, frames, frame_mass, 1, reach=1.0)[0] == 0  # a tie: first wins
-    assert select_coverage(mass, frames, frame_mass, 1, reach=1.0, cost=cost)[0] == 1
-    first = coverage_scores(mass, frames, frame_mass, reach=1.0)
+    assert (
+        select_coverage(mass, frames, frame_mass, 1, kernel=coverage_kernel(2, 1.0))[0] == 0
+    )  # a tie: first wins
+    assert (
+        select_coverage(mass, frames, frame_mass, 1, kernel=coverage_kernel(2, 1.0), cost=cost)[0]
+        == 1
+    )
+    first = coverage_scores(mass, frames, frame_mass, kernel=coverage_kernel(2, 1.0))
     assert first[0] == first[1] > first[2]
+
+
+def test_coverage_as_far_as_fusion_carries_spreads_a_first_batch_over_the_ends():
+    """With the cover fusion gives a label (no reach), two frames of a 101-frame video whose
+    first half is a little more uncertain leave no frame more than 35 from a label; a 6-frame
+    reach puts both into the uncertain half and leaves the last 70 frames farther."""
+    mass = np.ones(101)
+    mass[:50] = 1.3
+    frames = np.arange(101)
+
+    def farthest(picked: np.ndarray) -> int:
+        return int(np.abs(frames[:, None] - picked[None, :]).min(1).max())
+
+    near = select_coverage(mass, frames, mass.copy(), 2, coverage_kernel(101, 6.0))
+    far = select_coverage(mass, frames, mass.copy(), 2, coverage_kernel(101, None))
+    assert farthest(near) > 60
+    assert farthest(far) <= 35
+
+
+def test_fusion_cover_is_the_share_of_the_vote_a_label_holds():
+    k = coverage_kernel(30, None, distance_power=2.0, network_weight=0.01)
+    assert k[5, 5] == 1.0
+    assert k[0, 10] == pytest.approx(0.01 / (0.01 + 0.01))  # 1/10² beside 0.01: half
+    assert k[0, 1] > k[0, 2] > k[0, 29] > 0
+    assert np.allclose(k, k.T)

@@ -83,10 +83,24 @@ def select(
     return select_random(len(uncertainty), budget, seed)
 
 
-def _coverage_kernel(n_frames: int, reach: float) -> np.ndarray:
-    """kernel[f, t]: share of frame t's uncertainty that a full label in frame f covers."""
-    t = np.arange(n_frames)
-    return np.exp(-np.abs(t[:, None] - t[None, :]) / reach)
+def coverage_kernel(
+    n_frames: int, reach: float | None, distance_power: float = 2.0, network_weight: float = 0.005
+) -> np.ndarray:
+    """kernel[f, t]: share of frame t's uncertainty that a full label in frame f covers.
+
+    With a ``reach``, ``exp(-|t - f| / reach)``. With none, the share of frame t's fused vote
+    that a label ``d`` frames away would hold beside the network's, as the label generator
+    weighs them (:mod:`hvsa.method.fusion`: an unbroken chain votes ``1 / d ** distance_power``,
+    the network ``network_weight``): ``v / (v + network_weight)``. Why: a label counts as far
+    as fusion carries it (half its frame at 14 frames with the default weights, a tenth at 45),
+    so a first batch is spread over the whole video, ends included, instead of covering two
+    uncertain stretches and leaving a third of the video to a network that knows nothing yet.
+    """
+    d = np.abs(np.arange(n_frames)[:, None] - np.arange(n_frames)[None, :]).astype(float)
+    if reach is not None:
+        return np.exp(-d / reach)
+    vote = np.maximum(d, 1.0) ** -float(distance_power)  # d = 0 is the label's own frame: 1
+    return np.where(d > 0, vote / (vote + network_weight), 1.0)
 
 
 def _coverage_share(mass: np.ndarray, frames: np.ndarray, frame_mass: np.ndarray) -> np.ndarray:
@@ -96,10 +110,11 @@ def _coverage_share(mass: np.ndarray, frames: np.ndarray, frame_mass: np.ndarray
 
 
 def coverage_scores(
-    mass: np.ndarray, frames: np.ndarray, frame_mass: np.ndarray, reach: float
+    mass: np.ndarray, frames: np.ndarray, frame_mass: np.ndarray, kernel: np.ndarray
 ) -> np.ndarray:
-    """Uncertainty each candidate's label would cover if it were picked first."""
-    covered_from = _coverage_kernel(len(frame_mass), reach) @ frame_mass.astype(float)
+    """Uncertainty each candidate's label would cover if it were picked first (``kernel``
+    from :func:`coverage_kernel`)."""
+    covered_from = kernel @ frame_mass.astype(float)
     return _coverage_share(mass, frames, frame_mass) * covered_from[frames]
 
 
@@ -108,7 +123,7 @@ def select_coverage(
     frames: np.ndarray,
     frame_mass: np.ndarray,
     budget: int,
-    reach: float,
+    kernel: np.ndarray,
     cost: np.ndarray | None = None,
 ) -> np.ndarray:
     """Greedy batch that covers the most uncertainty of the whole video, time-aware.
@@ -118,12 +133,13 @@ def select_coverage(
     top uncertain samples at once puts a batch into one hard stretch (measured: the
     uncertainty-only selector is the worst on frames); picking by features ignores time. Here each
     pick is the sample whose label would cover most remaining uncertainty, counting frame ``t``
-    from a label in frame ``f`` with weight ``exp(-|t - f| / reach)``, and what it covers is then
-    taken as covered for the rest of the batch (facility-location greedy).
+    from a label in frame ``f`` with weight ``kernel[f, t]`` (:func:`coverage_kernel`), and
+    what it covers is then taken as covered for the rest of the batch (facility-location
+    greedy).
 
     ``mass``: each candidate's uncertainty summed over its pixels; ``frames``: its frame;
     ``frame_mass``: (n_frames,) uncertainty summed over each frame's unlabelled pixels (the
-    candidates' masses, or more); ``reach``: frames at which a label's cover falls to 1/e.
+    candidates' masses, or more).
     A candidate covers its share ``mass / frame_mass[frame]`` of its own frame's uncertainty, and
     that share of the neighbours'. With ``cost`` (expected clicks per candidate), each pick is
     the best cover *per click*: samples of one granularity can differ tenfold in price (a
@@ -133,7 +149,6 @@ def select_coverage(
     budget = min(budget, n)
     if budget <= 0:
         return np.arange(0)
-    kernel = _coverage_kernel(len(frame_mass), reach)
     share = _coverage_share(mass, frames, frame_mass)
     price = np.ones(n) if cost is None else np.maximum(np.asarray(cost, float), 1e-9)
     remaining = frame_mass.astype(float).copy()

@@ -17,7 +17,7 @@ import torch
 
 from hvsa.annotation.annotator import Annotation, Annotator
 from hvsa.annotation.ledger import Event, Ledger
-from hvsa.config import Config, FusionConfig, SelectionConfig
+from hvsa.config import Config, FusionConfig
 from hvsa.data.label_io import compose
 from hvsa.data.scaling import (
     downsample_segments,
@@ -40,7 +40,7 @@ from hvsa.method.network import SegmentationNet
 from hvsa.method.predict import Prediction, predict
 from hvsa.method.sample_scores import sample_features, sample_uncertainty
 from hvsa.method.samples import SampleSet
-from hvsa.method.selection import coverage_scores, select, select_coverage
+from hvsa.method.selection import coverage_kernel, coverage_scores, select, select_coverage
 from hvsa.method.uncertainty import pixel_uncertainty
 from hvsa.rounds.state import LoopState
 
@@ -159,7 +159,7 @@ def select_samples(
         picked, cost = select_gain(gains, cost_of, budget, s.gain_pool)
     elif s.strategy == "coverage":
         picked = _select_coverage(unc * n_pixels[cand], table["frame"].to_numpy()[cand],
-                                  len(ctx.video), budget, s, cost_of)  # fmt: skip
+                                  len(ctx.video), budget, cfg, cost_of)  # fmt: skip
     else:
         # pooled features are for select() (paper and diversity cluster them); gain and coverage
         # never read them, so they skip this per-frame upsampling
@@ -181,20 +181,20 @@ def _select_coverage(
     frames: np.ndarray,
     n_frames: int,
     budget: int,
-    s: SelectionConfig,
+    cfg: Config,
     cost_of: Callable[[np.ndarray], np.ndarray],
 ) -> np.ndarray:
     """The coverage selector; per click, pricing only the ``gain_pool × budget`` best covers
     (the click model is too slow for every rectangle of a video, as for the gain selector)."""
+    s, f = cfg.selection, cfg.fusion
     frame_mass = np.bincount(frames, weights=mass, minlength=n_frames)
+    kernel = coverage_kernel(n_frames, s.coverage_reach, f.distance_power, f.network_weight)
     if not s.coverage_per_click:
-        return select_coverage(mass, frames, frame_mass, budget, s.coverage_reach)
-    first = coverage_scores(mass, frames, frame_mass, s.coverage_reach)
+        return select_coverage(mass, frames, frame_mass, budget, kernel)
+    first = coverage_scores(mass, frames, frame_mass, kernel)
     pool = np.argsort(-first, kind="stable")[: max(budget, s.gain_pool * budget)]
     cost = cost_of(pool)
-    return pool[
-        select_coverage(mass[pool], frames[pool], frame_mass, budget, s.coverage_reach, cost)
-    ]
+    return pool[select_coverage(mass[pool], frames[pool], frame_mass, budget, kernel, cost)]
 
 
 def class_estimates(
