@@ -11,6 +11,10 @@ tuning: the method must find its weight without ground truth.
     .venv/bin/python benchmarks/network_weight.py ../shared/datasets/camvid/clips/0016E5_15hz \
         runs/bench/0016E5_15hz_full/runs/hvsa-frame-coverage --rounds 2 4 --set model.scale=1.0 \
         --csv benchmarks/results/0016E5_15hz/network_weight.csv
+
+``--powers`` and ``--sigmas`` also vary how a carried vote falls with distance
+(``fusion.distance_power``) and chain error (``fusion.sigma``); the votes are carried once per
+pair.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ WEIGHTS = (0.0, 0.005, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 def main() -> None:
     def options(ap: argparse.ArgumentParser) -> None:
         ap.add_argument("--rounds", type=int, nargs="+", required=True)
+        ap.add_argument("--weights", type=float, nargs="+", default=list(WEIGHTS))
+        ap.add_argument("--powers", type=float, nargs="+", help="distance powers (default: cfg's)")
+        ap.add_argument("--sigmas", type=float, nargs="+", help="chain sigmas (default: cfg's)")
 
     args = parse(__doc__, options)
     cfg, video, flow = open_run(args)
@@ -49,26 +56,33 @@ def main() -> None:
         probs = predict(model, ctx.frames_t, cfg.output.batch_size, CPU).probs
         human, free = state.human, unlabelled(state)
         n_cls, names = len(ctx.classes), ctx.classes.names
-        votes = [
-            carried_votes(human, ~free, flow, t, n_cls, cfg.fusion, video.frames, state.annotated)
-            for t in tqdm(range(len(video)), desc=f"votes r{r}")
-        ]
         labelled = int((~free).sum())
         rows.append({"round": r, "labelled": labelled, "weight": "network alone",
                      "miou_unlabelled": network_miou(model, ctx, state, cfg)})  # fmt: skip
-        for wgt in WEIGHTS:
-            c = cfg.fusion.model_copy(update={"network_weight": wgt})
-            out = np.stack(
-                [fuse_frame(probs[t], votes[t], video.frames[t], human[t], c).argmax(0)
-                 for t in range(len(video))]
-            ).astype(np.uint8)  # fmt: skip
-            value, ious = miou(video.labels[free], out[free], n_cls)
-            per_class = {f"iou_{n}": v for n, v in zip(names, ious, strict=True)}
-            rows.append({"round": r, "labelled": labelled, "weight": wgt,
-                         "miou_unlabelled": value, **per_class})  # fmt: skip
-            print(rows[-1]["round"], wgt, round(value, 4), flush=True)
+        powers = args.powers or [cfg.fusion.distance_power]
+        sigmas = args.sigmas or [cfg.fusion.sigma]
+        for power, sigma in ((p, s) for p in powers for s in sigmas):
+            shape = cfg.fusion.model_copy(update={"distance_power": power, "sigma": sigma})
+            votes = [
+                carried_votes(human, ~free, flow, t, n_cls, shape, video.frames, state.annotated)
+                for t in tqdm(range(len(video)), desc=f"votes r{r} p{power} s{sigma}")
+            ]
+            for wgt in args.weights:
+                c = shape.model_copy(update={"network_weight": wgt})
+                out = np.stack(
+                    [fuse_frame(probs[t], votes[t], video.frames[t], human[t], c).argmax(0)
+                     for t in range(len(video))]
+                ).astype(np.uint8)  # fmt: skip
+                value, ious = miou(video.labels[free], out[free], n_cls)
+                per_class = {f"iou_{n}": v for n, v in zip(names, ious, strict=True)}
+                rows.append({"round": r, "labelled": labelled, "distance_power": power,
+                             "sigma": sigma, "weight": wgt, "miou_unlabelled": value,
+                             **per_class})  # fmt: skip
+                print(r, power, sigma, wgt, round(value, 4), flush=True)
     table = save_table(rows, args.csv)
-    print(table[["round", "labelled", "weight", "miou_unlabelled"]].to_string(index=False))
+    shown = [c for c in ("round", "labelled", "distance_power", "sigma", "weight",
+                         "miou_unlabelled") if c in table]  # fmt: skip
+    print(table[shown].to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -221,12 +221,13 @@ def test_labels_far_from_any_label_are_carried_like_propagation_without_a_window
 
 def test_with_no_window_a_chain_walks_as_far_as_its_vote_can_count():
     """Linear in frames: beyond the distance where an unbroken chain's vote is under 1 % of the
-    network's, no chain walks (142 frames with the defaults); a window, where set, wins."""
+    network's, no chain walks (142 frames at distance power 2); a window, where set, wins."""
     from hvsa.method.fusion import carry_limit
 
-    cfg = CFG.fusion.model_copy(update={"window": None})
+    cfg = CFG.fusion.model_copy(update={"window": None, "distance_power": 2.0})
     limit = carry_limit(cfg, 10_000)
     assert 1 / limit**cfg.distance_power < 0.01 * cfg.network_weight
     assert 1 / (limit - 1) ** cfg.distance_power >= 0.01 * cfg.network_weight
     assert carry_limit(cfg, 50) == 50
     assert carry_limit(cfg.model_copy(update={"window": 12}), 10_000) == 12
+    assert CFG.fusion.window is not None  # the default bounds every chain, whatever the power

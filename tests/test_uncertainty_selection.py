@@ -8,6 +8,7 @@ from hvsa.method.selection import (
     select,
     select_coverage,
     select_paper,
+    select_spread,
 )
 from hvsa.method.uncertainty import (
     entropy,
@@ -152,3 +153,31 @@ def test_fusion_cover_is_the_share_of_the_vote_a_label_holds():
     assert k[0, 10] == pytest.approx(0.01 / (0.01 + 0.01))  # 1/10² beside 0.01: half
     assert k[0, 1] > k[0, 2] > k[0, 29] > 0
     assert np.allclose(k, k.T)
+
+
+def test_spread_puts_a_first_batch_evenly_ends_included():
+    """Nothing labelled: each of b equal stretches gets a frame in its middle."""
+    frames = np.arange(101)
+    assert sorted(select_spread(101, np.arange(0), frames, 2).tolist()) == [25, 75]
+    assert sorted(select_spread(101, np.arange(0), frames, 4).tolist()) == [12, 37, 63, 88]
+
+
+def test_spread_fills_the_widest_gaps_and_the_ends_first():
+    frames = np.arange(101)
+    # between labels at both ends, one frame goes to the middle
+    rest = np.setdiff1d(frames, [0, 100])
+    assert rest[select_spread(101, np.array([0, 100]), rest, 1)].tolist() == [50]
+    # labels at 21 and 53: the 47 frames after 53 are the farthest, then the 21 before 21
+    rest = np.setdiff1d(frames, [21, 53])
+    assert rest[select_spread(101, np.array([21, 53]), rest, 1)].tolist() == [85]
+    picked = sorted(rest[select_spread(101, np.array([21, 53]), rest, 2)].tolist())
+    assert picked[0] < 21 and picked[1] > 53
+
+
+def test_spread_takes_the_nearest_offered_frame_and_never_one_twice():
+    offered = np.array([3, 4, 40, 41, 90])  # frames that can still be asked for
+    picked = select_spread(101, np.arange(0), offered, 3)
+    assert len(set(picked.tolist())) == 3
+    assert set(offered[picked].tolist()) <= set(offered.tolist())
+    assert len(select_spread(5, np.arange(0), np.arange(5), 9)) == 5  # more asked than offered
+    assert len(select_spread(5, np.arange(0), np.arange(5), 0)) == 0

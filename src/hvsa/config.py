@@ -84,6 +84,7 @@ class SelectionConfig(_Section):
     gain_pool: int = Field(ge=1)
     coverage_reach: float | None = Field(gt=0)
     coverage_per_click: bool
+    spread_frames: int = Field(ge=0)
     kmeans_init: int = Field(ge=1)
     seed: int
 

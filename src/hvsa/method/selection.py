@@ -162,3 +162,87 @@ def select_coverage(
         open_[i] = False
         remaining *= 1.0 - share[i] * kernel[frames[i]]
     return np.asarray(picked, dtype=int)
+
+
+def _gap_places(lo: int, hi: int, n_frames: int, m: int) -> np.ndarray:
+    """``m`` frames in the unlabelled stretch ``lo..hi`` (inclusive) that bring its frames
+    nearest a label, given labels just outside it (at ``lo - 1`` and ``hi + 1`` where those are
+    frames of the video): evenly spaced between two labels; at an end of the video, the frame
+    nearest the end half a step in, since nothing beyond it needs the label."""
+    left, right = lo > 0, hi < n_frames - 1
+    a, b = lo - 1, hi + 1  # the labels around (or just past the ends)
+    i = np.arange(1, m + 1, dtype=float)
+    if left and right:
+        x = a + i * (b - a) / (m + 1)
+    elif right:  # the start of the video: frames 0..hi, a label at b
+        x = b - (b + 0.5) * (2 * (m - i + 1)) / (2 * m + 1)
+    elif left:  # the end of the video
+        x = a + (n_frames - 1 - a + 0.5) * (2 * i) / (2 * m + 1)
+    else:  # nothing labelled: each of m equal stretches gets a label in its middle
+        x = (2 * i - 1) * n_frames / (2 * m) - 0.5
+    return np.unique(np.clip(np.rint(x), lo, hi).astype(int))
+
+
+def _gap_cost(lo: int, hi: int, n_frames: int, places: np.ndarray) -> float:
+    """Summed distance of the frames ``lo..hi`` to their nearest label (``places``, and the
+    labels just outside the stretch)."""
+    at = [*places.tolist(), *([lo - 1] if lo > 0 else []), *([hi + 1] if hi < n_frames - 1 else [])]
+    t = np.arange(lo, hi + 1)
+    if not at:  # no label anywhere: every frame counts as farther than the video is long
+        return float(n_frames * len(t))
+    return float(np.abs(t[:, None] - np.asarray(at)[None, :]).min(1).sum())
+
+
+def select_spread(
+    n_frames: int, labelled: np.ndarray, candidates: np.ndarray, budget: int
+) -> np.ndarray:
+    """A batch of frames that brings every frame of the video nearest a labelled one: the
+    ``budget`` frames that, with the frames already ``labelled``, minimise the mean distance
+    (in frames) of every frame to its nearest label — the 1-D k-median, ends of the video
+    included. Returns indices into ``candidates`` (frame indices).
+
+    Why: before the network has learned anything of this video, a frame's label is as good as
+    the nearest human label carried to it along the flow, and a carried label degrades with
+    every frame it travels (``../shared/FINDINGS.md``: propagate-K falls from 94 % at K = 2 to
+    69 % at K = 25). Uncertainty-driven picks put the first labels where a network that knows
+    nothing is unsure, and may leave a stretch far from any label (``benchmarks/RESULTS.md``,
+    "Where the first frames go"). The labelled frames cut the video into unlabelled stretches;
+    each stretch's best frames for ``m`` labels are evenly spaced (half a step from an end of the
+    video), and the batch is shared among stretches greedily by how much each next label
+    shortens the distances — exact for this convex cost, and linear in frames.
+    """
+    budget = min(budget, len(candidates))
+    if budget <= 0:
+        return np.arange(0)
+    taken = np.zeros(n_frames, bool)
+    taken[np.asarray(labelled, int)] = True
+    cut = np.flatnonzero(np.diff(np.r_[True, taken, True].astype(np.int8)))  # stretch bounds
+    stretches = [(int(lo), int(hi) - 1) for lo, hi in zip(cut[::2], cut[1::2], strict=True)]
+    given = [0] * len(stretches)
+    cost = [_gap_cost(lo, hi, n_frames, np.arange(0)) for lo, hi in stretches]
+    for _ in range(budget):
+        best, gain, then = -1, 0.0, 0.0
+        for s, (lo, hi) in enumerate(stretches):
+            if given[s] >= hi - lo + 1:
+                continue
+            c = _gap_cost(lo, hi, n_frames, _gap_places(lo, hi, n_frames, given[s] + 1))
+            if cost[s] - c > gain:
+                best, gain, then = s, cost[s] - c, c
+        if best < 0:
+            break
+        given[best] += 1
+        cost[best] = then
+    wanted = [
+        p
+        for s, (lo, hi) in enumerate(stretches)
+        if given[s]
+        for p in _gap_places(lo, hi, n_frames, given[s]).tolist()
+    ]
+    # the candidate nearest each wanted frame (a frame may not be offered: partly labelled)
+    picked: list[int] = []
+    order = np.asarray(candidates)
+    for p in wanted:
+        d = np.abs(order - p).astype(float)
+        d[picked] = np.inf
+        picked.append(int(np.argmin(d)))
+    return np.asarray(picked[:budget], dtype=int)

@@ -40,7 +40,13 @@ from hvsa.method.network import SegmentationNet
 from hvsa.method.predict import Prediction, predict
 from hvsa.method.sample_scores import sample_features, sample_uncertainty
 from hvsa.method.samples import SampleSet
-from hvsa.method.selection import coverage_kernel, coverage_scores, select, select_coverage
+from hvsa.method.selection import (
+    coverage_kernel,
+    coverage_scores,
+    select,
+    select_coverage,
+    select_spread,
+)
 from hvsa.method.uncertainty import pixel_uncertainty
 from hvsa.rounds.state import LoopState
 
@@ -157,6 +163,10 @@ def select_samples(
     if s.strategy == "gain":
         gains = sample_gain(pixel_gain(pred.probs), ctx.small_segments, table, cand)
         picked, cost = select_gain(gains, cost_of, budget, s.gain_pool)
+    elif s.strategy == "coverage" and _spreading(ctx, state, cfg):
+        frames = table["frame"].to_numpy()
+        full = np.flatnonzero(state.annotated.reshape(len(ctx.video), -1).all(1))
+        picked = select_spread(len(ctx.video), full, frames[cand], budget)
     elif s.strategy == "coverage":
         picked = _select_coverage(unc * n_pixels[cand], table["frame"].to_numpy()[cand],
                                   len(ctx.video), budget, cfg, cost_of)  # fmt: skip
@@ -174,6 +184,15 @@ def select_samples(
         chosen["expected_clicks"] = cost
     chosen["rank"] = np.arange(len(chosen))
     return chosen
+
+
+def _spreading(ctx: VideoContext, state: LoopState, cfg: Config) -> bool:
+    """Whether this round's whole frames are placed by distance alone (:func:`select_spread`):
+    while fewer than ``selection.spread_frames`` frames are labelled in full."""
+    if ctx.samples.granularity != "frame" or cfg.selection.spread_frames <= 0:
+        return False
+    full = state.annotated.reshape(len(ctx.video), -1).all(1)
+    return int(full.sum()) < cfg.selection.spread_frames
 
 
 def _select_coverage(
