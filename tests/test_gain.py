@@ -106,6 +106,20 @@ def test_the_loop_runs_with_the_coverage_selector(tiny_videos, pretrained, tmp_p
     assert json.loads((out / "summary.json").read_text())["clicks"] > 0
 
 
+def test_spread_frames_places_the_first_frames_evenly(tiny_videos, pretrained, tmp_path):
+    """``selection.spread_frames``: while fewer frames than that are labelled in full, the
+    coverage selector's whole frames go where every frame is nearest a label (8 frames, 2 a
+    round: 2 and 6), then coverage picks again."""
+    out = tmp_path / "spread"
+    args = run_args(tiny_videos[0], pretrained, out, "frame", 2, rounds=2)
+    sets = ["--set", "finetune.steps=2", "--set", "selection.spread_frames=2"]
+    assert main([*args, "--selector", "coverage", *sets]) == 0
+    first = pd.read_parquet(out / "round_01" / "selected.parquet")
+    assert sorted(first["frame"].tolist()) == [2, 6]
+    second = pd.read_parquet(out / "round_02" / "selected.parquet")
+    assert len(second) == 2 and not set(second["frame"]) & {2, 6}
+
+
 def test_auto_sends_frames_until_it_can_price_then_the_offer_worth_most(
     tiny_videos, pretrained, tmp_path
 ):
