@@ -29,7 +29,6 @@ def tiny_config(**overrides) -> Config:
         # the settings the tests were written for (params.yaml's defaults are CamVid's best)
         "samples.granularity": "superpixel",
         "selection.strategy": "paper",
-        "model.train_crop": None,
         "pretrain.steps": 60,
         "pretrain.batch_size": 8,
         "finetune.steps": 30,
@@ -89,7 +88,6 @@ def write_fast_params(path: Path, **overrides) -> Path:
         "finetune.steps": 5, "samples.superpixels": 40, "samples.rect_size": 16,
         "loop.budget": 6, "model.device": "cpu", "output.batch_size": 8,
         "samples.granularity": "superpixel", "selection.strategy": "paper",
-        "model.train_crop": None,
     }  # fmt: skip
     settings.update(overrides)
     for dotted, value in settings.items():
