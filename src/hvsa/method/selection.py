@@ -91,10 +91,10 @@ def coverage_kernel(
     With a ``reach``, ``exp(-|t - f| / reach)``. With none, the share of frame t's fused vote
     that a label ``d`` frames away would hold beside the network's, as the label generator
     weighs them (:mod:`hvsa.method.fusion`: an unbroken chain votes ``1 / d ** distance_power``,
-    the network ``network_weight``): ``v / (v + network_weight)``. Why: a label counts as far
-    as fusion carries it (half its frame at 14 frames with the default weights, a tenth at 45),
-    so a first batch is spread over the whole video, ends included, instead of covering two
-    uncertain stretches and leaving a third of the video to a network that knows nothing yet.
+    the network ``network_weight``): ``v / (v + network_weight)``, so that a label counts as far
+    as fusion carries it (half its frame 14 frames away at power 2, 200 at power 1). Measured
+    on 0016E5_15hz it spread the first frames wider but labelled 1.4 points worse in round 2
+    than a reach of 6 (``benchmarks/RESULTS.md``, "Where the first frames go").
     """
     d = np.abs(np.arange(n_frames)[:, None] - np.arange(n_frames)[None, :]).astype(float)
     if reach is not None:
@@ -201,15 +201,16 @@ def select_spread(
     (in frames) of every frame to its nearest label — the 1-D k-median, ends of the video
     included. Returns indices into ``candidates`` (frame indices).
 
-    Why: before the network has learned anything of this video, a frame's label is as good as
-    the nearest human label carried to it along the flow, and a carried label degrades with
-    every frame it travels (``../shared/FINDINGS.md``: propagate-K falls from 94 % at K = 2 to
-    69 % at K = 25). Uncertainty-driven picks put the first labels where a network that knows
-    nothing is unsure, and may leave a stretch far from any label (``benchmarks/RESULTS.md``,
-    "Where the first frames go"). The labelled frames cut the video into unlabelled stretches;
-    each stretch's best frames for ``m`` labels are evenly spaced (half a step from an end of the
-    video), and the batch is shared among stretches greedily by how much each next label
-    shortens the distances — exact for this convex cost, and linear in frames.
+    Why try it: before the network has learned anything of this video, a frame's label is as
+    good as the nearest human label carried to it along the flow, and a carried label degrades
+    with every frame it travels (``../shared/FINDINGS.md``: propagate-K falls from 94 % at K = 2
+    to 69 % at K = 25), while uncertainty-driven picks may leave a stretch far from any label.
+    Measured on 0016E5_15hz, the coverage selector still labelled 0.6-1.1 points better in
+    rounds 1-3 (``benchmarks/RESULTS.md``, "Where the first frames go"), so it is off by default.
+    The labelled frames cut the video into unlabelled stretches; each stretch's best frames for
+    ``m`` labels are evenly spaced (half a step from an end of the video), and the batch is
+    shared among stretches greedily by how much each next label shortens the distances (exact
+    for this convex cost).
     """
     budget = min(budget, len(candidates))
     if budget <= 0:

@@ -163,10 +163,8 @@ def select_samples(
     if s.strategy == "gain":
         gains = sample_gain(pixel_gain(pred.probs), ctx.small_segments, table, cand)
         picked, cost = select_gain(gains, cost_of, budget, s.gain_pool)
-    elif s.strategy == "coverage" and _spreading(ctx, state, cfg):
-        frames = table["frame"].to_numpy()
-        full = np.flatnonzero(state.annotated.reshape(len(ctx.video), -1).all(1))
-        picked = select_spread(len(ctx.video), full, frames[cand], budget)
+    elif s.strategy == "coverage" and (full := _spread_from(ctx, state, cfg)) is not None:
+        picked = select_spread(len(ctx.video), full, table["frame"].to_numpy()[cand], budget)
     elif s.strategy == "coverage":
         picked = _select_coverage(unc * n_pixels[cand], table["frame"].to_numpy()[cand],
                                   len(ctx.video), budget, cfg, cost_of)  # fmt: skip
@@ -186,13 +184,13 @@ def select_samples(
     return chosen
 
 
-def _spreading(ctx: VideoContext, state: LoopState, cfg: Config) -> bool:
-    """Whether this round's whole frames are placed by distance alone (:func:`select_spread`):
-    while fewer than ``selection.spread_frames`` frames are labelled in full."""
+def _spread_from(ctx: VideoContext, state: LoopState, cfg: Config) -> np.ndarray | None:
+    """The frames labelled in full when this round's whole frames are placed by distance alone
+    (:func:`select_spread`: while fewer than ``selection.spread_frames`` are), else None."""
     if ctx.samples.granularity != "frame" or cfg.selection.spread_frames <= 0:
-        return False
-    full = state.annotated.reshape(len(ctx.video), -1).all(1)
-    return int(full.sum()) < cfg.selection.spread_frames
+        return None
+    full = np.flatnonzero(state.annotated.reshape(len(ctx.video), -1).all(1))
+    return full if full.size < cfg.selection.spread_frames else None
 
 
 def _select_coverage(
