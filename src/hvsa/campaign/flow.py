@@ -5,7 +5,9 @@ A round is the one :func:`hvsa.campaign.lifecycle.run_round`, with each step a P
 every stage runs on its own, in the flow's process, and is recorded in ``dvc.lock`` as
 ``dvc repro <stage>@<video>`` would record it, so a step finished before a crash is skipped on
 restart — DVC knows it is up to date — and the ledger keys its events so nothing is recorded
-twice. A round's MLflow logging runs beside the next round rather than before it. Steps that
+twice. A round's MLflow logging runs after its commit, before the next round: on two cores,
+logging beside the next round slowed its selection and fine-tuning by more than the logging
+itself takes (benchmarks/RESULTS.md, orchestration overhead). Steps that
 can fail for passing reasons (a busy DVC lock, the MLflow database) are retried with back-off.
 With a human annotator the flow run pauses after ``select`` until the round's labels are handed
 in (:class:`RoundLabels`); with the oracle it runs straight through.
@@ -16,7 +18,6 @@ Run it: ``hvsa campaign run WORKSPACE [--rounds N]`` (or ``python flows/campaign
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
 from prefect import flow, get_run_logger, pause_flow_run, task
@@ -112,7 +113,7 @@ def run_video_round(root: str, video: str) -> None:
 
 
 TASKS = RoundDriver(advance=advance_task, run_video=run_video_round, commit=commit_task,
-                    log=mlflow_task.submit)  # fmt: skip
+                    log=mlflow_task)  # fmt: skip
 
 
 @flow(name="hvsa-campaign", log_prints=True)
@@ -122,13 +123,9 @@ def campaign(workspace: str, rounds: int | None = None) -> dict[str, dict | None
     ``workspace`` should be an absolute path: the annotation app finds the run it resumes by it.
     """
     root = str(Path(workspace).resolve())
-    logged = []  # a round's MLflow logging runs beside the next round (it reads only files)
-    driver = replace(TASKS, log=lambda *args: logged.append(TASKS.log(*args)))
     done = 0
-    while (rounds is None or done < rounds) and run_round(root, driver):
+    while (rounds is None or done < rounds) and run_round(root, TASKS):
         done += 1
-    for future in logged:
-        future.result()  # a round that could not be logged fails the flow run, at its end
     ws = Workspace.open(root)
     return {key: round_metrics(ws, key) for key in ws.campaign.videos}
 

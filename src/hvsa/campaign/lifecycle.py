@@ -27,6 +27,7 @@ from hvsa.campaign.workspace import (
     Campaign,
     CampaignVideo,
     Workspace,
+    recorded_in_round,
     write_campaign,
 )
 from hvsa.config import Config, apply_overrides, find_params, load_config
@@ -135,17 +136,6 @@ def round_metrics(ws: Workspace, key: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _recorded(root: Path, target: str) -> bool:
-    """Whether DVC has recorded ``target`` as up to date: a stage killed after writing its
-    outputs but before ``dvc.lock`` recorded them is not finished, though its files are there."""
-    import contextlib
-
-    from dvc.repo import Repo
-
-    with contextlib.chdir(root), Repo(str(root)) as repo:
-        return not repo.status(targets=[target])
-
-
 def advance(ws: Workspace) -> list[str]:
     """Move every video whose round is finished to its next round, or mark it done.
 
@@ -157,7 +147,10 @@ def advance(ws: Workspace) -> list[str]:
         if video.status == "done":
             continue
         metrics = round_metrics(ws, key)
-        if metrics is None or not _recorded(ws.root, f"{STAGES[-1]}@{key}"):
+        # a round is finished when DVC recorded its last stage in the round's folder: a stage
+        # killed after writing metrics.json but before dvc.lock recorded it is not; settings
+        # changed after a finished round apply from the next round on
+        if metrics is None or not recorded_in_round(ws.root, STAGES[-1], key, video.round):
             continue
         reason = stop_reason(metrics, ws.cfg)
         if reason is not None:

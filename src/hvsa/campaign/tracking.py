@@ -35,8 +35,8 @@ def model_name(campaign: str, video: str) -> str:
 
 def ensure_store(root: Path) -> None:
     """Create ``mlflow.db`` whole or not at all: MLflow builds its schema in some forty
-    migrations, and a process killed among them (a campaign's MLflow logging runs beside the
-    next round) leaves a database no later process can open ("table … already exists"). So it
+    migrations, and a process killed among them (a campaign flow killed while it logs its
+    first round) leaves a database no later process can open ("table … already exists"). So it
     is built under another name and renamed into place when complete."""
     db = root / "mlflow.db"
     if db.is_file():

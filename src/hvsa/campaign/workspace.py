@@ -23,6 +23,8 @@ from hvsa.errors import HvsaError
 CAMPAIGN_FILE = "campaign.yaml"
 # the per-video stages of dvc.yaml, in the order a round runs them
 STAGES = ("flow", "samples", "start", "select", "annotate", "finetune", "labels")
+# the stages that run once a round, their outputs in the round's folder
+ROUND_STAGES = STAGES[STAGES.index("select") :]
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -104,3 +106,23 @@ class Workspace:
     @property
     def ledger_path(self) -> Path:
         return self.root / "data" / self.cfg.campaign.ledger
+
+
+def recorded_in_round(root: Path, stage: str, key: str, round_no: int) -> bool:
+    """Whether ``dvc.lock`` records ``stage@key`` with its outputs in round ``round_no``'s
+    folder: a round stage that is not has not finished this round (killed after writing its
+    outputs but before DVC recorded them, or not run yet), so it must run, with no need to ask
+    DVC — whose status check parses dvc.yaml, dvc.lock and params.yaml again for every stage.
+    Whether a recorded stage is still up to date (a changed setting or file) is DVC's to say.
+    """
+    lock = root / "dvc.lock"
+    if not lock.is_file():
+        return False
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    entry = ((yaml.load(lock.read_text(), Loader=loader) or {}).get("stages") or {}).get(
+        f"{stage}@{key}"
+    )
+    folder = f"data/{key}/r{round_no}/"
+    return bool(entry) and any(
+        str(out.get("path", "")).startswith(folder) for out in entry.get("outs") or []
+    )
