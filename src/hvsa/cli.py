@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -106,11 +107,12 @@ def _check_out(out: Path) -> None:
 
 def _run(
     video_path: str,
-    model_path: str,
+    model_path: str | None,
     out: str,
     cfg: Config,
     campaign: str = "run",
     fresh: bool = False,
+    classes_file: str | None = None,
 ) -> dict:
     from hvsa.annotation.annotator import make_annotator
     from hvsa.data.video import check_classes, load_video, probe_video
@@ -125,6 +127,12 @@ def _run(
         check_memory(*probed, cfg)
     device = pick_device(cfg.model.device)
     video = load_video(video_path, cfg.data.classes_file, cfg.data.void_id)
+    new_start = None
+    if model_path is None:
+        model_path = str(Path(out) / FRESH_MODEL)
+        if not Path(model_path).is_file():  # made aside, moved in once the folder is ours
+            new_start = _start_from_nothing(video, cfg, classes_file)
+            model_path = str(new_start)
     model, classes, _ = load_checkpoint(model_path, device)
     check_classes(video, classes)
     annotator = make_annotator(cfg.annotation.annotator, cfg.annotation.polygon_tolerance)
@@ -132,6 +140,9 @@ def _run(
         raise HvsaError(f"the oracle annotator needs ground truth, and {video_path} has no labels/")
     manifest = run_manifest(cfg, Path(video_path), Path(model_path))
     last = open_out(Path(out), manifest, cfg.campaign.ledger, fresh)
+    if new_start is not None:
+        shutil.move(new_start, Path(out) / FRESH_MODEL)
+        shutil.rmtree(new_start.parent, ignore_errors=True)
     if last is not None:
         print(f"resuming the run in {out} after round {last}")
     loop = AnnotationLoop(
@@ -139,6 +150,24 @@ def _run(
     )
     loop.run()
     return json.loads((Path(out) / "summary.json").read_text())
+
+
+FRESH_MODEL = "start_model.pt"
+
+
+def _start_from_nothing(video, cfg: Config, classes_file: str | None) -> Path:
+    """A starting network that knows nothing, for the video's class list, in a folder of its
+    own; the run keeps it as ``start_model.pt`` so that a resumed run starts from the same."""
+    import tempfile
+
+    from hvsa.data.video import start_classes
+    from hvsa.method.network import write_fresh_network
+
+    classes = start_classes([video], classes_file)
+    print(f"no --model: starting from a network that knows nothing of {len(classes)} classes "
+          f"({', '.join(classes.names)})")  # fmt: skip
+    path = Path(tempfile.mkdtemp(prefix="hvsa-start-")) / FRESH_MODEL
+    return write_fresh_network(path, cfg.model.arch, classes, cfg.pretrain.seed)
 
 
 def _print_summary(summary: dict) -> None:
@@ -171,7 +200,9 @@ def cmd_run(args: argparse.Namespace) -> None:
             "uncertainty.measure": args.uncertainty,
         },
     )
-    _print_summary(_run(args.video, args.model, args.out, cfg, args.campaign, args.fresh))
+    _print_summary(
+        _run(args.video, args.model, args.out, cfg, args.campaign, args.fresh, args.classes)
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -264,11 +295,13 @@ def cmd_campaign(args: argparse.Namespace) -> None:
 
     root = Path(args.workspace)
     if args.action == "init":
-        if not args.model or not args.video:
-            raise HvsaError("campaign init needs --model and at least one --video NAME=PATH")
+        if not args.video:
+            raise HvsaError("campaign init needs at least one --video NAME=PATH")
         overrides = parse_set_option(args.set or [])
+        model = Path(args.model) if args.model else None
+        classes = Path(args.classes) if args.classes else None
         ws = init_workspace(
-            root, args.name, Path(args.model), dict(args.video), args.params, overrides
+            root, args.name, model, dict(args.video), args.params, overrides, classes
         )
         print(f"campaign {ws.campaign.name} in {ws.root}: {', '.join(ws.campaign.videos)}")
         return
@@ -426,7 +459,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", parents=[common], help="annotate a video, round by round")
     p.add_argument("video", help="video folder (frames/, labels/) or file (.mp4, .avi)")
-    p.add_argument("--model", required=True, help="checkpoint from `hvsa pretrain` or a round")
+    p.add_argument(
+        "--model",
+        help="starting checkpoint (`hvsa pretrain` or a round); without it, a network that "
+        "knows nothing, for the video's classes.json or --classes",
+    )
+    p.add_argument("--classes", help="class list for a network started from nothing")
     p.add_argument("--out", required=True)
     p.add_argument(
         "--granularity",
@@ -472,7 +510,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("workspace", help="workspace folder")
     p.add_argument("--name", default="campaign", help="campaign name (init)")
-    p.add_argument("--model", help="starting checkpoint (init)")
+    p.add_argument(
+        "--model", help="starting checkpoint (init; default: a network that knows nothing)"
+    )
+    p.add_argument("--classes", help="class list for a network started from nothing (init)")
     p.add_argument("--video", type=_video_pair, action="append", help="NAME=PATH (init)")
     p.add_argument("--rounds", type=_count, help="rounds to run (round: 1; run: until done)")
     p.set_defaults(func=cmd_campaign)

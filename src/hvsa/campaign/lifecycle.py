@@ -64,15 +64,47 @@ def _check_inputs(model: Path, videos: dict[str, str], cfg: Config) -> None:
         check_classes(load_video(path, cfg.data.classes_file, cfg.data.void_id), classes)
 
 
+def _fresh_start(videos: dict[str, str], cfg: Config, classes_file: Path | None, folder: Path):
+    """A starting network that knows nothing, for the videos' class list (``classes_file`` or
+    their classes.json), written into ``folder``."""
+    from hvsa.data.video import load_video, start_classes
+    from hvsa.method.network import write_fresh_network
+
+    loaded = [load_video(p, cfg.data.classes_file, cfg.data.void_id) for p in videos.values()]
+    classes = start_classes(loaded, classes_file)
+    return write_fresh_network(folder / "start.pt", cfg.model.arch, classes, cfg.pretrain.seed)
+
+
 def init_workspace(
     root: Path,
     name: str,
-    model: Path,
+    model: Path | None,
     videos: dict[str, str],
     params: Path | None = None,
     overrides: dict | None = None,
+    classes_file: Path | None = None,
 ) -> Workspace:
-    """Create a campaign workspace: git + DVC (local remote), params, pipeline, videos, model."""
+    """Create a campaign workspace: git + DVC (local remote), params, pipeline, videos, model.
+
+    Without ``model`` the campaign starts from a network that knows nothing, built for the
+    videos' classes (``classes_file`` or their classes.json)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="hvsa-start-") as tmp:
+        return _init_workspace(root, name, model, videos, params, overrides, classes_file,
+                               Path(tmp))  # fmt: skip
+
+
+def _init_workspace(
+    root: Path,
+    name: str,
+    model: Path | None,
+    videos: dict[str, str],
+    params: Path | None,
+    overrides: dict | None,
+    classes_file: Path | None,
+    tmp: Path,
+) -> Workspace:
     root = root.resolve()
     if (root / "campaign.yaml").exists():
         raise HvsaError(f"{root} already holds a campaign")
@@ -83,11 +115,13 @@ def init_workspace(
             raise HvsaError(f"video name {key!r} may hold only letters, digits, '.', '_', '-'")
         if not Path(path).exists():
             raise HvsaError(f"video {key}: {path} not found")
-    if not model.is_file():
+    if model is not None and not model.is_file():
         raise HvsaError(f"starting checkpoint not found: {model}")
     source = find_params(params)
     cfg = load_config(source, overrides)
     check_settings(cfg)  # fail early, before anything is written: settings, network, videos
+    if model is None:
+        model = _fresh_start(videos, cfg, classes_file, tmp)
     _check_inputs(model, videos, cfg)
     root.mkdir(parents=True, exist_ok=True)
     if not (root / ".git").exists():

@@ -229,6 +229,23 @@ def load_video(path: str | Path, classes_file: str = "classes.json", void_id: in
     return Video(path, frames, names, labels, classes)
 
 
+def start_classes(videos: list[Video], classes_file: str | Path | None = None) -> ClassList:
+    """The class list a network started from nothing is built for: ``classes_file`` when given,
+    else the classes.json found beside the videos (the same list for all of them)."""
+    if classes_file is not None:
+        return read_classes_file(Path(classes_file))[0]
+    found = {v.classes.names: v.classes for v in videos if v.classes is not None}
+    if not found:
+        raise HvsaError(
+            f"no --model and no classes.json beside {videos[0].path}: give the class list "
+            '(a JSON file: {"void": 255, "classes": [{"id": 0, "name": "road", "color": '
+            "[128, 64, 128]}, ...]}) with --classes FILE, or a starting network with --model"
+        )
+    if len(found) > 1:
+        raise HvsaError("the videos' classes.json files differ: give one list with --classes FILE")
+    return next(iter(found.values()))
+
+
 def check_classes(video: Video, classes: ClassList) -> None:
     """Fail clearly when a network's class list cannot describe this video's labels."""
     if video.classes is not None and video.classes.names != classes.names:

@@ -65,6 +65,21 @@ class SegmentationNet(nn.Module):
         return logits, hidden
 
 
+def write_fresh_network(path: str | Path, arch: str, classes: ClassList, seed: int) -> Path:
+    """Write a network that knows nothing yet for ``classes`` (``weights=None``: nothing is
+    downloaded), seeded so that the same settings give the same network.
+
+    Why: a user's own video has no network pretrained on its classes; the first rounds need no
+    trained network (whole frames spread by coverage), and the carried human labels do most of
+    the work until fine-tuning has seen a few frames.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SegmentationNet(arch, len(classes))
+    save_checkpoint(path, model, classes, {"fresh": True, "seed": seed})
+    return Path(path)
+
+
 def save_checkpoint(
     path: str | Path, model: SegmentationNet, classes: ClassList, meta: dict | None = None
 ) -> None:

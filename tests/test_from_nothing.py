@@ -1,0 +1,62 @@
+"""A user's own video with no pretrained network: `hvsa run` and `hvsa campaign init` without
+`--model` start from a network that knows nothing, built for the video's class list."""
+
+import json
+import shutil
+
+import torch
+
+from hvsa.campaign.lifecycle import init_workspace
+from hvsa.cli import main
+from hvsa.data.video import load_video, read_classes_file
+from hvsa.method.network import load_checkpoint
+
+FAST = ["--set", "finetune.steps=5", "--set", "model.train_crop=null", "--set",
+        "model.device=cpu", "--set", "samples.rect_size=16"]  # fmt: skip
+
+
+def test_run_without_a_model_starts_from_nothing_and_resumes_from_the_same(tiny_videos, tmp_path,
+                                                                           capsys):  # fmt: skip
+    out = tmp_path / "run"
+    argv = ["run", str(tiny_videos[0]), "--out", str(out), "--granularity", "frame",
+            "--budget", "1", "--rounds", "2", *FAST]  # fmt: skip
+    assert main(argv) == 0
+    assert "no --model: starting from a network that knows nothing" in capsys.readouterr().out
+    model, classes, meta = load_checkpoint(out / "start_model.pt", torch.device("cpu"))
+    assert meta["fresh"] is True
+    assert classes == load_video(tiny_videos[0]).classes
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rounds"] == 2
+    # a network that knows nothing is near chance; the carried human labels lift the video
+    assert summary["miou_final"] > summary["miou_start"] + 0.2
+    started = (out / "start_model.pt").read_bytes()
+    # one round more in the same folder: resumed from the same starting network, not a new one
+    argv[argv.index("--rounds") + 1] = "3"
+    assert main(argv) == 0
+    assert "resuming the run" in capsys.readouterr().out
+    assert (out / "start_model.pt").read_bytes() == started
+    assert json.loads((out / "summary.json").read_text())["rounds"] == 3
+
+
+def test_the_class_list_comes_from_classes_or_the_error_names_it(tiny_videos, tmp_path, capsys):
+    video = tmp_path / "own" / "video"
+    shutil.copytree(tiny_videos[0] / "frames", video / "frames")  # no labels, no classes.json
+    argv = ["campaign", "init", str(tmp_path / "out"), "--video", f"v={video}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--classes FILE" in err[0] and "no classes.json" in err[0]
+    assert not (tmp_path / "out").exists()
+    # with --classes, a workspace starts from a network for exactly that list
+    listed = tiny_videos[0] / "classes.json"
+    ws = init_workspace(tmp_path / "ws", "own", None, {"v": str(video)}, classes_file=listed)
+    _, classes, meta = load_checkpoint(ws.root / "data" / "pretrained.pt", torch.device("cpu"))
+    assert meta["fresh"] is True and classes == read_classes_file(listed)[0]
+
+
+def test_campaign_init_without_a_model_uses_the_videos_classes(tiny_videos, tmp_path, capsys):
+    root = tmp_path / "ws"
+    argv = ["campaign", "init", str(root), "--video", f"a={tiny_videos[0]}", "--video",
+            f"b={tiny_videos[1]}"]  # fmt: skip
+    assert main(argv) == 0
+    _, classes, meta = load_checkpoint(root / "data" / "pretrained.pt", torch.device("cpu"))
+    assert meta["fresh"] is True and classes == load_video(tiny_videos[0]).classes
