@@ -32,6 +32,7 @@ import pandas as pd
 
 from hvsa.benchmark.report import clicks_to_targets
 from hvsa.campaign.lifecycle import init_workspace
+from hvsa.campaign.workspace import Workspace
 from hvsa.cli import main as hvsa
 from hvsa.config import load_config
 from hvsa.data.video import load_video
@@ -103,7 +104,8 @@ def main() -> None:
     run = out / "run"
     if not (run / "summary.json").is_file():
         assert hvsa(["run", args.video, "--model", str(args.model), "--out", str(run)]) == 0
-    inproc = _rounds(lambda r: run / f"round_{r:02d}", lambda m: {})
+    inproc = _rounds(lambda r: run / f"round_{r:02d}",
+                     lambda m: {"prepare": m.get("timings", {}).get("prepare", 0.0)})  # fmt: skip
 
     ws_root = out / "ws"
     if not ws_root.exists():
@@ -111,10 +113,11 @@ def main() -> None:
     prefect_home = out / "prefect"
     env = dict(os.environ, PREFECT_HOME=str(prefect_home))
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env["PATH"]
-    started = time.time()
-    subprocess.run([sys.executable, str(REPO / "flows" / "campaign.py"), str(ws_root)],
-                   env=env, check=True)  # fmt: skip
-    print(f"campaign flow: {time.time() - started:.0f} s")
+    if any(v.status == "active" for v in Workspace.open(ws_root).campaign.videos.values()):
+        started = time.time()
+        subprocess.run([sys.executable, str(REPO / "flows" / "campaign.py"), str(ws_root)],
+                       env=env, check=True)  # fmt: skip
+        print(f"campaign flow: {time.time() - started:.0f} s")
     camp = _rounds(lambda r: ws_root / "data" / "video" / f"r{r}", lambda m: {})
     timed = _per_round(_task_times(prefect_home))
 
@@ -126,8 +129,8 @@ def main() -> None:
         run_s = a.get("seconds")
         if r == 1 and run_s is not None:
             # the campaign's first round also prepares the video (flow, samples, the starting
-            # network's labels): what `hvsa run` does as its round 0
-            run_s += inproc[0]["seconds"]
+            # network's labels): what `hvsa run` does before (prepare) and in its round 0
+            run_s += inproc[0]["prepare"] + inproc[0]["seconds"]
         row = {"round": r, "run_clicks": a.get("clicks"), "run_miou": a.get("miou"),
                "run_s": run_s, "campaign_clicks": b.get("clicks"),
                "campaign_miou": b.get("miou"),
