@@ -28,6 +28,7 @@ from hvsa.data.scaling import (
 )
 from hvsa.data.video import VOID, ClassList, Video
 from hvsa.errors import HvsaError
+from hvsa.method.auto import class_pixels, estimated_iou, known_pixels
 from hvsa.method.calibrate import calibrated, class_quality, leave_one_out_confusions, probe_frames
 from hvsa.method.class_layers import choose_layers, class_costs, doubt
 from hvsa.method.clicks import region_clicks
@@ -238,6 +239,19 @@ def class_estimates(
     )[0]
     cost = class_costs(state.human, full, len(ctx.classes), cfg.annotation.polygon_tolerance)
     return class_quality(cm), cost, full
+
+
+def estimated_class_iou(
+    quality: np.ndarray, state: LoopState, belief: Prediction, ctx: VideoContext
+) -> np.ndarray:
+    """(C,) each class's estimated IoU over the whole video (``hvsa.method.auto``): the pixels
+    people labelled right, the rest right at the leave-one-out ``quality`` of
+    :func:`class_estimates`, weighed by the belief's expected pixels of the class."""
+    totals = class_pixels(belief.probs).sum(0)
+    h, w = belief.probs.shape[2:]
+    full_scale = ctx.full[0] * ctx.full[1] / (h * w)
+    known = known_pixels(state.human, state.layers, len(ctx.classes))
+    return estimated_iou(quality, known, totals * full_scale)
 
 
 def layer_choice(
