@@ -340,12 +340,13 @@ def measure_round(
 
     The estimate is the leave-one-out one of ``auto`` (:func:`class_estimates`: frames labelled
     in full, fused without their own labels, scored against them) once
-    ``fusion.calibration_probes`` frames are labelled in full: a hidden frame lies farther from
-    the labels than an unlabelled one, so it errs low (measured in benchmarks/RESULTS.md), and a
-    video without truth stops late rather than early. Before that, the mIoU the fused belief
-    expects of itself, far lower still (the carried votes are soft). ``started`` is when the
-    round began (``time.perf_counter()``): its seconds include this measuring
-    (``timings["measure"]``), part of every round's wall time."""
+    ``fusion.calibration_probes`` frames are labelled in full. A hidden frame lies farther from
+    the labels than an unlabelled one (it errs low where carried labels decide, at 15 Hz), and
+    the network was fine-tuned on it (it errs high where the network decides, at 1 Hz):
+    benchmarks/RESULTS.md, "Quality without ground truth". Before that, the mIoU the fused
+    belief expects of itself, far lower (the carried votes are soft): it stops nothing.
+    ``started`` is when the round began (``time.perf_counter()``): its seconds include this
+    measuring (``timings["measure"]``), part of every round's wall time."""
     t0 = time.perf_counter()
     value, per_class = score(ctx.video, labels, ctx.classes)
     estimates = class_estimates(ctx, view.pred, state, cfg, view.fusion)

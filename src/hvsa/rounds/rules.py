@@ -95,7 +95,7 @@ def stop_reason(metrics: dict, cfg: Config) -> str | None:
     """Why a video is done after a round (its ``metrics.json``), or None to go on.
 
     At ``loop.target_miou`` — against ground truth where the video has it, else against the
-    estimate of it (``miou_estimate``, which errs low: ``engine.measure_round``) — at
+    estimate of it (``miou_estimate``, ``engine.measure_round``) — at
     ``loop.rounds``, at ``loop.max_clicks``, or when a round found nothing left to label.
     """
     loop = cfg.loop
