@@ -194,7 +194,7 @@ def _select_auto(
     predicted = belief_labels(belief.probs)
     soft = class_pixels(belief.probs)
     totals = soft.sum(0)
-    ious = estimated_class_iou(quality, state, belief, frame_ctx)
+    ious = estimated_class_iou(quality, state, belief, totals, frame_ctx)
     now = mean_iou(ious)
     chooser.settle(ious)
     batches: dict[str, Selection] = {}
@@ -351,8 +351,9 @@ def measure_round(
     value, per_class = score(ctx.video, labels, ctx.classes)
     estimates = class_estimates(ctx, view.pred, state, cfg, view.fusion)
     if estimates is not None:
+        totals = class_pixels(view.belief.probs).sum(0)
         estimate, source = (
-            mean_iou(estimated_class_iou(estimates[0], state, view.belief, ctx)),
+            mean_iou(estimated_class_iou(estimates[0], state, view.belief, totals, ctx)),
             "leave-one-out",
         )
     else:

@@ -28,7 +28,7 @@ from hvsa.data.scaling import (
 )
 from hvsa.data.video import VOID, ClassList, Video
 from hvsa.errors import HvsaError
-from hvsa.method.auto import class_pixels, estimated_iou, known_pixels
+from hvsa.method.auto import estimated_iou, known_pixels
 from hvsa.method.calibrate import calibrated, class_quality, leave_one_out_confusions, probe_frames
 from hvsa.method.class_layers import choose_layers, class_costs, doubt
 from hvsa.method.clicks import region_clicks
@@ -242,12 +242,13 @@ def class_estimates(
 
 
 def estimated_class_iou(
-    quality: np.ndarray, state: LoopState, belief: Prediction, ctx: VideoContext
-) -> np.ndarray:
+    quality: np.ndarray, state: LoopState, belief: Prediction, totals: np.ndarray,
+    ctx: VideoContext,
+) -> np.ndarray:  # fmt: skip
     """(C,) each class's estimated IoU over the whole video (``hvsa.method.auto``): the pixels
     people labelled right, the rest right at the leave-one-out ``quality`` of
-    :func:`class_estimates`, weighed by the belief's expected pixels of the class."""
-    totals = class_pixels(belief.probs).sum(0)
+    :func:`class_estimates`, weighed by ``totals``, the belief's expected pixels of each class
+    (``class_pixels(belief.probs).sum(0)``, at the belief's size)."""
     h, w = belief.probs.shape[2:]
     full_scale = ctx.full[0] * ctx.full[1] / (h * w)
     known = known_pixels(state.human, state.layers, len(ctx.classes))

@@ -64,8 +64,9 @@ def run_here(root: Path, stage: str, video: str) -> bool:
     from dvc.repo import Repo
 
     target = f"{stage}@{video}"
+    ws = Workspace.open(root)  # DVC's removal and status change neither params nor campaign.yaml
     must_run = stage in ROUND_STAGES and not recorded_in_round(
-        root, stage, video, Workspace.open(root).video(video).round
+        root, stage, video, ws.video(video).round
     )
     # DVC resolves stage names and paths from the working directory: the workspace's, for it
     with contextlib.chdir(root), Repo(str(root)) as repo:
@@ -74,7 +75,6 @@ def run_here(root: Path, stage: str, video: str) -> bool:
         with repo.lock:  # a clean slate, as `dvc repro` leaves it
             for found in repo.stage.collect(target):
                 found.remove_outs(ignore_remove=False, force=False)
-    ws = Workspace.open(root)
     check_settings(ws.cfg)
     importlib.import_module(f"hvsa.campaign.stages.{stage}").step(ws, video)
     crash_point(f"{stage}-done", ws.video(video).round)  # outputs written, dvc.lock not yet
