@@ -301,7 +301,7 @@ def test_cli_adds_annotators_and_refuses_a_duplicate(waiting_round, tmp_path, ca
 
 
 def test_label_studio_rle_round_trips_and_reads_literal_runs():
-    from hvsa.app.exchange import decode_rle, encode_rle, mask_to_rle, rle_to_mask
+    from hvsa.data.label_formats import decode_rle, encode_rle, mask_to_rle, rle_to_mask
 
     rng = np.random.default_rng(0)
     mask = rng.random((37, 53)) > 0.6
@@ -381,8 +381,9 @@ def test_cvat_export_and_import_hand_the_round_in(app, tmp_path, capsys, monkeyp
 
 
 def test_label_studio_import_reads_brush_annotations(app, tmp_path):
-    from hvsa.app.exchange import export_round, import_labels, mask_to_rle
+    from hvsa.app.exchange import export_round, import_labels
     from hvsa.app.work import current_round
+    from hvsa.data.label_formats import mask_to_rle
 
     _, root, _, resumed = app
     ws = Workspace.open(root)

@@ -34,6 +34,12 @@ from hvsa.app.store import app_store
 from hvsa.app.work import RoundWork, current_round
 from hvsa.campaign.workspace import Workspace
 from hvsa.data.images import read_image
+from hvsa.data.label_formats import (
+    brush_results,
+    cvat_labelmap,
+    label_studio_config,
+    rle_to_mask,
+)
 from hvsa.data.video import VOID
 from hvsa.errors import HvsaError
 from hvsa.method.clicks import ClickCount, layer_clicks, region_clicks, superpixel_clicks
@@ -45,74 +51,6 @@ def _stem(video: str, round_no: int, sample_id: int) -> str:
     return f"{video}_r{round_no}_s{sample_id}"
 
 
-# ------------------------------------------------------------------ Label Studio's brush RLE
-class _Bits:
-    """Big-endian bit reader over bytes (the layout of thi-ng's rle-pack, used by Label Studio)."""
-
-    def __init__(self, data: bytes):
-        self.bits = np.unpackbits(np.frombuffer(bytes(data), np.uint8))
-        self.i = 0
-
-    def read(self, n: int) -> int:
-        chunk = self.bits[self.i : self.i + n]
-        if len(chunk) < n:
-            raise HvsaError("Label Studio RLE ends early: the mask is truncated")
-        self.i += n
-        return int("".join(map(str, chunk)) or "0", 2)
-
-
-def decode_rle(rle: list[int], expected: int | None = None) -> np.ndarray:
-    """Label Studio brush RLE → the flat array it encodes (RGBA bytes of the mask image).
-
-    ``expected``: the length it must declare, checked before anything is allocated."""
-    bits = _Bits(bytes(rle))
-    num = bits.read(32)
-    if expected is not None and num != expected:
-        raise HvsaError(f"a brush mask holds {num // 4} pixels, not {expected // 4}")
-    word = bits.read(5) + 1
-    sizes = [bits.read(4) + 1 for _ in range(4)]
-    out = np.zeros(num, np.uint8)
-    i = 0
-    while i < num:
-        repeat = bits.read(1)
-        j = i + 1 + bits.read(sizes[bits.read(2)])
-        if repeat:
-            out[i:j] = bits.read(word)
-        else:
-            for k in range(i, j):
-                out[k] = bits.read(word)
-        i = j
-    return out
-
-
-def encode_rle(flat: np.ndarray) -> list[int]:
-    """The inverse of :func:`decode_rle`, with repeat runs only (valid for Label Studio)."""
-    flat = np.asarray(flat, np.uint8).ravel()
-    sizes = [3, 6, 10, 16]  # bits of a run length, chosen per run
-    out = [format(len(flat), "032b"), format(7, "05b"), *(format(s - 1, "04b") for s in sizes)]
-    change = np.flatnonzero(np.diff(flat)) + 1
-    starts, ends = np.r_[0, change], np.r_[change, len(flat)]
-    for s, e in zip(starts, ends, strict=True):
-        while s < e:
-            n = min(e - s, 1 << sizes[-1])
-            k = next(k for k, b in enumerate(sizes) if n - 1 < 1 << b)
-            out.append(f"1{k:02b}{n - 1:0{sizes[k]}b}{int(flat[s]):08b}")
-            s += n
-    bits = "".join(out)
-    bits += "0" * (-len(bits) % 8)
-    return [int(bits[i : i + 8], 2) for i in range(0, len(bits), 8)]
-
-
-def mask_to_rle(mask: np.ndarray) -> list[int]:
-    """A boolean (H,W) mask as Label Studio stores a brush stroke (RGBA, alpha = the mask)."""
-    return encode_rle(np.repeat(mask.astype(np.uint8).ravel() * 255, 4))
-
-
-def rle_to_mask(rle: list[int], height: int, width: int) -> np.ndarray:
-    flat = decode_rle(rle, height * width * 4)
-    return flat.reshape(height, width, 4)[..., 3] > 127
-
-
 # ------------------------------------------------------------------ export
 def export_round(work: RoundWork, out: Path) -> Path:
     """Write the round's samples for CVAT and Label Studio into ``out``; returns ``out``."""
@@ -122,10 +60,7 @@ def export_round(work: RoundWork, out: Path) -> Path:
     for folder in (images, cvat / "SegmentationClass", cvat / "ImageSets" / "Segmentation"):
         folder.mkdir(parents=True, exist_ok=True)
     palette = classes.palette()
-    lines = ["# label:color_rgb:parts:actions", "background:0,0,0::"]
-    named = zip(classes.names, classes.colors, strict=True)
-    lines += [f"{n}:{','.join(map(str, c))}::" for n, c in named]
-    (cvat / "labelmap.txt").write_text("\n".join(lines) + "\n")
+    (cvat / "labelmap.txt").write_text(cvat_labelmap(classes))
     manifest, stems, tasks = [], [], []
     for sid in work.order:
         frame, box, _ = work.region(sid)
@@ -136,16 +71,7 @@ def export_round(work: RoundWork, out: Path) -> Path:
         colour = np.where((prefill != VOID)[..., None], palette[prefill], 0).astype(np.uint8)
         cv2.imwrite(str(cvat / "SegmentationClass" / f"{stem}.png"), colour[..., ::-1])
         stems.append(stem)
-        h, w = prefill.shape
-        result = [
-            {
-                "from_name": "label", "to_name": "image", "type": "brushlabels",
-                "original_width": w, "original_height": h, "image_rotation": 0,
-                "value": {"format": "rle", "rle": mask_to_rle(prefill == c),
-                          "brushlabels": [classes.names[c]]},
-            }
-            for c in np.unique(prefill[prefill != VOID]).tolist()
-        ]  # fmt: skip
+        result = brush_results(prefill, classes)
         data = {"image": f"images/{stem}.png", "hvsa_sample": sid, "hvsa_video": work.video_key}
         data |= {"hvsa_round": work.round, "frame": work.video.frame_names[frame]}
         prediction = {"model_version": f"hvsa-r{work.round}", "result": result}
@@ -158,14 +84,7 @@ def export_round(work: RoundWork, out: Path) -> Path:
     ls = out / "label_studio"
     ls.mkdir(exist_ok=True)
     (ls / "tasks.json").write_text(json.dumps(tasks) + "\n")
-    labels = "\n".join(
-        f'    <Label value="{n}" background="#{c[0]:02x}{c[1]:02x}{c[2]:02x}"/>'
-        for n, c in zip(classes.names, classes.colors, strict=True)
-    )
-    (ls / "config.xml").write_text(
-        '<View>\n  <Image name="image" value="$image" zoom="true"/>\n'
-        f'  <BrushLabels name="label" toName="image">\n{labels}\n  </BrushLabels>\n</View>\n'
-    )
+    (ls / "config.xml").write_text(label_studio_config(classes))
     info = {"video": work.video_key, "round": work.round, "samples": manifest}
     (out / MANIFEST).write_text(json.dumps(info, indent=2) + "\n")
     return out

@@ -78,6 +78,14 @@ def read_image(path: Path, flags: int = cv2.IMREAD_UNCHANGED, max_pixels: int = 
         data = Path(path).read_bytes()
     except OSError as exc:
         raise HvsaError(f"cannot read image {shown(path)}: {exc.strerror}") from None
+    return decode_image(data, path, flags, max_pixels)
+
+
+def decode_image(
+    data: bytes, path: Path | str, flags: int = cv2.IMREAD_UNCHANGED, max_pixels: int = MAX_PIXELS
+):
+    """An image's bytes decoded (OpenCV's channel order) with the checks of :func:`read_image`;
+    ``path`` names it in errors (a file, or an entry of a zip)."""
     if not data:
         raise HvsaError(f"image {shown(path)} is empty")
     check_declared(path, declared_size(data), max_pixels)
