@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 import hvsa.method.calibrate as calibrate
@@ -85,3 +86,46 @@ def test_the_loop_records_the_radius_it_calibrated(tiny_videos, pretrained, tmp_
              for r in (0, 1, 2)]  # fmt: skip
     assert radii == [CFG.fusion.guided_radius, 0, 0], "nothing labelled yet, then calibrated"
     assert calls and all(n == 2 for n in calls)
+
+
+def test_the_estimate_interval_is_the_spread_over_resampled_probes():
+    from hvsa.method.auto import estimate_interval
+
+    known, totals = np.zeros(2), np.array([1000.0, 1000.0])
+    same = np.stack([np.array([[90, 10], [10, 90]])] * 4)
+    low, high = estimate_interval(same, known, totals, 0.9)
+    # every probe says the same: no spread, the point estimate (IoU 90/110 per class)
+    assert low == pytest.approx(90 / 110) and high == pytest.approx(90 / 110)
+    mixed = np.stack([np.array([[90, 10], [10, 90]]), np.array([[50, 50], [50, 50]])] * 2)
+    low, high = estimate_interval(mixed, known, totals, 0.9)
+    assert 50 / 150 <= low < high <= 90 / 110
+    # what people labelled counts as right: the interval narrows towards 1 as they label more
+    low2, high2 = estimate_interval(mixed, np.array([900.0, 900.0]), totals, 0.9)
+    assert low2 > low and high2 - low2 < high - low
+
+
+def test_each_frame_estimate_counts_labelled_pixels_right_and_the_rest_at_their_class_quality():
+    from hvsa.method.auto import frame_estimates
+
+    probs = torch.zeros(2, 2, 4, 4)
+    probs[:, 0] = 0.8
+    probs[:, 1] = 0.2
+    human = np.full((2, 4, 4), 255, np.uint8)
+    human[1, :2] = 0  # half of frame 1 labelled by people
+    by_belief = frame_estimates(None, probs, human)
+    assert by_belief[0] == pytest.approx(0.8) and by_belief[1] == pytest.approx(0.9)
+    quality = np.array([0.5, np.nan])  # class 1 never seen on a probe: left out
+    by_quality = frame_estimates(quality, probs, human)
+    assert by_quality[0] == pytest.approx(0.5)
+    assert by_quality[1] == pytest.approx((8 + 0.5 * 8 * 0.8) / (8 + 8 * 0.8))
+
+
+def test_without_ground_truth_the_stop_rule_holds_the_interval_low_end_to_the_target():
+    from hvsa.rounds.rules import stop_reason
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config(**{"loop.target_miou": 0.9, "loop.rounds": 50})
+    m = {"round": 3, "miou": None, "clicks_total": 10, "samples": 1, "miou_estimate": 0.93}
+    assert stop_reason(m | {"miou_interval": [0.88, 0.95]}, cfg) is None
+    assert "at least 0.910" in stop_reason(m | {"miou_interval": [0.91, 0.95]}, cfg)
+    assert "estimated mIoU of 0.930" in stop_reason(m | {"miou_interval": None}, cfg)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from hvsa.config import SELECTORS, Config, load_config, parse_set_option
+from hvsa.data.label_formats import FORMATS as LABEL_FORMATS
 from hvsa.errors import HvsaError, require_extra
 
 
@@ -113,8 +114,11 @@ def _run(
     campaign: str = "run",
     fresh: bool = False,
     classes_file: str | None = None,
+    labels: dict | None = None,
 ) -> dict:
+    """``labels``: existing labels to start from (``source``, ``fmt``, ``clicks``, ``by``)."""
     from hvsa.annotation.annotator import make_annotator
+    from hvsa.annotation.existing import load_existing
     from hvsa.data.video import check_classes, load_video, probe_video
     from hvsa.method.network import load_checkpoint, pick_device
     from hvsa.rounds.loop import AnnotationLoop, open_out, run_manifest
@@ -138,7 +142,14 @@ def _run(
     annotator = make_annotator(cfg.annotation.annotator, cfg.annotation.polygon_tolerance)
     if cfg.annotation.annotator == "oracle" and video.labels is None:
         raise HvsaError(f"the oracle annotator needs ground truth, and {video_path} has no labels/")
-    manifest = run_manifest(cfg, Path(video_path), Path(model_path))
+    existing = None
+    if labels is not None and labels.get("source") is not None:
+        existing = load_existing(
+            labels["source"], video, classes, labels["fmt"], labels["by"], labels["clicks"]
+        )
+        print(f"existing labels: {len(existing.labels)} frames from {existing.source} "
+              f"({existing.fmt}), clicks {existing.clicks}")  # fmt: skip
+    manifest = run_manifest(cfg, Path(video_path), Path(model_path), existing)
     last = open_out(Path(out), manifest, cfg.campaign.ledger, fresh)
     if new_start is not None:
         shutil.move(new_start, Path(out) / FRESH_MODEL)
@@ -146,8 +157,9 @@ def _run(
     if last is not None:
         print(f"resuming the run in {out} after round {last}")
     loop = AnnotationLoop(
-        video, model, classes, cfg, annotator, Path(out), device, campaign, resume=last is not None
-    )
+        video, model, classes, cfg, annotator, Path(out), device, campaign,
+        resume=last is not None, existing=existing,
+    )  # fmt: skip
     loop.run()
     return json.loads((Path(out) / "summary.json").read_text())
 
@@ -200,8 +212,12 @@ def cmd_run(args: argparse.Namespace) -> None:
             "uncertainty.measure": args.uncertainty,
         },
     )
+    labels = {"source": args.labels, "fmt": args.labels_format, "clicks": args.labels_clicks,
+              "by": args.labels_by}  # fmt: skip
     _print_summary(
-        _run(args.video, args.model, args.out, cfg, args.campaign, args.fresh, args.classes)
+        _run(
+            args.video, args.model, args.out, cfg, args.campaign, args.fresh, args.classes, labels
+        )  # fmt: skip
     )
 
 
@@ -271,6 +287,12 @@ def cmd_audit(args: argparse.Namespace) -> None:
     elif answer["source"] == "model":
         print(
             f"{where}, predicted by the network of round {answer['model_round']} (no human label)"
+        )
+    elif answer["imported_from"] is not None:
+        print(
+            f"{where}, labelled by {answer['annotator']} before the rounds: existing labels "
+            f"from {answer['imported_from']}, recorded {answer['finished']}, "
+            f"ledger event {answer['event_id']}, cost {answer['clicks']} clicks"
         )
     else:
         print(
@@ -414,6 +436,21 @@ def cmd_rollback(args: argparse.Namespace) -> None:
     print(f"{folder.name} is back at round {args.to_round} (commit {sha[:10]})")
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from hvsa.annotation.export import export_dataset
+
+    cfg = _config(args, {})
+    _check_out(Path(args.out))
+    cards = export_dataset(args.source, args.out, args.format, cfg.campaign.ledger)
+    for card in cards:
+        estimate = card["miou_estimate"]
+        shown = "n/a" if estimate is None else f"{100 * estimate:.1f}%"
+        print(f"{card['video']}: {card['frames']} frames of round {card['round']}, "
+              f"{100 * card['labelled_by_people']:.1f}% labelled by people, "
+              f"estimated mIoU {shown}")  # fmt: skip
+    print(f"dataset written to {args.out} ({args.format}; card: README.md, card.json)")
+
+
 def cmd_benchmark(args: argparse.Namespace) -> None:
     from hvsa.benchmark.runner import benchmark
 
@@ -424,6 +461,26 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     print((out / "summary.md").read_text(), end="")
     charts = "miou_vs_clicks.png" + (", grid.png" if (out / "grid.png").exists() else "")
     print(f"outputs    {out} (rounds.csv, summary.csv/.md, {charts}, overlays.png)")
+
+
+def _labels_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--labels", metavar="SOURCE",
+        help="labels you already have for some frames, as human labels before round 1: a "
+        "folder of label PNGs named as the frames, a CVAT segmentation-mask export (folder or "
+        "zip), a Label Studio JSON export, or an `hvsa export` folder",
+    )  # fmt: skip
+    p.add_argument(
+        "--labels-format", default="auto", choices=["auto", *LABEL_FORMATS],
+        help="the layout of --labels (default: recognised from its files)",
+    )  # fmt: skip
+    p.add_argument(
+        "--labels-clicks", default="none", metavar="none|model|N",
+        help="what --labels cost: none (unknown, 0; default), model (hvsa's click model), or "
+        "the total clicks they took",
+    )  # fmt: skip
+    p.add_argument("--labels-by", default="import", metavar="NAME",
+                   help="who made --labels, for the ledger (default: import)")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -483,7 +540,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--fresh", action="store_true",
         help="start over in an --out that holds a run (default: resume it, same settings only)",
     )  # fmt: skip
+    _labels_arguments(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "export", parents=[common],
+        help="write the finished labels of a run or a campaign as a dataset",
+    )  # fmt: skip
+    p.add_argument("source", help="the --out folder of `hvsa run`, a workspace, or its "
+                   "data/<video>")  # fmt: skip
+    p.add_argument("--out", required=True, help="a new folder for the dataset")
+    p.add_argument("--format", default="index", choices=LABEL_FORMATS,
+                   help="index: class-index PNGs (default); color; cityscapes (gtFine "
+                   "layout); cvat (Segmentation mask 1.1); label-studio (brush JSON)")  # fmt: skip
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
         "audit", parents=[common], help="who labelled a pixel, and what the annotation cost"

@@ -137,6 +137,7 @@ class FusionConfig(_Section):
     sparse_share: float = Field(ge=0, le=1)
     radius_choices: list[Annotated[int, Field(ge=0)]]
     calibration_probes: int = Field(ge=1)
+    estimate_level: float = Field(gt=0, lt=1)
 
 
 class LayersConfig(_Section):

@@ -107,6 +107,10 @@ def audit_pixel(
         "clicks": event["clicks"],
         "clicks_per_pixel": event["clicks"] / pixels,
         "label_hash": event["label_hash"],
+        # labels that existed before the rounds (``existing.py``): where they came from
+        "imported_from": (event["clicks_detail"] or {}).get("source")
+        if event["tool"] == "import"
+        else None,
     }
 
 

@@ -155,6 +155,8 @@ def log_round(ws: Workspace, key: str, round_no: int, commit: str, seconds: floa
         }
         if metrics.get("miou_estimate") is not None:
             values["miou_estimate"] = metrics["miou_estimate"]
+        if metrics.get("miou_interval"):
+            values["miou_low"], values["miou_high"] = metrics["miou_interval"]
         if metrics["miou"] is not None:
             values["miou"] = metrics["miou"]
             values |= {f"iou_{k}": v for k, v in metrics["per_class"].items() if v is not None}

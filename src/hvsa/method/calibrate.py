@@ -51,9 +51,11 @@ def leave_one_out_confusions(
     cfgs: list[FusionConfig],
     spoken: np.ndarray | None,
     probes: np.ndarray,
+    by_probe: bool = False,
 ) -> np.ndarray:
     """(S,C,C) confusion of each fusion setting on the ``probes``' human labels, each probe
-    fused without its own (rows: the human's class).
+    fused without its own (rows: the human's class); (S,P,C,C), one per probe, with
+    ``by_probe`` (what an interval resamples).
 
     Pooled over the probes, so a class seen on one probe counts as much as on all. Votes are
     carried once per probe and distinct :data:`VOTE_FIELDS`, so settings that differ only in
@@ -63,9 +65,9 @@ def leave_one_out_confusions(
     weights.
     """
     num_classes = net_probs.shape[1]
-    cms = np.zeros((len(cfgs), num_classes, num_classes), np.int64)
+    cms = np.zeros((len(cfgs), len(probes), num_classes, num_classes), np.int64)
     nothing = np.full(human.shape[1:], VOID, np.uint8)
-    for p in probes:
+    for k, p in enumerate(probes):
         hidden = human.copy()
         hidden[p] = VOID
         quiet = None
@@ -81,8 +83,8 @@ def leave_one_out_confusions(
                     hidden, labelled, flow, int(p), num_classes, c, frames, quiet
                 )
             fused = fuse_frame(net_probs[p], votes[key], frames[p], nothing, c)
-            cms[i] += confusion(human[p], fused.argmax(0).astype(np.uint8), num_classes)
-    return cms
+            cms[i, k] = confusion(human[p], fused.argmax(0).astype(np.uint8), num_classes)
+    return cms if by_probe else cms.sum(1)
 
 
 def class_quality(cm: np.ndarray) -> np.ndarray:

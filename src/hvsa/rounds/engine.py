@@ -28,12 +28,15 @@ from hvsa.annotation.annotator import Annotation, Annotator, layer_id
 from hvsa.annotation.ledger import Ledger
 from hvsa.config import Config, FusionConfig
 from hvsa.data.scaling import resize_labels
-from hvsa.data.video import ClassList
+from hvsa.data.video import VOID, ClassList
 from hvsa.method.auto import (
     LAYERS,
     AutoChooser,
     Offer,
     class_pixels,
+    estimate_interval,
+    frame_estimates,
+    known_pixels,
     promise,
     region_class_pixels,
 )
@@ -147,6 +150,33 @@ def predict_video(
 ) -> Prediction:
     """The network's softmax and features for every frame, at the working size."""
     return predict(model, ctx.frames_t, cfg.output.batch_size, device)
+
+
+def start_prediction(
+    model: SegmentationNet,
+    ctx: VideoContext,
+    state: LoopState,
+    cfg: Config,
+    device: torch.device,
+    timings: dict[str, float] | None = None,
+) -> Prediction:
+    """Round 0's prediction: the starting network's, or, where labels a team already had
+    entered before round 1 (``annotation.existing``), the network's after fine-tuning on them
+    as a round does after its labels (``model`` in place). ``timings`` gets ``finetune`` and
+    ``predict``."""
+    t0 = time.perf_counter()
+    pred = predict_video(model, ctx, cfg, device)
+    if (state.human != VOID).any():
+        t1 = time.perf_counter()
+        finetune_model(model, ctx, state, cfg, device, 0, pred)
+        t2 = time.perf_counter()
+        pred = predict_video(model, ctx, cfg, device)
+        if timings is not None:
+            timings["finetune"] = t2 - t1
+        t0 += t2 - t1
+    if timings is not None:
+        timings["predict"] = time.perf_counter() - t0
+    return pred
 
 
 def select_round(
@@ -350,15 +380,24 @@ def measure_round(
     t0 = time.perf_counter()
     value, per_class = score(ctx.video, labels, ctx.classes)
     estimates = class_estimates(ctx, view.pred, state, cfg, view.fusion)
+    human_small = resize_labels(state.human, ctx.work)
+    interval, quality = None, None
     if estimates is not None:
+        quality = estimates[0]
         totals = class_pixels(view.belief.probs).sum(0)
         estimate, source = (
-            mean_iou(estimated_class_iou(estimates[0], state, view.belief, totals, ctx)),
+            mean_iou(estimated_class_iou(quality, state, view.belief, totals, ctx)),
             "leave-one-out",
         )
+        h, w = view.belief.probs.shape[2:]
+        known = known_pixels(state.human, state.layers, len(ctx.classes))
+        scaled = totals * ctx.full[0] * ctx.full[1] / (h * w)
+        low, high = estimate_interval(estimates[3], known, scaled, cfg.fusion.estimate_level)
+        if np.isfinite(low):
+            interval = [min(low, estimate), max(high, estimate)]
     else:
-        human_small = resize_labels(state.human, ctx.work)
         estimate, source = expected_miou(view.belief.probs, human_small), "belief"
+    per_frame = frame_estimates(quality, view.belief.probs, human_small)
     timings["measure"] = time.perf_counter() - t0
     return RoundResult(
         round=round_no,
@@ -374,4 +413,6 @@ def measure_round(
         guided_radius=view.fusion.guided_radius if cfg.fusion.enabled else None,
         miou_estimate=None if np.isnan(estimate) else estimate,
         miou_estimate_from=source,
+        miou_interval=interval,
+        frame_estimates=[None if np.isnan(v) else round(float(v), 4) for v in per_frame],
     )

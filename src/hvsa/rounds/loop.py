@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from hvsa.annotation.annotator import Annotator
+from hvsa.annotation.existing import ExistingLabels
 from hvsa.annotation.ledger import Ledger
 from hvsa.config import Config
 from hvsa.data.label_io import write_labels
@@ -47,13 +48,14 @@ from hvsa.rounds.engine import (
     record_round,
     save_chooser,
     select_round,
+    start_prediction,
     train_round,
     video_contexts,
 )
 from hvsa.rounds.result import RoundResult
 from hvsa.rounds.rules import check_settings, sample_set_names, stop_reason, wants_layers
 from hvsa.rounds.state import LoopState
-from hvsa.rounds.steps import VideoContext, layer_drawer, manual_clicks
+from hvsa.rounds.steps import VideoContext, layer_drawer, manual_clicks, record_existing
 
 
 class AnnotationLoop:
@@ -71,12 +73,14 @@ class AnnotationLoop:
         campaign: str = "run",
         cache: Path | None = None,
         resume: bool = False,
+        existing: ExistingLabels | None = None,
     ):
         """``cache`` holds flow and samples (default ``out/cache``); runs may share one.
-        ``resume``: continue after the last complete round found in ``out``."""
+        ``resume``: continue after the last complete round found in ``out``. ``existing``:
+        labels a team already has, recorded in round 0 before the first selection."""
         self.video, self.model, self.classes, self.cfg = video, model, classes, cfg
         self.annotator, self.out, self.device = annotator, Path(out), device
-        self.campaign, self.resume = campaign, resume
+        self.campaign, self.resume, self.existing = campaign, resume, existing
         check_settings(cfg)
         if wants_layers(cfg):
             layer_drawer(annotator)
@@ -159,10 +163,16 @@ class AnnotationLoop:
         if last is None:
             started = time.perf_counter()
             timings = {"prepare": self.prep_seconds}
-            pred = predict_video(self.model, self.ctx, cfg, self.device)
+            recorded = pd.DataFrame()
+            if self.existing is not None:
+                recorded = record_existing(
+                    self.ledger, self.existing, self.ctx, self.state, self.campaign,
+                    self.video.name, cfg.annotation.polygon_tolerance,
+                )  # fmt: skip
+            pred = start_prediction(self.model, self.ctx, self.state, cfg, self.device, timings)
             labels, self.view = label_round(self.ctx, pred, self.state, cfg, timings)
             nothing = Selection("frame", self.ctx.samples.table.iloc[[]], [])
-            self._write_round(0, labels, timings, started, pd.DataFrame(), nothing.table)
+            self._write_round(0, labels, timings, started, recorded, nothing.table)
             last = 0
         state = self.state
         # a round limit far beyond any target (the benchmark's) is no total to show
@@ -214,8 +224,9 @@ class AnnotationLoop:
 
     def _finish(self) -> None:
         rows = [
-            {k: v for k, v in r.__dict__.items() if k not in ("per_class", "timings")}
+            {k: v for k, v in r.__dict__.items() if k not in LISTED}
             | {f"iou_{k}": v for k, v in r.per_class.items()}
+            | dict(zip(("miou_low", "miou_high"), r.miou_interval or (None, None), strict=True))
             for r in self.results
         ]
         pd.DataFrame(rows).to_parquet(self.out / "rounds.parquet", index=False)
@@ -245,6 +256,8 @@ class AnnotationLoop:
 
 
 PARTIAL = ".partial"  # a round folder being written
+# RoundResult fields that are not one value a round: rounds.parquet spreads or leaves them
+LISTED = ("per_class", "timings", "miou_interval", "frame_estimates")
 RUN_FILE = "run.json"  # what a run was made from: a rerun resumes only from the same
 # settings, except these, which only say how far to go: a resumed run may raise them
 EXTENDABLE = {"loop.rounds", "loop.target_miou", "loop.max_clicks"}
@@ -259,15 +272,27 @@ def complete_rounds(out: Path) -> list[int]:
     return done
 
 
-def run_manifest(cfg: Config, video: Path, model: Path) -> dict:
-    """What a run is made from: the video, the starting network's digest, every setting."""
+def run_manifest(
+    cfg: Config, video: Path, model: Path, existing: ExistingLabels | None = None
+) -> dict:
+    """What a run is made from: the video, the starting network's digest, every setting, and
+    the labels it started with (``labels``: their digest and source; absent without)."""
     flat = {
         f"{section}.{key}": value
         for section, values in cfg.model_dump(mode="json").items()
         for key, value in values.items()
     }
     digest = hashlib.sha256(Path(model).read_bytes()).hexdigest()
-    return {"video": str(Path(video).resolve()), "model": digest, "settings": flat}
+    out = {"video": str(Path(video).resolve()), "model": digest, "settings": flat}
+    if existing is not None:
+        out["labels"] = existing.digest()
+        out["labels_from"] = {
+            "source": existing.source,
+            "format": existing.fmt,
+            "frames": len(existing.labels),
+            "clicks": existing.clicks,
+        }
+    return out
 
 
 def open_out(out: Path, manifest: dict, ledger: str, fresh: bool = False) -> int | None:
@@ -292,7 +317,7 @@ def open_out(out: Path, manifest: dict, ledger: str, fresh: bool = False) -> int
         )
     if has_run:
         old = json.loads(path.read_text())
-        changed = [k for k in ("video", "model") if old.get(k) != manifest[k]]
+        changed = [k for k in ("video", "model", "labels") if old.get(k) != manifest.get(k)]
         before, now = old.get("settings", {}), manifest["settings"]
         changed += [
             f"{k} {before.get(k)!r} → {now.get(k)!r}"

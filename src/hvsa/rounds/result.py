@@ -23,3 +23,7 @@ class RoundResult:
     guided_radius: int | None = None  # the fusion's guided radius this round (calibrate.py)
     miou_estimate: float | None = None  # the labels' mIoU estimated without truth (engine.py)
     miou_estimate_from: str | None = None  # "leave-one-out" (labelled frames hidden) | "belief"
+    # [low, high] of the estimate at fusion.estimate_level (leave-one-out only: engine.py)
+    miou_interval: list[float] | None = None
+    # each frame's estimated share of pixels labelled right (``method.auto.frame_estimates``)
+    frame_estimates: list[float | None] | None = None

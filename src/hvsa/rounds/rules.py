@@ -91,18 +91,32 @@ def _check_layers(cfg: Config) -> None:
         )
 
 
+def _level(cfg: Config) -> str:
+    return f"{100 * cfg.fusion.estimate_level:.0f} %"
+
+
 def stop_reason(metrics: dict, cfg: Config) -> str | None:
     """Why a video is done after a round (its ``metrics.json``), or None to go on.
 
     At ``loop.target_miou`` — against ground truth where the video has it, else against the
-    estimate of it (``miou_estimate``, ``engine.measure_round``) — at
+    lower end of the estimate's interval (``miou_interval``, ``engine.measure_round``; the
+    estimate itself before the leave-one-out one exists) — at
     ``loop.rounds``, at ``loop.max_clicks``, or when a round found nothing left to label.
     """
     loop = cfg.loop
     if metrics["miou"] is not None and metrics["miou"] >= loop.target_miou:
         return f"reached mIoU {metrics['miou']:.3f}"
     estimate = metrics.get("miou_estimate")
-    if metrics["miou"] is None and estimate is not None and estimate >= loop.target_miou:
+    interval = metrics.get("miou_interval")
+    if metrics["miou"] is None and interval is not None and interval[0] >= loop.target_miou:
+        return (f"reached an estimated mIoU of {estimate:.3f}, at least {interval[0]:.3f} "
+                f"at {_level(cfg)} (no ground truth)")  # fmt: skip
+    if (
+        metrics["miou"] is None
+        and interval is None
+        and estimate is not None
+        and (estimate >= loop.target_miou)
+    ):
         return f"reached an estimated mIoU of {estimate:.3f} (no ground truth)"
     if metrics["round"] >= loop.rounds:
         return f"round limit {loop.rounds}"

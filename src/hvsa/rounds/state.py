@@ -98,6 +98,19 @@ class LoopState:
             self.used.add(a.sample_id)
             self.clicks_total += a.clicks.total
 
+    def apply_frames(
+        self, labels: dict[int, np.ndarray], clicks: dict[int, int], event_ids: list[int]
+    ) -> None:
+        """Whole-frame labels from outside the rounds (``annotation.existing``): the pixels they
+        give, each remembering its event; covered where given (a frame half labelled stays a
+        candidate for its other half)."""
+        for frame, event_id in zip(sorted(labels), event_ids, strict=True):
+            given = labels[frame] != VOID
+            self.human[frame][given] = labels[frame][given]
+            self.provenance[frame][given] = event_id
+            self.annotated[frame] |= given
+            self.clicks_total += int(clicks[frame])
+
     def _apply_layer(self, a: Annotation, event_id: int) -> None:
         """A class layer: its pixels, and where no frame label speaks, its provenance."""
         given = a.labels != VOID

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from hvsa.annotation.annotator import Annotation, Annotator
+from hvsa.annotation.existing import ExistingLabels, existing_events
 from hvsa.annotation.ledger import Event, Ledger
 from hvsa.config import Config, FusionConfig
 from hvsa.data.label_io import compose
@@ -221,9 +222,10 @@ def class_estimates(
     state: LoopState,
     cfg: Config,
     fcfg: FusionConfig,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Each class's estimated IoU where no human labelled, its layer's price, and which frames
-    are labelled in full; None while fewer than ``fusion.calibration_probes`` frames are.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Each class's estimated IoU where no human labelled, its layer's price, which frames
+    are labelled in full, and each probe's (P,C,C) confusion (what an interval resamples);
+    None while fewer than ``fusion.calibration_probes`` frames are.
 
     The quality is the class's IoU on frames labelled in full, fused without their own labels
     (network ``pred``, the round's fusion settings ``fcfg``); the price the mean clicks of its
@@ -234,11 +236,12 @@ def class_estimates(
     probes = probe_frames(in_full, cfg.fusion.calibration_probes)
     if probes.size == 0:
         return None
-    cm = leave_one_out_confusions(
-        pred.probs, state.human, ctx.video.frames, ctx.flow, [fcfg], state.annotated, probes
-    )[0]
+    by_probe = leave_one_out_confusions(
+        pred.probs, state.human, ctx.video.frames, ctx.flow, [fcfg], state.annotated, probes,
+        by_probe=True,
+    )[0]  # fmt: skip
     cost = class_costs(state.human, full, len(ctx.classes), cfg.annotation.polygon_tolerance)
-    return class_quality(cm), cost, full
+    return class_quality(by_probe.sum(0)), cost, full, by_probe
 
 
 def estimated_class_iou(
@@ -256,14 +259,14 @@ def estimated_class_iou(
 
 
 def layer_choice(
-    estimates: tuple[np.ndarray, np.ndarray, np.ndarray],
+    estimates: tuple[np.ndarray, ...],
     belief: Prediction,
     state: LoopState,
     cfg: Config,
 ) -> list[tuple[int, int]]:
     """``layers.per_round`` layers by :func:`class_estimates`: classes by estimated IoU to win
     per click, frames within a class by how much the fused ``belief`` doubts it."""
-    quality, cost, full = estimates
+    quality, cost, full = estimates[:3]
     eligible = ~state.complete_mask(len(quality)) & ~full[:, None]
     return choose_layers(quality, cost, doubt(belief.probs), eligible, cfg.layers.per_round)
 
@@ -397,6 +400,22 @@ def record_annotations(
     )
     event_ids = ledger.append(events)
     state.apply(annotations, ctx.samples, event_ids)
+    return annotations_table(events, event_ids, ledger.hashes(event_ids))
+
+
+def record_existing(
+    ledger: Ledger,
+    existing: ExistingLabels,
+    ctx: VideoContext,
+    state: LoopState,
+    campaign: str,
+    video_key: str,
+    tolerance: float,
+) -> pd.DataFrame:
+    """Labels a team already has, recorded and applied before round 1 (round 0's table)."""
+    events = existing_events(existing, ctx.video, ctx.classes, campaign, video_key, tolerance)
+    event_ids = ledger.append(events)
+    state.apply_frames(existing.labels, existing.frame_clicks(tolerance), event_ids)
     return annotations_table(events, event_ids, ledger.hashes(event_ids))
 
 

@@ -17,9 +17,9 @@ from hvsa.method.network import load_checkpoint, pick_device, save_checkpoint
 from hvsa.rounds.engine import (
     label_round,
     measure_round,
-    predict_video,
     save_chooser,
     save_fusion,
+    start_prediction,
 )
 from hvsa.rounds.state import LoopState
 
@@ -35,7 +35,8 @@ def step(ws: Workspace, key: str) -> None:
     folder = ws.round_dir(key, 0)
     state = LoopState.empty(len(video), video.size)
     timings: dict[str, float] = {}
-    labels, view = label_round(ctx, predict_video(model, ctx, cfg, device), state, cfg, timings)
+    pred = start_prediction(model, ctx, state, cfg, device, timings)
+    labels, view = label_round(ctx, pred, state, cfg, timings)
     save_checkpoint(folder / "model.pt", model, classes, meta | {"round": 0})
     save_state(folder / "human.npz", state)
     save_fusion(folder, view)
