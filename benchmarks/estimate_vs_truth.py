@@ -4,7 +4,8 @@ Reads the rounds of finished ``hvsa run`` folders of labelled videos and writes,
 truth (``miou``), the estimate the round reported (``miou_estimate`` and where it came from) and,
 where the next round was chosen by ``auto``, the leave-one-out estimate ``auto`` took of this
 round's labels (``estimated_miou`` in the next round's ``selected.parquet``: the same estimate,
-recorded by runs made before ``metrics.json`` held it).
+recorded by runs made before ``metrics.json`` held it), and the estimate's interval
+(``miou_interval``: ``low``, ``high``) with whether it holds the truth (``holds``).
 
     .venv/bin/python benchmarks/estimate_vs_truth.py runs/campaign_vs_run/run runs/est_tp \\
         --csv benchmarks/results/estimate_vs_truth.csv
@@ -37,6 +38,8 @@ def rounds_of(run: Path) -> list[dict]:
             "miou_estimate": m.get("miou_estimate"),
             "estimate_from": m.get("miou_estimate_from", "belief"),
             "leave_one_out": auto,
+            "low": (m.get("miou_interval") or [None, None])[0],
+            "high": (m.get("miou_interval") or [None, None])[1],
         })  # fmt: skip
         r += 1
     return rows
@@ -52,6 +55,9 @@ def main() -> None:
                                        table["miou_estimate"])  # fmt: skip
     table["leave_one_out"] = loo
     table["error"] = table["leave_one_out"] - table["miou"]
+    has = table["low"].notna()
+    holds = (table["low"] <= table["miou"]) & (table["miou"] <= table["high"])
+    table["holds"] = holds.astype(object).where(has, None)
     args.csv.parent.mkdir(parents=True, exist_ok=True)
     table.round(4).to_csv(args.csv, index=False)
     print(table.round(4).to_string(index=False))
@@ -61,6 +67,11 @@ def main() -> None:
               f"mean error {100 * part.error.mean():+.1f} points, "
               f"mean absolute {100 * part.error.abs().mean():.1f}, "
               f"range {100 * part.error.min():+.1f} to {100 * part.error.max():+.1f}")  # fmt: skip
+        spans = part.dropna(subset=["low"])
+        if len(spans):
+            width = 100 * (spans.high - spans.low)
+            print(f"  interval holds the truth in {int(spans.holds.sum())} of {len(spans)} "
+                  f"rounds, width {width.min():.1f}-{width.max():.1f} points")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -183,3 +183,12 @@ def test_a_campaign_video_exports_from_its_workspace(tiny_videos, tmp_path, caps
     card = json.loads((target / "card.json").read_text())
     assert card["video"] == "a" and card["round"] == 1 and card["campaign"] == "c"
     assert len(list((target / "labels").glob("*.png"))) == 8
+
+
+def test_the_class_lists_void_id_reads_as_unlabelled(tiny_videos, tmp_path):
+    video = load_video(tiny_videos[0])
+    label = read_image(tiny_videos[0] / "labels" / "000002.png").copy()
+    label[:5] = 11  # CamVid's classes.json says "void": 11
+    write_image(tmp_path / "000002.png", label)
+    _, got = read_labels(tmp_path, video.frame_names, video.size, video.classes, void=11)
+    assert (got[2][:5] == VOID).all() and (got[2][5:] == label[5:]).all()

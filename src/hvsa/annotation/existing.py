@@ -80,14 +80,16 @@ def load_existing(
     fmt: str = "auto",
     annotator: str = TOOL,
     clicks: str = "none",
+    void: int = VOID,
 ) -> ExistingLabels:
-    """Read labels of ``video``'s frames from ``source`` (see ``hvsa.data.label_formats``)."""
-    fmt, labels = read_labels(source, video.frame_names, video.size, classes, fmt)
+    """Read labels of ``video``'s frames from ``source`` (see ``hvsa.data.label_formats``;
+    ``void``: the class list's id for none in class-index images)."""
+    fmt, labels = read_labels(source, video.frame_names, video.size, classes, fmt, void)
     empty = [video.frame_names[f] for f, lab in labels.items() if (lab == VOID).all()]
     labels = {f: lab for f, lab in labels.items() if (lab != VOID).any()}
     if not labels:
         raise HvsaError(f"the labels in {source} label no pixel (frames {', '.join(empty[:3])})")
-    return ExistingLabels(str(source), fmt, labels, annotator, parse_clicks(clicks))
+    return ExistingLabels(str(Path(source).resolve()), fmt, labels, annotator, parse_clicks(clicks))
 
 
 def existing_events(

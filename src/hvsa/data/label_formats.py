@@ -186,12 +186,16 @@ def rgb_to_index(rgb: np.ndarray, colours: dict[tuple, int], where: str) -> np.n
     return lut[inverse.reshape(code.shape)]
 
 
-def check_index(labels: np.ndarray, num_classes: int, where: str) -> np.ndarray:
+def check_index(labels: np.ndarray, num_classes: int, where: str, void: int = VOID) -> np.ndarray:
+    """Class indices of a label image, its ``void`` value as 255; refused if a value is no class."""
+    if labels.dtype != np.uint8:
+        raise HvsaError(f"{where} is not an 8-bit class-index image")
+    labels = np.where(labels == void, VOID, labels).astype(np.uint8)
     bad = (labels != VOID) & (labels >= num_classes)
     if bad.any():
         raise HvsaError(f"{where} holds value {int(labels[bad][0])}, outside the class list "
                         f"(0..{num_classes - 1}, {VOID} = none)")  # fmt: skip
-    return labels.astype(np.uint8)
+    return labels
 
 
 # ------------------------------------------------------------------ reading
@@ -262,9 +266,11 @@ def read_labels(
     size: tuple[int, int],
     classes: ClassList,
     fmt: str = "auto",
+    void: int = VOID,
 ) -> tuple[str, dict[int, np.ndarray]]:
     """Labels of some frames from an export: (its format, frame index → (H,W) uint8 class ids,
-    255 where none). Every file must name a frame, be the frame's size and hold only classes."""
+    255 where none). Every file must name a frame, be the frame's size and hold only classes;
+    in class-index images ``void`` (the class list's, e.g. CamVid's 11) means none."""
     source = Path(source)
     if not source.exists():
         raise HvsaError(f"no labels at {shown(source)}")
@@ -276,7 +282,7 @@ def read_labels(
         found = _label_studio(source, index, size, classes)
     else:
         try:
-            found = dict(_label_images(source, fmt, index, size, classes))
+            found = dict(_label_images(source, fmt, index, size, classes, void))
         except zipfile.BadZipFile:
             raise HvsaError(f"{shown(source)}: not a readable zip") from None
     if not found:
@@ -285,7 +291,12 @@ def read_labels(
 
 
 def _label_images(
-    source: Path, fmt: str, index: dict[str, int], size: tuple[int, int], classes: ClassList
+    source: Path,
+    fmt: str,
+    index: dict[str, int],
+    size: tuple[int, int],
+    classes: ClassList,
+    void: int,
 ) -> Iterator[tuple[int, np.ndarray]]:
     h, w = size
     files = _Source(source, max_bytes=h * w * 4 + (1 << 20))
@@ -323,7 +334,7 @@ def _label_images(
         elif image.ndim != 2:
             raise HvsaError(f"{where} is not a single-channel class-index image")
         else:
-            labels = check_index(image, len(classes), where)
+            labels = check_index(image, len(classes), where, void)
         yield frame_of(Path(name).stem, index), labels
 
 
