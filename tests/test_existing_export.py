@@ -192,3 +192,17 @@ def test_the_class_lists_void_id_reads_as_unlabelled(tiny_videos, tmp_path):
     write_image(tmp_path / "000002.png", label)
     _, got = read_labels(tmp_path, video.frame_names, video.size, video.classes, void=11)
     assert (got[2][:5] == VOID).all() and (got[2][5:] == label[5:]).all()
+
+
+def test_a_nearly_whole_existing_frame_counts_as_labelled_in_full_a_partial_one_does_not():
+    from hvsa.rounds.state import LoopState
+
+    state = LoopState.empty(2, (10, 10))
+    nearly, partial = np.zeros((10, 10), np.uint8), np.zeros((10, 10), np.uint8)
+    nearly[0, :3] = VOID  # 3 % void: the annotator's "no class"
+    partial[:4] = VOID  # 40 % left for a round
+    state.apply_frames({0: nearly, 1: partial}, {0: 5, 1: 7}, [1, 2], whole=0.95)
+    assert state.annotated[0].all() and state.annotated[1].sum() == 60
+    assert (state.human[0][0, :3] == VOID).all() and state.clicks_total == 12
+    assert (state.provenance[0][nearly != VOID] == 1).all()
+    assert (state.provenance[0][nearly == VOID] == 0).all()

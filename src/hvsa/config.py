@@ -99,6 +99,7 @@ class AnnotationConfig(_Section):
     wait_timeout_s: int = Field(ge=1)
     poll_s: int = Field(ge=1)
     polygon_tolerance: float = Field(ge=0)
+    whole_frame: float = Field(gt=0, le=1)
 
 
 class AppConfig(_Section):

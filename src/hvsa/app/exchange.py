@@ -35,10 +35,10 @@ from hvsa.app.work import RoundWork, current_round
 from hvsa.campaign.workspace import Workspace
 from hvsa.data.images import read_image
 from hvsa.data.label_formats import (
+    brush_labels,
     brush_results,
     cvat_labelmap,
     label_studio_config,
-    rle_to_mask,
 )
 from hvsa.data.video import VOID
 from hvsa.errors import HvsaError
@@ -235,25 +235,8 @@ def _label_studio_task(
     sid = int(sid)
     if sid not in shapes:
         raise HvsaError(f"task of sample {sid}: not a sample of this round")
-    annotation = task["annotations"][-1]
-    labels = None
-    for r in annotation.get("result", []):
-        if r.get("type") != "brushlabels":
-            continue
-        h, w = int(r["original_height"]), int(r["original_width"])
-        if (h, w) != shapes[sid]:
-            raise HvsaError(
-                f"task of sample {sid}: a {w}×{h} mask, the sample's box is "
-                f"{shapes[sid][1]}×{shapes[sid][0]}"
-            )
-        labels = np.full((h, w), VOID, np.uint8) if labels is None else labels
-        rle = r["value"]["rle"]
-        if not isinstance(rle, list) or not all(isinstance(v, int) for v in rle):
-            raise HvsaError(f"task of sample {sid}: the brush RLE is not a list of integers")
-        for name in r["value"].get("brushlabels", []):
-            if name not in names:
-                raise HvsaError(f"task of sample {sid}: {name!r} is not a class")
-            labels[rle_to_mask(rle, h, w)] = names[name]
+    results = task["annotations"][-1].get("result", [])
+    labels = brush_labels(results, shapes[sid], names, f"task of sample {sid}", "the sample's box")
     return sid, labels
 
 

@@ -377,22 +377,33 @@ def _label_studio_task(
         raise HvsaError(f"task {task.get('id', '?')}: {named!r} is no frame of the video")
     if not task.get("annotations"):
         return frame, None
-    labels = np.full(size, VOID, np.uint8)
-    for r in task["annotations"][-1].get("result", []):
+    results = task["annotations"][-1].get("result", [])
+    labels = brush_labels(results, size, names, f"task of frame {named}", "the frame")
+    return frame, labels if labels is not None else np.full(size, VOID, np.uint8)
+
+
+def brush_labels(
+    results: list[dict], size: tuple[int, int], names: dict[str, int], what: str, fits: str
+) -> np.ndarray | None:
+    """Class ids from Label Studio brush ``results`` of ``size`` (``what`` and ``fits`` name
+    the task and what the mask must cover in errors); None if there is no brush result. Each
+    result's declared size is checked before its mask is decoded."""
+    labels = None
+    for r in results:
         if r.get("type") != "brushlabels":
             continue
         h, w = int(r["original_height"]), int(r["original_width"])
-        if (h, w) != size:
-            raise HvsaError(f"task of frame {named}: a {w}x{h} mask, the frame is "
-                            f"{size[1]}x{size[0]}")  # fmt: skip
+        if (h, w) != tuple(size):
+            raise HvsaError(f"{what}: a {w}×{h} mask, {fits} is {size[1]}×{size[0]}")
+        labels = np.full((h, w), VOID, np.uint8) if labels is None else labels
         rle = r["value"]["rle"]
         if not isinstance(rle, list) or not all(isinstance(v, int) for v in rle):
-            raise HvsaError(f"task of frame {named}: the brush RLE is not a list of integers")
+            raise HvsaError(f"{what}: the brush RLE is not a list of integers")
         for name in r["value"].get("brushlabels", []):
             if name not in names:
-                raise HvsaError(f"task of frame {named}: {name!r} is not a class")
+                raise HvsaError(f"{what}: {name!r} is not a class")
             labels[rle_to_mask(rle, h, w)] = names[name]
-    return frame, labels
+    return labels
 
 
 # ------------------------------------------------------------------ writing

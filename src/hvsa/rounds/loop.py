@@ -167,7 +167,7 @@ class AnnotationLoop:
             if self.existing is not None:
                 recorded = record_existing(
                     self.ledger, self.existing, self.ctx, self.state, self.campaign,
-                    self.video.name, cfg.annotation.polygon_tolerance,
+                    self.video.name, cfg.annotation,
                 )  # fmt: skip
             pred = start_prediction(self.model, self.ctx, self.state, cfg, self.device, timings)
             labels, self.view = label_round(self.ctx, pred, self.state, cfg, timings)

@@ -99,16 +99,22 @@ class LoopState:
             self.clicks_total += a.clicks.total
 
     def apply_frames(
-        self, labels: dict[int, np.ndarray], clicks: dict[int, int], event_ids: list[int]
+        self,
+        labels: dict[int, np.ndarray],
+        clicks: dict[int, int],
+        event_ids: list[int],
+        whole: float,
     ) -> None:
         """Whole-frame labels from outside the rounds (``annotation.existing``): the pixels they
-        give, each remembering its event; covered where given (a frame half labelled stays a
-        candidate for its other half)."""
+        give, each remembering its event. A frame labelled on at least ``whole`` of its pixels
+        is covered in full, as a frame the oracle labels is (its void pixels the annotator's
+        "no class"): it is no candidate any more and a leave-one-out probe; a frame labelled
+        on less is covered where given, a candidate for the rest."""
         for frame, event_id in zip(sorted(labels), event_ids, strict=True):
             given = labels[frame] != VOID
             self.human[frame][given] = labels[frame][given]
             self.provenance[frame][given] = event_id
-            self.annotated[frame] |= given
+            self.annotated[frame] |= True if given.mean() >= whole else given
             self.clicks_total += int(clicks[frame])
 
     def _apply_layer(self, a: Annotation, event_id: int) -> None:

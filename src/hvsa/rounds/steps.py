@@ -18,7 +18,7 @@ import torch
 from hvsa.annotation.annotator import Annotation, Annotator
 from hvsa.annotation.existing import ExistingLabels, existing_events
 from hvsa.annotation.ledger import Event, Ledger
-from hvsa.config import Config, FusionConfig
+from hvsa.config import AnnotationConfig, Config, FusionConfig
 from hvsa.data.label_io import compose
 from hvsa.data.scaling import (
     downsample_segments,
@@ -410,12 +410,14 @@ def record_existing(
     state: LoopState,
     campaign: str,
     video_key: str,
-    tolerance: float,
+    cfg: AnnotationConfig,
 ) -> pd.DataFrame:
     """Labels a team already has, recorded and applied before round 1 (round 0's table)."""
+    tolerance = cfg.polygon_tolerance
     events = existing_events(existing, ctx.video, ctx.classes, campaign, video_key, tolerance)
     event_ids = ledger.append(events)
-    state.apply_frames(existing.labels, existing.frame_clicks(tolerance), event_ids)
+    clicks = existing.frame_clicks(tolerance)
+    state.apply_frames(existing.labels, clicks, event_ids, cfg.whole_frame)
     return annotations_table(events, event_ids, ledger.hashes(event_ids))
 
 
