@@ -39,6 +39,7 @@ from hvsa.data.label_formats import (
     brush_results,
     cvat_labelmap,
     label_studio_config,
+    label_studio_tasks,
 )
 from hvsa.data.video import VOID
 from hvsa.errors import HvsaError
@@ -213,17 +214,9 @@ def _label_studio_masks(work: RoundWork, source: Path) -> dict[int, np.ndarray]:
     if not isinstance(tasks, list):
         raise HvsaError(f"{source}: not a Label Studio JSON export (a list of tasks)")
     names = {n: i for i, n in enumerate(work.classes.names)}
-    out = {}
-    for k, task in enumerate(tasks):
-        try:
-            sid, labels = _label_studio_task(task, names, shapes)
-        except (AttributeError, KeyError, TypeError, ValueError, IndexError) as exc:
-            raise HvsaError(
-                f"{source}: task {k} is malformed ({type(exc).__name__}: {exc})"
-            ) from None
-        if labels is not None:
-            out[sid] = labels
-    return out
+    return label_studio_tasks(
+        tasks, str(source), lambda task: _label_studio_task(task, names, shapes)
+    )
 
 
 def _label_studio_task(

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -354,16 +354,26 @@ def _label_studio(
     if not isinstance(tasks, list):
         raise HvsaError(f"{shown(path)}: not a Label Studio JSON export (a list of tasks)")
     names = {n: i for i, n in enumerate(classes.names)}
+    return label_studio_tasks(
+        tasks, shown(path), lambda task: _label_studio_task(task, index, names, size)
+    )
+
+
+def label_studio_tasks(
+    tasks: list, where: str, read_one: Callable[[dict], tuple[int, np.ndarray | None]]
+) -> dict[int, np.ndarray]:
+    """``read_one`` of every task of a Label Studio export, keyed as it says (a frame or a
+    sample); a task it cannot read is named by its place in ``where``."""
     out = {}
     for k, task in enumerate(tasks):
         try:
-            frame, labels = _label_studio_task(task, index, names, size)
+            key, labels = read_one(task)
         except (AttributeError, KeyError, TypeError, ValueError, IndexError) as exc:
             raise HvsaError(
-                f"{shown(path)}: task {k} is malformed ({type(exc).__name__}: {exc})"
+                f"{where}: task {k} is malformed ({type(exc).__name__}: {exc})"
             ) from None
         if labels is not None:
-            out[frame] = labels
+            out[key] = labels
     return out
 
 
