@@ -88,36 +88,99 @@ def test_the_loop_records_the_radius_it_calibrated(tiny_videos, pretrained, tmp_
     assert calls and all(n == 2 for n in calls)
 
 
+def _probs(top: np.ndarray, second: float) -> np.ndarray:
+    """(2,h,w) probabilities with class ``top`` (h,w) at 1 - ``second``."""
+    p = np.where(top == 0, 1 - second, second).astype(np.float32)
+    return np.stack([p, 1 - p])
+
+
+def test_agreement_is_how_clearly_the_top_class_beats_the_runner_up():
+    from hvsa.method.estimate import EDGES, agreement_bins
+
+    probs = np.zeros((3, 1, 3), np.float32)
+    probs[:, 0, 0] = [0.5, 0.5, 0.0]  # a tie: lowest bin
+    probs[:, 0, 1] = [0.1, 0.2, 0.7]  # 0.7 / 0.9
+    probs[:, 0, 2] = [0.02, 0.0, 0.98]  # weak votes that agree beat a strong contested pair
+    k, b = agreement_bins(probs)
+    assert k[0, 1] == 2 and k[0, 2] == 2
+    assert b[0, 0] == 0 and EDGES[b[0, 1]] <= 0.7 / 0.9 < EDGES[b[0, 1] + 1]
+    assert b[0, 2] > b[0, 1]
+
+
+def test_reliability_counts_what_the_human_said_where_the_belief_said_k():
+    from hvsa.method.estimate import reliability, reliability_counts
+
+    top = np.array([[0, 0, 1, 1]])
+    truth = np.array([[0, 1, 1, 255]], np.uint8)  # void not counted
+    counts = reliability_counts(_probs(top, 0.01), truth, 2)
+    assert counts.sum() == 3
+    assert counts[0].sum(0).tolist() == [1, 1] and counts[1].sum(0).tolist() == [0, 1]
+    post = reliability(counts)
+    assert np.allclose(post.sum(-1), 1)
+    # a bin no probe reached takes the bin below it: here the first bin with pixels
+    filled = int(np.flatnonzero(counts[0].sum(-1))[0])
+    assert np.allclose(post[0, -1], post[0, filled], atol=0.05)
+
+
+def test_the_estimate_spreads_free_pixels_by_what_the_probes_measured():
+    from hvsa.method.estimate import estimate, frame_accuracy, reliability, summarise
+
+    rng = np.random.default_rng(0)
+    top = rng.integers(0, 2, (4, 8, 8))
+    belief = torch.from_numpy(np.stack([_probs(t, 0.01) for t in top]))
+    # probes: where the belief says 0 the truth is 1 one time in four; class 1 always right
+    truth = top.copy()
+    truth[(top == 0) & (rng.random(top.shape) < 0.25)] = 1
+    from hvsa.method.estimate import reliability_counts
+
+    counts = np.stack([reliability_counts(b.numpy(), t.astype(np.uint8), 2)
+                       for b, t in zip(belief, truth, strict=True)])  # fmt: skip
+    nobody = np.full(top.shape, 255, np.uint8)
+    ious = estimate(summarise(belief, nobody), counts)
+    # the video is the probes here: the estimate is their own IoU (smoothing aside)
+    tp = [((top == c) & (truth == c)).sum() for c in (0, 1)]
+    union = [((top == c) | (truth == c)).sum() for c in (0, 1)]
+    assert ious == pytest.approx(np.array(tp) / np.array(union), abs=0.03)
+    # what people labelled counts as right: labelling half the video raises the estimate
+    half = nobody.copy()
+    half[:2] = truth[:2]
+    assert np.nanmean(estimate(summarise(belief, half), counts)) > np.nanmean(ious)
+    # per frame: labelled frames are right, the others at the measured rate
+    acc = frame_accuracy(summarise(belief, half), reliability(counts.sum(0)))
+    assert acc[:2] == pytest.approx(1.0) and (acc[2:] < 0.95).all() and (acc[2:] > 0.8).all()
+    assert np.isnan(frame_accuracy(summarise(belief, half), None)).sum() == 0
+
+
+def test_a_completed_layer_rules_its_class_out_of_the_free_pixels():
+    from hvsa.method.estimate import estimate, summarise
+
+    top = np.zeros((1, 4, 4), np.int64)
+    belief = torch.from_numpy(_probs(top[0], 0.01)[None])
+    counts = np.zeros((1, 2, 11, 2))
+    counts[0, 0, -1] = [50, 50]  # where the belief says 0, half is truly 1
+    nobody = np.full((1, 4, 4), 255, np.uint8)
+    plain = estimate(summarise(belief, nobody), counts)
+    layer = nobody.copy()
+    layer[0, 0, 0] = 1  # one pixel of class 1, and its layer says that is all of it
+    done = estimate(summarise(belief, layer, np.array([[False, True]])), counts)
+    assert plain[0] < 0.6 and done[0] == pytest.approx(1.0) and done[1] == pytest.approx(1.0)
+
+
 def test_the_estimate_interval_is_the_spread_over_resampled_probes():
-    from hvsa.method.auto import estimate_interval
+    from hvsa.method.estimate import interval, summarise
 
-    known, totals = np.zeros(2), np.array([1000.0, 1000.0])
-    same = np.stack([np.array([[90, 10], [10, 90]])] * 4)
-    low, high = estimate_interval(same, known, totals, 0.9)
-    # every probe says the same: no spread, the point estimate (IoU 90/110 per class)
-    assert low == pytest.approx(90 / 110) and high == pytest.approx(90 / 110)
-    mixed = np.stack([np.array([[90, 10], [10, 90]]), np.array([[50, 50], [50, 50]])] * 2)
-    low, high = estimate_interval(mixed, known, totals, 0.9)
-    assert 50 / 150 <= low < high <= 90 / 110
-    # what people labelled counts as right: the interval narrows towards 1 as they label more
-    low2, high2 = estimate_interval(mixed, np.array([900.0, 900.0]), totals, 0.9)
-    assert low2 > low and high2 - low2 < high - low
-
-
-def test_each_frame_estimate_counts_labelled_pixels_right_and_the_rest_at_their_class_quality():
-    from hvsa.method.auto import frame_estimates
-
-    probs = torch.zeros(2, 2, 4, 4)
-    probs[:, 0] = 0.8
-    probs[:, 1] = 0.2
-    human = np.full((2, 4, 4), 255, np.uint8)
-    human[1, :2] = 0  # half of frame 1 labelled by people
-    by_belief = frame_estimates(None, probs, human)
-    assert by_belief[0] == pytest.approx(0.8) and by_belief[1] == pytest.approx(0.9)
-    quality = np.array([0.5, np.nan])  # class 1 never seen on a probe: left out
-    by_quality = frame_estimates(quality, probs, human)
-    assert by_quality[0] == pytest.approx(0.5)
-    assert by_quality[1] == pytest.approx((8 + 0.5 * 8 * 0.8) / (8 + 8 * 0.8))
+    top = np.zeros((2, 4, 4), np.int64)
+    top[:, :, 2:] = 1
+    belief = torch.from_numpy(np.stack([_probs(t, 0.01) for t in top]))
+    summary = summarise(belief, np.full(top.shape, 255, np.uint8))
+    good = np.zeros((2, 11, 2))
+    good[0, -1], good[1, -1] = [90, 10], [10, 90]
+    bad = np.zeros((2, 11, 2))
+    bad[0, -1], bad[1, -1] = [50, 50], [50, 50]
+    low, high = interval(summary, np.stack([good] * 4), 0.9)
+    assert low == pytest.approx(high)  # every probe says the same: no spread
+    low2, high2 = interval(summary, np.stack([good, bad] * 2), 0.9)
+    assert low2 < high2 <= high + 1e-9
 
 
 def test_without_ground_truth_the_stop_rule_holds_the_interval_low_end_to_the_target():

@@ -30,7 +30,6 @@ import numpy as np
 import torch
 
 from hvsa.data.video import VOID
-from hvsa.method.metrics import iou_per_class, mean_iou
 
 LAYERS = "layers"  # the name class layers go by in ``auto.granularities``
 
@@ -83,60 +82,6 @@ def estimated_iou(quality: np.ndarray, known: np.ndarray, totals: np.ndarray) ->
     ok = _usable(quality, totals)
     k = np.minimum(known[ok], totals[ok])
     out[ok] = (k + (totals[ok] - k) * quality[ok]) / totals[ok]
-    return out
-
-
-def estimate_interval(
-    probe_cms: np.ndarray,
-    known: np.ndarray,
-    totals: np.ndarray,
-    level: float,
-    draws: int = 200,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """(low, high) of the estimated mIoU at ``level``, by resampling the probes.
-
-    The estimate rests on a few frames left out in turn (``probe_cms``, (P,C,C), one confusion
-    per probe); another draw of labelled frames would have given another estimate. A bootstrap
-    over the probes (``draws`` resamples with replacement, fixed ``seed``) gives the spread of
-    that estimate: the interval holds what the same method would say from other probes, not
-    the method's bias (RESULTS.md measures both against the truth)."""
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(draws):
-        pick = rng.integers(0, len(probe_cms), len(probe_cms))
-        cm = probe_cms[pick].sum(0)
-        # each class's IoU on the drawn probes (``calibrate.class_quality``: NaN if unseen)
-        quality = np.where(cm.sum(1) > 0, iou_per_class(cm, cm.sum(1)), np.nan)
-        values.append(mean_iou(estimated_iou(quality, known, totals)))
-    values = np.asarray(values)
-    values = values[np.isfinite(values)]
-    if not values.size:
-        return float("nan"), float("nan")
-    tail = 100 * (1 - level) / 2
-    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
-
-
-def frame_estimates(
-    quality: np.ndarray | None, probs: torch.Tensor, human: np.ndarray
-) -> np.ndarray:
-    """(N,) each frame's estimated share of pixels labelled right, from the fused belief
-    ``probs`` (N,C,h,w) and ``human`` at its size (255 = none). A pixel people labelled counts
-    as right; the rest, given ``quality`` (the leave-one-out IoU per class), right at the IoU of
-    the class the belief expects there (an IoU is below the share right: the estimate errs
-    low), else at the belief's own confidence (soft carried votes: lower still)."""
-    out = np.full(len(probs), np.nan)
-    for f in range(len(probs)):
-        p = probs[f].float().numpy()  # (C,h,w)
-        given = human[f] != VOID
-        if quality is None:
-            out[f] = float(np.where(given, 1.0, p.max(0)).mean())
-            continue
-        expected = p[:, ~given].sum(1)  # (C,) expected pixels where nobody labelled
-        ok = np.isfinite(quality)
-        counted = float(given.sum()) + float(expected[ok].sum())
-        if counted:
-            out[f] = (float(given.sum()) + float((expected[ok] * quality[ok]).sum())) / counted
     return out
 
 

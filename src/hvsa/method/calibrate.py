@@ -13,13 +13,17 @@ filter each.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from hvsa.config import FusionConfig
+from hvsa.data.scaling import resize_labels
 from hvsa.data.video import VOID
+from hvsa.method.estimate import EDGES, reliability_counts
 from hvsa.method.fusion import carried_votes, fuse_frame
 from hvsa.method.metrics import confusion, iou_per_class
 from hvsa.method.motion import Flow
@@ -43,7 +47,7 @@ def probe_frames(human: np.ndarray, count: int) -> np.ndarray:
 VOTE_FIELDS = ("window", "sigma", "distance_power", "photo_sigma", "min_remaining")
 
 
-def leave_one_out_confusions(
+def hidden_fusions(
     net_probs: torch.Tensor,
     human: np.ndarray,
     frames: np.ndarray,
@@ -51,21 +55,17 @@ def leave_one_out_confusions(
     cfgs: list[FusionConfig],
     spoken: np.ndarray | None,
     probes: np.ndarray,
-    by_probe: bool = False,
-) -> np.ndarray:
-    """(S,C,C) confusion of each fusion setting on the ``probes``' human labels, each probe
-    fused without its own (rows: the human's class); (S,P,C,C), one per probe, with
-    ``by_probe`` (what an interval resamples).
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(probe index, setting index, (C,H,W) fused probabilities) of each probe fused without
+    its own labels under each setting of ``cfgs``.
 
-    Pooled over the probes, so a class seen on one probe counts as much as on all. Votes are
-    carried once per probe and distinct :data:`VOTE_FIELDS`, so settings that differ only in
-    how the votes are fused (radius, ε, network weight) cost one fusion each. The network's
-    vote at a probe comes from a network fine-tuned on that probe's labels, so the score
-    flatters settings that lean on the network: compare guided radii with it, not network
-    weights.
+    Votes are carried once per probe and distinct :data:`VOTE_FIELDS`, so settings that differ
+    only in how the votes are fused (radius, ε, network weight) cost one fusion each. The
+    network's vote at a probe comes from a network fine-tuned on that probe's labels, so a
+    score flatters settings that lean on the network: compare guided radii with it, not
+    network weights.
     """
     num_classes = net_probs.shape[1]
-    cms = np.zeros((len(cfgs), len(probes), num_classes, num_classes), np.int64)
     nothing = np.full(human.shape[1:], VOID, np.uint8)
     for k, p in enumerate(probes):
         hidden = human.copy()
@@ -82,9 +82,52 @@ def leave_one_out_confusions(
                 votes[key] = carried_votes(
                     hidden, labelled, flow, int(p), num_classes, c, frames, quiet
                 )
-            fused = fuse_frame(net_probs[p], votes[key], frames[p], nothing, c)
-            cms[i, k] = confusion(human[p], fused.argmax(0).astype(np.uint8), num_classes)
+            yield k, i, fuse_frame(net_probs[p], votes[key], frames[p], nothing, c)
+
+
+def leave_one_out_confusions(
+    net_probs: torch.Tensor,
+    human: np.ndarray,
+    frames: np.ndarray,
+    flow: Flow,
+    cfgs: list[FusionConfig],
+    spoken: np.ndarray | None,
+    probes: np.ndarray,
+    by_probe: bool = False,
+) -> np.ndarray:
+    """(S,C,C) confusion of each fusion setting on the ``probes``' human labels, each probe
+    fused without its own (rows: the human's class); (S,P,C,C), one per probe, with
+    ``by_probe``. Pooled over the probes, so a class seen on one probe counts as much as on
+    all (:func:`hidden_fusions`)."""
+    num_classes = net_probs.shape[1]
+    cms = np.zeros((len(cfgs), len(probes), num_classes, num_classes), np.int64)
+    fusions = hidden_fusions(net_probs, human, frames, flow, cfgs, spoken, probes)
+    for k, i, fused in fusions:
+        cms[i, k] = confusion(human[probes[k]], fused.argmax(0).astype(np.uint8), num_classes)
     return cms if by_probe else cms.sum(1)
+
+
+def leave_one_out_probes(
+    net_probs: torch.Tensor,
+    human: np.ndarray,
+    frames: np.ndarray,
+    flow: Flow,
+    cfg: FusionConfig,
+    spoken: np.ndarray | None,
+    probes: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each probe's (P,C,C) confusion under ``cfg`` (as :func:`leave_one_out_confusions`) and
+    its (P,C,B,C) reliability counts (``hvsa.method.estimate``): the fused probabilities taken
+    to the network's size as a round's belief is, against the human's labels at that size."""
+    num_classes, size = net_probs.shape[1], tuple(net_probs.shape[2:])
+    cms = np.zeros((len(probes), num_classes, num_classes), np.int64)
+    counts = np.zeros((len(probes), num_classes, len(EDGES) - 1, num_classes))
+    small_human = resize_labels(human[probes], size)
+    for k, _, fused in hidden_fusions(net_probs, human, frames, flow, [cfg], spoken, probes):
+        cms[k] = confusion(human[probes[k]], fused.argmax(0).astype(np.uint8), num_classes)
+        small = F.interpolate(torch.from_numpy(fused)[None], size=size, mode="area")[0]
+        counts[k] = reliability_counts(small.numpy(), small_human[k], num_classes)
+    return cms, counts
 
 
 def class_quality(cm: np.ndarray) -> np.ndarray:

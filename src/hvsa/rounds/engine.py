@@ -34,12 +34,17 @@ from hvsa.method.auto import (
     AutoChooser,
     Offer,
     class_pixels,
-    estimate_interval,
-    frame_estimates,
-    known_pixels,
     promise,
     region_class_pixels,
 )
+from hvsa.method.estimate import (
+    class_iou,
+    expected_confusion,
+    frame_accuracy,
+    reliability,
+    summarise,
+)
+from hvsa.method.estimate import interval as estimate_interval
 from hvsa.method.metrics import expected_miou, mean_iou
 from hvsa.method.network import SegmentationNet
 from hvsa.method.predict import Prediction, predict
@@ -352,6 +357,10 @@ def train_round(
     return finetune_model(model, ctx, state, cfg, device, round_no, before.pred)
 
 
+def _number(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
+
+
 def measure_round(
     round_no: int,
     recorded: pd.DataFrame,
@@ -368,36 +377,34 @@ def measure_round(
     ground truth, an estimate of it (the stop rule where it has none), the calibrated radius,
     time and memory.
 
-    The estimate is the leave-one-out one of ``auto`` (:func:`class_estimates`: frames labelled
-    in full, fused without their own labels, scored against them) once
-    ``fusion.calibration_probes`` frames are labelled in full. A hidden frame lies farther from
-    the labels than an unlabelled one (it errs low where carried labels decide, at 15 Hz), and
-    the network was fine-tuned on it (it errs high where the network decides, at 1 Hz):
-    benchmarks/RESULTS.md, "Quality without ground truth". Before that, the mIoU the fused
-    belief expects of itself, far lower (the carried votes are soft): it stops nothing.
-    ``started`` is when the round began (``time.perf_counter()``): its seconds include this
-    measuring (``timings["measure"]``), part of every round's wall time."""
+    The estimate (``hvsa.method.estimate``) spreads every pixel nobody labelled over the
+    classes it is in expectation, given the belief's class there and how clearly it wins, as
+    measured on frames labelled in full and fused without their own labels (the probes of
+    :func:`class_estimates`), once ``fusion.calibration_probes`` frames are; its interval
+    resamples the probes. Before that, the mIoU the fused belief expects of itself, far lower
+    (the carried votes are soft): it stops nothing. ``started`` is when the round began
+    (``time.perf_counter()``): its seconds include this measuring (``timings["measure"]``),
+    part of every round's wall time."""
     t0 = time.perf_counter()
     value, per_class = score(ctx.video, labels, ctx.classes)
     estimates = class_estimates(ctx, view.pred, state, cfg, view.fusion)
-    human_small = resize_labels(state.human, ctx.work)
-    interval, quality = None, None
+    h, w = view.belief.probs.shape[2:]
+    human_small = resize_labels(state.human, (h, w))
+    known = np.where(human_small != VOID, human_small, resize_labels(state.layers, (h, w)))
+    summary = summarise(view.belief.probs, known, state.complete_mask(len(ctx.classes)))
+    interval, class_estimate, post = None, None, None
     if estimates is not None:
-        quality = estimates[0]
-        totals = class_pixels(view.belief.probs).sum(0)
-        estimate, source = (
-            mean_iou(estimated_class_iou(quality, state, view.belief, totals, ctx)),
-            "leave-one-out",
-        )
-        h, w = view.belief.probs.shape[2:]
-        known = known_pixels(state.human, state.layers, len(ctx.classes))
-        scaled = totals * ctx.full[0] * ctx.full[1] / (h * w)
-        low, high = estimate_interval(estimates[3], known, scaled, cfg.fusion.estimate_level)
+        post = reliability(estimates.probe_counts.sum(0))
+        ious = class_iou(expected_confusion(summary, post))
+        estimate, source = mean_iou(ious), "leave-one-out"
+        names = ctx.classes.names
+        class_estimate = {n: _number(v) for n, v in zip(names, ious, strict=True)}
+        low, high = estimate_interval(summary, estimates.probe_counts, cfg.fusion.estimate_level)
         if np.isfinite(low):
             interval = [min(low, estimate), max(high, estimate)]
     else:
         estimate, source = expected_miou(view.belief.probs, human_small), "belief"
-    per_frame = frame_estimates(quality, view.belief.probs, human_small)
+    per_frame = frame_accuracy(summary, post)
     timings["measure"] = time.perf_counter() - t0
     return RoundResult(
         round=round_no,
@@ -414,5 +421,6 @@ def measure_round(
         miou_estimate=None if np.isnan(estimate) else estimate,
         miou_estimate_from=source,
         miou_interval=interval,
+        per_class_estimate=class_estimate,
         frame_estimates=[None if np.isnan(v) else round(float(v), 4) for v in per_frame],
     )

@@ -257,7 +257,7 @@ class AnnotationLoop:
 
 PARTIAL = ".partial"  # a round folder being written
 # RoundResult fields that are not one value a round: rounds.parquet spreads or leaves them
-LISTED = ("per_class", "timings", "miou_interval", "frame_estimates")
+LISTED = ("per_class", "per_class_estimate", "timings", "miou_interval", "frame_estimates")
 RUN_FILE = "run.json"  # what a run was made from: a rerun resumes only from the same
 # settings, except these, which only say how far to go: a resumed run may raise them
 EXTENDABLE = {"loop.rounds", "loop.target_miou", "loop.max_clicks"}

@@ -25,5 +25,7 @@ class RoundResult:
     miou_estimate_from: str | None = None  # "leave-one-out" (labelled frames hidden) | "belief"
     # [low, high] of the estimate at fusion.estimate_level (leave-one-out only: engine.py)
     miou_interval: list[float] | None = None
-    # each frame's estimated share of pixels labelled right (``method.auto.frame_estimates``)
+    # each class's estimated IoU (``hvsa.method.estimate``; leave-one-out only)
+    per_class_estimate: dict[str, float | None] | None = None
+    # each frame's estimated share of pixels labelled right (``method.estimate.frame_accuracy``)
     frame_estimates: list[float | None] | None = None

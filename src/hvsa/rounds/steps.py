@@ -10,6 +10,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,7 @@ from hvsa.data.scaling import (
 from hvsa.data.video import VOID, ClassList, Video
 from hvsa.errors import HvsaError
 from hvsa.method.auto import estimated_iou, known_pixels
-from hvsa.method.calibrate import calibrated, class_quality, leave_one_out_confusions, probe_frames
+from hvsa.method.calibrate import calibrated, class_quality, leave_one_out_probes, probe_frames
 from hvsa.method.class_layers import choose_layers, class_costs, doubt
 from hvsa.method.clicks import region_clicks
 from hvsa.method.finetune import TrainingData, finetune
@@ -216,32 +217,38 @@ def _select_coverage(
     return pool[select_coverage(mass[pool], frames[pool], frame_mass, budget, kernel, cost)]
 
 
+class Estimates(NamedTuple):
+    """What the probes of a round say (:func:`class_estimates`)."""
+
+    quality: np.ndarray  # (C,) IoU per class on the probes fused without their labels
+    cost: np.ndarray  # (C,) mean clicks of each class's layer on frames labelled in full
+    full: np.ndarray  # (N,) bool: frames labelled in full
+    probe_cms: np.ndarray  # (P,C,C) each probe's confusion
+    probe_counts: np.ndarray  # (P,C,B,C) each probe's reliability counts (method/estimate.py)
+
+
 def class_estimates(
     ctx: VideoContext,
     pred: Prediction,
     state: LoopState,
     cfg: Config,
     fcfg: FusionConfig,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-    """Each class's estimated IoU where no human labelled, its layer's price, which frames
-    are labelled in full, and each probe's (P,C,C) confusion (what an interval resamples);
-    None while fewer than ``fusion.calibration_probes`` frames are.
-
-    The quality is the class's IoU on frames labelled in full, fused without their own labels
-    (network ``pred``, the round's fusion settings ``fcfg``); the price the mean clicks of its
-    layer on those frames (``layers.class_costs``).
+) -> Estimates | None:
+    """What frames labelled in full say when each is fused without its own labels (network
+    ``pred``, the round's fusion settings ``fcfg``): each class's IoU there, each layer's
+    price (``layers.class_costs``) and the counts the round's estimate calibrates the belief
+    by; None while fewer than ``fusion.calibration_probes`` frames are labelled in full.
     """
     full = state.annotated.reshape(len(state.annotated), -1).all(1)
     in_full = np.where(full[:, None, None], state.human, VOID)
     probes = probe_frames(in_full, cfg.fusion.calibration_probes)
     if probes.size == 0:
         return None
-    by_probe = leave_one_out_confusions(
-        pred.probs, state.human, ctx.video.frames, ctx.flow, [fcfg], state.annotated, probes,
-        by_probe=True,
-    )[0]  # fmt: skip
+    cms, counts = leave_one_out_probes(
+        pred.probs, state.human, ctx.video.frames, ctx.flow, fcfg, state.annotated, probes
+    )
     cost = class_costs(state.human, full, len(ctx.classes), cfg.annotation.polygon_tolerance)
-    return class_quality(by_probe.sum(0)), cost, full, by_probe
+    return Estimates(class_quality(cms.sum(0)), cost, full, cms, counts)
 
 
 def estimated_class_iou(
