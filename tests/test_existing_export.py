@@ -103,7 +103,12 @@ def test_export_then_import_gives_the_same_pixels(finished, tiny_videos, tmp_pat
     frames = pd.read_parquet(target / "frames.parquet")
     assert frames.loc[0, "labelled_by_people"] == 1.0 and "team-a" in frames.loc[0, "annotators"]
     assert frames["estimated_quality"].between(0, 1).all()
-    assert "per-pixel labels" in (target / "README.md").read_text()
+    readme = (target / "README.md").read_text()
+    assert "per-pixel labels" in readme
+    # the tiny video has ground truth: each class's IoU beside its estimate, when there is one
+    truth = card["per_class_against_ground_truth"]
+    assert set(truth) == set(video.classes.names)
+    assert f"| {video.classes.names[0]} |" in readme and "IoU against ground truth" in readme
 
 
 def test_an_exported_dataset_enters_a_new_run_as_its_labels(finished, tiny_videos, tmp_path):
@@ -172,16 +177,42 @@ def test_export_refuses_what_it_cannot_write(finished, tmp_path, capsys):
     assert "neither" in _fails(["export", str(tmp_path), "--out", str(tmp_path / "n")], capsys)
 
 
-def test_a_campaign_video_exports_from_its_workspace(tiny_videos, tmp_path, capsys):
-    from hvsa.campaign.lifecycle import init_workspace, run_round
+def test_a_campaign_starts_from_existing_labels_and_exports_from_its_workspace(
+    tiny_videos, tmp_path, capsys
+):
+    from hvsa.annotation.ledger import Ledger
+    from hvsa.campaign.lifecycle import run_round
 
     params = write_fast_params(tmp_path / "params.yaml", **{"loop.rounds": 1})
-    ws = init_workspace(tmp_path / "ws", "c", None, {"a": str(tiny_videos[0])}, params=params)
-    run_round(ws.root)
+    given = tmp_path / "given"
+    given.mkdir()
+    shutil.copy(tiny_videos[0] / "labels" / "000003.png", given / "000003.png")
+    init = ["campaign", "init", str(tmp_path / "ws"), "--name", "c", "--params", str(params),
+            "--video", f"a={tiny_videos[0]}", "--video", f"b={tiny_videos[1]}",
+            "--labels", f"a={given}", "--labels-clicks", "40", "--labels-by", "team-a"]  # fmt: skip
+    unknown = [*init[:11], "--labels", f"zz={given}"]
+    assert "no such --video" in _fails(unknown, capsys)
+    assert not (tmp_path / "ws").exists(), "a refused campaign writes nothing"
+    assert main(init) == 0
+    ws = tmp_path / "ws"
+    run_round(ws)
+    # round 0 of video a holds the imported frame, with its provenance in the ledger
+    first = pd.read_parquet(ws / "data" / "a" / "r0" / "annotations.parquet")
+    assert first["frame"].tolist() == [3] and first["tool"].tolist() == ["import"]
+    assert pd.read_parquet(ws / "data" / "b" / "r0" / "annotations.parquet").empty
+    with Ledger(ws / "data" / "ledger.sqlite") as ledger:
+        events = ledger.frame(video="a")
+    imported = events[events["tool"] == "import"]
+    assert len(imported) == 1 and imported["annotator"].item() == "team-a"
+    assert imported["clicks"].item() == 40 and imported["round"].item() == 0
+    # the first round chose other frames than the one the team had done
+    chosen = pd.read_parquet(ws / "data" / "a" / "r1" / "selected.parquet")["frame"].tolist()
+    assert chosen and 3 not in chosen
     target = tmp_path / "dataset"
-    assert main(["export", str(ws.root / "data" / "a"), "--out", str(target)]) == 0
+    assert main(["export", str(ws / "data" / "a"), "--out", str(target)]) == 0
     card = json.loads((target / "card.json").read_text())
     assert card["video"] == "a" and card["round"] == 1 and card["campaign"] == "c"
+    assert card["existing_labels"] == str(given) and card["annotators"]["team-a"]["clicks"] == 40
     assert len(list((target / "labels").glob("*.png"))) == 8
 
 

@@ -307,6 +307,13 @@ def cmd_audit(args: argparse.Namespace) -> None:
         )
 
 
+def _labels_pair(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"--labels expects NAME=SOURCE, got {text!r}")
+    return name, path
+
+
 def _video_pair(text: str) -> tuple[str, str]:
     name, sep, path = text.partition("=")
     if not sep or not name or not path:
@@ -326,8 +333,11 @@ def cmd_campaign(args: argparse.Namespace) -> None:
         overrides = parse_set_option(args.set or [])
         model = Path(args.model) if args.model else None
         classes = Path(args.classes) if args.classes else None
+        labels = {key: {"source": source, "fmt": args.labels_format,
+                        "clicks": args.labels_clicks, "by": args.labels_by}
+                  for key, source in (args.labels or [])}  # fmt: skip
         ws = init_workspace(
-            root, args.name, model, dict(args.video), args.params, overrides, classes
+            root, args.name, model, dict(args.video), args.params, overrides, classes, labels
         )
         print(f"campaign {ws.campaign.name} in {ws.root}: {', '.join(ws.campaign.videos)}")
         return
@@ -467,13 +477,15 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     print(f"outputs    {out} (rounds.csv, summary.csv/.md, {charts}, overlays.png)")
 
 
-def _labels_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--labels", metavar="SOURCE",
-        help="labels you already have for some frames, as human labels before round 1: a "
-        "folder of label PNGs named as the frames, a CVAT segmentation-mask export (folder or "
-        "zip), a Label Studio JSON export, or an `hvsa export` folder",
-    )  # fmt: skip
+def _labels_arguments(p: argparse.ArgumentParser, per_video: bool = False) -> None:
+    what = ("labels you already have for some frames, as human labels before round 1: a "
+            "folder of label PNGs named as the frames, a CVAT segmentation-mask export (folder "
+            "or zip), a Label Studio JSON export, or an `hvsa export` folder")  # fmt: skip
+    if per_video:
+        p.add_argument("--labels", metavar="NAME=SOURCE", type=_labels_pair, action="append",
+                       help=f"init: for the campaign's video NAME, {what}")  # fmt: skip
+    else:
+        p.add_argument("--labels", metavar="SOURCE", help=what)
     p.add_argument(
         "--labels-format", default="auto", choices=["auto", *LABEL_FORMATS],
         help="the layout of --labels (default: recognised from its files)",
@@ -589,6 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--classes", help="class list for a network started from nothing (init)")
     p.add_argument("--video", type=_video_pair, action="append", help="NAME=PATH (init)")
+    _labels_arguments(p, per_video=True)
     p.add_argument("--rounds", type=_count, help="rounds to run (round: 1; run: until done)")
     p.set_defaults(func=cmd_campaign)
 

@@ -126,3 +126,36 @@ def existing_events(
             )
         )  # fmt: skip
     return events
+
+
+STORED = ("labels.npz", "existing.json")
+
+
+def save_existing(folder: Path, existing: ExistingLabels | None) -> None:
+    """Write ``existing`` into ``folder`` (a campaign keeps them beside the video's rounds, where
+    its start stage reads them); ``None`` writes an empty set, so every video has the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    frames = sorted(existing.labels) if existing is not None else []
+    stack = (np.stack([existing.labels[f] for f in frames]) if frames
+             else np.zeros((0, 1, 1), np.uint8))  # fmt: skip
+    np.savez_compressed(folder / STORED[0], frames=np.asarray(frames, np.int64), labels=stack)
+    meta = {"frames": len(frames)}
+    if existing is not None:
+        meta |= {"source": existing.source, "format": existing.fmt,
+                 "annotator": existing.annotator, "clicks": existing.clicks,
+                 "digest": existing.digest()}  # fmt: skip
+    (folder / STORED[1]).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def read_existing(folder: Path) -> ExistingLabels | None:
+    """What :func:`save_existing` wrote; None where the folder is missing or holds no frame."""
+    meta_path = folder / STORED[1]
+    if not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    if not meta.get("frames"):
+        return None
+    with np.load(folder / STORED[0]) as data:
+        labels = {int(f): data["labels"][i] for i, f in enumerate(data["frames"])}
+    return ExistingLabels(meta["source"], meta["format"], labels, meta["annotator"],
+                          meta["clicks"])  # fmt: skip

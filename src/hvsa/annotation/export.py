@@ -72,7 +72,7 @@ def _videos(source: Path) -> list[dict]:
             "video": (root / item["path"]),
             "ledger_in": root / "data",
             "settings": flat,
-            "labels_from": None,
+            "labels_from": _existing_source(root / "data" / key),
             "campaign": campaign.get("name"),
         }  # fmt: skip
         for key, item in videos.items()
@@ -140,7 +140,9 @@ def _card(item: dict, rounds: dict[int, Path], metrics: dict, events: pd.DataFra
         "miou_estimate": metrics.get("miou_estimate"),
         "miou_interval": interval,
         "miou_estimate_from": metrics.get("miou_estimate_from"),
+        "per_class_estimate": metrics.get("per_class_estimate"),
         "miou_against_ground_truth": metrics.get("miou"),
+        "per_class_against_ground_truth": metrics.get("per_class") if metrics.get("miou") else None,
         "existing_labels": item.get("labels_from"),
         "hvsa_version": __version__,
         "settings": item["settings"],
@@ -179,10 +181,34 @@ def _readme(card: dict) -> str:
         "|---|---|---|",
         who,
         "",
+        *_class_table(card),
         "Per frame (`frames.parquet`): the share labelled by people, in class layers, who "
         "labelled it, and the estimated quality. Every setting is in `card.json`.",
     ]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _existing_source(folder: Path) -> str | None:
+    """Where a campaign video's existing labels came from (``existing.save_existing``)."""
+    meta = folder / "existing" / "existing.json"
+    if not meta.is_file():
+        return None
+    return json.loads(meta.read_text()).get("source")
+
+
+def _class_table(card: dict) -> list[str]:
+    """Per class: the estimated IoU and, where the video has ground truth, the true one."""
+    estimated = card.get("per_class_estimate") or {}
+    truth = card.get("per_class_against_ground_truth") or {}
+    if not estimated and not truth:
+        return []
+
+    def pct(v):
+        return "n/a" if v is None else f"{100 * v:.1f} %"
+
+    rows = [f"| {name} | {pct(estimated.get(name))} | {pct(truth.get(name))} |"
+            for name in card["classes"]]  # fmt: skip
+    return ["| class | estimated IoU | IoU against ground truth |", "|---|---|---|", *rows, ""]
 
 
 def export_dataset(source: str | Path, out: str | Path, fmt: str, ledger_name: str) -> list[dict]:

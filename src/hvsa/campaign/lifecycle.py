@@ -51,17 +51,36 @@ def campaign_stages() -> str:
     return (resources.files("hvsa.campaign") / "dvc.yaml").read_text()
 
 
-def _check_inputs(model: Path, videos: dict[str, str], cfg: Config) -> None:
-    """Read the starting network and every video whole (a truncated checkpoint or frame is
-    refused here, not committed as a campaign's first round)."""
+def _check_inputs(
+    model: Path, videos: dict[str, str], cfg: Config, labels: dict[str, dict]
+) -> dict:
+    """Read the starting network, every video whole and the labels a team already has for some
+    of them (a truncated checkpoint or frame, or labels naming no class, are refused here, not
+    committed as a campaign's first round); returns each video's existing labels or None.
+
+    ``labels``: video name → ``source``, ``fmt``, ``clicks``, ``by`` (as ``hvsa run --labels``).
+    """
     import torch
 
-    from hvsa.data.video import check_classes, load_video
+    from hvsa.annotation.existing import load_existing
+    from hvsa.data.video import check_classes, find_classes_file, load_video, read_classes_file
     from hvsa.method.network import load_checkpoint
 
+    unknown = sorted(set(labels) - set(videos))
+    if unknown:
+        raise HvsaError(f"--labels for {', '.join(unknown)}: no such --video in the campaign")
     _, classes, _ = load_checkpoint(model, torch.device("cpu"))
-    for path in videos.values():
-        check_classes(load_video(path, cfg.data.classes_file, cfg.data.void_id), classes)
+    existing = {}
+    for key, path in videos.items():
+        video = load_video(path, cfg.data.classes_file, cfg.data.void_id)
+        check_classes(video, classes)
+        existing[key] = None
+        if (given := labels.get(key)) is not None:
+            found = find_classes_file(Path(path), cfg.data.classes_file)
+            void = read_classes_file(found)[1] if found is not None else cfg.data.void_id
+            existing[key] = load_existing(given["source"], video, classes, given["fmt"],
+                                          given["by"], given["clicks"], void)  # fmt: skip
+    return existing
 
 
 def _fresh_start(videos: dict[str, str], cfg: Config, classes_file: Path | None, folder: Path):
@@ -83,16 +102,19 @@ def init_workspace(
     params: Path | None = None,
     overrides: dict | None = None,
     classes_file: Path | None = None,
+    labels: dict[str, dict] | None = None,
 ) -> Workspace:
     """Create a campaign workspace: git + DVC (local remote), params, pipeline, videos, model.
 
     Without ``model`` the campaign starts from a network that knows nothing, built for the
-    videos' classes (``classes_file`` or their classes.json)."""
+    videos' classes (``classes_file`` or their classes.json). ``labels``: labels a team already
+    has, per video name (``source``, ``fmt``, ``clicks``, ``by``), kept in
+    ``data/<video>/existing`` and recorded by the video's round 0 as human labels."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="hvsa-start-") as tmp:
         return _init_workspace(root, name, model, videos, params, overrides, classes_file,
-                               Path(tmp))  # fmt: skip
+                               Path(tmp), labels or {})  # fmt: skip
 
 
 def _init_workspace(
@@ -104,6 +126,7 @@ def _init_workspace(
     overrides: dict | None,
     classes_file: Path | None,
     tmp: Path,
+    labels: dict[str, dict],
 ) -> Workspace:
     root = root.resolve()
     if (root / "campaign.yaml").exists():
@@ -122,7 +145,7 @@ def _init_workspace(
     check_settings(cfg)  # fail early, before anything is written: settings, network, videos
     if model is None:
         model = _fresh_start(videos, cfg, classes_file, tmp)
-    _check_inputs(model, videos, cfg)
+    existing = _check_inputs(model, videos, cfg, labels)
     root.mkdir(parents=True, exist_ok=True)
     if not (root / ".git").exists():
         git(root, "init", "-q")
@@ -157,6 +180,11 @@ def _init_workspace(
     (root / "data").mkdir(exist_ok=True)
     shutil.copyfile(model, root / "data" / "pretrained.pt")
     dvc(root, "add", "data/pretrained.pt")
+    from hvsa.annotation.existing import save_existing
+
+    for key, given in existing.items():
+        save_existing(root / "data" / key / "existing", given)
+        dvc(root, "add", f"data/{key}/existing")
     with open(root / ".gitignore", "a") as f:
         f.write(GITIGNORE)
     write_fingerprints(root)

@@ -1,5 +1,7 @@
-"""Stage ``start``: round 0 of a video — the campaign's starting network, its prediction and
-the labels it writes before any human label (the first view the first round selects from)."""
+"""Stage ``start``: round 0 of a video — the labels a team already had for it
+(``data/<video>/existing``, recorded in the ledger as round 0's human labels), the campaign's
+starting network (fine-tuned on those labels, if any), its prediction and the labels it writes
+(the first view the first round selects from)."""
 
 import json
 import sys
@@ -7,6 +9,8 @@ import time
 
 import pandas as pd
 
+from hvsa.annotation.existing import read_existing
+from hvsa.annotation.ledger import Ledger
 from hvsa.campaign.stages import run_stage
 from hvsa.campaign.stages.inputs import keep_view, load_contexts, save_state
 from hvsa.campaign.workspace import Workspace
@@ -22,6 +26,7 @@ from hvsa.rounds.engine import (
     start_prediction,
 )
 from hvsa.rounds.state import LoopState
+from hvsa.rounds.steps import record_existing
 
 
 def step(ws: Workspace, key: str) -> None:
@@ -34,6 +39,12 @@ def step(ws: Workspace, key: str) -> None:
     check_classes(video, classes)
     folder = ws.round_dir(key, 0)
     state = LoopState.empty(len(video), video.size)
+    recorded = pd.DataFrame()
+    existing = read_existing(ws.root / "data" / key / "existing")
+    if existing is not None:  # keyed in the ledger: a rerun records nothing twice
+        with Ledger(ws.ledger_path) as ledger:
+            recorded = record_existing(ledger, existing, ctx, state, ws.campaign.name, key,
+                                       cfg.annotation)  # fmt: skip
     timings: dict[str, float] = {}
     pred = start_prediction(model, ctx, state, cfg, device, timings)
     labels, view = label_round(ctx, pred, state, cfg, timings)
@@ -44,8 +55,8 @@ def step(ws: Workspace, key: str) -> None:
     save_chooser(folder, AutoChooser())
     write_labels(folder, video.frame_names, labels, video.frames, state.human, classes,
                  cfg.output.overlay_alpha)  # fmt: skip
-    result = measure_round(0, pd.DataFrame(), state, labels, ctx, view, cfg,
-                           started, timings)  # fmt: skip
+    recorded.to_parquet(folder / "annotations.parquet", index=False)
+    result = measure_round(0, recorded, state, labels, ctx, view, cfg, started, timings)
     (folder / "metrics.json").write_text(json.dumps(result.__dict__, indent=2) + "\n")
 
 
