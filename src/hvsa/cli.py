@@ -144,13 +144,8 @@ def _run(
         raise HvsaError(f"the oracle annotator needs ground truth, and {video_path} has no labels/")
     existing = None
     if labels is not None and labels.get("source") is not None:
-        from hvsa.data.video import find_classes_file, read_classes_file
-
-        found = find_classes_file(Path(video_path), cfg.data.classes_file)
-        void = read_classes_file(found)[1] if found is not None else cfg.data.void_id
-        existing = load_existing(
-            labels["source"], video, classes, labels["fmt"], labels["by"], labels["clicks"], void
-        )
+        existing = load_existing(labels["source"], video, classes, labels["fmt"], labels["by"],
+                                 labels["clicks"], video.void_id)  # fmt: skip
         print(f"existing labels: {len(existing.labels)} frames from {existing.source} "
               f"({existing.fmt}), clicks {existing.clicks}")  # fmt: skip
     manifest = run_manifest(cfg, Path(video_path), Path(model_path), existing)

@@ -64,7 +64,7 @@ def shrink(video: Video, frames: int, scale: float) -> Video:
     labels = np.stack(
         [cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST) for m in video.labels[:n]]
     )
-    return Video(video.path, small, video.frame_names[:n], labels, video.classes)
+    return Video(video.path, small, video.frame_names[:n], labels, video.classes, video.void_id)
 
 
 def manual_clicks_per_frame(video: Video, tolerance: float) -> np.ndarray:

@@ -63,7 +63,7 @@ def _check_inputs(
     import torch
 
     from hvsa.annotation.existing import load_existing
-    from hvsa.data.video import check_classes, find_classes_file, load_video, read_classes_file
+    from hvsa.data.video import check_classes, load_video
     from hvsa.method.network import load_checkpoint
 
     unknown = sorted(set(labels) - set(videos))
@@ -76,10 +76,8 @@ def _check_inputs(
         check_classes(video, classes)
         existing[key] = None
         if (given := labels.get(key)) is not None:
-            found = find_classes_file(Path(path), cfg.data.classes_file)
-            void = read_classes_file(found)[1] if found is not None else cfg.data.void_id
             existing[key] = load_existing(given["source"], video, classes, given["fmt"],
-                                          given["by"], given["clicks"], void)  # fmt: skip
+                                          given["by"], given["clicks"], video.void_id)  # fmt: skip
     return existing
 
 

@@ -65,6 +65,9 @@ class Video:
     frame_names: list[str]
     labels: np.ndarray | None
     classes: ClassList | None
+    # the id the video's own class list gives "none" (labels here hold 255 whatever it is):
+    # what label files made for this video use, e.g. existing labels read with ``--labels``
+    void_id: int = VOID
 
     @property
     def name(self) -> str:
@@ -219,14 +222,14 @@ def load_video(path: str | Path, classes_file: str = "classes.json", void_id: in
         if path.suffix.lower() not in VIDEO_EXTS:
             raise HvsaError(f"{path} is neither a frames folder nor a video file ({VIDEO_EXTS})")
         frames, names = _read_video_file(path)
-        return Video(path, frames, names, None, classes)
+        return Video(path, frames, names, None, classes, void_id)
     frames_dir = path / "frames" if (path / "frames").is_dir() else path
     frames, names = _read_frames_folder(frames_dir)
     labels = None
     if (path / "labels").is_dir() and _frame_files(path / "labels"):
         num = len(classes) if classes is not None else None
         labels = _read_labels(path / "labels", names, frames.shape[1:3], void_id, num)
-    return Video(path, frames, names, labels, classes)
+    return Video(path, frames, names, labels, classes, void_id)
 
 
 def start_classes(videos: list[Video], classes_file: str | Path | None = None) -> ClassList:
