@@ -53,6 +53,7 @@ from hvsa.rounds.result import RoundResult
 from hvsa.rounds.rules import is_auto, sample_set_names
 from hvsa.rounds.state import LoopState
 from hvsa.rounds.steps import (
+    Estimates,
     VideoContext,
     belief_labels,
     class_estimates,
@@ -80,6 +81,18 @@ class View:
     pred: Prediction  # the network's softmax and features
     belief: Prediction  # the fused probabilities (with the network's features)
     fusion: FusionConfig  # the fusion settings, calibrated on the human labels so far
+    # the probes' estimates of this view, and the labels they were taken on (probes_of)
+    probed: tuple[tuple, Estimates | None] | None = None
+
+
+def probes_of(ctx: VideoContext, view: View, state: LoopState, cfg: Config) -> Estimates | None:
+    """:func:`class_estimates` of ``view``, taken once per view and human labels: a round
+    measures its labels with them, and the next round's ``auto`` prices its offers with the
+    same ones (hiding each probe and fusing it costs seconds a round)."""
+    key = (id(state), state.clicks_total, int(state.annotated.sum()), len(state.complete))
+    if view.probed is None or view.probed[0] != key:
+        view.probed = (key, class_estimates(ctx, view.pred, state, cfg, view.fusion))
+    return view.probed[1]
 
 
 def save_fusion(folder: Path, view: View) -> None:
@@ -219,7 +232,7 @@ def _select_auto(
     click, scaled by what that kind's last batch delivered, is labelled. Whole frames while
     nothing can be estimated yet."""
     frame_ctx, belief = contexts["frame"], view.belief
-    estimates = class_estimates(frame_ctx, view.pred, state, cfg, view.fusion)
+    estimates = probes_of(frame_ctx, view, state, cfg)
     if estimates is None:
         table = select_samples(frame_ctx, belief, state, _with_budget(cfg, "frame"), round_no)
         return Selection("frame", table.assign(granularity="frame"), [])
@@ -387,7 +400,7 @@ def measure_round(
     part of every round's wall time."""
     t0 = time.perf_counter()
     value, per_class = score(ctx.video, labels, ctx.classes)
-    estimates = class_estimates(ctx, view.pred, state, cfg, view.fusion)
+    estimates = probes_of(ctx, view, state, cfg)
     h, w = view.belief.probs.shape[2:]
     human_small = resize_labels(state.human, (h, w))
     known = np.where(human_small != VOID, human_small, resize_labels(state.layers, (h, w)))
