@@ -181,6 +181,17 @@ def test_the_estimate_interval_is_the_spread_over_resampled_probes():
     assert low == pytest.approx(high)  # every probe says the same: no spread
     low2, high2 = interval(summary, np.stack([good, bad] * 2), 0.9)
     assert low2 < high2 <= high + 1e-9
+    # the belief's most certain pixels, which no probe reached: the low end reads them at their
+    # class's average over the probes, the estimate (and the high end) as the nearest bin below
+    sure = torch.from_numpy(np.stack([_probs(t, 1e-5) for t in top]))
+    mixed = np.zeros((2, 11, 2))
+    mixed[0, 0], mixed[0, 6], mixed[1, 6] = [50, 50], [100, 0], [0, 100]
+    summary = summarise(sure, np.full(top.shape, 255, np.uint8))
+    low3, high3 = interval(summary, np.stack([mixed] * 4), 0.9)
+    from hvsa.method.estimate import estimate
+
+    assert np.nanmean(estimate(summary, np.stack([mixed] * 4))) == pytest.approx(high3)
+    assert low3 < high3 - 0.1
 
 
 def test_without_ground_truth_the_stop_rule_holds_the_interval_low_end_to_the_target():

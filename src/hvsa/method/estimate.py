@@ -22,7 +22,9 @@ the classes it truly is in expectation (:func:`expected_confusion`): the expecte
 matrix of the video gives each class's expected IoU, and their mean the estimated mIoU. Bins the
 probes never reach (the most certain ones: no probe is as near a label as the frames beside a
 label are) take the nearest bin below of the same class, the best evidence at hand, so the
-estimate does not fall back on what uncertain pixels do.
+estimate does not fall back on what uncertain pixels do. That is an assumption, so the
+interval (:func:`interval`) spans the pessimistic one too (such bins at the class's average
+over all bins) beside the spread over which frames were probes.
 
 Pure functions over arrays; the rounds (``hvsa.rounds``) gather the probes.
 """
@@ -61,18 +63,21 @@ def reliability_counts(probs: np.ndarray, truth: np.ndarray, num_classes: int) -
     return counts
 
 
-def reliability(counts: np.ndarray) -> np.ndarray:
+def reliability(counts: np.ndarray, below: bool = True) -> np.ndarray:
     """(C,B,C) ``P(true c | predicted k, bin b)`` from pooled :func:`reliability_counts`.
 
     Each bin is smoothed toward the bin below it of the same predicted class (the lowest bin
     toward the class's shares over all bins), so a bin the probes never reached takes the
-    nearest evidence below it. A class never predicted on the probes is taken at its word."""
+    nearest evidence below it: agreement rarely makes a pixel less likely right. With
+    ``below`` false every bin is smoothed toward the class's shares over all bins instead,
+    which a bin the probes never reached then takes: the pessimistic reading, which
+    :func:`interval` spans too. A class never predicted on the probes is taken at its word."""
     num_classes, bins, _ = counts.shape
     by_class = counts.sum(1) + np.eye(num_classes) * 1e-3
     pooled = by_class / by_class.sum(1, keepdims=True)
     out = np.zeros_like(counts, dtype=float)
     for b in range(bins):
-        prior = pooled if b == 0 else out[:, b - 1]
+        prior = out[:, b - 1] if below and b > 0 else pooled
         out[:, b] = (counts[:, b] + SMOOTHING * prior) / (
             counts[:, b].sum(1, keepdims=True) + SMOOTHING
         )
@@ -150,9 +155,10 @@ def class_iou(cm: np.ndarray) -> np.ndarray:
     return np.where(union > 0, tp / np.maximum(union, 1e-12), np.nan)
 
 
-def estimate(summary: VideoSummary, probe_counts: np.ndarray) -> np.ndarray:
-    """(C,) each class's estimated IoU over the video from the probes' (P,C,B,C) counts."""
-    return class_iou(expected_confusion(summary, reliability(probe_counts.sum(0))))
+def estimate(summary: VideoSummary, probe_counts: np.ndarray, below: bool = True) -> np.ndarray:
+    """(C,) each class's estimated IoU over the video from the probes' (P,C,B,C) counts
+    (``below``: how bins without probe pixels are filled, :func:`reliability`)."""
+    return class_iou(expected_confusion(summary, reliability(probe_counts.sum(0), below)))
 
 
 def interval(
@@ -162,20 +168,26 @@ def interval(
     draws: int = 200,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """(low, high) of the estimated mIoU at ``level``, by resampling the probes (``draws``
-    resamples with replacement, fixed ``seed``): another draw of labelled frames would have
-    calibrated the belief otherwise."""
+    """(low, high) of the estimated mIoU at ``level``.
+
+    Two things are unsure: which labelled frames happened to be probes (another draw would have
+    calibrated the belief otherwise: resampled, ``draws`` times with replacement, fixed
+    ``seed``), and what the belief's most certain pixels do, which no probe reaches (no probe
+    is as near a label as the frames beside a label are). The low end takes the pessimistic
+    reading of the latter (bins without probe pixels at their class's average, :func:`reliability`),
+    the high end the estimate's own (as the bin below)."""
     rng = np.random.default_rng(seed)
-    values = []
+    lows, highs = [], []
     for _ in range(draws):
-        pick = rng.integers(0, len(probe_counts), len(probe_counts))
-        values.append(np.nanmean(estimate(summary, probe_counts[pick])))
-    values = np.asarray(values)
-    values = values[np.isfinite(values)]
-    if not values.size:
+        pick = probe_counts[rng.integers(0, len(probe_counts), len(probe_counts))]
+        lows.append(np.nanmean(estimate(summary, pick, below=False)))
+        highs.append(np.nanmean(estimate(summary, pick)))
+    lows, highs = np.asarray(lows), np.asarray(highs)
+    lows, highs = lows[np.isfinite(lows)], highs[np.isfinite(highs)]
+    if not lows.size or not highs.size:
         return float("nan"), float("nan")
     tail = 100 * (1 - level) / 2
-    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
+    return float(np.percentile(lows, tail)), float(np.percentile(highs, 100 - tail))
 
 
 def frame_accuracy(summary: VideoSummary, post: np.ndarray | None) -> np.ndarray:
