@@ -71,10 +71,17 @@ def reliability(counts: np.ndarray, below: bool = True) -> np.ndarray:
     nearest evidence below it: agreement rarely makes a pixel less likely right. With
     ``below`` false every bin is smoothed toward the class's shares over all bins instead,
     which a bin the probes never reached then takes: the pessimistic reading, which
-    :func:`interval` spans too. A class never predicted on the probes is taken at its word."""
+    :func:`interval` spans too. A class the belief never gave on the probes is right as often
+    as the probes' pixels are overall, its errors spread evenly over the other classes (no
+    evidence either way: neither at its word nor never)."""
     num_classes, bins, _ = counts.shape
-    by_class = counts.sum(1) + np.eye(num_classes) * 1e-3
-    pooled = by_class / by_class.sum(1, keepdims=True)
+    by_class = counts.sum(1)
+    total = by_class.sum()
+    right = np.trace(by_class) / total if total else 1.0
+    typical = np.full((num_classes, num_classes), (1 - right) / max(num_classes - 1, 1))
+    np.fill_diagonal(typical, right)
+    seen = by_class.sum(1, keepdims=True) > 0
+    pooled = np.where(seen, by_class / np.maximum(by_class.sum(1, keepdims=True), 1), typical)
     out = np.zeros_like(counts, dtype=float)
     for b in range(bins):
         prior = out[:, b - 1] if below and b > 0 else pooled
