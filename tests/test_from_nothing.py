@@ -27,6 +27,9 @@ def test_run_without_a_model_starts_from_nothing_and_resumes_from_the_same(tiny_
     assert classes == load_video(tiny_videos[0]).classes
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rounds"] == 2
+    # its uncertainty says nothing yet: the first frames are placed by distance alone
+    settings = json.loads((out / "run.json").read_text())["settings"]
+    assert settings["selection.spread_frames"] == settings["selection.spread_from_nothing"] > 0
     # a network that knows nothing is near chance; the carried human labels lift the video
     assert summary["miou_final"] > summary["miou_start"] + 0.2
     started = (out / "start_model.pt").read_bytes()
@@ -51,6 +54,7 @@ def test_the_class_list_comes_from_classes_or_the_error_names_it(tiny_videos, tm
     ws = init_workspace(tmp_path / "ws", "own", None, {"v": str(video)}, classes_file=listed)
     _, classes, meta = load_checkpoint(ws.root / "data" / "pretrained.pt", torch.device("cpu"))
     assert meta["fresh"] is True and classes == read_classes_file(listed)[0]
+    assert ws.cfg.selection.spread_frames == ws.cfg.selection.spread_from_nothing
 
 
 def test_campaign_init_without_a_model_uses_the_videos_classes(tiny_videos, tmp_path, capsys):

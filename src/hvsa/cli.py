@@ -122,9 +122,11 @@ def _run(
     from hvsa.data.video import check_classes, load_video, probe_video
     from hvsa.method.network import load_checkpoint, pick_device
     from hvsa.rounds.loop import AnnotationLoop, open_out, run_manifest
-    from hvsa.rounds.rules import check_memory, check_settings
+    from hvsa.rounds.rules import check_memory, check_settings, from_nothing
 
     _check_out(Path(out))
+    if model_path is None:
+        cfg = from_nothing(cfg)
     check_settings(cfg)
     probed = probe_video(video_path)
     if probed is not None:

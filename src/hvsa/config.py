@@ -85,6 +85,7 @@ class SelectionConfig(_Section):
     coverage_reach: float | None = Field(gt=0)
     coverage_per_click: bool
     spread_frames: int = Field(ge=0)
+    spread_from_nothing: int = Field(ge=0)
     kmeans_init: int = Field(ge=1)
     seed: int
 

@@ -32,7 +32,7 @@ from hvsa.campaign.workspace import (
 )
 from hvsa.config import Config, apply_overrides, find_params, load_config
 from hvsa.errors import HvsaError
-from hvsa.rounds.rules import check_settings, stop_reason
+from hvsa.rounds.rules import check_settings, from_nothing, stop_reason
 
 GITIGNORE = "/data/ledger.sqlite*\n/data/app.sqlite*\n/mlflow.db*\n/mlruns/\n__pycache__/\n"
 
@@ -140,6 +140,10 @@ def _init_workspace(
         raise HvsaError(f"starting checkpoint not found: {model}")
     source = find_params(params)
     cfg = load_config(source, overrides)
+    if model is None and from_nothing(cfg) is not cfg:  # kept in the workspace's params.yaml
+        spread = {"selection.spread_frames": cfg.selection.spread_from_nothing}
+        overrides = {**(overrides or {}), **spread}
+        cfg = load_config(source, overrides)
     check_settings(cfg)  # fail early, before anything is written: settings, network, videos
     if model is None:
         model = _fresh_start(videos, cfg, classes_file, tmp)

@@ -34,6 +34,18 @@ def sample_set_names(cfg: Config) -> list[str]:
     return [f"rect{s.rect_size}" if s.granularity == "rect" else s.granularity]
 
 
+def from_nothing(cfg: Config) -> Config:
+    """The settings of a run or campaign whose network knows nothing yet (no ``--model``):
+    whole frames placed by distance alone until ``selection.spread_from_nothing`` frames are
+    labelled in full, as such a network's uncertainty says nothing of where labels are needed
+    (RESULTS.md "From nothing")."""
+    sel = cfg.selection
+    if sel.spread_from_nothing <= sel.spread_frames:
+        return cfg
+    spread = sel.model_copy(update={"spread_frames": sel.spread_from_nothing})
+    return cfg.model_copy(update={"selection": spread})
+
+
 def check_settings(cfg: Config) -> None:
     """Refuse, before any work, settings whose samples could not all be offered or used."""
     if is_auto(cfg):
