@@ -236,7 +236,7 @@ def _select_auto(
     if estimates is None:
         table = select_samples(frame_ctx, belief, state, _with_budget(cfg, "frame"), round_no)
         return Selection("frame", table.assign(granularity="frame"), [])
-    quality = estimates[0]
+    quality = estimates.quality
     # shared by every granularity's offer: the belief's uncertainty and labels
     unc_pix = pixel_uncertainty(belief.probs, cfg.uncertainty.measure)
     predicted = belief_labels(belief.probs)
@@ -255,7 +255,7 @@ def _select_auto(
             frames, cls = np.array(layers).T
             covered = np.zeros(len(quality))
             np.add.at(covered, cls, soft[frames, cls])
-            clicks = float(np.nansum(estimates[1][cls]))
+            clicks = float(np.nansum(estimates.cost[cls]))
             batches[name] = Selection(name, layer_table(layers, frame_ctx.classes), layers)
         else:
             ctx = contexts[name]

@@ -266,14 +266,14 @@ def estimated_class_iou(
 
 
 def layer_choice(
-    estimates: tuple[np.ndarray, ...],
+    estimates: Estimates,
     belief: Prediction,
     state: LoopState,
     cfg: Config,
 ) -> list[tuple[int, int]]:
     """``layers.per_round`` layers by :func:`class_estimates`: classes by estimated IoU to win
     per click, frames within a class by how much the fused ``belief`` doubts it."""
-    quality, cost, full = estimates[:3]
+    quality, cost, full = estimates.quality, estimates.cost, estimates.full
     eligible = ~state.complete_mask(len(quality)) & ~full[:, None]
     return choose_layers(quality, cost, doubt(belief.probs), eligible, cfg.layers.per_round)
 
