@@ -20,7 +20,7 @@ from hvsa.campaign.versioning import commit_round, dvc, git, tool_env
 from hvsa.campaign.workspace import Campaign, Workspace, write_campaign
 from hvsa.errors import HvsaError
 
-KEEP = ("flow.npz", "samples", "r0")
+KEEP = ("flow.npz", "samples", "existing", "r0")  # the video's inputs, not its rounds
 
 
 def _show(ws: Workspace, sha: str, path: str) -> str | None:
