@@ -128,7 +128,9 @@ def existing_events(
     return events
 
 
-STORED = ("labels.npz", "existing.json")
+# a campaign video keeps its existing labels in data/<video>/EXISTING_DIR, written by save_existing
+EXISTING_DIR = "existing"
+LABELS_FILE, META_FILE = "labels.npz", "existing.json"
 
 
 def save_existing(folder: Path, existing: ExistingLabels | None) -> None:
@@ -138,24 +140,28 @@ def save_existing(folder: Path, existing: ExistingLabels | None) -> None:
     frames = sorted(existing.labels) if existing is not None else []
     stack = (np.stack([existing.labels[f] for f in frames]) if frames
              else np.zeros((0, 1, 1), np.uint8))  # fmt: skip
-    np.savez_compressed(folder / STORED[0], frames=np.asarray(frames, np.int64), labels=stack)
+    np.savez_compressed(folder / LABELS_FILE, frames=np.asarray(frames, np.int64), labels=stack)
     meta = {"frames": len(frames)}
     if existing is not None:
         meta |= {"source": existing.source, "format": existing.fmt,
                  "annotator": existing.annotator, "clicks": existing.clicks,
                  "digest": existing.digest()}  # fmt: skip
-    (folder / STORED[1]).write_text(json.dumps(meta, indent=2) + "\n")
+    (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def existing_meta(folder: Path) -> dict | None:
+    """Where the labels :func:`save_existing` wrote into ``folder`` came from (``source``,
+    ``format``, ``annotator``, ``clicks``), without reading them; None where it holds none."""
+    path = folder / META_FILE
+    meta = json.loads(path.read_text()) if path.is_file() else {}
+    return meta if meta.get("frames") else None
 
 
 def read_existing(folder: Path) -> ExistingLabels | None:
     """What :func:`save_existing` wrote; None where the folder is missing or holds no frame."""
-    meta_path = folder / STORED[1]
-    if not meta_path.is_file():
+    if (meta := existing_meta(folder)) is None:
         return None
-    meta = json.loads(meta_path.read_text())
-    if not meta.get("frames"):
-        return None
-    with np.load(folder / STORED[0]) as data:
+    with np.load(folder / LABELS_FILE) as data:
         labels = {int(f): data["labels"][i] for i, f in enumerate(data["frames"])}
     return ExistingLabels(meta["source"], meta["format"], labels, meta["annotator"],
                           meta["clicks"])  # fmt: skip

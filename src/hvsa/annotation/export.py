@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from hvsa import __version__
 from hvsa.annotation.audit import round_dirs
+from hvsa.annotation.existing import EXISTING_DIR, existing_meta
 from hvsa.annotation.ledger import Ledger
 from hvsa.data.arrays import load_arrays
 from hvsa.data.images import read_image, shown
@@ -72,7 +73,7 @@ def _videos(source: Path) -> list[dict]:
             "video": (root / item["path"]),
             "ledger_in": root / "data",
             "settings": flat,
-            "labels_from": _existing_source(root / "data" / key),
+            "labels_from": (existing_meta(root / "data" / key / EXISTING_DIR) or {}).get("source"),
             "campaign": campaign.get("name"),
         }  # fmt: skip
         for key, item in videos.items()
@@ -186,14 +187,6 @@ def _readme(card: dict) -> str:
         "labelled it, and the estimated quality. Every setting is in `card.json`.",
     ]  # fmt: skip
     return "\n".join(lines) + "\n"
-
-
-def _existing_source(folder: Path) -> str | None:
-    """Where a campaign video's existing labels came from (``existing.save_existing``)."""
-    meta = folder / "existing" / "existing.json"
-    if not meta.is_file():
-        return None
-    return json.loads(meta.read_text()).get("source")
 
 
 def _class_table(card: dict) -> list[str]:

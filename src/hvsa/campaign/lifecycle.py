@@ -140,10 +140,9 @@ def _init_workspace(
         raise HvsaError(f"starting checkpoint not found: {model}")
     source = find_params(params)
     cfg = load_config(source, overrides)
-    if model is None and from_nothing(cfg) is not cfg:  # kept in the workspace's params.yaml
-        spread = {"selection.spread_frames": cfg.selection.spread_from_nothing}
-        overrides = {**(overrides or {}), **spread}
-        cfg = load_config(source, overrides)
+    if model is None and (fresh := from_nothing(cfg)) is not cfg:  # into the workspace's params
+        spread = {"selection.spread_frames": fresh.selection.spread_frames}
+        overrides, cfg = {**(overrides or {}), **spread}, fresh
     check_settings(cfg)  # fail early, before anything is written: settings, network, videos
     if model is None:
         model = _fresh_start(videos, cfg, classes_file, tmp)
@@ -182,11 +181,11 @@ def _init_workspace(
     (root / "data").mkdir(exist_ok=True)
     shutil.copyfile(model, root / "data" / "pretrained.pt")
     dvc(root, "add", "data/pretrained.pt")
-    from hvsa.annotation.existing import save_existing
+    from hvsa.annotation.existing import EXISTING_DIR, save_existing
 
     for key, given in existing.items():
-        save_existing(root / "data" / key / "existing", given)
-        dvc(root, "add", f"data/{key}/existing")
+        save_existing(root / "data" / key / EXISTING_DIR, given)
+        dvc(root, "add", f"data/{key}/{EXISTING_DIR}")
     with open(root / ".gitignore", "a") as f:
         f.write(GITIGNORE)
     write_fingerprints(root)

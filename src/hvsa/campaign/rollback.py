@@ -15,12 +15,13 @@ import subprocess
 
 import yaml
 
+from hvsa.annotation.existing import EXISTING_DIR
 from hvsa.annotation.ledger import Event, Ledger
 from hvsa.campaign.versioning import commit_round, dvc, git, tool_env
 from hvsa.campaign.workspace import Campaign, Workspace, write_campaign
 from hvsa.errors import HvsaError
 
-KEEP = ("flow.npz", "samples", "existing", "r0")  # the video's inputs, not its rounds
+KEEP = ("flow.npz", "samples", EXISTING_DIR, "r0")  # the video's inputs, not its rounds
 
 
 def _show(ws: Workspace, sha: str, path: str) -> str | None:

@@ -31,12 +31,13 @@ Pure functions over arrays; the rounds (``hvsa.rounds``) gather the probes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from hvsa.data.video import VOID
+from hvsa.method.metrics import iou_per_class, mean_iou
 
 # agreement bins (p1 / (p1 + p2) ranges from 0.5 to 1): finer near 1, where most pixels are
 EDGES = np.array([0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9999, 1.0001])
@@ -98,11 +99,18 @@ class VideoSummary:
     pixels per (predicted class, bin) grouped by the classes their frame's layers complete."""
 
     known: np.ndarray  # (C,) pixels whose class a person gave (frames, rectangles, layers)
-    free: dict[tuple[int, ...], np.ndarray]  # completed classes → (C,B) free pixels
     frame_free: np.ndarray  # (N,C,B) free pixels of each frame
     frame_known: np.ndarray  # (N,) labelled pixels of each frame
     frame_done: list[tuple[int, ...]]  # each frame's completed classes
     frame_sure: np.ndarray  # (N,) the belief's own confidence summed over free pixels
+    # completed classes → (C,B) free pixels of the frames that complete them: what a resample
+    # sums over (a handful of groups, not every frame)
+    free: dict[tuple[int, ...], np.ndarray] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.free = {}
+        for done, hist in zip(self.frame_done, self.frame_free, strict=True):
+            self.free[done] = self.free.get(done, 0) + hist
 
 
 def summarise(
@@ -116,7 +124,6 @@ def summarise(
     frame_free = np.zeros((n, num_classes, bins))
     frame_known = np.zeros(n)
     given = np.zeros(num_classes)
-    free: dict[tuple[int, ...], np.ndarray] = {}
     done_by_frame: list[tuple[int, ...]] = []
     sure = np.zeros(n)
     for f in range(n):
@@ -131,8 +138,7 @@ def summarise(
         sure[f] = probs.max(0)[~mine].sum()
         done = () if complete is None else tuple(np.flatnonzero(complete[f]).tolist())
         done_by_frame.append(done)
-        free[done] = free.get(done, 0) + hist
-    return VideoSummary(given, free, frame_free, frame_known, done_by_frame, sure)
+    return VideoSummary(given, frame_free, frame_known, done_by_frame, sure)
 
 
 def _without(post: np.ndarray, done: tuple[int, ...]) -> np.ndarray:
@@ -155,17 +161,10 @@ def expected_confusion(summary: VideoSummary, post: np.ndarray) -> np.ndarray:
     return cm
 
 
-def class_iou(cm: np.ndarray) -> np.ndarray:
-    """(C,) IoU per class of an expected confusion; NaN for a class expected nowhere."""
-    tp = np.diag(cm)
-    union = cm.sum(0) + cm.sum(1) - tp
-    return np.where(union > 0, tp / np.maximum(union, 1e-12), np.nan)
-
-
 def estimate(summary: VideoSummary, probe_counts: np.ndarray, below: bool = True) -> np.ndarray:
     """(C,) each class's estimated IoU over the video from the probes' (P,C,B,C) counts
     (``below``: how bins without probe pixels are filled, :func:`reliability`)."""
-    return class_iou(expected_confusion(summary, reliability(probe_counts.sum(0), below)))
+    return iou_per_class(expected_confusion(summary, reliability(probe_counts.sum(0), below)))
 
 
 def interval(
@@ -187,8 +186,8 @@ def interval(
     lows, highs = [], []
     for _ in range(draws):
         pick = probe_counts[rng.integers(0, len(probe_counts), len(probe_counts))]
-        lows.append(np.nanmean(estimate(summary, pick, below=False)))
-        highs.append(np.nanmean(estimate(summary, pick)))
+        lows.append(mean_iou(estimate(summary, pick, below=False)))
+        highs.append(mean_iou(estimate(summary, pick)))
     lows, highs = np.asarray(lows), np.asarray(highs)
     lows, highs = lows[np.isfinite(lows)], highs[np.isfinite(highs)]
     if not lows.size or not highs.size:

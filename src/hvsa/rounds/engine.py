@@ -38,14 +38,13 @@ from hvsa.method.auto import (
     region_class_pixels,
 )
 from hvsa.method.estimate import (
-    class_iou,
     expected_confusion,
     frame_accuracy,
     reliability,
     summarise,
 )
 from hvsa.method.estimate import interval as estimate_interval
-from hvsa.method.metrics import expected_miou, mean_iou
+from hvsa.method.metrics import expected_miou, iou_per_class, mean_iou
 from hvsa.method.network import SegmentationNet
 from hvsa.method.predict import Prediction, predict
 from hvsa.method.uncertainty import pixel_uncertainty
@@ -57,6 +56,7 @@ from hvsa.rounds.steps import (
     VideoContext,
     belief_labels,
     class_estimates,
+    class_values,
     compose_labels,
     estimated_class_iou,
     finetune_model,
@@ -370,10 +370,6 @@ def train_round(
     return finetune_model(model, ctx, state, cfg, device, round_no, before.pred)
 
 
-def _number(value: float) -> float | None:
-    return None if np.isnan(value) else float(value)
-
-
 def measure_round(
     round_no: int,
     recorded: pd.DataFrame,
@@ -408,10 +404,9 @@ def measure_round(
     interval, class_estimate, post = None, None, None
     if estimates is not None:
         post = reliability(estimates.probe_counts.sum(0))
-        ious = class_iou(expected_confusion(summary, post))
+        ious = iou_per_class(expected_confusion(summary, post))
         estimate, source = mean_iou(ious), "leave-one-out"
-        names = ctx.classes.names
-        class_estimate = {n: _number(v) for n, v in zip(names, ious, strict=True)}
+        class_estimate = class_values(ctx.classes, ious)
         low, high = estimate_interval(summary, estimates.probe_counts, cfg.fusion.estimate_level)
         if np.isfinite(low):
             interval = [min(low, estimate), max(high, estimate)]

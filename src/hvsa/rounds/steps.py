@@ -111,8 +111,13 @@ def score(
     if video.labels is None:
         return None, {}
     value, ious = miou(video.labels, labels, len(classes))
-    return value, {
-        n: (None if np.isnan(v) else float(v)) for n, v in zip(classes.names, ious, strict=True)
+    return value, class_values(classes, ious)
+
+
+def class_values(classes: ClassList, values: np.ndarray) -> dict[str, float | None]:
+    """(C,) per-class values by class name, None where NaN (JSON has no NaN)."""
+    return {
+        n: None if np.isnan(v) else float(v) for n, v in zip(classes.names, values, strict=True)
     }
 
 

@@ -9,7 +9,7 @@ import time
 
 import pandas as pd
 
-from hvsa.annotation.existing import read_existing
+from hvsa.annotation.existing import EXISTING_DIR, read_existing
 from hvsa.annotation.ledger import Ledger
 from hvsa.campaign.stages import run_stage
 from hvsa.campaign.stages.inputs import keep_view, load_contexts, save_state
@@ -40,7 +40,7 @@ def step(ws: Workspace, key: str) -> None:
     folder = ws.round_dir(key, 0)
     state = LoopState.empty(len(video), video.size)
     recorded = pd.DataFrame()
-    existing = read_existing(ws.root / "data" / key / "existing")
+    existing = read_existing(ws.video_dir(key) / EXISTING_DIR)
     if existing is not None:  # keyed in the ledger: a rerun records nothing twice
         with Ledger(ws.ledger_path) as ledger:
             recorded = record_existing(ledger, existing, ctx, state, ws.campaign.name, key,
