@@ -598,3 +598,40 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_after(env, tmp_path, capsys
     assert "resuming the run" in capsys.readouterr().out
     assert (tmp_path / "out" / "round_01" / "metrics.json").is_file()
     assert not list((tmp_path / "out").glob("*.partial"))
+
+
+def _without_root_override() -> None:  # pragma: no cover - runs in the child
+    """Drop the capabilities that let root write into any folder (CAP_DAC_OVERRIDE,
+    CAP_DAC_READ_SEARCH) from the bounding set, so the child, though uid 0, obeys the modes."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2):
+        if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="folder modes and capabilities: Linux")
+def test_an_out_folder_nobody_may_write_is_refused_in_one_line(env, tmp_path):
+    """``--out`` inside a read-only folder: one line naming it, nothing created. Root may write
+    anywhere, so as root the command runs without the capabilities that allow it."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    out = locked / "out"
+    code = (
+        "import sys; from hvsa.cli import main; "
+        f"sys.exit(main(['run', {str(env['video'])!r}, '--model', {str(env['model'])!r}, "
+        f"'--out', {str(out)!r}, '--annotator', 'human']))"
+    )
+    drop = _without_root_override if os.geteuid() == 0 else None
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, timeout=300, preexec_fn=drop
+        )
+    finally:
+        locked.chmod(0o755)
+    err = done.stderr.decode("utf-8", "replace").strip()
+    assert done.returncode == 2, err
+    assert err == f"hvsa: error: cannot write to {out}: {locked} is not writable", err
+    assert not out.exists() and not any(locked.iterdir())
