@@ -4,12 +4,16 @@
 import json
 import shutil
 
+import numpy as np
 import torch
 
 from hvsa.campaign.lifecycle import init_workspace
 from hvsa.cli import main
+from hvsa.config import load_config
+from hvsa.data.scaling import spread_frames
 from hvsa.data.video import load_video, read_classes_file
-from hvsa.method.network import load_checkpoint
+from hvsa.method.network import SegmentationNet, load_checkpoint, normalise_on
+from hvsa.rounds.rules import start_network
 
 FAST = ["--set", "finetune.steps=5", "--set", "model.train_crop=null", "--set",
         "model.device=cpu", "--set", "samples.rect_size=16"]  # fmt: skip
@@ -25,6 +29,8 @@ def test_run_without_a_model_starts_from_nothing_and_resumes_from_the_same(tiny_
     model, classes, meta = load_checkpoint(out / "start_model.pt", torch.device("cpu"))
     assert meta["fresh"] is True
     assert classes == load_video(tiny_videos[0]).classes
+    first = model.net.backbone["0"][1]  # the stem's BatchNorm: taken from the video's frames
+    assert first.running_mean.abs().max() > 0.01 and (first.running_var - 1).abs().max() > 0.01
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rounds"] == 2
     # its uncertainty says nothing yet: the first frames are placed by distance alone
@@ -62,8 +68,16 @@ def test_campaign_init_without_a_model_uses_the_videos_classes(tiny_videos, tmp_
     argv = ["campaign", "init", str(root), "--video", f"a={tiny_videos[0]}", "--video",
             f"b={tiny_videos[1]}"]  # fmt: skip
     assert main(argv) == 0
-    _, classes, meta = load_checkpoint(root / "data" / "pretrained.pt", torch.device("cpu"))
+    model, classes, meta = load_checkpoint(root / "data" / "pretrained.pt", torch.device("cpu"))
     assert meta["fresh"] is True and classes == load_video(tiny_videos[0]).classes
+    # its BatchNorm statistics come from frames of both videos, as the rule for a start says
+    videos = [load_video(tiny_videos[0]), load_video(tiny_videos[1])]
+    again, _, _ = load_checkpoint(
+        start_network(tmp_path / "again.pt", videos, classes, load_config(None)),
+        torch.device("cpu"),
+    )
+    for name, value in again.state_dict().items():
+        assert torch.equal(value, model.state_dict()[name]), name
 
 
 def test_the_estimate_without_truth_comes_from_hidden_labelled_frames(tiny_videos, pretrained,
@@ -81,3 +95,33 @@ def test_the_estimate_without_truth_comes_from_hidden_labelled_frames(tiny_video
         assert m["miou"] - 0.15 < m["miou_estimate"] < m["miou"] + 0.02, m
         assert m["miou_interval"][0] <= m["miou_estimate"] <= m["miou_interval"][1]
         assert set(m["per_class_estimate"]) == set(m["per_class"])
+
+
+def test_start_frames_are_spread_through_every_video_by_length():
+    long = np.zeros((30, 40, 60, 3), np.uint8) + np.arange(30, dtype=np.uint8)[:, None, None, None]
+    short = np.zeros((10, 20, 20, 3), np.uint8)
+    picked = spread_frames([long, short], 8, 0.5)
+    assert [tuple(t.shape) for t in picked] == [(6, 3, 32, 32), (2, 3, 32, 32)]
+    assert picked[0][:, 0, 0, 0].tolist() == [0, 6, 12, 17, 23, 29]  # ends included
+    assert [len(t) for t in spread_frames([long, short], 1000, 1.0)] == [30, 10]
+    assert [len(t) for t in spread_frames([long, short], 1, 1.0)] == [1, 1]  # one each at least
+
+
+def test_normalise_on_takes_batchnorm_statistics_from_the_frames():
+    """Every BatchNorm layer ends with its inputs' mean and (unbiased) variance averaged over
+    every batch of the frames given; the network is left in eval mode, momenta untouched."""
+    torch.manual_seed(0)
+    model = SegmentationNet("lraspp_mobilenet_v3_large", 3)
+    frames = [torch.rand(5, 3, 64, 64) * 255, torch.rand(3, 3, 48, 80) * 255]
+    seen = []
+    stem = model.net.backbone["0"]
+    hook = stem[0].register_forward_hook(lambda m, i, o: seen.append(o.detach()))
+    normalise_on(model, frames, batch_size=2)
+    hook.remove()
+    assert not model.training and stem[1].momentum == 0.01  # MobileNetV3's own
+    # momentum None: each statistic is the average over the batches of the batch's own
+    means = torch.stack([o.mean((0, 2, 3)) for o in seen])
+    variances = torch.stack([o.permute(1, 0, 2, 3).flatten(1).var(1) for o in seen])
+    assert torch.allclose(stem[1].running_mean, means.mean(0), atol=1e-5)
+    assert torch.allclose(stem[1].running_var, variances.mean(0), rtol=1e-4)
+    assert stem[1].num_batches_tracked == 5  # 5 frames in 3 batches of 2, then 3 in 2

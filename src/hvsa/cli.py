@@ -174,13 +174,13 @@ def _start_from_nothing(video, cfg: Config, classes_file: str | None) -> Path:
     import tempfile
 
     from hvsa.data.video import start_classes
-    from hvsa.method.network import write_fresh_network
+    from hvsa.rounds.rules import start_network
 
     classes = start_classes([video], classes_file)
     print(f"no --model: starting from a network that knows nothing of {len(classes)} classes "
           f"({', '.join(classes.names)})")  # fmt: skip
     path = Path(tempfile.mkdtemp(prefix="hvsa-start-")) / FRESH_MODEL
-    return write_fresh_network(path, cfg.model.arch, classes, cfg.pretrain.seed)
+    return start_network(path, [video], classes, cfg)
 
 
 def _print_summary(summary: dict) -> None:

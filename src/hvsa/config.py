@@ -43,6 +43,7 @@ class ModelConfig(_Section):
     scale: float = Field(gt=0, le=1)
     device: Literal["auto", "cpu", "cuda"]
     train_crop: tuple[int, int] | None = None
+    start_frames: int = Field(default=64, ge=0)
 
     @field_validator("train_crop")
     @classmethod

@@ -85,11 +85,11 @@ def _fresh_start(videos: dict[str, str], cfg: Config, classes_file: Path | None,
     """A starting network that knows nothing, for the videos' class list (``classes_file`` or
     their classes.json), written into ``folder``."""
     from hvsa.data.video import load_video, start_classes
-    from hvsa.method.network import write_fresh_network
+    from hvsa.rounds.rules import start_network
 
     loaded = [load_video(p, cfg.data.classes_file, cfg.data.void_id) for p in videos.values()]
     classes = start_classes(loaded, classes_file)
-    return write_fresh_network(folder / "start.pt", cfg.model.arch, classes, cfg.pretrain.seed)
+    return start_network(folder / "start.pt", loaded, classes, cfg)
 
 
 def init_workspace(

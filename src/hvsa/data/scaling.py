@@ -27,6 +27,19 @@ def frames_to_tensor(frames: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
 
 
+def spread_frames(frame_sets: list[np.ndarray], count: int, scale: float) -> list[torch.Tensor]:
+    """Up to ``count`` frames evenly spaced through each video (shared by length, at least one
+    a video), each video's as one (n,3,h,w) float tensor at its working size (``scale``)."""
+    total = sum(len(f) for f in frame_sets)
+    picked = []
+    for frames in frame_sets:
+        n = min(len(frames), max(1, round(count * len(frames) / max(total, 1))))
+        index = np.unique(np.linspace(0, len(frames) - 1, n).round().astype(int))
+        size = work_size(frames.shape[1:3], scale)
+        picked.append(frames_to_tensor(frames[index], size))
+    return picked
+
+
 def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(N,H,W) uint8 labels → (N,h,w) uint8 by nearest neighbour (void stays 255)."""
     h, w = size

@@ -65,9 +65,44 @@ class SegmentationNet(nn.Module):
         return logits, hidden
 
 
-def write_fresh_network(path: str | Path, arch: str, classes: ClassList, seed: int) -> Path:
+def normalise_on(model: SegmentationNet, batches: list[torch.Tensor], batch_size: int) -> None:
+    """Set every BatchNorm layer's statistics to its inputs' mean and variance over these
+    frames ((n,3,h,w) float tensors, one per video), averaged over all of them.
+
+    Why: a network built with ``weights=None`` normalises with mean 0 and variance 1, which
+    fits no layer's real inputs, and fine-tuning keeps BatchNorm frozen (``finetune.freeze_bn``,
+    batches of 4 are too small to estimate it): left so, its activations drift from layer to
+    layer and it learns slowly. Taken from the video's own frames (no label needed), the same
+    240 fine-tuning steps on 8 labelled frames of 0016E5_15hz give a network that scores
+    54.9 % mIoU on the unlabelled frames instead of 35.7 % (RESULTS.md "From nothing").
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over every batch below
+    model.train()
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for frames in batches:
+            for i in range(0, len(frames), batch_size):
+                model(frames[i : i + batch_size].to(device))
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    model.eval()
+
+
+def write_fresh_network(
+    path: str | Path,
+    arch: str,
+    classes: ClassList,
+    seed: int,
+    frames: list[torch.Tensor] | None = None,
+    batch_size: int = 8,
+) -> Path:
     """Write a network that knows nothing yet for ``classes`` (``weights=None``: nothing is
-    downloaded), seeded so that the same settings give the same network.
+    downloaded), seeded so that the same settings give the same network, its BatchNorm
+    statistics taken from ``frames`` of the videos it will label (:func:`normalise_on`).
 
     Why: a user's own video has no network pretrained on its classes; the first rounds need no
     trained network (whole frames spread by coverage), and the carried human labels do most of
@@ -76,6 +111,8 @@ def write_fresh_network(path: str | Path, arch: str, classes: ClassList, seed: i
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = SegmentationNet(arch, len(classes))
+    if frames:
+        normalise_on(model, frames, batch_size)
     save_checkpoint(path, model, classes, {"fresh": True, "seed": seed})
     return Path(path)
 

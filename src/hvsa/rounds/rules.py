@@ -11,8 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from hvsa.config import Config
+from hvsa.data.scaling import spread_frames
+from hvsa.data.video import ClassList, Video
 from hvsa.errors import HvsaError
 from hvsa.method.auto import LAYERS
+from hvsa.method.network import write_fresh_network
 from hvsa.method.samples import parse_granularity
 
 
@@ -44,6 +47,18 @@ def from_nothing(cfg: Config) -> Config:
         return cfg
     spread = sel.model_copy(update={"spread_frames": sel.spread_from_nothing})
     return cfg.model_copy(update={"selection": spread})
+
+
+def start_network(path: Path, videos: list[Video], classes: ClassList, cfg: Config) -> Path:
+    """Write the starting network of a run or campaign from nothing at ``path``: built for
+    ``classes``, its BatchNorm statistics taken from ``model.start_frames`` of the videos'
+    frames (``network.normalise_on``), the one step it can learn before any label."""
+    frames = None
+    if cfg.model.start_frames:
+        frames = spread_frames([v.frames for v in videos], cfg.model.start_frames, cfg.model.scale)
+    return write_fresh_network(
+        path, cfg.model.arch, classes, cfg.pretrain.seed, frames, cfg.output.batch_size
+    )
 
 
 def check_settings(cfg: Config) -> None:
