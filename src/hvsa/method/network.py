@@ -67,7 +67,8 @@ class SegmentationNet(nn.Module):
 
 def normalise_on(model: SegmentationNet, batches: list[torch.Tensor], batch_size: int) -> None:
     """Set every BatchNorm layer's statistics to its inputs' mean and variance over these
-    frames ((n,3,h,w) float tensors, one per video), averaged over all of them.
+    frames ((n,3,h,w) float tensors, one per video), averaged over their batches. Only the
+    BatchNorm layers run as in training (dropout, if any, stays off).
 
     Why: a network built with ``weights=None`` normalises with mean 0 and variance 1, which
     fits no layer's real inputs, and fine-tuning keeps BatchNorm frozen (``finetune.freeze_bn``,
@@ -78,10 +79,11 @@ def normalise_on(model: SegmentationNet, batches: list[torch.Tensor], batch_size
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
+    model.eval()
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # a cumulative average over every batch below
-    model.train()
+        m.train()
     device = next(model.parameters()).device
     with torch.no_grad():
         for frames in batches:
