@@ -94,6 +94,7 @@ class SelectionConfig(_Section):
 class CampaignConfig(_Section):
     ledger: str = Field(min_length=1)
     remote: str | None
+    remote_endpoint: str | None = None
 
 
 class AnnotationConfig(_Section):

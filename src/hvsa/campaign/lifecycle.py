@@ -81,6 +81,28 @@ def _check_inputs(
     return existing
 
 
+S3 = "s3://"
+
+
+def _check_remote(cfg: Config) -> None:
+    """Refuse, before anything is written, a DVC remote the workspace could not push to: a
+    folder or ``s3://bucket/prefix`` (with the S3 plugin installed), an endpoint only for S3."""
+    import importlib.util
+
+    remote, endpoint = cfg.campaign.remote, cfg.campaign.remote_endpoint
+    if remote is not None and "://" in remote and not remote.startswith(S3):
+        raise HvsaError(f"campaign.remote {remote}: a folder or s3://bucket/prefix")
+    if remote is not None and remote.startswith(S3):
+        if len(remote) == len(S3) or remote[len(S3)] == "/":
+            raise HvsaError(f"campaign.remote {remote}: s3:// needs a bucket (s3://bucket/prefix)")
+        if importlib.util.find_spec("dvc_s3") is None:
+            raise HvsaError(
+                f"campaign.remote {remote} needs DVC's S3 plugin: pip install 'hvsa[s3]'"
+            )
+    if endpoint is not None and not (remote or "").startswith(S3):
+        raise HvsaError("campaign.remote_endpoint is for an s3:// campaign.remote")
+
+
 def _fresh_start(videos: dict[str, str], cfg: Config, classes_file: Path | None, folder: Path):
     """A starting network that knows nothing, for the videos' class list (``classes_file`` or
     their classes.json), written into ``folder``."""
@@ -144,6 +166,7 @@ def _init_workspace(
         spread = {"selection.spread_frames": fresh.selection.spread_frames}
         overrides, cfg = {**(overrides or {}), **spread}, fresh
     check_settings(cfg)  # fail early, before anything is written: settings, network, videos
+    _check_remote(cfg)
     if model is None:
         model = _fresh_start(videos, cfg, classes_file, tmp)
     existing = _check_inputs(model, videos, cfg, labels)
@@ -162,7 +185,11 @@ def _init_workspace(
         shutil.copyfile(source, root / "params.yaml")
     ws_params = yaml.safe_load((root / "params.yaml").read_text())
     remote = ws_params["campaign"]["remote"] or str(root.parent / f"{root.name}-dvc-remote")
-    dvc(root, "remote", "add", "-f", "-d", "local", str(Path(remote).resolve()))
+    if not remote.startswith(S3):
+        remote = str(Path(remote).resolve())
+    dvc(root, "remote", "add", "-f", "-d", "local", remote)
+    if cfg.campaign.remote_endpoint:
+        dvc(root, "remote", "modify", "local", "endpointurl", cfg.campaign.remote_endpoint)
     # outputs become links to the cache instead of copies of it: a round's network and its
     # label and overlay images are not copied once more per round (stages never write into an
     # output in place: DVC removes a stage's outputs before it runs, and arrays are written
