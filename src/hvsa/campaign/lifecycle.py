@@ -31,6 +31,7 @@ from hvsa.campaign.workspace import (
     write_campaign,
 )
 from hvsa.config import Config, apply_overrides, find_params, load_config
+from hvsa.data.video import Video
 from hvsa.errors import HvsaError
 from hvsa.rounds.rules import check_settings, from_nothing, stop_reason
 
@@ -52,13 +53,19 @@ def campaign_stages() -> str:
 
 
 def _check_inputs(
-    model: Path, videos: dict[str, str], cfg: Config, labels: dict[str, dict]
+    model: Path,
+    videos: dict[str, str],
+    cfg: Config,
+    labels: dict[str, dict],
+    loaded: dict[str, Video] | None = None,
 ) -> dict:
     """Read the starting network, every video whole and the labels a team already has for some
     of them (a truncated checkpoint or frame, or labels naming no class, are refused here, not
     committed as a campaign's first round); returns each video's existing labels or None.
 
     ``labels``: video name → ``source``, ``fmt``, ``clicks``, ``by`` (as ``hvsa run --labels``).
+    ``loaded``: videos already read (a start from nothing reads them all), not read again; the
+    others are read one at a time.
     """
     import torch
 
@@ -72,7 +79,7 @@ def _check_inputs(
     _, classes, _ = load_checkpoint(model, torch.device("cpu"))
     existing = {}
     for key, path in videos.items():
-        video = load_video(path, cfg.data.classes_file, cfg.data.void_id)
+        video = (loaded or {}).get(key) or load_video(path, cfg.data.classes_file, cfg.data.void_id)
         check_classes(video, classes)
         existing[key] = None
         if (given := labels.get(key)) is not None:
@@ -103,15 +110,17 @@ def _check_remote(cfg: Config) -> None:
         raise HvsaError("campaign.remote_endpoint is for an s3:// campaign.remote")
 
 
-def _fresh_start(videos: dict[str, str], cfg: Config, classes_file: Path | None, folder: Path):
+def _fresh_start(
+    videos: dict[str, str], cfg: Config, classes_file: Path | None, folder: Path
+) -> tuple[Path, dict[str, Video]]:
     """A starting network that knows nothing, for the videos' class list (``classes_file`` or
-    their classes.json), written into ``folder``."""
+    their classes.json), written into ``folder``; and the videos, read for it."""
     from hvsa.data.video import load_video, start_classes
     from hvsa.rounds.rules import start_network
 
-    loaded = [load_video(p, cfg.data.classes_file, cfg.data.void_id) for p in videos.values()]
-    classes = start_classes(loaded, classes_file)
-    return start_network(folder / "start.pt", loaded, classes, cfg)
+    loaded = {k: load_video(p, cfg.data.classes_file, cfg.data.void_id) for k, p in videos.items()}
+    classes = start_classes(list(loaded.values()), classes_file)
+    return start_network(folder / "start.pt", list(loaded.values()), classes, cfg), loaded
 
 
 def init_workspace(
@@ -167,9 +176,10 @@ def _init_workspace(
         overrides, cfg = {**(overrides or {}), **spread}, fresh
     check_settings(cfg)  # fail early, before anything is written: settings, network, videos
     _check_remote(cfg)
+    loaded = None
     if model is None:
-        model = _fresh_start(videos, cfg, classes_file, tmp)
-    existing = _check_inputs(model, videos, cfg, labels)
+        model, loaded = _fresh_start(videos, cfg, classes_file, tmp)
+    existing = _check_inputs(model, videos, cfg, labels, loaded)
     root.mkdir(parents=True, exist_ok=True)
     if not (root / ".git").exists():
         git(root, "init", "-q")
