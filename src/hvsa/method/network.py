@@ -94,6 +94,24 @@ def normalise_on(model: SegmentationNet, batches: list[torch.Tensor], batch_size
     model.eval()
 
 
+def fresh_network(
+    arch: str,
+    num_classes: int,
+    seed: int,
+    frames: list[torch.Tensor] | None = None,
+    batch_size: int = 8,
+) -> SegmentationNet:
+    """A network that knows nothing yet (``weights=None``: nothing is downloaded), seeded so
+    that the same settings give the same network, its BatchNorm statistics taken from
+    ``frames`` of the videos it will label (:func:`normalise_on`) when given."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SegmentationNet(arch, num_classes)
+    if frames:
+        normalise_on(model, frames, batch_size)
+    return model
+
+
 def write_fresh_network(
     path: str | Path,
     arch: str,
@@ -102,19 +120,13 @@ def write_fresh_network(
     frames: list[torch.Tensor] | None = None,
     batch_size: int = 8,
 ) -> Path:
-    """Write a network that knows nothing yet for ``classes`` (``weights=None``: nothing is
-    downloaded), seeded so that the same settings give the same network, its BatchNorm
-    statistics taken from ``frames`` of the videos it will label (:func:`normalise_on`).
+    """Write :func:`fresh_network` for ``classes`` at ``path``.
 
     Why: a user's own video has no network pretrained on its classes; the first rounds need no
     trained network (whole frames spread by coverage), and the carried human labels do most of
     the work until fine-tuning has seen a few frames.
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = SegmentationNet(arch, len(classes))
-    if frames:
-        normalise_on(model, frames, batch_size)
+    model = fresh_network(arch, len(classes), seed, frames, batch_size)
     save_checkpoint(path, model, classes, {"fresh": True, "seed": seed})
     return Path(path)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from hvsa.config import Config
 from hvsa.data.scaling import spread_frames
 from hvsa.data.video import ClassList, Video
@@ -49,13 +51,19 @@ def from_nothing(cfg: Config) -> Config:
     return cfg.model_copy(update={"selection": spread})
 
 
+def start_frames(videos: list[Video], cfg: Config) -> list[torch.Tensor] | None:
+    """The frames a network started from nothing takes its BatchNorm statistics from:
+    ``model.start_frames`` of the videos', evenly spaced, at working size; None when 0."""
+    if not cfg.model.start_frames:
+        return None
+    return spread_frames([v.frames for v in videos], cfg.model.start_frames, cfg.model.scale)
+
+
 def start_network(path: Path, videos: list[Video], classes: ClassList, cfg: Config) -> Path:
     """Write the starting network of a run or campaign from nothing at ``path``: built for
-    ``classes``, its BatchNorm statistics taken from ``model.start_frames`` of the videos'
-    frames (``network.normalise_on``), the one step it can learn before any label."""
-    frames = None
-    if cfg.model.start_frames:
-        frames = spread_frames([v.frames for v in videos], cfg.model.start_frames, cfg.model.scale)
+    ``classes``, its BatchNorm statistics taken from :func:`start_frames` of the videos
+    (``network.normalise_on``), the one step it can learn before any label."""
+    frames = start_frames(videos, cfg)
     return write_fresh_network(
         path, cfg.model.arch, classes, cfg.pretrain.seed, frames, cfg.output.batch_size
     )
