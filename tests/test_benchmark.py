@@ -35,6 +35,11 @@ def test_strategy_names_parse():
     assert (b2.selector, b2.budget, b2.samples) == ("coverage", 2, "frame")
     with pytest.raises(HvsaError, match="B ≥ 1"):
         parse_strategy("hvsa-frame-coverage-b0")
+    # -fix: the corrector annotates (it corrects the prefill) instead of the oracle
+    fix = parse_strategy("hvsa-frame-coverage-b2-layers-fix")
+    assert (fix.budget, fix.layers, fix.annotator) == (2, True, "corrector")
+    assert parse_strategy("auto-fix").annotator == "corrector"
+    assert parse_strategy("auto").annotator == "oracle"
 
 
 def test_a_budget_suffix_sets_the_samples_per_round():
@@ -44,6 +49,8 @@ def test_a_budget_suffix_sets_the_samples_per_round():
     assert default.loop.budget == cfg.benchmark.budgets["frame"]
     assert default.selection.strategy == "coverage"
     assert hvsa_config(bench, parse_strategy("hvsa-frame-coverage-b2")).loop.budget == 2
+    assert default.annotation.annotator == "oracle"
+    assert hvsa_config(bench, parse_strategy("auto-fix")).annotation.annotator == "corrector"
 
 
 def test_the_grid_covers_every_granularity_and_selector():

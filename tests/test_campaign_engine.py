@@ -1,5 +1,7 @@
 """One round engine: a campaign's DVC stages and `hvsa run` make the same rounds, with `auto`
-choosing among frames, rectangles and class layers."""
+choosing among frames, rectangles and class layers, and the corrector correcting what each
+round pre-fills (read from the previous round's label PNGs in the campaign, from memory in
+`hvsa run`)."""
 
 import json
 
@@ -23,6 +25,7 @@ SETTINGS = {
     "layers.per_round": 4,
     "loop.rounds": ROUNDS,
     "loop.target_miou": 0.999,
+    "annotation.annotator": "corrector",
 }
 
 
@@ -36,7 +39,7 @@ def test_a_campaign_runs_the_rounds_of_hvsa_run(prefect_api, tiny_videos, pretra
     args = ["run", str(tiny_videos[0]), "--model", str(pretrained), "--out", str(run)]
     assert main([*args, "--params", str(params)]) == 0
 
-    kinds = []
+    kinds, tools = [], set()
     for r in range(ROUNDS + 1):
         here, there = ws.round_dir("cam", r), run / f"round_{r:02d}"
         a = json.loads((here / "metrics.json").read_text())
@@ -49,8 +52,14 @@ def test_a_campaign_runs_the_rounds_of_hvsa_run(prefect_api, tiny_videos, pretra
         theirs = pd.read_parquet(there / "selected.parquet")
         assert mine["granularity"].tolist() == theirs["granularity"].tolist(), f"round {r}"
         assert mine["sample_id"].tolist() == theirs["sample_id"].tolist(), f"round {r}"
+        mine = pd.read_parquet(here / "annotations.parquet")
+        theirs = pd.read_parquet(there / "annotations.parquet")
+        assert mine["clicks"].tolist() == theirs["clicks"].tolist(), f"round {r}"
+        assert mine["label_hash"].tolist() == theirs["label_hash"].tolist(), f"round {r}"
+        tools |= set(mine["tool"])
         kinds.append(mine["granularity"].iloc[0])
     assert kinds[:2] == ["frame", "frame"], "whole frames until two are labelled in full"
+    assert "correction" in tools, "the corrector fixed at least one prefill"
     assert set(kinds[2:]) <= {"frame", "rect16", "layers"}
     chooser = json.loads((ws.round_dir("cam", ROUNDS) / "auto.json").read_text())
     assert chooser["pending"]["name"] == kinds[-1], "auto's state goes from round to round"

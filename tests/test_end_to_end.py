@@ -134,3 +134,29 @@ def test_the_demo_runs_its_own_granularity_selector_and_budget(tmp_path, monkeyp
     assert (cfg.samples.granularity, cfg.selection.strategy) == ("superpixel", "paper")
     assert (cfg.loop.budget, cfg.loop.rounds) == (demo.budget, demo.rounds)
     assert load_config(REPO / "params.yaml").selection.strategy == "coverage"
+
+
+def test_the_corrector_corrects_what_the_round_before_wrote(tiny_videos, pretrained, tmp_path):
+    """``--annotator corrector``: each sample is fixed from the labels the previous round wrote
+    (what the app pre-fills), priced by the correction click model, handed in as fixed."""
+    from hvsa.method.corrections import correct
+
+    out = tmp_path / "fix"
+    args = run_args(tiny_videos[0], pretrained, out, "frame", 2, rounds=2)
+    assert main([*args, "--annotator", "corrector", "--set", "finetune.steps=10"]) == 0
+    cfg = load_config(REPO / "params.yaml").annotation
+    leave = (cfg.polygon_tolerance, cfg.leave_width, cfg.leave_pixels, cfg.leave_share)
+    video = load_video(tiny_videos[0])
+    human = np.load(out / "round_02" / "human.npz")["labels"]
+    rows = pd.read_parquet(out / "round_02" / "annotations.parquet")
+    assert len(rows) == 2
+    for row in rows.itertuples():
+        name = video.frame_names[row.frame]
+        prefill = cv2.imread(str(out / "round_01" / "labels" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
+        truth = video.labels[row.frame]
+        fix = correct(prefill, truth, np.ones(truth.shape, bool), *leave)
+        assert row.clicks == fix.total
+        assert row.tool == ("polygon" if fix.from_scratch is not None else "correction")
+        assert (human[row.frame] == fix.labels).all()
+    ledger_tools = set(pd.read_parquet(out / "round_01" / "annotations.parquet")["tool"])
+    assert ledger_tools <= {"polygon", "correction"}

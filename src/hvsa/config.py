@@ -98,11 +98,14 @@ class CampaignConfig(_Section):
 
 
 class AnnotationConfig(_Section):
-    annotator: Literal["oracle", "human"]
+    annotator: Literal["oracle", "corrector", "human"]
     wait_timeout_s: int = Field(ge=1)
     poll_s: int = Field(ge=1)
     polygon_tolerance: float = Field(ge=0)
     whole_frame: float = Field(gt=0, le=1)
+    leave_width: int = Field(ge=0)
+    leave_pixels: int = Field(ge=0)
+    leave_share: float = Field(ge=0, le=1)
 
 
 class AppConfig(_Section):

@@ -7,11 +7,13 @@ benchmarks and a real human behind a web page are interchangeable.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from hvsa.config import AnnotationConfig
 from hvsa.data.video import VOID, Video
 from hvsa.errors import HvsaError
 from hvsa.method.clicks import (
@@ -21,7 +23,12 @@ from hvsa.method.clicks import (
     region_clicks,
     superpixel_clicks,
 )
+from hvsa.method.corrections import correct, correct_layer
 from hvsa.method.samples import SampleSet
+
+# a frame's labels as hvsa wrote them in the previous round, by frame index: what the
+# annotation app pre-fills and a person corrects
+Prefill = Callable[[int], np.ndarray]
 
 
 @dataclass
@@ -44,8 +51,11 @@ class Annotation:
 class Annotator(Protocol):
     name: str
 
-    def annotate(self, video: Video, samples: SampleSet, sample_ids: list[int]) -> list[Annotation]:
-        """Return one annotation per requested sample id, in the same order."""
+    def annotate(
+        self, video: Video, samples: SampleSet, sample_ids: list[int], prefill: Prefill | None
+    ) -> list[Annotation]:
+        """Return one annotation per requested sample id, in the same order. ``prefill``: the
+        labels the samples are shown with (an annotator that redraws ignores them)."""
         ...
 
 
@@ -57,7 +67,13 @@ class OracleAnnotator:
     def __init__(self, tolerance: float):
         self.tolerance = tolerance
 
-    def annotate(self, video: Video, samples: SampleSet, sample_ids: list[int]) -> list[Annotation]:
+    def annotate(
+        self,
+        video: Video,
+        samples: SampleSet,
+        sample_ids: list[int],
+        prefill: Prefill | None = None,
+    ) -> list[Annotation]:
         self._need_truth(video)
         out = []
         for sid in sample_ids:
@@ -79,7 +95,11 @@ class OracleAnnotator:
         return out
 
     def annotate_layers(
-        self, video: Video, layers: list[tuple[int, int]], num_classes: int
+        self,
+        video: Video,
+        layers: list[tuple[int, int]],
+        num_classes: int,
+        prefill: Prefill | None = None,
     ) -> list[Annotation]:
         """One class layer per (frame, class): that class's pixels, charged by the click model."""
         self._need_truth(video)
@@ -113,16 +133,83 @@ class OracleAnnotator:
             )
 
 
+class CorrectorAnnotator(OracleAnnotator):
+    """A simulated person who corrects the prefilled labels instead of redrawing them, priced by
+    the correction click model (:mod:`hvsa.method.corrections`): reassign a wrong region (1 click),
+    redraw what is still wrong (a polygon), accept (1); errors below the stated size are left, so
+    the hand-in is what a person would hand in, not the ground truth. Superpixels are named with
+    one click, as the oracle does. Without a prefill (nothing written yet) it redraws."""
+
+    name = "corrector"
+
+    def __init__(self, tolerance: float, leave_width: int, leave_pixels: int, leave_share: float):
+        super().__init__(tolerance)
+        self.leave = (leave_width, leave_pixels, leave_share)
+
+    def annotate(
+        self,
+        video: Video,
+        samples: SampleSet,
+        sample_ids: list[int],
+        prefill: Prefill | None = None,
+    ) -> list[Annotation]:
+        if prefill is None or samples.granularity == "superpixel":
+            return super().annotate(video, samples, sample_ids)
+        self._need_truth(video)
+        out = []
+        for sid in sample_ids:
+            started = time.time()
+            frame, box, mask = samples.region(sid)
+            fix = correct(prefill(frame)[box], video.labels[frame][box], mask, self.tolerance,
+                          *self.leave)  # fmt: skip
+            out.append(self._annotation(sid, frame, box, fix, started))
+        return out
+
+    def annotate_layers(
+        self,
+        video: Video,
+        layers: list[tuple[int, int]],
+        num_classes: int,
+        prefill: Prefill | None = None,
+    ) -> list[Annotation]:
+        if prefill is None:
+            return super().annotate_layers(video, layers, num_classes)
+        self._need_truth(video)
+        out = []
+        for frame, cls in layers:
+            started = time.time()
+            fix = correct_layer(prefill(frame), video.labels[frame], cls, self.tolerance,
+                                *self.leave)  # fmt: skip
+            box = (slice(0, fix.labels.shape[0]), slice(0, fix.labels.shape[1]))
+            sid = layer_id(frame, cls, num_classes)
+            out.append(self._annotation(sid, frame, box, fix, started, cls))
+        return out
+
+    def _annotation(self, sid, frame, box, fix, started, layer_class=None) -> Annotation:
+        tool = "polygon" if fix.from_scratch is not None else "correction"
+        if layer_class is not None and fix.from_scratch is not None:
+            tool = "class-layer"
+        detail = {"clicks_by_tool": fix.by_tool, "left_pixels": fix.left_pixels}
+        return Annotation(sid, frame, box, fix.labels, fix.clicks, self.name, tool, started,
+                          time.time(), detail, layer_class)  # fmt: skip
+
+
 def layer_id(frame: int, cls: int, num_classes: int) -> int:
     """The ledger's sample id of a class layer: negative, so that it never reads as a sample's
     (its geometry says ``layer``)."""
     return -(1 + frame * num_classes + cls)
 
 
-def make_annotator(name: str, tolerance: float) -> Annotator:
-    """The annotator of an in-process run (human labels arrive through a campaign's inbox)."""
-    if name == "oracle":
-        return OracleAnnotator(tolerance)
+def make_annotator(cfg: AnnotationConfig) -> Annotator:
+    """The simulated annotator ``annotation.annotator`` names (people's labels arrive through a
+    campaign's inbox instead)."""
+    if cfg.annotator == "oracle":
+        return OracleAnnotator(cfg.polygon_tolerance)
+    if cfg.annotator == "corrector":
+        return CorrectorAnnotator(
+            cfg.polygon_tolerance, cfg.leave_width, cfg.leave_pixels, cfg.leave_share
+        )
+    name = cfg.annotator
     raise HvsaError(
         f"annotator {name!r} works in campaigns only (`hvsa campaign`), where the flow waits "
         "for submitted labels; `hvsa run` supports the oracle"

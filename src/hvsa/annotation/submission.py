@@ -127,12 +127,15 @@ class SubmittedAnnotator:
             float(row["finished"]), _detail(row.get("detail"), clicks, sid), layer_class,
         )  # fmt: skip
 
-    def annotate(self, video: Video, samples: SampleSet, sample_ids: list[int]) -> list[Annotation]:
+    def annotate(
+        self, video: Video, samples: SampleSet, sample_ids: list[int], prefill=None
+    ) -> list[Annotation]:
+        """The samples' labels as handed in (the prefill was the person's to correct)."""
         patches, info = self._read(sample_ids)
         return [self._annotation(sid, *samples.region(sid), patches, info) for sid in sample_ids]
 
     def annotate_layers(
-        self, video: Video, layers: list[tuple[int, int]], num_classes: int
+        self, video: Video, layers: list[tuple[int, int]], num_classes: int, prefill=None
     ) -> list[Annotation]:
         """Class layers as a person drew them (the annotation app's layer tasks): one patch
         over the whole frame per (frame, class), that class or nothing — an empty patch says

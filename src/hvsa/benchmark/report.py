@@ -154,8 +154,9 @@ def line_style(strategy: str) -> dict:
     Why: matplotlib's cycle repeats after ten colours, and the grid alone has thirty
     strategies; a reader looks for "the dashed ones" (rectangles) or "the red ones" (coverage).
     """
-    if strategy == "auto":
-        return {"color": AUTO_COLOUR, "lw": 1.6, "marker": "D", "ms": 4, "zorder": 4}  # on top
+    if strategy in ("auto", "auto-fix"):  # on top; the corrector's crossed
+        marker = "X" if strategy.endswith("-fix") else "D"
+        return {"color": AUTO_COLOUR, "lw": 1.6, "marker": marker, "ms": 5, "zorder": 4}
     parts = parse_hvsa_name(strategy)
     if parts is None:
         return {"marker": "."}
@@ -163,7 +164,7 @@ def line_style(strategy: str) -> dict:
         "color": SELECTOR_COLOURS[parts.selector],
         "ls": GRANULARITY_LINES.get(parts.samples, OTHER_RECT_LINE),
         "lw": 2.0 if parts.layers else 1.2,
-        "marker": "s" if parts.layers else ("^" if parts.budget is not None else "."),
+        "marker": "x" if parts.fix else "s" if parts.layers else "^" if parts.budget else ".",
         "ms": 6 if parts.plain else 4,
     }
 

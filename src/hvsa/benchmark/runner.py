@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from hvsa.annotation.annotator import OracleAnnotator
+from hvsa.annotation.annotator import make_annotator
 from hvsa.benchmark.charts import grid_cells, grid_table, plot_grid
 from hvsa.benchmark.report import (
     HVSA,
@@ -161,6 +161,7 @@ def hvsa_config(bench: Bench, strategy: Strategy) -> Config:
             "samples": cfg.samples.model_copy(update=samples),
             "selection": cfg.selection.model_copy(update={"strategy": strategy.selector}),
             "layers": cfg.layers.model_copy(update={"enabled": strategy.layers}),
+            "annotation": cfg.annotation.model_copy(update={"annotator": strategy.annotator}),
             "loop": cfg.loop.model_copy(
                 update={
                     "budget": budget,
@@ -175,10 +176,11 @@ def hvsa_config(bench: Bench, strategy: Strategy) -> Config:
 
 
 def run_hvsa(bench: Bench, strategy: Strategy) -> list[dict]:
-    """The annotation loop from the pretrained network, round by round, with the oracle."""
+    """The annotation loop from the pretrained network, round by round, with the oracle (or,
+    for ``-fix``, the corrector)."""
     cfg = hvsa_config(bench, strategy)
     model, _, _ = load_checkpoint(bench.model_path, bench.device)
-    annotator = OracleAnnotator(cfg.annotation.polygon_tolerance)
+    annotator = make_annotator(cfg.annotation)
     folder = bench.out / "runs" / strategy.name
     folder.mkdir(parents=True, exist_ok=True)
     loop = AnnotationLoop(

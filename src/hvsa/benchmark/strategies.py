@@ -14,24 +14,25 @@ from hvsa.errors import HvsaError
 
 HVSA_NAME = re.compile(
     r"^hvsa-(?P<samples>frame|superpixel|rect(?P<rect>\d+))"
-    rf"-(?P<selector>{'|'.join(SELECTORS)})(?:-b(?P<budget>\d+))?(?P<layers>-layers)?$"
+    rf"-(?P<selector>{'|'.join(SELECTORS)})(?:-b(?P<budget>\d+))?(?P<layers>-layers)?(?P<fix>-fix)?$"
 )
 
 
 @dataclass(frozen=True)
 class HvsaName:
-    """The parts of ``hvsa-<frame|superpixel|rectN>-<selector>[-bB][-layers]``."""
+    """The parts of ``hvsa-<frame|superpixel|rectN>-<selector>[-bB][-layers][-fix]``."""
 
     samples: str  # frame, superpixel or rectN, as benchmark.budgets names them
     rect_size: int  # N of rectN; 0 otherwise
     selector: str
     budget: int | None  # B of -bB; None: benchmark.budgets
     layers: bool
+    fix: bool = False  # the corrector annotator: prefilled labels corrected, not redrawn
 
     @property
     def plain(self) -> bool:
-        """One cell of the grid: the granularity's budget, no class layers."""
-        return self.budget is None and not self.layers
+        """One cell of the grid: the granularity's budget, no class layers, the oracle."""
+        return self.budget is None and not self.layers and not self.fix
 
 
 def parse_hvsa_name(name: str) -> HvsaName | None:
@@ -45,6 +46,7 @@ def parse_hvsa_name(name: str) -> HvsaName | None:
         selector=m["selector"],
         budget=None if m["budget"] is None else int(m["budget"]),
         layers=m["layers"] is not None,
+        fix=m["fix"] is not None,
     )
 
 
@@ -63,6 +65,12 @@ class Strategy:
     selector: str = ""
     budget: int = 0  # samples per round; 0 = benchmark.budgets of the granularity
     layers: bool = False  # class layers once enough frames are labelled (class_layers.py)
+    fix: bool = False  # -fix: the corrector annotator (method/corrections.py), not the oracle
+
+    @property
+    def annotator(self) -> str:
+        """The simulated annotator: the corrector fixes the prefill, the oracle redraws."""
+        return "corrector" if self.fix else "oracle"
 
     @property
     def samples(self) -> str:
@@ -71,17 +79,21 @@ class Strategy:
 
 
 def parse_strategy(name: str) -> Strategy:
-    """``manual``, ``propagate-K`` or ``hvsa-<frame|superpixel|rectN>-<selector>[-bB][-layers]``.
+    """``manual``, ``propagate-K``, ``auto[-fix]`` or
+    ``hvsa-<frame|superpixel|rectN>-<selector>[-bB][-layers][-fix]``.
 
     The optional ``-bB`` suffix sets the samples per round to B (default: benchmark.budgets), so
     one results table can compare budgets of one granularity and selector; ``-layers`` turns
-    class layers on (``layers.enabled``).
+    class layers on (``layers.enabled``); ``-fix`` has the corrector annotate (it corrects the
+    labels each sample is shown with, priced by the correction click model) instead of the
+    oracle (it redraws each sample from nothing).
     """
     if name == "manual":
         return Strategy(name, "manual")
-    if name == "auto":
+    if name in ("auto", "auto-fix"):
         # frames (and rectangles) within auto by the selector that did best on whole frames
-        return Strategy(name, "hvsa", granularity="auto", selector="coverage")
+        return Strategy(name, "hvsa", granularity="auto", selector="coverage",
+                        fix=name.endswith("-fix"))  # fmt: skip
     if m := _PROPAGATE.match(name):
         k = int(m.group(1))
         if k < 2:
@@ -96,10 +108,11 @@ def parse_strategy(name: str) -> Strategy:
         return Strategy(
             name, "hvsa", granularity=granularity, rect_size=parts.rect_size,
             selector=parts.selector, budget=parts.budget or 0, layers=parts.layers,
+            fix=parts.fix,
         )  # fmt: skip
     raise HvsaError(
-        f"unknown strategy {name!r}: use manual, propagate-K, auto or "
-        f"hvsa-<frame|superpixel|rectN>-<{'|'.join(SELECTORS)}>[-bB][-layers]"
+        f"unknown strategy {name!r}: use manual, propagate-K, auto[-fix] or "
+        f"hvsa-<frame|superpixel|rectN>-<{'|'.join(SELECTORS)}>[-bB][-layers][-fix]"
     )
 
 

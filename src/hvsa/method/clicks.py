@@ -70,7 +70,9 @@ def boundary_crossings(labels: np.ndarray) -> int:
     return int((ring != np.roll(ring, -1)).sum())
 
 
-def _inner_vertices(component: np.ndarray, tolerance: float) -> int:
+def inner_vertices(component: np.ndarray, tolerance: float) -> int:
+    """Vertices of the simplified outline (outer boundary and holes) of ``component`` that lie
+    strictly inside its array: those on the edge come free with the sample."""
     h, w = component.shape
     padded = np.pad(component.astype(np.uint8), 1)
     contours, _ = cv2.findContours(padded, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
@@ -92,7 +94,7 @@ def region_clicks(labels: np.ndarray, tolerance: float, void: int = VOID) -> Cli
         n, comp = cv2.connectedComponents((labels == cls).astype(np.uint8), connectivity=8)
         for k in range(1, n):
             regions += 1
-            vertices += _inner_vertices(comp == k, tolerance)
+            vertices += inner_vertices(comp == k, tolerance)
     return ClickCount(regions, vertices, boundary_crossings(labels))
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hvsa.annotation.annotator import Annotation, Annotator, layer_id
+from hvsa.annotation.annotator import Annotation, Annotator, Prefill, layer_id
 from hvsa.annotation.ledger import Ledger
 from hvsa.config import Config, FusionConfig
 from hvsa.data.scaling import resize_labels
@@ -314,14 +314,18 @@ def context_of(contexts: dict[str, VideoContext], selection: Selection) -> Video
 
 
 def ask(
-    contexts: dict[str, VideoContext], selection: Selection, annotator: Annotator
+    contexts: dict[str, VideoContext],
+    selection: Selection,
+    annotator: Annotator,
+    prefill: Prefill | None = None,
 ) -> list[Annotation]:
-    """The annotator's answer to every sample or class layer of the selection."""
+    """The annotator's answer to every sample or class layer of the selection, shown with the
+    labels of ``prefill`` (the previous round's, as the annotation app shows them)."""
     ctx = context_of(contexts, selection)
     if selection.layers:
-        return layer_drawer(annotator)(ctx.video, selection.layers, len(ctx.classes))
+        return layer_drawer(annotator)(ctx.video, selection.layers, len(ctx.classes), prefill)
     ids = [int(i) for i in selection.table["sample_id"]]
-    return annotator.annotate(ctx.video, ctx.samples, ids)
+    return annotator.annotate(ctx.video, ctx.samples, ids, prefill)
 
 
 def annotate_round(
@@ -330,10 +334,11 @@ def annotate_round(
     annotator: Annotator,
     state: LoopState,
     cfg: Config,
+    prefill: Prefill | None = None,
 ) -> list[Annotation]:
     """The annotator's answers to the selection (samples, or class layers), up to the click
     cap: later ones stay unlabelled rather than pass it."""
-    return within_cap(ask(contexts, selection, annotator), state, cfg)
+    return within_cap(ask(contexts, selection, annotator, prefill), state, cfg)
 
 
 def record_round(

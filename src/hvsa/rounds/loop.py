@@ -150,7 +150,7 @@ class AnnotationLoop:
             metrics = json.loads((self.out / f"round_{r:02d}" / "metrics.json").read_text())
             self.results.append(RoundResult(**metrics))
         pred = predict_video(self.model, self.ctx, self.cfg, self.device)
-        _, self.view = label_round(self.ctx, pred, self.state, self.cfg)
+        self.labels, self.view = label_round(self.ctx, pred, self.state, self.cfg)
         return done[-1]
 
     def _done(self) -> bool:
@@ -171,6 +171,7 @@ class AnnotationLoop:
                 )  # fmt: skip
             pred = start_prediction(self.model, self.ctx, self.state, cfg, self.device, timings)
             labels, self.view = label_round(self.ctx, pred, self.state, cfg, timings)
+            self.labels = labels
             nothing = Selection("frame", self.ctx.samples.table.iloc[[]], [])
             self._write_round(0, labels, timings, started, recorded, nothing.table)
             last = 0
@@ -193,7 +194,9 @@ class AnnotationLoop:
             if selection.table.empty:
                 break
             t0 = time.perf_counter()
-            annotations = annotate_round(self.contexts, selection, self.annotator, state, cfg)
+            annotations = annotate_round(
+                self.contexts, selection, self.annotator, state, cfg, self.labels.__getitem__
+            )
             timings["annotate"] = time.perf_counter() - t0
             if not annotations:
                 break
@@ -214,6 +217,7 @@ class AnnotationLoop:
                 pred = predict_video(self.model, self.ctx, cfg, self.device)
                 timings["predict"] = time.perf_counter() - t0
             labels, self.view = label_round(self.ctx, pred, state, cfg, timings)
+            self.labels = labels
             result = self._write_round(
                 round_no, labels, timings, started, recorded, selection.table
             )

@@ -358,8 +358,9 @@ def ledger_events(
             extra = {"class": classes.names[a.layer_class]}
         values, counts = np.unique(a.labels[a.labels != VOID], return_counts=True)
         class_pixels = {classes.names[int(v)]: int(c) for v, c in zip(values, counts, strict=True)}
-        if a.detail is not None:  # a human's clicks as the app counted them, tool by tool
-            clicks = dict(a.detail)
+        if a.detail is not None:  # the clicks as counted at the source, tool by tool
+            detail = dict(a.detail)
+            clicks = {**detail.pop("clicks_by_tool", {}), **detail}
         else:
             clicks = {"regions": a.clicks.regions, "vertices": a.clicks.vertices}
             clicks["crossings"] = a.clicks.crossings

@@ -9,17 +9,25 @@ lists them.
 
 import json
 import sys
+from pathlib import Path
 
 import pandas as pd
 
-from hvsa.annotation.annotator import make_annotator
+from hvsa.annotation.annotator import Prefill, make_annotator
 from hvsa.annotation.ledger import Ledger
 from hvsa.annotation.submission import SubmittedAnnotator, submission_paths, write_submission
 from hvsa.campaign.stages import run_stage
 from hvsa.campaign.stages.inputs import checkpoint_classes, load_contexts, read_state, save_state
 from hvsa.campaign.workspace import Workspace
+from hvsa.data.images import read_image
 from hvsa.errors import crash_point
 from hvsa.rounds.engine import Selection, annotate_round, ask, record_round
+
+
+def previous_labels(folder: Path, frame_names: list[str]) -> Prefill:
+    """The previous round's labels of a frame, read when asked: what the annotation app
+    pre-fills (``app/work.py``) and the simulated corrector corrects."""
+    return lambda frame: read_image(folder / f"{frame_names[frame]}.png")
 
 
 def step(ws: Workspace, key: str) -> None:
@@ -34,9 +42,10 @@ def step(ws: Workspace, key: str) -> None:
     if ws.cfg.annotation.annotator != "human" and not handed_in:
         # the oracle hands its labels in as the annotation app does, and they are read back the
         # same way: a campaign with the oracle measures the pipeline people's labels take
-        cfg = ws.cfg.annotation
-        oracle = make_annotator(cfg.annotator, cfg.polygon_tolerance)
-        write_submission(inbox, round_no, ask(contexts, selection, oracle))
+        oracle = make_annotator(ws.cfg.annotation)
+        video = next(iter(contexts.values())).video
+        prefill = previous_labels(prev / "labels", video.frame_names)
+        write_submission(inbox, round_no, ask(contexts, selection, oracle, prefill))
     annotator = SubmittedAnnotator(inbox, round_no, len(classes))
     annotations = annotate_round(contexts, selection, annotator, state, ws.cfg)
     with Ledger(ws.ledger_path) as ledger:
