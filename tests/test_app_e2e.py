@@ -2,8 +2,9 @@
 
 The campaign flow runs for real (Prefect test API), pauses for round 1's labels; the app is served
 on localhost; Playwright drives Debian's Chromium through the page: sign in, a polygon and a
-superpixel fill on the first sample, "accept prediction" on the others. Then the flow must
-resume, the ledger must hold exactly the clicks the page made, and round 2 must appear.
+superpixel fill on the first sample, a region of the prefill reassigned on the second (priced
+as the correction click model prices that fix), the third accepted as pre-filled. Then the flow
+must resume, the ledger must hold exactly the clicks the page made, and round 2 must appear.
 """
 
 import os
@@ -139,6 +140,40 @@ def _at(page, x, y):
     return r["x"] + (b["x0"] - v["v"]["x"] + x) * s, r["y"] + (b["y0"] - v["v"]["y"] + y) * s
 
 
+def _reassign_a_region(page) -> tuple[int, int]:
+    """On the sample shown: the reassign tool gives the prefill's largest region another class.
+    The sample's id, and the correction click model's price of going from the prefill to the
+    labels the page now holds (nothing left: every wrong pixel counts)."""
+    import cv2
+    import numpy as np
+
+    from hvsa.method.corrections import correct
+
+    box = page.evaluate("S.sample.box")
+    h, w = box["y1"] - box["y0"], box["x1"] - box["x0"]
+    prefill = np.array(page.evaluate("Array.from(S.prefill)"), np.uint8).reshape(h, w)
+    region = np.array(page.evaluate("Array.from(S.region)"), bool).reshape(h, w)
+    best = (0, 0, 0)  # pixels, y, x of the largest region of the prefill
+    for cls in np.unique(prefill[region]):
+        n, comp, stats, _ = cv2.connectedComponentsWithStats(
+            ((prefill == cls) & region).astype(np.uint8), None, 8
+        )
+        for c in range(1, n):
+            ys, xs = np.nonzero(comp == c)
+            if stats[c, cv2.CC_STAT_AREA] > best[0]:
+                best = (stats[c, cv2.CC_STAT_AREA], ys[len(ys) // 2], xs[len(xs) // 2])
+    _, y, x = best
+    other = next(k for k in range(7) if k != prefill[y, x])
+    page.click(f"#class-{other}")
+    page.keyboard.press("r")
+    page.mouse.click(*_at(page, x + 0.5, y + 0.5))
+    assert page.locator("#clicks").get_attribute("data-total") == "1"
+    handed = np.array(page.evaluate("Array.from(S.labels)"), np.uint8).reshape(h, w)
+    assert (handed[prefill != handed] == other).all() and (handed != prefill).any()
+    fix = correct(prefill, handed, region, 2.0, 0, 0, 0.0, scratch=False)
+    return page.evaluate("S.sample.sample_id"), fix.total
+
+
 def _press_on_each_sample(page, what):
     """``what`` (a button) on the sample shown, until the page moves to the next one."""
     sid = page.evaluate("S.sample.sample_id")
@@ -176,16 +211,27 @@ def test_a_round_labelled_in_the_browser_resumes_the_flow(served, tmp_path):
         page.keyboard.press("s")
         page.mouse.click(*at(w - 2, h - 2))
         assert page.locator("#clicks").get_attribute("data-total") == "6"
+        # the page autosaves: reloaded (or closed and opened again), it goes on where it was
+        drawn = page.evaluate("Array.from(S.labels)")
+        page.wait_for_selector("#saved:has-text('saved ')", timeout=15000)
+        page.reload()
+        page.wait_for_selector("#who:has-text('alice')")
+        _open(page, 1)
+        page.wait_for_function("Object.keys(S.clicks).length > 0", timeout=15000)
+        assert page.evaluate("Array.from(S.labels)") == drawn
+        assert page.locator("#clicks").get_attribute("data-total") == "6"
         shot = tmp_path / "annotate.png"
         page.screenshot(path=str(shot))
         if os.environ.get("HVSA_SCREENSHOT"):
             shutil.copyfile(shot, os.environ["HVSA_SCREENSHOT"])
         first = page.evaluate("S.sample.sample_id")
-        page.click("#submit")
+        page.click("#accept")
         page.wait_for_function(f"S.sample && S.sample.sample_id !== {first}")
-        # the others: the prefilled labels accepted as they are (one click each)
-        for _ in range(2):
-            _press_on_each_sample(page, "#accept")
+        # the second: one region of the prefill given another class, then handed in
+        fixed, model_price = _reassign_a_region(page)
+        _press_on_each_sample(page, "#accept")
+        # the third: the prefilled labels accepted as they are (one click)
+        _press_on_each_sample(page, "#accept")
         page.wait_for_selector("#idle-text:has-text('Round handed in')")
 
         # the flow resumes, records round 1, and pauses again for round 2, which the page lists
@@ -205,11 +251,15 @@ def test_a_round_labelled_in_the_browser_resumes_the_flow(served, tmp_path):
         events = ledger.frame()
     assert len(events) == 3 and set(events["annotator"]) == {"alice"}
     by_sample = events.set_index("sample_id")
-    assert by_sample.loc[first, "clicks"] == 6
+    assert by_sample.loc[first, "clicks"] == 7  # 5 vertices and the closing click, a fill, hand-in
     assert by_sample.loc[first, "clicks_detail"]["polygon"] == 5
     assert by_sample.loc[first, "clicks_detail"]["superpixel"] == 1
-    others = by_sample.drop(index=first)
-    assert others["clicks"].tolist() == [1, 1] and set(others["tool"]) == {"accept"}
+    assert by_sample.loc[first, "clicks_detail"]["accept"] == 1
+    # the page's price of the fix is the correction click model's for the same fix
+    assert by_sample.loc[fixed, "clicks"] == model_price == 2
+    assert by_sample.loc[fixed, "clicks_detail"]["reassign"] == 1
+    last = by_sample.drop(index=[first, fixed])
+    assert last["clicks"].tolist() == [1] and set(last["tool"]) == {"accept"}
 
 
 def test_class_layers_drawn_and_marked_absent_in_the_browser(served_layers):
@@ -247,7 +297,7 @@ def test_class_layers_drawn_and_marked_absent_in_the_browser(served_layers):
         w = page.evaluate("S.sample.box.x1 - S.sample.box.x0")
         assert labels[20 * w + 20] == layer["class_id"], "the polygon filled the layer's class"
         assert page.locator("#clicks").get_attribute("data-total") == "5"
-        _press_on_each_sample(page, "#submit")
+        _press_on_each_sample(page, "#accept")
         # layer 2: absent, one key; layer 3: the prefill of its class accepted
         sid = page.evaluate("S.sample.sample_id")
         page.keyboard.press("x")
@@ -262,7 +312,7 @@ def test_class_layers_drawn_and_marked_absent_in_the_browser(served_layers):
         events = ledger.frame(round=2)
     assert len(events) == 3 and set(events["annotator"]) == {"alice"}
     assert (events["geometry"].map(lambda g: g["kind"]) == "layer").all()
-    assert events["clicks"].tolist() == [5, 1, 1]
+    assert events["clicks"].tolist() == [6, 1, 1]  # the polygon's 5 and the hand-in
     assert events["tool"].tolist() == ["polygon", "absent", "accept"]
     assert events["clicks_detail"].iloc[0]["polygon"] == 5
     assert sum(events["class_pixels"].iloc[1].values()) == 0, "absent: no pixel of it"

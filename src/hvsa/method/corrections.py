@@ -149,9 +149,11 @@ def correct(
     leave_width: int,
     leave_pixels: int,
     leave_share: float,
+    scratch: bool = True,
 ) -> Correction:
     """Fix ``prefill`` (h, w) towards ``truth`` (h, w) inside ``region`` (h, w bool) with the
-    fewest clicks of the model above; the hand-in and its price."""
+    fewest clicks of the model above; the hand-in and its price. ``scratch=False``: the fix
+    alone, even where drawing from nothing would be cheaper (a fix made in the app, priced)."""
     fixed, reassigned = _reassign(prefill, truth, region)
     redrawn = vertices = crossings = left = 0
     wrong = region & (truth != VOID) & (fixed != truth)
@@ -177,11 +179,13 @@ def correct(
             fixed[part] = cls
     labels = np.where(region, fixed, VOID).astype(np.uint8)
     fix = Correction(labels, reassigned, redrawn, vertices, crossings, 1, left, None)
-    scratch = scratch_clicks(np.where(region, truth, VOID).astype(np.uint8), tolerance)
-    if fix.total < scratch.total:
+    if not scratch:
+        return fix
+    drawn = scratch_clicks(np.where(region, truth, VOID).astype(np.uint8), tolerance)
+    if fix.total < drawn.total:
         return fix
     exact = np.where(region, truth, VOID).astype(np.uint8)
-    return Correction(exact, 0, 0, 0, 0, 0, 0, scratch)
+    return Correction(exact, 0, 0, 0, 0, 0, 0, drawn)
 
 
 def correct_layer(
