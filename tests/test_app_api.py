@@ -7,7 +7,9 @@ workspace, so no test sees another's submissions.
 import base64
 import json
 import shutil
+import socket
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +138,79 @@ def test_refusals_change_nothing(app):
     assert resumed == []
 
 
+def test_work_in_progress_is_kept_for_its_holder_and_renews_the_lease(app, monkeypatch):
+    client, root, tokens, _ = app
+    a, b = _auth(tokens["alice"]), _auth(tokens["bob"])
+    mine = client.post("/api/rounds/cam/1/next", headers=a).json()
+    labels = _truth(root, mine)
+    draft = {k: v for k, v in _body(labels, {"polygon": 3}).items() if k != "finished"}
+    assert client.get(f"{_url(mine)}/draft", headers=a).status_code == 404
+    assert client.put(f"{_url(mine)}/draft", json=draft, headers=a).status_code == 200
+    back = client.get(f"{_url(mine)}/draft", headers=a).json()
+    assert back["clicks_by_tool"] == {"polygon": 3} and back["active_s"] == 3.5
+    assert base64.b64decode(back["labels"]) == labels.tobytes()
+    # nobody else reads or writes it; a draft is checked as a hand-in is
+    assert client.get(f"{_url(mine)}/draft", headers=b).status_code == 404
+    r = client.put(f"{_url(mine)}/draft", json=draft, headers=b)
+    assert r.status_code == 409 and "not assigned to bob" in r.json()["error"]
+    bad = dict(draft, labels=base64.b64encode(b"\xc8" * labels.size).decode())
+    assert client.put(f"{_url(mine)}/draft", json=bad, headers=a).status_code == 422
+    # the lease runs from the last autosave: past lease_s after taking, alice still holds it
+    store = app_store(Workspace.open(root))
+    taken = time.time()
+    monkeypatch.setattr(time, "time", lambda: taken + 0.9 * store.lease_s)
+    assert client.put(f"{_url(mine)}/draft", json=draft, headers=a).status_code == 200
+    monkeypatch.setattr(time, "time", lambda: taken + 1.5 * store.lease_s)
+    others = client.post("/api/rounds/cam/1/next", headers=b).json()
+    assert others["sample_id"] != mine["sample_id"], "an autosaving holder keeps the sample"
+    monkeypatch.setattr(time, "time", lambda: taken + 3 * store.lease_s)
+    carol = _auth(tokens["carol"])
+    taken_over = client.post("/api/rounds/cam/1/next", headers=carol).json()
+    assert taken_over["sample_id"] == mine["sample_id"], "a lapsed lease frees the sample"
+    assert client.get(f"{_url(mine)}/draft", headers=carol).status_code == 404
+    assert client.get(f"{_url(mine)}/draft", headers=a).status_code == 404
+
+
+def test_an_admin_sees_who_holds_what_and_releases_a_sample(app, capsys):
+    client, root, tokens, _ = app
+    a, b = _auth(tokens["alice"]), _auth(tokens["bob"])
+    assert main(["annotate", "add-annotator", "ada", "--admin", "--workspace", str(root)]) == 0
+    ada = _auth(capsys.readouterr().out.strip().splitlines()[-1])
+    assert client.get("/api/me", headers=ada).json() == {"annotator": "ada", "admin": True}
+    mine = client.post("/api/rounds/cam/1/next", headers=a).json()
+    draft = {k: v for k, v in _body(_truth(root, mine)).items() if k != "finished"}
+    assert client.put(f"{_url(mine)}/draft", json=draft, headers=a).status_code == 200
+    r = client.get("/api/admin/holds", headers=b)
+    assert r.status_code == 403 and "no admin" in r.json()["error"]
+    (held,) = client.get("/api/admin/holds", headers=ada).json()
+    assert (held["annotator"], held["sample_id"]) == ("alice", mine["sample_id"])
+    assert held["saved"] is not None and 0 < held["lease_left_s"] <= app_store(
+        Workspace.open(root)).lease_s  # fmt: skip
+    release = f"/api/admin/release/cam/1/{mine['sample_id']}"
+    assert client.post(release, headers=b).status_code == 403
+    assert client.post(release, headers=ada).json() == {
+        "released": mine["sample_id"], "held_by": "alice"}  # fmt: skip
+    assert client.get("/api/admin/holds", headers=ada).json() == []
+    # the next to ask gets it, from the prefill: alice's draft went with her hold
+    assert client.post("/api/rounds/cam/1/next", headers=b).json()["sample_id"] == mine[
+        "sample_id"]  # fmt: skip
+    assert client.get(f"{_url(mine)}/draft", headers=b).status_code == 404
+    assert client.post("/api/admin/release/cam/1/99999", headers=ada).status_code == 404
+
+
+def test_handing_in_drops_the_work_in_progress(app):
+    client, root, tokens, _ = app
+    a = _auth(tokens["alice"])
+    mine = client.post("/api/rounds/cam/1/next", headers=a).json()
+    labels = _truth(root, mine)
+    draft = {k: v for k, v in _body(labels, {"polygon": 3}).items() if k != "finished"}
+    assert client.put(f"{_url(mine)}/draft", json=draft, headers=a).status_code == 200
+    assert client.post(_url(mine), json=_body(labels), headers=a).status_code == 200
+    assert client.get(f"{_url(mine)}/draft", headers=a).status_code == 404
+    r = client.put(f"{_url(mine)}/draft", json=draft, headers=a)
+    assert r.status_code == 409 and "already submitted" in r.json()["error"]
+
+
 def test_hostile_numbers_are_refused_and_nothing_is_kept(app):
     """Inflated clicks, impossible times and non-numbers: 422 each, nothing written, and the
     honest submission still goes through after them."""
@@ -221,6 +296,32 @@ def test_serving_beyond_localhost_needs_a_flag(waiting_round, capsys):
     assert main(["annotate", "serve", "--workspace", str(waiting_round),
                  "--host", "0.0.0.0"]) == 2  # fmt: skip
     assert "--allow-remote" in capsys.readouterr().err
+
+
+def test_serve_takes_app_settings_and_needs_the_campaigns_prefect_api(
+    waiting_round, capsys, monkeypatch
+):
+    from hvsa.cli import serve_settings
+    from hvsa.errors import HvsaError
+
+    ws = Workspace.open(waiting_round)
+    app = serve_settings(ws, ["app.lease_s=60", "app.port=9999"])
+    assert (app.lease_s, app.port) == (60, 9999)
+    with pytest.raises(HvsaError, match="app.KEY=VALUE only; annotation.annotator"):
+        serve_settings(ws, ["annotation.annotator=oracle"])
+    serve = ["annotate", "serve", "--workspace", str(waiting_round)]
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    assert main(serve) == 2
+    err = capsys.readouterr().err
+    assert "PREFECT_API_URL is not set" in err and len(err.strip().splitlines()) == 1
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{port}/api")
+    assert main(serve) == 2
+    assert "does not answer" in capsys.readouterr().err
+    assert main([*serve, "--set", "fusion.window=3"]) == 2
+    assert "campaign's setting" in capsys.readouterr().err
 
 
 def test_labels_outside_a_superpixel_are_refused(waiting_round, tmp_path, tiny_videos, pretrained):

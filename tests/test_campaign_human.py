@@ -19,8 +19,12 @@ pytestmark = pytest.mark.slow  # a Prefect flow paused and resumed
 PAUSE_WAIT_S = 240
 
 
-def test_flow_pauses_for_human_labels_and_resumes(prefect_api, tiny_videos, pretrained, tmp_path):
+def test_flow_pauses_for_human_labels_and_resumes(
+    prefect_api, tiny_videos, pretrained, tmp_path, capsys
+):
     from prefect.flow_runs import resume_flow_run
+
+    from hvsa.cli import main
 
     params = write_fast_params(
         tmp_path / "params.yaml", **{"annotation.annotator": "human", "annotation.poll_s": 1}
@@ -35,6 +39,12 @@ def test_flow_pauses_for_human_labels_and_resumes(prefect_api, tiny_videos, pret
             run = paused_run_of(ws.root)
         assert run is not None, "the flow never paused for labels"
         assert not (ws.root / "data" / "cam" / "r1" / "annotations.parquet").exists()
+        # the status says what the video waits for, and the last finished round's numbers
+        capsys.readouterr()
+        assert main(["campaign", "status", str(ws.root)]) == 0
+        n = len(selected_samples(Workspace.open(ws.root), "cam", 1)[1])
+        line = capsys.readouterr().out
+        assert f"waiting for labels (0 of {n} in)" in line and "after round 0" in line, line
 
         # the annotator's side: label the selected samples and hand them in
         workspace = Workspace.open(ws.root)

@@ -141,9 +141,12 @@ def _run(
             model_path = str(new_start)
     model, classes, _ = load_checkpoint(model_path, device)
     check_classes(video, classes)
-    annotator = make_annotator(cfg.annotation.annotator, cfg.annotation.polygon_tolerance)
-    if cfg.annotation.annotator == "oracle" and video.labels is None:
-        raise HvsaError(f"the oracle annotator needs ground truth, and {video_path} has no labels/")
+    annotator = make_annotator(cfg.annotation)
+    if cfg.annotation.annotator != "human" and video.labels is None:
+        raise HvsaError(
+            f"the {cfg.annotation.annotator} annotator needs ground truth, and {video_path} has "
+            "no labels/"
+        )
     existing = None
     if labels is not None and labels.get("source") is not None:
         existing = load_existing(labels["source"], video, classes, labels["fmt"], labels["by"],
@@ -351,14 +354,39 @@ def cmd_campaign(args: argparse.Namespace) -> None:
 
 
 def _print_campaign(ws) -> None:
-    from hvsa.campaign.lifecycle import round_metrics
+    """A line per video: its round, the labels' mIoU and the clicks after its last finished
+    round, and what it does now (a round waiting for people says how many samples are in)."""
+    import pandas as pd
 
+    from hvsa.app.store import app_store
+    from hvsa.app.work import open_rounds
+
+    waiting = dict(open_rounds(ws))
+    store = app_store(ws) if waiting else None
     for key, video in ws.campaign.videos.items():
-        m = round_metrics(ws, key)
+        m, done = last_finished(ws, key)
         quality = "n/a" if not m or m["miou"] is None else f"{100 * m['miou']:.1f}%"
         clicks = m["clicks_total"] if m else 0
         state = video.status + (f" ({video.reason})" if video.reason else "")
-        print(f"{key}: round {video.round}, mIoU {quality}, clicks {clicks}, {state}")
+        if key in waiting:
+            n = len(pd.read_parquet(ws.round_dir(key, video.round) / "selected.parquet"))
+            with store.transaction() as db:
+                k = len(store.submitted(db, key, video.round))
+            state = f"waiting for labels ({k} of {n} in)"
+        print(f"{key}: round {video.round}, mIoU {quality} and clicks {clicks} after round "
+              f"{done}, {state}")  # fmt: skip
+
+
+def last_finished(ws, key: str) -> tuple[dict | None, int]:
+    """The metrics of a video's last finished round, and its number."""
+    from hvsa.campaign.lifecycle import round_metrics
+
+    video = ws.video(key)
+    m = round_metrics(ws, key)
+    if m is not None or video.round == 0:
+        return m, video.round
+    path = ws.round_dir(key, video.prev) / "metrics.json"
+    return (json.loads(path.read_text()) if path.is_file() else None), video.prev
 
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -374,8 +402,8 @@ def cmd_annotate(args: argparse.Namespace) -> None:
     if args.action == "add-annotator":
         if not args.name:
             raise HvsaError("add-annotator needs the annotator's NAME")
-        token = app_store(ws).add_annotator(args.name, renew=args.renew)
-        done = "has a new token" if args.renew else "added"
+        token = app_store(ws).add_annotator(args.name, renew=args.renew, admin=args.admin)
+        done = ("has a new token" if args.renew else "added") + (" as admin" if args.admin else "")
         days = ws.cfg.app.token_days
         print(f"annotator {args.name!r} {done}; their token (shown once, keep it safe; it signs "
               f"in for {days:g} days):\n{token}")  # fmt: skip
@@ -416,8 +444,9 @@ def cmd_annotate(args: argparse.Namespace) -> None:
 
     from hvsa.app.server import create_app
 
-    host = args.host or ws.cfg.app.host
-    port = args.port or ws.cfg.app.port
+    app = serve_settings(ws, args.set or [])
+    host = args.host or app.host
+    port = args.port or app.port
     if host not in LOCAL_HOSTS:
         if not args.allow_remote:
             raise HvsaError(
@@ -426,8 +455,47 @@ def cmd_annotate(args: argparse.Namespace) -> None:
             )
         print(f"warning: the app listens on {host} over plain HTTP; tokens cross the network "
               "in clear unless an HTTPS proxy stands in front", file=sys.stderr)  # fmt: skip
-    print(f"annotation app for campaign {ws.campaign.name}: http://{host}:{port}/")
-    uvicorn.run(create_app(ws.root), host=host, port=port, log_level="warning")
+    prefect_api = reachable_prefect_api()
+    print(f"annotation app for campaign {ws.campaign.name}: http://{host}:{port}/ (hand-ins "
+          f"resume the campaign's flow through {prefect_api})")  # fmt: skip
+    uvicorn.run(create_app(ws.root, app_settings=app), host=host, port=port, log_level="warning")
+
+
+def serve_settings(ws, sets: list[str]):
+    """The ``app`` section the app serves with: the workspace's, with ``--set app.KEY=VALUE``.
+    Other sections are the campaign's (its flow and stages read them from the workspace's
+    params.yaml), so the app refuses to differ from them."""
+    overrides = parse_set_option(sets)
+    other = sorted(k for k in overrides if not k.startswith("app."))
+    if other:
+        raise HvsaError(
+            f"annotate serve takes --set app.KEY=VALUE only; {other[0]} is the campaign's "
+            f"setting: change it in {ws.root / 'params.yaml'}"
+        )
+    return load_config(ws.root / "params.yaml", overrides).app
+
+
+def reachable_prefect_api() -> str:
+    """The Prefect API the campaign's flow runs on (``PREFECT_API_URL``), checked to answer:
+    without it a hand-in could not resume the waiting flow, and Prefect would start a
+    server of its own that knows no campaign."""
+    import urllib.error
+    import urllib.request
+
+    url = os.environ.get("PREFECT_API_URL", "").rstrip("/")
+    if not url:
+        raise HvsaError(
+            "PREFECT_API_URL is not set: start the campaign's Prefect server (`prefect server "
+            "start`) and export PREFECT_API_URL=http://127.0.0.1:4200/api, as for the flow"
+        )
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=5) as answer:
+            if answer.status != 200:
+                raise OSError(f"status {answer.status}")
+    except (OSError, urllib.error.URLError, ValueError) as exc:
+        why = f"the Prefect API at {url} does not answer ({exc}): start it first"
+        raise HvsaError(why) from None
+    return url
 
 
 def cmd_rollback(args: argparse.Namespace) -> None:
@@ -545,7 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=_count)
     p.add_argument("--target-miou", type=_fraction)
     p.add_argument("--max-clicks", type=_count)
-    p.add_argument("--annotator", choices=["oracle", "human"])
+    p.add_argument("--annotator", choices=["oracle", "corrector", "human"])
     p.add_argument("--selector", choices=SELECTORS)
     p.add_argument("--uncertainty", choices=["entropy", "margin", "least_confidence"])
     p.add_argument("--campaign", default="run", help="campaign name recorded in the ledger")
@@ -610,6 +678,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", nargs="?", help="annotator name (add-annotator, revoke, import)")
     p.add_argument("--renew", action="store_true", help="add-annotator: a known one's new token")
+    p.add_argument(
+        "--admin", action="store_true",
+        help="add-annotator: the page also shows who holds which sample, with a release button",
+    )  # fmt: skip
     p.add_argument("--video", help="campaign video KEY (export, import)")
     p.add_argument("--path", help="folder to export to; export folder, zip or JSON to import")
     p.add_argument("--tool", choices=["cvat", "label-studio"], help="format of an import")

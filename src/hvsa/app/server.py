@@ -28,6 +28,7 @@ from hvsa.app.resume import resume_waiting_run
 from hvsa.app.store import RefusedError, app_store
 from hvsa.app.work import TOOLS, RoundWork, open_rounds
 from hvsa.campaign.workspace import Workspace
+from hvsa.config import AppConfig
 from hvsa.errors import HvsaError
 from hvsa.method.clicks import ClickCount, region_clicks
 
@@ -60,6 +61,15 @@ class LabelSubmission(BaseModel):
     active_s: float = Field(ge=0, allow_inf_nan=False)
     started: float = Field(gt=0, allow_inf_nan=False)
     finished: float = Field(gt=0, allow_inf_nan=False)
+
+
+class Draft(BaseModel):
+    """A sample's work in progress as the page autosaves it."""
+
+    labels: str  # as in LabelSubmission
+    clicks_by_tool: dict[str, int] = Field(max_length=16)
+    active_s: float = Field(ge=0, allow_inf_nan=False)
+    started: float = Field(gt=0, allow_inf_nan=False)
 
 
 class Guard:
@@ -131,11 +141,14 @@ async def _answer(send, status: int, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def create_app(workspace: str | Path, resume=resume_waiting_run) -> FastAPI:
-    """The app for one workspace; ``resume`` wakes the waiting flow (replaceable in tests)."""
+def create_app(
+    workspace: str | Path, resume=resume_waiting_run, app_settings: AppConfig | None = None
+) -> FastAPI:
+    """The app for one workspace; ``resume`` wakes the waiting flow (replaceable in tests);
+    ``app_settings``: the ``app`` section to serve with (default: the workspace's)."""
     root = Workspace.open(workspace).root
-    cfg = Workspace.open(root).cfg.app
-    store = app_store(Workspace.open(root))
+    cfg = app_settings or Workspace.open(root).cfg.app
+    store = app_store(Workspace.open(root), cfg)
     works: dict[tuple[str, int], RoundWork] = {}
     # no /docs: its page loads scripts from a CDN, and nothing here reaches another host
     app = FastAPI(title="hvsa annotation", docs_url=None, redoc_url=None, openapi_url=None)
@@ -176,7 +189,28 @@ def create_app(workspace: str | Path, resume=resume_waiting_run) -> FastAPI:
 
     @app.get("/api/me")
     def me(authorization: str | None = Header(None)) -> dict:
-        return {"annotator": annotator(authorization)}
+        who = annotator(authorization)
+        return {"annotator": who, **({"admin": True} if store.is_admin(who) else {})}
+
+    def admin(authorization: str | None) -> str:
+        who = annotator(authorization)
+        if not store.is_admin(who):
+            raise RefusedError(f"{who} is no admin (hvsa annotate add-annotator NAME --admin)", 403)
+        return who
+
+    @app.get("/api/admin/holds")
+    def holds(authorization: str | None = Header(None)) -> list[dict]:
+        """Who holds which sample now, and how long each lease has left."""
+        admin(authorization)
+        return store.holds()
+
+    @app.post("/api/admin/release/{video}/{round_no}/{sid}")
+    def release(
+        video: str, round_no: int, sid: int, authorization: str | None = Header(None)
+    ) -> dict:
+        """Free a held sample now, its work in progress dropped."""
+        admin(authorization)
+        return {"released": sid, "held_by": store.release(video, round_no, sid)}
 
     @app.get("/api/rounds")
     def rounds(authorization: str | None = Header(None)) -> list[dict]:
@@ -270,8 +304,69 @@ def create_app(workspace: str | Path, resume=resume_waiting_run) -> FastAPI:
                 )
         return answer
 
+    @app.put("/api/rounds/{video}/{round_no}/samples/{sid}/draft")
+    def save_draft(
+        video: str, round_no: int, sid: int, body: Draft, authorization: str | None = Header(None)
+    ) -> dict:
+        """Autosave: the holder's labels and counts so far, checked as a hand-in's are."""
+        who = annotator(authorization)
+        w = work(video, round_no)
+        w.check_sample(sid)
+        _checked_counts(body.clicks_by_tool, sid)
+        labels = _checked_labels(w, sid, body.labels)
+        meta = {"clicks_by_tool": body.clicks_by_tool, "active_s": body.active_s,
+                "started": body.started}  # fmt: skip
+        saved = store.save_draft(video, round_no, sid, who, labels.tobytes(), meta)
+        return {"saved": saved}
+
+    @app.get("/api/rounds/{video}/{round_no}/samples/{sid}/draft")
+    def read_draft(
+        video: str, round_no: int, sid: int, authorization: str | None = Header(None)
+    ) -> dict:
+        """The holder's autosaved work on the sample, to go on where a closed page stopped."""
+        who = annotator(authorization)
+        work(video, round_no).check_sample(sid)
+        found = store.draft(video, round_no, sid, who)
+        if found is None:
+            raise RefusedError(f"no work in progress of {who} on sample {sid}", 404)
+        labels, meta, saved = found
+        return {"labels": base64.b64encode(labels).decode(), **meta, "saved": saved}
+
     app.state.store = store
     return app
+
+
+def _checked_counts(clicks_by_tool: dict[str, int], sid: int) -> int:
+    """The page's click counts, refused (422) unless every tool is known and every count a
+    plausible one; their total."""
+    unknown = sorted(set(clicks_by_tool) - set(TOOLS))
+    if unknown:
+        raise RefusedError(
+            f"unknown tool {unknown[0]!r} in the click counts ({', '.join(TOOLS)})", 422
+        )
+    if any(v < 0 for v in clicks_by_tool.values()):
+        raise RefusedError("click counts cannot be negative", 422)
+    if any(v > MAX_CLICKS for v in clicks_by_tool.values()):
+        raise RefusedError(f"sample {sid}: more than {MAX_CLICKS} clicks counted", 422)
+    return sum(clicks_by_tool.values())
+
+
+def _checked_labels(w: RoundWork, sid: int, text: str) -> np.ndarray:
+    """The sample's box of labels from the page's base64, refused (422) unless it has the box's
+    size, stays in the sample's region and holds classes of the list (the sample's own class,
+    for a class layer)."""
+    _, _, mask = w.region(sid)
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise RefusedError(f"sample {sid}: labels are not base64", 422) from None
+    if len(raw) != mask.size:
+        raise RefusedError(
+            f"sample {sid}: {len(raw)} label bytes for a {mask.shape[1]}×{mask.shape[0]} box", 422
+        )
+    labels = np.frombuffer(raw, np.uint8).reshape(mask.shape).copy()
+    w.check_labels(sid, labels)
+    return labels
 
 
 def _check_times(body: LabelSubmission, taken: float, sid: int) -> None:
@@ -293,29 +388,11 @@ def _annotation(
     w: RoundWork, sid: int, body: LabelSubmission, who: str, click_factor: float
 ) -> Annotation:
     """Decode and check a submission; refused (422) when it cannot be right."""
-    unknown = sorted(set(body.clicks_by_tool) - set(TOOLS))
-    if unknown:
-        raise RefusedError(
-            f"unknown tool {unknown[0]!r} in the click counts ({', '.join(TOOLS)})", 422
-        )
-    if any(v < 0 for v in body.clicks_by_tool.values()):
-        raise RefusedError("click counts cannot be negative", 422)
-    if any(v > MAX_CLICKS for v in body.clicks_by_tool.values()):
-        raise RefusedError(f"sample {sid}: more than {MAX_CLICKS} clicks counted", 422)
-    total = sum(body.clicks_by_tool.values())
+    total = _checked_counts(body.clicks_by_tool, sid)
     if total == 0:
         raise RefusedError(f"sample {sid}: no click was counted, so no label can be accepted", 422)
-    frame, box, mask = w.region(sid)
-    try:
-        raw = base64.b64decode(body.labels, validate=True)
-    except (binascii.Error, ValueError):
-        raise RefusedError(f"sample {sid}: labels are not base64", 422) from None
-    if len(raw) != mask.size:
-        raise RefusedError(
-            f"sample {sid}: {len(raw)} label bytes for a {mask.shape[1]}×{mask.shape[0]} box", 422
-        )
-    labels = np.frombuffer(raw, np.uint8).reshape(mask.shape).copy()
-    w.check_labels(sid, labels)
+    frame, box, _ = w.region(sid)
+    labels = _checked_labels(w, sid, body.labels)
     # priced as if drawn from nothing; the page's count for honest work stays far below this
     price = region_clicks(labels, w.ws.cfg.annotation.polygon_tolerance).total
     cap = click_factor * max(price, 1) + 10

@@ -10,6 +10,7 @@ annotators at once, and a submission is accepted once.
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import sqlite3
 import threading
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hvsa.campaign.workspace import Workspace
+from hvsa.config import AppConfig
 from hvsa.errors import HvsaError
 
 SCHEMA = """
@@ -35,6 +37,16 @@ CREATE TABLE IF NOT EXISTS assignments (
     annotator TEXT NOT NULL REFERENCES annotators (name),
     assigned REAL NOT NULL,
     submitted REAL,
+    PRIMARY KEY (video, round, sample_id)
+);
+CREATE TABLE IF NOT EXISTS drafts (
+    video TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    sample_id INTEGER NOT NULL,
+    annotator TEXT NOT NULL,
+    labels BLOB NOT NULL,
+    meta TEXT NOT NULL,
+    saved REAL NOT NULL,
     PRIMARY KEY (video, round, sample_id)
 );
 CREATE TABLE IF NOT EXISTS closed_rounds (
@@ -79,7 +91,7 @@ class AppStore:
         self._local = threading.local()
         self.db.executescript(SCHEMA)
         columns = {r[1] for r in self.db.execute("PRAGMA table_info(annotators)")}
-        for column in ("expires", "revoked"):  # a store made before tokens expired
+        for column in ("expires", "revoked", "admin"):  # a store made before these were kept
             if column not in columns:
                 self.db.execute(f"ALTER TABLE annotators ADD COLUMN {column} REAL")
 
@@ -114,10 +126,11 @@ class AppStore:
 
     # annotators ------------------------------------------------------------------------------
 
-    def add_annotator(self, name: str, renew: bool = False) -> str:
+    def add_annotator(self, name: str, renew: bool = False, admin: bool = False) -> str:
         """Register ``name`` (or, with ``renew``, give a known annotator a fresh token, which
         also lifts a revocation) and return the new token: shown once, only its hash is kept;
-        it signs in for ``token_days``."""
+        it signs in for ``token_days``. ``admin``: they also see who holds which sample and may
+        release it (a renewal sets this anew)."""
         name = name.strip()
         if not name or len(name) > 64 or any(not c.isprintable() for c in name):
             raise HvsaError(f"annotator name {name!r}: use 1–64 printable characters")
@@ -132,17 +145,21 @@ class AppStore:
                 raise HvsaError(f"no annotator {name!r} to renew")
             if known:
                 db.execute(
-                    "UPDATE annotators SET token_hash = ?, expires = ?, revoked = NULL "
-                    "WHERE name = ?",
-                    (token_hash(token), expires, name),
+                    "UPDATE annotators SET token_hash = ?, expires = ?, revoked = NULL, "
+                    "admin = ? WHERE name = ?",
+                    (token_hash(token), expires, now if admin else None, name),
                 )
             else:
                 db.execute(
-                    "INSERT INTO annotators (name, token_hash, created, expires) "
-                    "VALUES (?, ?, ?, ?)",
-                    (name, token_hash(token), now, expires),
+                    "INSERT INTO annotators (name, token_hash, created, expires, admin) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (name, token_hash(token), now, expires, now if admin else None),
                 )
         return token
+
+    def is_admin(self, name: str) -> bool:
+        row = self.db.execute("SELECT admin FROM annotators WHERE name = ?", (name,)).fetchone()
+        return row is not None and row[0] is not None
 
     def revoke(self, name: str) -> None:
         """The annotator's token stops signing in at once; their samples free up when their
@@ -199,11 +216,15 @@ class AppStore:
         """
         now = time.time()
         with self.transaction() as db:
+            # the lease runs from the sample's taking or its holder's last autosave, whichever
+            # is later: an annotator at work keeps their sample
             rows = {
                 r[0]: r[1:]
                 for r in db.execute(
-                    "SELECT sample_id, annotator, assigned, submitted FROM assignments "
-                    "WHERE video = ? AND round = ?",
+                    "SELECT a.sample_id, a.annotator, MAX(a.assigned, COALESCE(d.saved, 0)), "
+                    "a.submitted FROM assignments a LEFT JOIN drafts d ON d.video = a.video "
+                    "AND d.round = a.round AND d.sample_id = a.sample_id "
+                    "AND d.annotator = a.annotator WHERE a.video = ? AND a.round = ?",
                     (video, round_no),
                 )
             }
@@ -224,6 +245,11 @@ class AppStore:
                         "UPDATE assignments SET annotator = ?, assigned = ? "
                         "WHERE video = ? AND round = ? AND sample_id = ?",
                         (annotator, now, video, round_no, sid),
+                    )
+                    # the former holder's work in progress was theirs: the new one starts anew
+                    db.execute(
+                        "DELETE FROM drafts WHERE video = ? AND round = ? AND sample_id = ?",
+                        (video, round_no, sid),
                     )
                     return sid
         return None
@@ -255,6 +281,78 @@ class AppStore:
             "UPDATE assignments SET submitted = ? WHERE video = ? AND round = ? AND sample_id = ?",
             (time.time(), video, round_no, sample_id),
         )
+        db.execute(
+            "DELETE FROM drafts WHERE video = ? AND round = ? AND sample_id = ?",
+            (video, round_no, sample_id),
+        )
+
+    def holds(self) -> list[dict]:
+        """Every sample taken and not handed in: who holds it, since when, when their work on
+        it was last saved, and how long their lease has left (the admin view)."""
+        now = time.time()
+        rows = self.db.execute(
+            "SELECT a.video, a.round, a.sample_id, a.annotator, a.assigned, d.saved "
+            "FROM assignments a LEFT JOIN drafts d ON d.video = a.video AND d.round = a.round "
+            "AND d.sample_id = a.sample_id AND d.annotator = a.annotator "
+            "WHERE a.submitted IS NULL ORDER BY a.video, a.round, a.sample_id"
+        )
+        return [
+            {"video": v, "round": r, "sample_id": s, "annotator": who, "taken": taken,
+             "saved": saved,
+             "lease_left_s": round(max(0.0, taken, saved or 0) + self.lease_s - now, 1)}
+            for v, r, s, who, taken, saved in rows
+        ]  # fmt: skip
+
+    def release(self, video: str, round_no: int, sample_id: int) -> str:
+        """Free a held sample at once (its holder left for good): the next annotator to ask
+        gets it, from the prefill. Returns who held it; refused when nobody does."""
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT annotator FROM assignments WHERE video = ? AND round = ? "
+                "AND sample_id = ? AND submitted IS NULL",
+                (video, round_no, sample_id),
+            ).fetchone()
+            if row is None:
+                raise RefusedError(
+                    f"nobody holds sample {sample_id} of {video} round {round_no}", 404
+                )
+            for table in ("assignments", "drafts"):
+                db.execute(
+                    f"DELETE FROM {table} WHERE video = ? AND round = ? AND sample_id = ?",
+                    (video, round_no, sample_id),
+                )
+        return row[0]
+
+    # work in progress ------------------------------------------------------------------------
+
+    def save_draft(
+        self, video: str, round_no: int, sample_id: int, annotator: str, labels: bytes, meta: dict
+    ) -> float:
+        """Keep the holder's work in progress on a sample (labels as the page holds them, its
+        click counts and times), so that a closed page loses nothing; it also renews the
+        holder's lease. Refused for a sample they do not hold. Returns when it was saved."""
+        now = time.time()
+        with self.transaction() as db:
+            self.check_holder(db, video, round_no, sample_id, annotator)
+            db.execute(
+                "INSERT OR REPLACE INTO drafts VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (video, round_no, sample_id, annotator, labels, json.dumps(meta), now),
+            )
+        return now
+
+    def draft(
+        self, video: str, round_no: int, sample_id: int, annotator: str
+    ) -> tuple[bytes, dict, float] | None:
+        """The annotator's saved work in progress on a sample they hold: labels, the page's
+        counts and times, when it was saved; None if there is none."""
+        row = self.db.execute(
+            "SELECT d.labels, d.meta, d.saved FROM drafts d JOIN assignments a "
+            "ON a.video = d.video AND a.round = d.round AND a.sample_id = d.sample_id "
+            "AND a.annotator = d.annotator AND a.submitted IS NULL "
+            "WHERE d.video = ? AND d.round = ? AND d.sample_id = ? AND d.annotator = ?",
+            (video, round_no, sample_id, annotator),
+        ).fetchone()
+        return None if row is None else (bytes(row[0]), json.loads(row[1]), float(row[2]))
 
     def submitted(self, db: sqlite3.Connection, video: str, round_no: int) -> set[int]:
         rows = db.execute(
@@ -277,7 +375,7 @@ class AppStore:
         video was rolled back to it, and those rounds will be selected and labelled anew (the
         ledger keeps what was paid for)."""
         with self.transaction() as db:
-            for table in ("assignments", "closed_rounds"):
+            for table in ("assignments", "drafts", "closed_rounds"):
                 db.execute(f"DELETE FROM {table} WHERE video = ? AND round > ?", (video, round_no))
 
     def is_closed(self, video: str, round_no: int) -> bool:
@@ -287,6 +385,8 @@ class AppStore:
         return row is not None
 
 
-def app_store(ws: Workspace) -> AppStore:
-    """The app's records of a campaign workspace (``data/app.sqlite``)."""
-    return AppStore(ws.root / "data" / "app.sqlite", ws.cfg.app.lease_s, ws.cfg.app.token_days)
+def app_store(ws: Workspace, app: AppConfig | None = None) -> AppStore:
+    """The app's records of a campaign workspace (``data/app.sqlite``), with the workspace's
+    ``app`` settings or ``app``."""
+    app = app or ws.cfg.app
+    return AppStore(ws.root / "data" / "app.sqlite", app.lease_s, app.token_days)

@@ -33,7 +33,7 @@ from hvsa.method.clicks import ClickCount
 from hvsa.method.network import load_checkpoint
 from hvsa.method.samples import SampleSet, load_samples, superpixel_segments
 
-TOOLS = ("polygon", "brush", "eraser", "superpixel", "accept", "absent", "import")
+TOOLS = ("polygon", "brush", "eraser", "superpixel", "reassign", "accept", "absent", "import")
 
 
 def parts_dir(ws: Workspace, video: str, round_no: int) -> Path:

@@ -14,6 +14,7 @@ function el(tag, className = "", text = "") {
 const VOID = 255;
 const IDLE_AFTER_MS = 30000; // no input for this long: the clock of active time stops
 const MAX_UNDO = 100;
+const AUTOSAVE_MS = 3000; // work in progress is kept on the server this often (when it changed)
 
 const S = {
   token: localStorage.getItem("hvsa-token") || "",
@@ -30,6 +31,7 @@ const S = {
   zoom: 1, fit: 1, view: null, // viewport over the frame {x, y, w, h}
   shownFrame: 0, frameImages: new Map(),
   clicks: {}, active: 0, lastInput: 0, started: 0,
+  dirty: false, saving: false, // work not yet autosaved; a save under way
 };
 
 // ---------------------------------------------------------------- server
@@ -72,8 +74,10 @@ async function signIn(event) {
   try {
     const me = await api("/api/me");
     localStorage.setItem("hvsa-token", S.token);
-    $("who").textContent = "signed in as " + me.annotator;
+    $("who").textContent = "signed in as " + me.annotator + (me.admin ? " (admin)" : "");
+    $("admin").hidden = !me.admin;
     await loadRounds();
+    if (me.admin) await loadHolds();
   } catch (e) {
     $("who").textContent = "";
     say(e.message, "error");
@@ -100,6 +104,33 @@ async function loadRounds() {
     list.appendChild(li);
   }
   return rounds;
+}
+
+async function loadHolds() {
+  // the admin view: who holds which sample, how long their lease has left, and a release
+  const list = $("holds");
+  const holds = await api("/api/admin/holds");
+  list.replaceChildren();
+  if (!holds.length) list.appendChild(el("li", "muted", "nobody holds a sample"));
+  for (const h of holds) {
+    const li = el("li", "hold");
+    li.dataset.sample = h.sample_id;
+    const saved = h.saved ? `saved ${new Date(h.saved * 1000).toLocaleTimeString()}` : "nothing saved";
+    li.append(el("b", "", h.annotator), ` ${h.video} r${h.round} sample ${h.sample_id}`,
+      document.createElement("br"),
+      el("span", "muted", `${saved}, lease ${Math.round(h.lease_left_s / 60)} min left`));
+    const b = document.createElement("button");
+    b.textContent = "Release";
+    b.onclick = async () => {
+      try {
+        const r = await api(`/api/admin/release/${h.video}/${h.round}/${h.sample_id}`, { method: "POST" });
+        say(`sample ${r.released} released (held by ${r.held_by})`);
+      } catch (e) { say(e.message, "error"); }
+      await loadHolds();
+    };
+    li.prepend(b);
+    list.appendChild(li);
+  }
 }
 
 async function openRound(video, round) {
@@ -139,6 +170,9 @@ async function nextSample() {
   S.labels = S.prefill.slice(); // start from hvsa's labels of the frame: correct, don't redraw
   S.undo = []; S.redo = []; S.polygon = []; S.stroke = null;
   S.clicks = {}; S.active = 0; S.started = Date.now() / 1000; S.lastInput = Date.now();
+  S.dirty = false;
+  $("saved").textContent = "";
+  await restoreDraft(p, n);
   S.shownFrame = s.frame; S.frameImages = new Map(); S.zoom = 1;
   S.layerClass = s.layer ? s.layer.class_id : null;
   lockClasses();
@@ -302,6 +336,7 @@ function outline() {
 
 // ---------------------------------------------------------------- editing
 function count(tool) {
+  S.dirty = true;
   S.clicks[tool] = (S.clicks[tool] || 0) + 1;
   updateClicks();
 }
@@ -314,12 +349,18 @@ function updateClicks() {
 }
 
 function remember() {
+  S.dirty = true;
   S.undo.push(S.labels.slice());
   if (S.undo.length > MAX_UNDO) S.undo.shift();
   S.redo = [];
 }
 
-function undo() { if (S.undo.length) { S.redo.push(S.labels); S.labels = S.undo.pop(); render(); } }
+function undo() {
+  // while a polygon is open, undo takes back its last vertex (the click is still counted: it
+  // was made), otherwise the last edit
+  if (S.polygon.length) { S.polygon.pop(); render(); return; }
+  if (S.undo.length) { S.redo.push(S.labels); S.labels = S.undo.pop(); render(); }
+}
 function redo() { if (S.redo.length) { S.undo.push(S.labels); S.labels = S.redo.pop(); render(); } }
 
 function toBox(event) {
@@ -341,6 +382,30 @@ function paint(x, y, value) {
       if (S.region[i] && (xx + 0.5 - x) ** 2 + (yy + 0.5 - y) ** 2 <= r * r + 0.5) S.labels[i] = value;
     }
   }
+}
+
+function reassign(x, y) {
+  // one click gives a whole region another class: the region is the connected component
+  // (8 neighbours) of the clicked pixel's class in the labels as they are, inside the sample
+  // (the correction click model's "reassign", hvsa/method/corrections.py)
+  const { box } = S.sample, bw = box.x1 - box.x0, bh = box.y1 - box.y0;
+  const start = Math.floor(y) * bw + Math.floor(x);
+  const from = S.labels[start];
+  if (!S.region[start] || from === S.cls) return false;
+  remember();
+  const stack = [start];
+  S.labels[start] = S.cls;
+  while (stack.length) {
+    const i = stack.pop(), px = i % bw, py = (i - px) / bw;
+    for (let dy = -1; dy <= 1; dy++) {
+      for (let dx = -1; dx <= 1; dx++) {
+        const qx = px + dx, qy = py + dy, j = qy * bw + qx;
+        if (qx < 0 || qy < 0 || qx >= bw || qy >= bh) continue;
+        if (S.region[j] && S.labels[j] === from) { S.labels[j] = S.cls; stack.push(j); }
+      }
+    }
+  }
+  return true;
 }
 
 function closePolygon() {
@@ -373,6 +438,9 @@ function onDown(event) {
                       Math.min(Math.max(y, 0), S.sample.box.y1 - S.sample.box.y0)]);
       render();
     }
+  } else if (S.tool === "reassign") {
+    if (!inBox(x, y)) return;
+    if (reassign(x, y)) { count("reassign"); render(); }
   } else if (S.tool === "superpixel") {
     if (!inBox(x, y)) return;
     const bw = S.sample.box.x1 - S.sample.box.x0;
@@ -401,6 +469,42 @@ function onMove(event) {
   render();
 }
 
+// ---------------------------------------------------------------- work in progress
+async function restoreDraft(path, n) {
+  // the work this annotator had saved on the sample (a page closed or reloaded loses nothing)
+  let draft;
+  try {
+    draft = await api(path + "/draft");
+  } catch (e) {
+    return; // none
+  }
+  const raw = atob(draft.labels);
+  if (raw.length !== n) return;
+  for (let i = 0; i < n; i++) S.labels[i] = raw.charCodeAt(i);
+  S.clicks = draft.clicks_by_tool; S.active = draft.active_s; S.started = draft.started;
+  say("your work on this sample was restored (saved " + new Date(draft.saved * 1000).toLocaleTimeString() + ")");
+}
+
+async function autosave() {
+  if (!S.sample || !S.dirty || S.saving) return;
+  const sid = S.sample.sample_id;
+  S.saving = true; S.dirty = false;
+  const body = { labels: base64(S.labels), clicks_by_tool: S.clicks, active_s: S.active, started: S.started };
+  try {
+    await api(`${base()}/samples/${sid}/draft`, {
+      method: "PUT", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    if (S.sample && S.sample.sample_id === sid) $("saved").textContent = "saved " + new Date().toLocaleTimeString();
+  } catch (e) {
+    if (S.sample && S.sample.sample_id === sid) { // try again
+      S.dirty = true;
+      $("saved").textContent = "not saved: " + e.message;
+    }
+  } finally {
+    S.saving = false;
+  }
+}
+
 // ---------------------------------------------------------------- hand in
 function base64(bytes) {
   let text = "";
@@ -408,14 +512,18 @@ function base64(bytes) {
   return btoa(text);
 }
 
-async function submit() {
+async function submit(accept = true) {
+  // handing a sample in is one click ("accept": the labels as they are now, the prefill where
+  // nothing was drawn), as the correction click model prices it; marking a class absent is
+  // its own click instead
   if (!S.sample) return;
   if (S.polygon.length) { say("close or drop (Esc) the open polygon first", "error"); return; }
+  if (accept) count("accept");
   const body = {
     labels: base64(S.labels), clicks_by_tool: S.clicks, active_s: S.active,
     started: S.started, finished: Date.now() / 1000,
   };
-  const button = $("submit");
+  const button = $("accept");
   button.disabled = true;
   try {
     const answer = await api(`${base()}/samples/${S.sample.sample_id}`, {
@@ -435,6 +543,7 @@ async function submit() {
       await nextSample();
     }
   } catch (e) {
+    if (accept) { S.clicks.accept -= 1; if (!S.clicks.accept) delete S.clicks.accept; updateClicks(); }
     say(e.message, "error");
   } finally {
     button.disabled = false;
@@ -448,16 +557,7 @@ function markAbsent() {
   S.labels.fill(VOID);
   S.polygon = [];
   count("absent");
-  submit();
-}
-
-function acceptPrediction() {
-  if (!S.sample) return;
-  remember();
-  S.labels = S.prefill.slice();
-  S.polygon = [];
-  count("accept");
-  submit();
+  submit(false);
 }
 
 // ---------------------------------------------------------------- wiring
@@ -470,9 +570,9 @@ function onKey(event) {
   if (ctrl && k.toLowerCase() === "y") { event.preventDefault(); redo(); return; }
   if (ctrl) return;
   if (/^[0-9]$/.test(k)) { pickClass((Number(k) + 9) % 10); return; }
-  const tools = { p: "polygon", b: "brush", e: "eraser", s: "superpixel" };
+  const tools = { p: "polygon", b: "brush", e: "eraser", s: "superpixel", r: "reassign" };
   if (tools[k.toLowerCase()]) { pickTool(tools[k.toLowerCase()]); return; }
-  if (k === "Enter") { event.preventDefault(); S.polygon.length ? closePolygon() : submit(); return; }
+  if (k === "Enter") { event.preventDefault(); if (S.polygon.length) closePolygon(); else submit(); return; }
   if (k === "Escape") { S.polygon = []; render(); return; }
   if (k === "+" || k === "=") { S.zoom = Math.min(8, S.zoom * 1.25); resize(); return; }
   if (k === "-") { S.zoom = Math.max(0.25, S.zoom / 1.25); resize(); return; }
@@ -480,7 +580,7 @@ function onKey(event) {
   if (k === "]") { $("brush-size").value = Number($("brush-size").value) + 1; return; }
   if (k === ",") { showFrame(S.shownFrame - 1); return; }
   if (k === ".") { showFrame(S.shownFrame + 1); return; }
-  if (k.toLowerCase() === "a") { acceptPrediction(); return; }
+  if (k.toLowerCase() === "a") { submit(); return; }
   if (k.toLowerCase() === "x") markAbsent();
 }
 
@@ -495,6 +595,7 @@ function tick() {
 window.addEventListener("DOMContentLoaded", () => {
   $("signin-form").addEventListener("submit", signIn);
   $("refresh").onclick = () => loadRounds().catch((e) => say(e.message, "error"));
+  $("refresh-holds").onclick = () => loadHolds().catch((e) => say(e.message, "error"));
   document.querySelectorAll(".tool").forEach((b) => (b.onclick = () => pickTool(b.dataset.tool)));
   $("undo").onclick = undo; $("redo").onclick = redo;
   $("zoom-in").onclick = () => { S.zoom = Math.min(8, S.zoom * 1.25); resize(); };
@@ -502,9 +603,8 @@ window.addEventListener("DOMContentLoaded", () => {
   $("prev-frame").onclick = () => showFrame(S.shownFrame - 1);
   $("next-frame").onclick = () => showFrame(S.shownFrame + 1);
   $("show-labels").onchange = render;
-  $("accept").onclick = acceptPrediction;
+  $("accept").onclick = () => submit();
   $("absent").onclick = markAbsent;
-  $("submit").onclick = submit;
   const c = $("canvas");
   c.addEventListener("mousedown", (e) => { S.lastInput = Date.now(); onDown(e); });
   c.addEventListener("mousemove", (e) => { S.lastInput = Date.now(); onMove(e); });
@@ -517,6 +617,8 @@ window.addEventListener("DOMContentLoaded", () => {
   }, { passive: false });
   document.addEventListener("keydown", onKey);
   setInterval(tick, 1000);
+  setInterval(autosave, AUTOSAVE_MS);
+  document.addEventListener("visibilitychange", () => { if (document.hidden) autosave(); });
   pickTool("polygon");
   if (S.token) { $("token").value = S.token; signIn(); }
 });
