@@ -130,6 +130,18 @@ def test_a_small_spot_is_left_unless_it_is_an_object_of_its_own():
     assert (fix.redrawn, fix.left_pixels) == (1, 0) and (fix.labels == sign).all()
 
 
+def test_the_polygon_cuts_across_pixels_of_its_own_class():
+    truth = np.full((160, 160), ROAD, np.uint8)
+    truth[20:140, 80:90] = POLE
+    prefill = truth.copy()
+    prefill[60:100, 80:86] = ROAD  # a notch on the pole's left side: 6 px wide, 40 tall
+    fix = correct(prefill, truth, _everywhere(truth.shape), 2.0, *LEAVE)
+    # its left corners border the road: placed with care (2); its right side lies in the pole
+    # and is one loose vertex (1); + close-and-name + accept
+    assert (fix.redrawn, fix.vertices, fix.total) == (1, 3, 5)
+    assert (fix.labels == truth).all()
+
+
 def test_fixing_never_costs_more_than_drawing_from_nothing():
     rng = np.random.default_rng(0)
     truth = np.repeat(np.repeat(rng.integers(0, 3, (8, 8)), 4, 0), 4, 1).astype(np.uint8)

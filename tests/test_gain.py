@@ -235,6 +235,30 @@ def test_auto_takes_an_untried_offer_at_its_word_then_trusts_what_it_delivered()
     assert chooser.settle(ious(0.9)) is None, "a batch that promised nothing teaches nothing"
 
 
+def test_with_learn_prices_auto_scales_a_kinds_clicks_by_what_its_last_batch_cost():
+    def ious(value: float) -> np.ndarray:
+        return np.array([value])
+
+    chooser = AutoChooser(learn_prices=True)
+    offers = {"frame": Offer(gain=0.04, clicks=1600), "layers": Offer(gain=0.02, clicks=1000)}
+    assert chooser.choose(offers, ious(0.80), spent=0) == "frame"
+    # the frames cost half what the click model expected (a corrector fixed the prefill)
+    chooser.settle(ious(0.84), spent=800)
+    assert chooser.prices == {"frame": 0.5}
+    assert chooser.choose(offers, ious(0.84), spent=800) == "frame"  # 5e-5 against 2e-5
+    chooser.settle(ious(0.85), spent=2400)  # full price this time, a quarter of the promise
+    assert chooser.prices["frame"] == pytest.approx(1.0)
+    assert chooser.choose(offers, ious(0.85), spent=2400) == "layers"
+    # kept between rounds (a campaign's auto.json), with the bill of the pending batch
+    again = AutoChooser.from_json(chooser.to_json())
+    again.learn_prices = True
+    again.settle(ious(0.86), spent=2900)
+    assert again.prices == {"frame": pytest.approx(1.0), "layers": 0.5}
+    # without learn_prices the prices are recorded but do not count
+    plain = AutoChooser(prices={"frame": 0.1})
+    assert plain.worth("frame", offers["frame"]) == offers["frame"].per_click
+
+
 def test_auto_is_no_sample_set_and_its_kinds_are_checked_in_campaigns_too(
     tiny_videos, pretrained, tmp_path
 ):

@@ -169,6 +169,7 @@ class AutoConfig(_Section):
 
     granularities: list[str] = Field(min_length=1)  # frame, superpixel, rectN (N px) or layers
     budgets: dict[str, int]  # samples per round, by granularity (layers: layers.per_round)
+    learn_prices: bool = False  # scale each kind's expected clicks by its last batch's real ones
 
 
 class OutputConfig(_Section):

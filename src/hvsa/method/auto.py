@@ -16,7 +16,12 @@ right (``benchmarks/RESULTS.md``, ``auto``). So:
 - after the batch is labelled the estimate is taken again (next round, with ``q_c`` measured
   again, so carried labels and fine-tuning show); the rise over the promise is that kind's
   *yield*, and an offer is worth ``promise / clicks × yield`` (a kind not tried yet: 1, taken at
-  its word).
+  its word);
+- with ``learn_prices``, an offer's clicks are also scaled by what that kind's last batch
+  really cost against what it was expected to (its *price*): the expected clicks are the click
+  model's for drawing the batch from nothing, and an annotator who corrects the prefill
+  (``annotation.annotator: corrector``, people in the app) pays less for some kinds than for
+  others.
 
 Until ``fusion.calibration_probes`` frames are labelled in full there is no estimate, and auto
 sends whole frames — which are what the estimate needs (a rectangle never makes a probe).
@@ -112,23 +117,32 @@ class AutoChooser:
     """Picks a kind of sample per round and learns each one's yield from the estimate's rise."""
 
     yields: dict[str, float] = field(default_factory=dict)
+    # actual clicks / expected clicks of each kind's last batch (``learn_prices``)
+    prices: dict[str, float] = field(default_factory=dict)
+    learn_prices: bool = False
     # chosen, promised gain, (C,) estimated IoU per class before
     _pending: tuple[str, float, np.ndarray] | None = None
+    # the chosen batch's expected clicks, and the clicks spent before it
+    _bill: tuple[float, float] | None = None
 
     def worth(self, name: str, offer: Offer) -> float:
         """Calibrated expected mIoU gain per click of ``offer``."""
-        return offer.per_click * self.yields.get(name, 1.0)
+        price = self.prices.get(name, 1.0) if self.learn_prices else 1.0
+        return offer.per_click * self.yields.get(name, 1.0) / max(price, 1e-3)
 
-    def choose(self, offers: dict[str, Offer], before: np.ndarray) -> str:
-        """The kind whose offer is worth most; ``before`` is :func:`estimated_iou` now."""
+    def choose(self, offers: dict[str, Offer], before: np.ndarray, spent: float = 0.0) -> str:
+        """The kind whose offer is worth most; ``before`` is :func:`estimated_iou` now,
+        ``spent`` the clicks spent on the video so far."""
         if not offers:
             raise ValueError("no kind of sample has anything left to offer")
         name = max(offers, key=lambda k: self.worth(k, offers[k]))
         self._pending = (name, offers[name].gain, np.asarray(before, float))
+        self._bill = (offers[name].clicks, float(spent))
         return name
 
-    def settle(self, after: np.ndarray) -> float | None:
-        """Record the chosen kind's yield, given :func:`estimated_iou` once its labels are in.
+    def settle(self, after: np.ndarray, spent: float | None = None) -> float | None:
+        """Record the chosen kind's yield, given :func:`estimated_iou` once its labels are in
+        (and, given the clicks ``spent`` on the video by now, its price).
 
         The rise is taken over the classes weighed both times (probes are re-spread as frames
         are labelled, and a class may enter or leave them); a batch that promised nothing
@@ -138,6 +152,11 @@ class AutoChooser:
             return None
         name, promised, before = self._pending
         self._pending = None
+        if self._bill is not None and spent is not None and self._bill[0] > 0:
+            expected, before_spent = self._bill
+            if spent > before_spent:
+                self.prices[name] = (spent - before_spent) / expected
+        self._bill = None
         after = np.asarray(after, float)
         both = np.isfinite(before) & np.isfinite(after)
         if not both.any() or promised <= 0:
@@ -155,12 +174,18 @@ class AutoChooser:
             name, promised, before = self._pending
             pending = {"name": name, "promised": promised,
                        "before": [None if np.isnan(v) else float(v) for v in before]}  # fmt: skip
-        return {"yields": dict(self.yields), "pending": pending}
+            if self._bill is not None:
+                pending["bill"] = list(self._bill)
+        out = {"yields": dict(self.yields), "pending": pending}
+        return out | ({"prices": dict(self.prices)} if self.prices else {})
 
     @classmethod
     def from_json(cls, data: dict) -> AutoChooser:
-        chooser = cls(yields={str(k): float(v) for k, v in data.get("yields", {}).items()})
+        floats = lambda key: {str(k): float(v) for k, v in data.get(key, {}).items()}  # noqa: E731
+        chooser = cls(yields=floats("yields"), prices=floats("prices"))
         if (pending := data.get("pending")) is not None:
             before = np.array([np.nan if v is None else v for v in pending["before"]], float)
             chooser._pending = (str(pending["name"]), float(pending["promised"]), before)
+            if "bill" in pending:
+                chooser._bill = (float(pending["bill"][0]), float(pending["bill"][1]))
         return chooser

@@ -12,7 +12,11 @@ they fix what is wrong, with the app's fix tools, and that is what this model pr
   gets wrong), one click to close it and name its class, plus the vertices of its simplified
   outline that lie strictly inside the sample (Douglas–Peucker at ``tolerance`` px, outer
   boundary and holes), plus one click for each point where its outline crosses the sample's
-  edge — the polygon rule of :mod:`hvsa.method.clicks`, applied to the wrong region alone;
+  edge — the polygon rule of :mod:`hvsa.method.clicks`, applied to the wrong region alone —
+  except that the polygon need not follow the region's outline where it borders pixels that are
+  of its class already: there it may cut across them, so each run of outline vertices farther
+  than ``tolerance`` from any pixel of another class costs one vertex, not one each (a missed
+  strip along a pole is outlined with care on its open side only);
 * **accept** — one click hands the sample in ("accept the rest").
 
 A person does not chase every stray pixel. A wrong region is **left as it is** when it is small —
@@ -57,7 +61,7 @@ import cv2
 import numpy as np
 
 from hvsa.data.video import VOID
-from hvsa.method.clicks import ClickCount, boundary_crossings, inner_vertices, layer_clicks
+from hvsa.method.clicks import ClickCount, boundary_crossings, layer_clicks
 from hvsa.method.clicks import region_clicks as scratch_clicks
 
 
@@ -133,6 +137,37 @@ def _objects(labels: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, np.nda
     return ids, np.asarray(sizes)
 
 
+def fix_vertices(part: np.ndarray, free: np.ndarray, tolerance: float) -> int:
+    """Clicks on the vertices of a polygon drawn over the wrong region ``part`` (h, w bool):
+    its simplified outline's vertices strictly inside the sample, where a run of consecutive
+    vertices on ``free`` pixels (the polygon may stray there: they hold its class already)
+    costs one; at least 3, or all of them if fewer (a polygon has three corners)."""
+    h, w = part.shape
+    padded = np.pad(part.astype(np.uint8), 1)
+    contours, _ = cv2.findContours(padded, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    count = 0
+    for contour in contours:
+        poly = cv2.approxPolyDP(contour, tolerance, True) if tolerance > 0 else contour
+        pts = poly.reshape(-1, 2) - 1
+        inside = (pts[:, 0] > 0) & (pts[:, 0] < w - 1) & (pts[:, 1] > 0) & (pts[:, 1] < h - 1)
+        loose = inside & free[pts[:, 1], pts[:, 0]]
+        fixed = int((inside & ~loose).sum())
+        # runs of loose vertices along the closed outline
+        runs = int((loose & ~np.roll(loose, 1)).sum()) if not loose.all() else 1
+        count += max(fixed + runs, min(3, int(inside.sum())))
+    return count
+
+
+def _free(truth: np.ndarray, region: np.ndarray, cls: int, tolerance: float) -> np.ndarray:
+    """Pixels farther than ``tolerance`` from any pixel of the region whose true class is
+    neither ``cls`` nor void: a polygon of class ``cls`` may pass there without harm."""
+    other = region & (truth != cls) & (truth != VOID)
+    if not other.any():
+        return np.ones(truth.shape, bool)
+    dist = cv2.distanceTransform((~other).astype(np.uint8), cv2.DIST_L2, 3)
+    return dist > tolerance + 0.5
+
+
 def _wide(mask: np.ndarray, leave_width: int) -> np.ndarray:
     """The pixels of ``mask`` that survive an opening with a square of side leave_width + 1."""
     if leave_width <= 0:
@@ -161,6 +196,7 @@ def correct(
     shown_ids, shown_sizes = _objects(fixed, region)
     for cls in np.unique(truth[wrong]):
         mask = wrong & (truth == cls)
+        free = _free(truth, region, cls, tolerance)
         n, comp, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), None, 8)
         wide = np.bincount(comp[_wide(mask, leave_width)], minlength=n) > 0
         for c in range(1, n):
@@ -174,7 +210,7 @@ def correct(
                 left += area
                 continue
             redrawn += 1
-            vertices += inner_vertices(part, tolerance)
+            vertices += fix_vertices(part, free, tolerance)
             crossings += boundary_crossings(part.astype(np.uint8))
             fixed[part] = cls
     labels = np.where(region, fixed, VOID).astype(np.uint8)

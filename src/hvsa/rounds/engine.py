@@ -244,7 +244,8 @@ def _select_auto(
     totals = soft.sum(0)
     ious = estimated_class_iou(quality, state, belief, totals, frame_ctx)
     now = mean_iou(ious)
-    chooser.settle(ious)
+    chooser.learn_prices = cfg.auto.learn_prices
+    chooser.settle(ious, state.clicks_total)
     batches: dict[str, Selection] = {}
     offers: dict[str, Offer] = {}
     for name in cfg.auto.granularities:
@@ -269,11 +270,12 @@ def _select_auto(
         offers[name] = Offer(promise(quality, covered, totals), clicks)
     if not offers:
         return Selection("frame", frame_ctx.samples.table.iloc[[]].assign(granularity=[]), [])
-    chosen = batches[chooser.choose(offers, ious)]
+    chosen = batches[chooser.choose(offers, ious, state.clicks_total)]
     table = chosen.table.assign(estimated_miou=now)
     for k, offer in offers.items():  # what each kind offered, for the record
         table[f"promise_{k}"] = offer.per_click
         table[f"yield_{k}"] = chooser.yields.get(k, np.nan)
+        table[f"price_{k}"] = chooser.prices.get(k, np.nan)
     return Selection(chosen.granularity, table, chosen.layers)
 
 
