@@ -198,6 +198,7 @@ def test_a_round_labelled_in_the_browser_resumes_the_flow(served, tmp_path):
 
         # sample 1: a polygon of class 2 over the left half, then a superpixel fill of class 3
         page.click("#class-1")
+        drawn_classes = page.evaluate("[S.classes[1].name, S.classes[3].name]")
         page.click("#tool-polygon")
         box = page.evaluate("S.sample.box")
         w, h = box["x1"] - box["x0"], box["y1"] - box["y0"]
@@ -255,6 +256,8 @@ def test_a_round_labelled_in_the_browser_resumes_the_flow(served, tmp_path):
     assert by_sample.loc[first, "clicks_detail"]["polygon"] == 5
     assert by_sample.loc[first, "clicks_detail"]["superpixel"] == 1
     assert by_sample.loc[first, "clicks_detail"]["accept"] == 1
+    # accepting after edits hands the edits in: the polygon's and the fill's classes are there
+    assert set(drawn_classes) <= set(by_sample.loc[first, "class_pixels"])
     # the page's price of the fix is the correction click model's for the same fix
     assert by_sample.loc[fixed, "clicks"] == model_price == 2
     assert by_sample.loc[fixed, "clicks_detail"]["reassign"] == 1

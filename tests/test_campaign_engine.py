@@ -52,11 +52,11 @@ def test_a_campaign_runs_the_rounds_of_hvsa_run(prefect_api, tiny_videos, pretra
         theirs = pd.read_parquet(there / "selected.parquet")
         assert mine["granularity"].tolist() == theirs["granularity"].tolist(), f"round {r}"
         assert mine["sample_id"].tolist() == theirs["sample_id"].tolist(), f"round {r}"
-        mine = pd.read_parquet(here / "annotations.parquet")
-        theirs = pd.read_parquet(there / "annotations.parquet")
-        assert mine["clicks"].tolist() == theirs["clicks"].tolist(), f"round {r}"
-        assert mine["label_hash"].tolist() == theirs["label_hash"].tolist(), f"round {r}"
-        tools |= set(mine["tool"])
+        paid = pd.read_parquet(here / "annotations.parquet")
+        theirs_paid = pd.read_parquet(there / "annotations.parquet")
+        assert paid["clicks"].tolist() == theirs_paid["clicks"].tolist(), f"round {r}"
+        assert paid["label_hash"].tolist() == theirs_paid["label_hash"].tolist(), f"round {r}"
+        tools |= set(paid["tool"])
         kinds.append(mine["granularity"].iloc[0])
     assert kinds[:2] == ["frame", "frame"], "whole frames until two are labelled in full"
     assert "correction" in tools, "the corrector fixed at least one prefill"

@@ -254,6 +254,10 @@ def test_with_learn_prices_auto_scales_a_kinds_clicks_by_what_its_last_batch_cos
     again.learn_prices = True
     again.settle(ious(0.86), spent=2900)
     assert again.prices == {"frame": pytest.approx(1.0), "layers": 0.5}
+    # whole frames sent before anything can be estimated are billed and priced too
+    early = AutoChooser(learn_prices=True)
+    early.bill("frame", 1000, spent=0)
+    assert early.settle_price(400) == pytest.approx(0.4) and early.settle_price(900) is None
     # without learn_prices the prices are recorded but do not count
     plain = AutoChooser(prices={"frame": 0.1})
     assert plain.worth("frame", offers["frame"]) == offers["frame"].per_click

@@ -122,8 +122,8 @@ class AutoChooser:
     learn_prices: bool = False
     # chosen, promised gain, (C,) estimated IoU per class before
     _pending: tuple[str, float, np.ndarray] | None = None
-    # the chosen batch's expected clicks, and the clicks spent before it
-    _bill: tuple[float, float] | None = None
+    # the chosen batch's kind, expected clicks, and the clicks spent before it
+    _bill: tuple[str, float, float] | None = None
 
     def worth(self, name: str, offer: Offer) -> float:
         """Calibrated expected mIoU gain per click of ``offer``."""
@@ -137,8 +137,25 @@ class AutoChooser:
             raise ValueError("no kind of sample has anything left to offer")
         name = max(offers, key=lambda k: self.worth(k, offers[k]))
         self._pending = (name, offers[name].gain, np.asarray(before, float))
-        self._bill = (offers[name].clicks, float(spent))
+        self.bill(name, offers[name].clicks, spent)
         return name
+
+    def bill(self, name: str, expected: float, spent: float) -> None:
+        """A batch of kind ``name`` is being labelled, expected to cost ``expected`` clicks, with
+        ``spent`` clicks spent on the video before it (also for batches auto did not choose:
+        the whole frames it sends before it can estimate anything)."""
+        self._bill = (name, float(expected), float(spent))
+
+    def settle_price(self, spent: float) -> float | None:
+        """Record the billed kind's price, given the clicks ``spent`` on the video by now."""
+        if self._bill is None:
+            return None
+        name, expected, before = self._bill
+        self._bill = None
+        if expected <= 0 or spent <= before:
+            return None
+        self.prices[name] = (spent - before) / expected
+        return self.prices[name]
 
     def settle(self, after: np.ndarray, spent: float | None = None) -> float | None:
         """Record the chosen kind's yield, given :func:`estimated_iou` once its labels are in
@@ -148,15 +165,12 @@ class AutoChooser:
         are labelled, and a class may enter or leave them); a batch that promised nothing
         teaches nothing.
         """
+        if spent is not None:
+            self.settle_price(spent)
         if self._pending is None:
             return None
         name, promised, before = self._pending
         self._pending = None
-        if self._bill is not None and spent is not None and self._bill[0] > 0:
-            expected, before_spent = self._bill
-            if spent > before_spent:
-                self.prices[name] = (spent - before_spent) / expected
-        self._bill = None
         after = np.asarray(after, float)
         both = np.isfinite(before) & np.isfinite(after)
         if not both.any() or promised <= 0:
@@ -174,9 +188,9 @@ class AutoChooser:
             name, promised, before = self._pending
             pending = {"name": name, "promised": promised,
                        "before": [None if np.isnan(v) else float(v) for v in before]}  # fmt: skip
-            if self._bill is not None:
-                pending["bill"] = list(self._bill)
         out = {"yields": dict(self.yields), "pending": pending}
+        if self._bill is not None:
+            out["bill"] = list(self._bill)
         return out | ({"prices": dict(self.prices)} if self.prices else {})
 
     @classmethod
@@ -186,6 +200,6 @@ class AutoChooser:
         if (pending := data.get("pending")) is not None:
             before = np.array([np.nan if v is None else v for v in pending["before"]], float)
             chooser._pending = (str(pending["name"]), float(pending["promised"]), before)
-            if "bill" in pending:
-                chooser._bill = (float(pending["bill"][0]), float(pending["bill"][1]))
+        if (bill := data.get("bill")) is not None:
+            chooser._bill = (str(bill[0]), float(bill[1]), float(bill[2]))
         return chooser

@@ -233,8 +233,13 @@ def _select_auto(
     nothing can be estimated yet."""
     frame_ctx, belief = contexts["frame"], view.belief
     estimates = probes_of(frame_ctx, view, state, cfg)
+    chooser.learn_prices = cfg.auto.learn_prices
     if estimates is None:
         table = select_samples(frame_ctx, belief, state, _with_budget(cfg, "frame"), round_no)
+        if cfg.auto.learn_prices:  # what these frames cost against the click model's price
+            chooser.settle_price(state.clicks_total)
+            expected = _batch_clicks(frame_ctx, belief_labels(belief.probs), table, cfg).sum()
+            chooser.bill("frame", float(expected), state.clicks_total)
         return Selection("frame", table.assign(granularity="frame"), [])
     quality = estimates.quality
     # shared by every granularity's offer: the belief's uncertainty and labels
@@ -244,7 +249,6 @@ def _select_auto(
     totals = soft.sum(0)
     ious = estimated_class_iou(quality, state, belief, totals, frame_ctx)
     now = mean_iou(ious)
-    chooser.learn_prices = cfg.auto.learn_prices
     chooser.settle(ious, state.clicks_total)
     batches: dict[str, Selection] = {}
     offers: dict[str, Offer] = {}
