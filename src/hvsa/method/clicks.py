@@ -70,19 +70,25 @@ def boundary_crossings(labels: np.ndarray) -> int:
     return int((ring != np.roll(ring, -1)).sum())
 
 
-def inner_vertices(component: np.ndarray, tolerance: float) -> int:
-    """Vertices of the simplified outline (outer boundary and holes) of ``component`` that lie
-    strictly inside its array: those on the edge come free with the sample."""
+def outlines(component: np.ndarray, tolerance: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each simplified outline (outer boundary and holes, Douglas–Peucker at ``tolerance``) of
+    ``component``: its vertices (K, 2) as (x, y) in the array, and which lie strictly inside it
+    (those on the edge come free with the sample)."""
     h, w = component.shape
     padded = np.pad(component.astype(np.uint8), 1)
     contours, _ = cv2.findContours(padded, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
-    count = 0
+    out = []
     for contour in contours:
         poly = cv2.approxPolyDP(contour, tolerance, True) if tolerance > 0 else contour
         pts = poly.reshape(-1, 2) - 1  # back to sample coordinates
         inside = (pts[:, 0] > 0) & (pts[:, 0] < w - 1) & (pts[:, 1] > 0) & (pts[:, 1] < h - 1)
-        count += int(inside.sum())
-    return count
+        out.append((pts, inside))
+    return out
+
+
+def inner_vertices(component: np.ndarray, tolerance: float) -> int:
+    """Vertices of the simplified outlines of ``component`` strictly inside its array."""
+    return sum(int(inside.sum()) for _, inside in outlines(component, tolerance))
 
 
 def region_clicks(labels: np.ndarray, tolerance: float, void: int = VOID) -> ClickCount:

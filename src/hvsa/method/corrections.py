@@ -61,7 +61,7 @@ import cv2
 import numpy as np
 
 from hvsa.data.video import VOID
-from hvsa.method.clicks import ClickCount, boundary_crossings, layer_clicks
+from hvsa.method.clicks import ClickCount, boundary_crossings, layer_clicks, outlines
 from hvsa.method.clicks import region_clicks as scratch_clicks
 
 
@@ -142,14 +142,8 @@ def fix_vertices(part: np.ndarray, free: np.ndarray, tolerance: float) -> int:
     its simplified outline's vertices strictly inside the sample, where a run of consecutive
     vertices on ``free`` pixels (the polygon may stray there: they hold its class already)
     costs one; at least 3, or all of them if fewer (a polygon has three corners)."""
-    h, w = part.shape
-    padded = np.pad(part.astype(np.uint8), 1)
-    contours, _ = cv2.findContours(padded, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
     count = 0
-    for contour in contours:
-        poly = cv2.approxPolyDP(contour, tolerance, True) if tolerance > 0 else contour
-        pts = poly.reshape(-1, 2) - 1
-        inside = (pts[:, 0] > 0) & (pts[:, 0] < w - 1) & (pts[:, 1] > 0) & (pts[:, 1] < h - 1)
+    for pts, inside in outlines(part, tolerance):
         loose = inside & free[pts[:, 1], pts[:, 0]]
         fixed = int((inside & ~loose).sum())
         # runs of loose vertices along the closed outline
