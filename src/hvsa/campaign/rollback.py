@@ -10,8 +10,10 @@ later round number returns to them.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import yaml
 
@@ -104,16 +106,26 @@ def _restore_inputs(ws: Workspace, entries: list[dict]) -> None:
     pipeline produces; ``dvc checkout`` restores outputs only, so these come by hash.
     """
     cache = ws.root / dvc(ws.root, "cache", "dir").strip() / "files" / "md5"
+
+    def cached(md5: str, name: str) -> Path:
+        source = cache / md5[:2] / md5[2:]
+        if not source.is_file():
+            raise HvsaError(f"{name} is not in the DVC cache: `dvc pull` it first")
+        return source
+
     for entry in entries:
         for dep in entry.get("deps", []):
             path, md5 = ws.root / dep["path"], dep.get("md5")
-            if not md5 or md5.endswith(".dir") or path.exists():
+            if not md5 or path.exists():
                 continue
-            source = cache / md5[:2] / md5[2:]
-            if not source.is_file():
-                raise HvsaError(f"{dep['path']} is not in the DVC cache: `dvc pull` it first")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, path)
+            if md5.endswith(".dir"):  # a folder (the previous round's labels): file by file
+                listing = json.loads(cached(md5, dep["path"]).read_text())
+                files = [(path / f["relpath"], f["md5"]) for f in listing]
+            else:
+                files = [(path, md5)]
+            for target, digest in files:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(cached(digest, dep["path"]), target)
 
 
 def _move_alias(ws: Workspace, key: str) -> None:
