@@ -78,8 +78,9 @@ def _tool_environment(tmp_path_factory):
     os.environ["DVC_SITE_CACHE_DIR"] = str(site)
     os.environ["DVC_NO_ANALYTICS"] = "1"
     # importing dvc binds its log handler to the sys.stderr of that moment: bind it to the
-    # session's, not to a test's capsys stream that is closed once that test ends (a later
-    # test's in-process DVC call would then fail with "I/O operation on closed file")
+    # whole test run's stderr, not to a test's capsys stream that is closed once that test
+    # ends (a later test's in-process DVC call would then fail with "I/O operation on closed
+    # file")
     import dvc  # noqa: F401
 
 

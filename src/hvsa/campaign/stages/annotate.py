@@ -9,6 +9,7 @@ lists them.
 
 import json
 import sys
+from functools import cache
 from pathlib import Path
 
 import pandas as pd
@@ -25,9 +26,10 @@ from hvsa.rounds.engine import Selection, annotate_round, ask, record_round
 
 
 def previous_labels(folder: Path, frame_names: list[str]) -> Prefill:
-    """The previous round's labels of a frame, read when asked: what the annotation app
-    pre-fills (``app/work.py``) and the simulated corrector corrects."""
-    return lambda frame: read_image(folder / f"{frame_names[frame]}.png")
+    """The previous round's labels of a frame, read once when first asked (rectangles of one
+    frame share it): what the annotation app pre-fills (``app/work.py``) and the simulated
+    corrector corrects."""
+    return cache(lambda frame: read_image(folder / f"{frame_names[frame]}.png"))
 
 
 def step(ws: Workspace, key: str) -> None:
