@@ -626,3 +626,21 @@ def test_a_bad_import_is_refused_in_one_line_leaving_nothing(
     assert not (root / "inbox" / "cam" / "r1.npz").exists()
     assert set(Path(tempfile.gettempdir()).glob("hvsa-import-*")) == leftovers
     assert not (tmp_path.parent / "outside.txt").exists() and not (out / "outside.txt").exists()
+
+
+def test_the_app_refuses_to_start_without_its_drawing_library(waiting_round, tmp_path,
+                                                               monkeypatch):
+    """An install whose build could not reach npm has no Konva: one line, not a blank page."""
+    from hvsa.app import server
+    from hvsa.errors import HvsaError
+
+    monkeypatch.setattr(server, "KONVA", tmp_path / "vendor" / "konva.min.js")
+    with pytest.raises(HvsaError, match="drawing library is missing"):
+        create_app(waiting_round)
+
+
+def test_the_page_loads_konva_from_the_app_itself(app):
+    client, *_ = app
+    assert '<script src="/static/vendor/konva.min.js">' in client.get("/").text
+    answer = client.get("/static/vendor/konva.min.js")
+    assert answer.status_code == 200 and "Konva JavaScript Framework" in answer.text[:600]

@@ -134,10 +134,7 @@ def _open(page, round_no):
 
 def _at(page, x, y):
     """Page coordinates of box pixel (x, y) of the sample on screen."""
-    v = page.evaluate("({v: S.view, s: scale(), b: S.sample.box})")
-    r = page.locator("#canvas").bounding_box()
-    s, b = v["s"], v["b"]
-    return r["x"] + (b["x0"] - v["v"]["x"] + x) * s, r["y"] + (b["y0"] - v["v"]["y"] + y) * s
+    return page.evaluate(f"toScreen({x}, {y})")
 
 
 def _reassign_a_region(page) -> tuple[int, int]:

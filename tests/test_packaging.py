@@ -98,10 +98,10 @@ def test_a_wheel_installed_elsewhere_runs_from_an_empty_folder(pretrained, tmp_p
     # the packaged campaign stages and the app's page come with the wheel too
     hvsa("campaign", "init", "ws", "--model", str(pretrained), "--video", f"v={work / 'video'}")
     assert "labels:" in (work / "ws" / "dvc.yaml").read_text()
-    page = run([venv / "bin/python", "-c", "from hvsa.app.server import STATIC; "
-                "print((STATIC / 'index.html').is_file())"], cwd=work, capture_output=True,
-               text=True, check=True).stdout  # fmt: skip
-    assert page.strip() == "True"
+    page = run([venv / "bin/python", "-c", "from hvsa.app.server import KONVA, STATIC; "
+                "print((STATIC / 'index.html').is_file(), KONVA.is_file())"], cwd=work,
+               capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert page.split() == ["True", "True"], "the page and its drawing library (Konva) ship"
 
 
 def test_set_null_sets_a_setting_to_null():

@@ -34,6 +34,8 @@ from hvsa.method.clicks import ClickCount, region_clicks
 
 # the page, as package data (an installed hvsa is unpacked files, so this is a real folder)
 STATIC = Path(str(resources.files("hvsa.app") / "static"))
+# the page's drawing library, copied from npm into the package when it is built (setup.py)
+KONVA = STATIC / "vendor" / "konva.min.js"
 
 
 # no page counts more than this for one sample: the bound before the click model's own
@@ -146,6 +148,11 @@ def create_app(
 ) -> FastAPI:
     """The app for one workspace; ``resume`` wakes the waiting flow (replaceable in tests);
     ``app_settings``: the ``app`` section to serve with (default: the workspace's)."""
+    if not KONVA.is_file():
+        raise HvsaError(
+            f"the annotation page's drawing library is missing ({KONVA}): reinstall hvsa where "
+            "npm can reach its registry (pip install -e . copies Konva from npm into the package)"
+        )
     root = Workspace.open(workspace).root
     cfg = app_settings or Workspace.open(root).cfg.app
     store = app_store(Workspace.open(root), cfg)
