@@ -9,14 +9,14 @@ the cursor, the brush's cursor circle, overlay opacity and outline mode. The cam
 """
 
 import base64
-import json
+import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
-from hvsa.app.server import KONVA, STATIC
+from hvsa.app.server import KONVA
+from tests.page_server import PageServer, open_sample
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -24,17 +24,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background
 H, W = 60, 80
 CLASSES = [{"name": "road", "color": [128, 64, 128]}, {"name": "car", "color": [64, 0, 128]},
            {"name": "sky", "color": [128, 128, 128]}]  # fmt: skip
-HOST = "http://hvsa.test"
 
-pytestmark = pytest.mark.skipif(
-    not (Path(CHROMIUM).exists() and KONVA.is_file()), reason="needs Chromium and vendored Konva"
-)
-
-
-def _png(array: np.ndarray) -> bytes:
-    ok, data = cv2.imencode(".png", array)
-    assert ok
-    return data.tobytes()
 
 
 def _prefill() -> np.ndarray:
@@ -45,73 +35,22 @@ def _prefill() -> np.ndarray:
     return labels
 
 
-class Server:
-    """Answers the page's requests: static files from the package, a one-sample round."""
-
-    def __init__(self):
-        self.handed_in: dict | None = None
-        self.drafts: list[dict] = []
-        rng = np.random.default_rng(0)
-        frame = rng.integers(0, 255, (H, W, 3), np.uint8)
-        region = np.full((H, W, 3), 255, np.uint8)
-        superpixels = np.zeros((H, W, 3), np.uint8)
-        superpixels[:, W // 2 :, 2] = 1  # two superpixels (R channel + 256 G: BGR order here)
-        self.files = {
-            "/frames/0.png": _png(frame),
-            "/samples/0/region.png": _png(region),
-            "/samples/0/prefill.png": _png(np.repeat(_prefill()[..., None], 3, axis=2)),
-            "/samples/0/superpixels.png": _png(superpixels),
-        }
-
-    def handle(self, route):
-        request = route.request
-        path = request.url.removeprefix(HOST)
-        if path == "/" or path.startswith("/static/"):
-            file = STATIC / ("index.html" if path == "/" else path.removeprefix("/static/"))
-            kind = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
-            return route.fulfill(body=file.read_bytes(), content_type=kind[file.suffix])
-        base = "/api/rounds/cam/1"
-        if path.startswith(base) and path.removeprefix(base) in self.files:
-            return route.fulfill(body=self.files[path.removeprefix(base)], content_type="image/png")
-        if path == base + "/samples/0/draft":
-            if request.method == "PUT":
-                self.drafts.append(json.loads(request.post_data))
-                return self._json({"saved": True})
-            return self._json({"error": "no draft"}, route, 404)
-        if path == base + "/samples/0" and request.method == "POST":
-            self.handed_in = json.loads(request.post_data)
-            return self._json({"accepted": 0, "clicks": 1, "round_complete": True}, route)
-        answers = {
-            "/api/me": {"annotator": "alice", "admin": False},
-            "/api/rounds": [{"video": "cam", "round": 1, "granularity": "frame", "samples": 1,
-                             "submitted": 0, "held": 0}],  # fmt: skip
-            base + "/classes": CLASSES,
-            base + "/next": {"video": "cam", "round": 1, "sample_id": 0, "rank": 0, "of": 1,
-                             "granularity": "frame", "layer": None, "frame": 0,
-                             "frame_name": "0", "frames": 1, "size": [H, W],
-                             "box": {"y0": 0, "y1": H, "x0": 0, "x1": W},
-                             "region_pixels": H * W},  # fmt: skip
-        }
-        return self._json(answers[path], route)
-
-    def _json(self, body, route=None, status=200):
-        return route.fulfill(status=status, body=json.dumps(body), content_type="application/json")
-
-
 @pytest.fixture
 def page():
     from playwright.sync_api import sync_playwright
 
-    server = Server()
+    assert KONVA.is_file(), "the install did not vendor Konva (setup.py needs npm)"
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is not installed")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 255, (H, W, 3), np.uint8)
+    superpixels = np.zeros((H, W), np.int32)
+    superpixels[:, W // 2 :] = 1
+    server = PageServer(frame, _prefill(), CLASSES, superpixels)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.route(HOST + "/**", server.handle)
-        page.goto(HOST + "/")
-        page.fill("#token", "t")
-        page.click("#signin")
-        page.click(".round[data-video='cam'][data-round='1'] button")
-        page.wait_for_function("S.sample && S.frameImages.size > 0")
+        browser, page = open_sample(p, server, CHROMIUM, ARGS, {"width": 1400, "height": 1000})
         page.server = server
         yield page
         browser.close()
