@@ -27,11 +27,14 @@ class PageServer:
     ``frame`` RGB (H, W, 3); ``prefill`` class ids (255 void); ``classes`` [{name, color}];
     ``superpixels`` ids < 65536 (default: one)."""
 
-    def __init__(self, frame, prefill, classes, superpixels=None):
+    def __init__(self, frame, prefill, classes, superpixels=None, holds=None):
         h, w = prefill.shape
         self.size, self.classes = (h, w), classes
         self.handed_in: dict | None = None
         self.drafts: list[dict] = []
+        # an admin's view: the samples others hold (signed in as an admin when given)
+        self.holds: list[dict] | None = holds
+        self.released: list[str] = []
         sp = np.zeros((h, w), np.int32) if superpixels is None else superpixels
         sp_png = np.zeros((h, w, 3), np.uint8)  # BGR: the page reads R + 256 G
         sp_png[..., 2], sp_png[..., 1] = sp % 256, sp // 256
@@ -60,9 +63,14 @@ class PageServer:
         if path == base + "/samples/0" and request.method == "POST":
             self.handed_in = json.loads(request.post_data)
             return self._json(route, {"accepted": 0, "clicks": 1, "round_complete": True})
+        if path.startswith("/api/admin/release/") and request.method == "POST":
+            self.released.append(path.removeprefix("/api/admin/release/"))
+            held_by = self.holds.pop(0)["annotator"]
+            return self._json(route, {"released": 0, "held_by": held_by})
         h, w = self.size
         answers = {
-            "/api/me": {"annotator": "alice", "admin": False},
+            "/api/me": {"annotator": "alice", "admin": self.holds is not None},
+            "/api/admin/holds": self.holds,
             "/api/rounds": [{"video": "cam", "round": 1, "granularity": "frame", "samples": 1,
                              "submitted": 0, "held": 0}],  # fmt: skip
             base + "/classes": self.classes,

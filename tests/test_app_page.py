@@ -3,9 +3,11 @@
 The page (index.html, app.js and the Konva it ships) is served as it is; every /api request is
 answered by the test (one 60×80 frame sample, a prefill of three bands), so each tool is checked
 in seconds: vertex editing after a polygon is closed, the cut and reassign that split a region,
-the last vertex taken back while drawing, zoom at the cursor, space-drag pan, the class under
-the cursor, the brush's cursor circle, overlay opacity and outline mode. The campaign end to end
-(ledger against the correction click model) is tests/test_app_e2e.py.
+the last vertex taken back while drawing, brush and eraser strokes, zoom at the cursor, space-drag
+pan, the class under the cursor, the brush's cursor circle, overlay opacity and outline mode, and
+an admin releasing a held sample. The campaign end to end (ledger against the correction click
+model, autosave across a reload) is tests/test_app_e2e.py; the server's side of each request is
+tests/test_app_api.py.
 """
 
 import base64
@@ -53,6 +55,44 @@ def page():
         browser, page = open_sample(p, server, CHROMIUM, ARGS, {"width": 1400, "height": 1000})
         page.server = server
         yield page
+        browser.close()
+
+
+def test_brush_and_eraser_paint_inside_the_sample_and_count_strokes(page):
+    page.keyboard.press("2")  # car
+    page.keyboard.press("b")
+    page.evaluate("document.getElementById('brush-size').value = 4")
+    page.mouse.move(*_at(page, 10, 30))
+    page.mouse.down()
+    page.mouse.move(*_at(page, 50, 30), steps=8)
+    page.mouse.up()
+    labels = _labels(page)
+    assert (labels[29:31, 12:48] == 1).all() and (labels[36, 12:48] == 0).all()
+    page.keyboard.press("e")
+    page.mouse.click(*_at(page, 30, 30))
+    assert _labels(page)[30, 30] == 255  # erased: unlabelled
+    page.keyboard.press("Control+z")
+    assert _labels(page)[30, 30] == 1
+    assert _clicks(page) == {"brush": 1, "eraser": 1}
+
+
+def test_an_admin_releases_a_held_sample_from_the_page():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed")
+    holds = [{"annotator": "bob", "video": "cam", "round": 1, "sample_id": 0, "saved": None,
+              "lease_left_s": 1500}]  # fmt: skip
+    server = PageServer(np.zeros((H, W, 3), np.uint8), _prefill(), CLASSES, holds=holds)
+    with sync_playwright() as p:
+        browser, page = open_sample(p, server, CHROMIUM, ARGS, {"width": 1400, "height": 1000})
+        assert page.locator("#who").inner_text() == "signed in as alice (admin)"
+        hold = page.locator("#holds li.hold")
+        assert "bob" in hold.inner_text() and "25 min left" in hold.inner_text()
+        hold.locator("button").click()
+        page.wait_for_selector("#holds li.muted:has-text('nobody holds a sample')")
+        assert server.released == ["cam/1/0"]
+        assert "released (held by bob)" in page.locator("#message").inner_text()
         browser.close()
 
 
