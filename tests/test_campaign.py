@@ -128,10 +128,10 @@ def test_mlflow_has_a_nested_run_per_round_and_the_current_model(two_rounds):
     import mlflow
     from mlflow import MlflowClient
 
-    from hvsa.campaign.tracking import tracking_uri
+    from hvsa.campaign.tracking import local_uri
 
     root, _, second = two_rounds
-    mlflow.set_tracking_uri(tracking_uri(root))
+    mlflow.set_tracking_uri(local_uri(root))
     experiment = mlflow.get_experiment_by_name("test")
     runs = mlflow.search_runs([experiment.experiment_id], output_format="list")
     rounds = sorted(
@@ -211,7 +211,7 @@ def test_rollback_to_round_1_redo_round_2_and_return_to_round_3(two_rounds, tmp_
     from mlflow import MlflowClient
 
     from hvsa.campaign.flow import campaign
-    from hvsa.campaign.tracking import tracking_uri
+    from hvsa.campaign.tracking import local_uri
     from hvsa.cli import main
 
     root = tmp_path / "ws"
@@ -228,7 +228,7 @@ def test_rollback_to_round_1_redo_round_2_and_return_to_round_3(two_rounds, tmp_
     assert not (video / "r3").exists()
     assert Workspace.open(root).campaign.videos["cam"].round == 1
     assert json.loads(dvc(root, "status", "--json")) == {}
-    client = MlflowClient(tracking_uri(root))
+    client = MlflowClient(local_uri(root))
     assert client.get_model_version_by_alias("test-cam", "current").tags["hvsa.round"] == "1"
 
     again = campaign(str(root), rounds=1)  # round 2 once more, from round 1's state

@@ -151,10 +151,10 @@ def test_the_mlflow_store_is_made_whole_or_not_at_all(tmp_path):
     process could open; the store is built under another name and renamed when complete."""
     import mlflow
 
-    from hvsa.campaign.tracking import ensure_store, tracking_uri
+    from hvsa.campaign.tracking import ensure_store, local_uri
 
     (tmp_path / "mlflow.db.creating").write_bytes(b"half a database, killed mid-migration")
     ensure_store(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]
-    mlflow.set_tracking_uri(tracking_uri(tmp_path))
+    mlflow.set_tracking_uri(local_uri(tmp_path))
     assert [e.name for e in mlflow.search_experiments()] == ["Default"]

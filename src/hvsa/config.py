@@ -95,6 +95,7 @@ class CampaignConfig(_Section):
     ledger: str = Field(min_length=1)
     remote: str | None
     remote_endpoint: str | None = None
+    tracking: str | None = None
 
 
 class AnnotationConfig(_Section):

@@ -130,13 +130,13 @@ def _restore_inputs(ws: Workspace, entries: list[dict]) -> None:
 
 def _move_alias(ws: Workspace, key: str) -> None:
     """Point the registered model's ``current`` alias at the version of the restored model."""
-    from hvsa.campaign.tracking import ALIAS, model_md5, model_name, tracking_uri
+    from hvsa.campaign.tracking import ALIAS, has_tracking, model_md5, model_name, tracking_uri
 
-    if not (ws.root / "mlflow.db").is_file():
+    if not has_tracking(ws):
         return
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri(ws.root))
+    client = MlflowClient(tracking_uri(ws))
     name = model_name(ws.campaign.name, key)
     md5 = model_md5(ws, key)
     for version in client.search_model_versions(f"name = '{name}'"):

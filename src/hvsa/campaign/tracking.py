@@ -25,8 +25,19 @@ ALIAS = "current"
 OVERLAYS_LOGGED = 3
 
 
-def tracking_uri(root: Path) -> str:
+def tracking_uri(ws: Workspace) -> str:
+    """The workspace's MLflow: ``campaign.tracking`` (a tracking server's URL), or the SQLite
+    file ``mlflow.db`` in the workspace."""
+    return ws.cfg.campaign.tracking or local_uri(ws.root)
+
+
+def local_uri(root: Path) -> str:
     return f"sqlite:///{(root / 'mlflow.db').resolve()}"
+
+
+def has_tracking(ws: Workspace) -> bool:
+    """Whether the workspace has logged to MLflow yet (a server is always there to ask)."""
+    return bool(ws.cfg.campaign.tracking) or (ws.root / "mlflow.db").is_file()
 
 
 def model_name(campaign: str, video: str) -> str:
@@ -51,20 +62,24 @@ def ensure_store(root: Path) -> None:
     tmp.replace(db)
 
 
-def _mlflow(root: Path):
+def _mlflow(ws: Workspace):
     import mlflow
 
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
-    ensure_store(root)
-    mlflow.set_tracking_uri(tracking_uri(root))
+    if not ws.cfg.campaign.tracking:
+        ensure_store(ws.root)
+    mlflow.set_tracking_uri(tracking_uri(ws))
     return mlflow
 
 
-def _experiment(mlflow, root: Path, name: str) -> str:
+def _experiment(mlflow, ws: Workspace, name: str) -> str:
+    """The campaign's experiment; its artifacts in the workspace's mlruns/ when MLflow is the
+    local file, else where the server keeps them (``--serve-artifacts``)."""
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    return mlflow.create_experiment(name, artifact_location=(root / "mlruns").resolve().as_uri())
+    where = None if ws.cfg.campaign.tracking else (ws.root / "mlruns").resolve().as_uri()
+    return mlflow.create_experiment(name, artifact_location=where)
 
 
 def _parent_run(mlflow, experiment_id: str, video: str) -> str:
@@ -119,7 +134,7 @@ def log_round(ws: Workspace, key: str, round_no: int, commit: str, seconds: floa
     round while the next one runs."""
     import torch
 
-    mlflow = _mlflow(ws.root)
+    mlflow = _mlflow(ws)
     from mlflow import MlflowClient
 
     from hvsa.method.network import load_checkpoint
@@ -128,7 +143,7 @@ def log_round(ws: Workspace, key: str, round_no: int, commit: str, seconds: floa
     metrics = json.loads((folder / "metrics.json").read_text())
     lock = git(ws.root, "show", f"{commit}:dvc.lock")
     lock_hash = hashlib.sha256(lock.encode()).hexdigest()
-    experiment_id = _experiment(mlflow, ws.root, ws.campaign.name)
+    experiment_id = _experiment(mlflow, ws, ws.campaign.name)
     parent = _parent_run(mlflow, experiment_id, key)
     with (
         mlflow.start_run(run_id=parent),
