@@ -353,6 +353,40 @@ def cmd_campaign(args: argparse.Namespace) -> None:
     _print_campaign(Workspace.open(root))
 
 
+def cmd_stack(args: argparse.Namespace) -> None:
+    require_extra("campaign")
+    from hvsa.campaign import stack
+
+    folder = Path(args.dir)
+    if args.action == "up":
+        ports = stack.Ports(args.prefect_port, args.mlflow_port, args.app_port)
+        workspace = Path(args.workspace) if args.workspace else None
+        print(f"starting the stack (logs in {folder})...", flush=True)
+        urls = stack.up(folder, ports, workspace, args.mlflow_backend)
+        _print_stack(urls, folder)
+    elif args.action == "down":
+        stopped = stack.down(folder)
+        print(f"stopped {', '.join(stopped)}" if stopped else f"no stack runs from {folder}")
+    else:
+        alive = stack.running(folder)
+        if not alive:
+            print(f"no stack runs from {folder}")
+            return
+        _print_stack(stack.urls_of(folder), folder)
+        print("running: " + ", ".join(f"{name} (pid {pid})" for name, pid in alive.items()))
+
+
+def _print_stack(urls: dict[str, str], folder: Path) -> None:
+    from hvsa.campaign.stack import POOL
+
+    print(f"Prefect UI  {urls['prefect']}  (export PREFECT_API_URL={urls['prefect_api']})")
+    print(f"work pool   {POOL}, one process worker (prefect.yaml deploys the campaign flow to it)")
+    print(f"MLflow      {urls['mlflow']}  (--set campaign.tracking={urls['mlflow']})")
+    if "app" in urls:
+        print(f"app         {urls['app']}")
+    print(f"stop it with: hvsa stack down --dir {folder}")
+
+
 def _print_campaign(ws) -> None:
     """A line per video: its round, the labels' mIoU and the clicks after its last finished
     round, and what it does now (a round waiting for people says how many samples are in)."""
@@ -669,6 +703,22 @@ def build_parser() -> argparse.ArgumentParser:
     _labels_arguments(p, per_video=True)
     p.add_argument("--rounds", type=_count, help="rounds to run (round: 1; run: until done)")
     p.set_defaults(func=cmd_campaign)
+
+    p = sub.add_parser(
+        "stack", parents=[common],
+        help="a Prefect server, a work pool's worker, MLflow and the app, on this machine",
+    )  # fmt: skip
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("--dir", default=".hvsa-stack", help="the stack's logs and pids")
+    p.add_argument("--workspace", help="up: also serve this campaign's annotation app")
+    p.add_argument("--prefect-port", type=int, default=4200)
+    p.add_argument("--mlflow-port", type=int, default=5000)
+    p.add_argument("--app-port", type=int, default=8765)
+    p.add_argument(
+        "--mlflow-backend",
+        help="up: MLflow's database, e.g. postgresql+psycopg://user@host/db (default: SQLite)",
+    )  # fmt: skip
+    p.set_defaults(func=cmd_stack)
 
     p = sub.add_parser(
         "annotate", parents=[common], help="the annotation web app of a campaign workspace"
