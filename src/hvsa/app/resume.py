@@ -29,18 +29,24 @@ def paused_runs() -> list:
         )
 
 
-def paused_run_of(workspace: Path):
-    """The paused campaign flow run of ``workspace`` (found by its parameter), or None."""
+def paused_run_of(workspace: Path, video: str | None = None):
+    """The paused flow run of ``workspace`` that waits for ``video`` (found by their
+    parameters: a campaign runs each video in a run of its own), or None. Without ``video``,
+    any paused run of the workspace."""
     root = Path(workspace).resolve()
     for run in paused_runs():
-        where = (run.parameters or {}).get("workspace")
-        if where is not None and Path(where).resolve() == root:
+        params = run.parameters or {}
+        where = params.get("workspace")
+        if where is None or Path(where).resolve() != root:
+            continue
+        if video is None or params.get("video") in (None, video):
             return run
     return None
 
 
 def resume_waiting_run(workspace: Path, video: str, round_no: int, submission: str) -> str | None:
-    """Resume the paused campaign run of ``workspace``; its id, or None if no run is paused.
+    """Resume the paused run of ``workspace`` that waits for ``video``; its id, or None if no
+    such run is paused.
 
     The flow itself checks that the input names the video and round it waits for, and pauses
     again if not.
@@ -50,7 +56,7 @@ def resume_waiting_run(workspace: Path, video: str, round_no: int, submission: s
     from hvsa.campaign.flow import RoundLabels
 
     labels = RoundLabels(video=video, round=round_no, submission=submission)
-    run = paused_run_of(workspace)
+    run = paused_run_of(workspace, video)
     if run is None:
         return None
     resume_flow_run(run.id, run_input=labels.model_dump())

@@ -1,16 +1,18 @@
-"""The Prefect flows of a campaign: rounds of DVC stages per video until done, and an inbox
-that adds new videos on a schedule.
+"""The Prefect flows of a campaign: each video's rounds of DVC stages in a flow run of its own,
+all at once, until done; and an inbox that adds new videos on a schedule.
 
-A round is the one :func:`hvsa.campaign.lifecycle.run_round`, with each step a Prefect task:
-every stage runs on its own, in the flow's process, and is recorded in ``dvc.lock`` as
-``dvc repro <stage>@<video>`` would record it, so a step finished before a crash is skipped on
-restart — DVC knows it is up to date — and the ledger keys its events so nothing is recorded
-twice. A round's MLflow logging runs after its commit, before the next round: on two cores,
-logging beside the next round slowed its selection and fine-tuning by more than the logging
-itself takes (benchmarks/RESULTS.md, orchestration overhead). Steps that
-can fail for passing reasons (a busy DVC lock, the MLflow database) are retried with back-off.
-With a human annotator the flow run pauses after ``select`` until the round's labels are handed
-in (:class:`RoundLabels`); with the oracle it runs straight through.
+A video's round is advance → its stages → commit and tag → MLflow, the steps of
+:func:`hvsa.campaign.lifecycle.run_round` for one video, each a Prefect task: every stage runs
+on its own, in the flow's process, and is recorded in ``dvc.lock`` as ``dvc repro
+<stage>@<video>`` would record it, so a step finished before a crash is skipped on restart —
+DVC knows it is up to date — and the ledger keys its events so nothing is recorded twice. The
+campaign flow starts one ``hvsa-video`` flow run per active video, in threads of its process:
+with human annotators each pauses after ``select`` until its own round's labels are handed in
+(:class:`RoundLabels`), and the others go on meanwhile — annotators label video A while B
+fine-tunes. What the runs share (DVC's record, campaign.yaml, a commit, MLflow's file) is
+changed under the workspace's lock; the heavy steps run side by side. A round's MLflow logging
+runs after its commit, before the video's next round. Steps that can fail for passing reasons
+(the MLflow database) are retried with back-off. With the oracle the runs go straight through.
 
 Run it: ``hvsa campaign run WORKSPACE [--rounds N]`` (or ``python flows/campaign.py``).
 """
@@ -18,6 +20,8 @@ Run it: ``hvsa campaign run WORKSPACE [--rounds N]`` (or ``python flows/campaign
 from __future__ import annotations
 
 import argparse
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from prefect import flow, get_run_logger, pause_flow_run, task
@@ -25,13 +29,11 @@ from prefect.input import RunInput
 
 from hvsa.annotation.submission import submission_paths
 from hvsa.campaign.lifecycle import (
-    RoundDriver,
     add_videos,
     advance,
     commit_and_tag,
     log_to_mlflow,
     round_metrics,
-    run_round,
 )
 from hvsa.campaign.stages import run_here
 from hvsa.campaign.workspace import STAGES, Workspace
@@ -46,11 +48,6 @@ def reproduce_stage(root: str, stage: str, video: str) -> None:
     """The stage, unless DVC says it is up to date: run in the flow's process and recorded in
     dvc.lock as ``dvc repro stage@video`` would (``hvsa.campaign.stages.run_here``)."""
     run_here(Path(root), stage, video)
-
-
-@task(task_run_name="advance")
-def advance_task(root: str) -> list[str]:
-    return advance(Workspace.open(root))
 
 
 @task(retries=2, retry_delay_seconds=[2, 10], task_run_name="commit")
@@ -112,20 +109,46 @@ def run_video_round(root: str, video: str) -> None:
         reproduce_stage(root, stage, video)
 
 
-TASKS = RoundDriver(advance=advance_task, run_video=run_video_round, commit=commit_task,
-                    log=mlflow_task)  # fmt: skip
+@task(task_run_name="advance@{video}")
+def advance_video_task(root: str, video: str) -> bool:
+    return bool(advance(Workspace.open(root), only=video))
+
+
+@flow(name="hvsa-video", flow_run_name="{video}", log_prints=True)
+def video_rounds(workspace: str, video: str, rounds: int | None = None) -> dict | None:
+    """One video's rounds until it is done, or ``rounds`` rounds ran: a flow run of its own,
+    which pauses for its own labels while the other videos' runs go on."""
+    root = str(Path(workspace).resolve())
+    done = 0
+    while (rounds is None or done < rounds) and advance_video_task(root, video):
+        started = time.perf_counter()
+        run_video_round(root, video)
+        round_no = Workspace.open(root).video(video).round
+        sha = commit_task(root, f"round: {video} r{round_no}")
+        mlflow_task(root, video, round_no, sha, time.perf_counter() - started)
+        done += 1
+    return round_metrics(Workspace.open(root), video)
 
 
 @flow(name="hvsa-campaign", log_prints=True)
 def campaign(workspace: str, rounds: int | None = None) -> dict[str, dict | None]:
     """Run rounds over every active video until each is done, or ``rounds`` rounds ran.
 
+    Each video runs in a flow run of its own (``hvsa-video``), all at the same time: a video
+    that waits for people holds up no other, and one video's fine-tuning runs while another's
+    labels are drawn. What they share (DVC's record, campaign.yaml, commits, MLflow) is changed
+    under the workspace's lock (:func:`hvsa.campaign.workspace.workspace_lock`).
+
     ``workspace`` should be an absolute path: the annotation app finds the run it resumes by it.
     """
     root = str(Path(workspace).resolve())
-    done = 0
-    while (rounds is None or done < rounds) and run_round(root, TASKS):
-        done += 1
+    ws = Workspace.open(root)
+    active = [k for k, v in ws.campaign.videos.items() if v.status == "active"]
+    if active:
+        with ThreadPoolExecutor(max_workers=len(active)) as pool:
+            runs = [pool.submit(video_rounds, root, key, rounds) for key in active]
+            for run in runs:
+                run.result()
     ws = Workspace.open(root)
     return {key: round_metrics(ws, key) for key in ws.campaign.videos}
 

@@ -28,6 +28,7 @@ from hvsa.campaign.workspace import (
     CampaignVideo,
     Workspace,
     recorded_in_round,
+    workspace_lock,
     write_campaign,
 )
 from hvsa.config import Config, apply_overrides, find_params, load_config
@@ -236,30 +237,36 @@ def round_metrics(ws: Workspace, key: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def advance(ws: Workspace) -> list[str]:
-    """Move every video whose round is finished to its next round, or mark it done.
+def advance(ws: Workspace, only: str | None = None) -> list[str]:
+    """Move every video whose round is finished (or only video ``only``) to its next round, or
+    mark it done.
 
     Returns the videos that have a round to run. A video whose round is not finished yet (a
-    crash, or labels still awaited) stays where it is, so rerunning continues that round.
+    crash, or labels still awaited) stays where it is, so rerunning continues that round. Under
+    the workspace's lock, from campaign.yaml as it is then: other videos' flow runs advance
+    their own entries at the same time.
     """
-    campaign = ws.campaign
-    for key, video in campaign.videos.items():
-        if video.status == "done":
-            continue
-        metrics = round_metrics(ws, key)
-        # a round is finished when DVC recorded its last stage in the round's folder: a stage
-        # killed after writing metrics.json but before dvc.lock recorded it is not; settings
-        # changed after a finished round apply from the next round on
-        if metrics is None or not recorded_in_round(ws.root, STAGES[-1], key, video.round):
-            continue
-        reason = stop_reason(metrics, ws.cfg)
-        if reason is not None:
-            video.status, video.reason = "done", reason
-        else:
-            video.prev, video.round = video.round, video.round + 1
-    write_campaign(ws.root, campaign)
-    write_fingerprints(ws.root)  # a changed method reruns the stages that run it
-    return [k for k, v in campaign.videos.items() if v.status == "active"]
+    with workspace_lock(ws.root):
+        ws = Workspace.open(ws.root)
+        campaign = ws.campaign
+        for key, video in campaign.videos.items():
+            if video.status == "done" or (only is not None and key != only):
+                continue
+            metrics = round_metrics(ws, key)
+            # a round is finished when DVC recorded its last stage in the round's folder: a
+            # stage killed after writing metrics.json but before dvc.lock recorded it is not;
+            # settings changed after a finished round apply from the next round on
+            if metrics is None or not recorded_in_round(ws.root, STAGES[-1], key, video.round):
+                continue
+            reason = stop_reason(metrics, ws.cfg)
+            if reason is not None:
+                video.status, video.reason = "done", reason
+            else:
+                video.prev, video.round = video.round, video.round + 1
+        write_campaign(ws.root, campaign)
+        write_fingerprints(ws.root)  # a changed method reruns the stages that run it
+    return [k for k, v in campaign.videos.items()
+            if v.status == "active" and (only is None or k == only)]  # fmt: skip
 
 
 def head_commit(root: str) -> str:
@@ -268,14 +275,17 @@ def head_commit(root: str) -> str:
 
 def commit_and_tag(root: str, message: str) -> str:
     """Commit and tag the workspace after a round (:func:`commit_round`); the new commit."""
-    commit_round(Workspace.open(root), message)
-    return head_commit(root)
+    with workspace_lock(Path(root)):
+        commit_round(Workspace.open(root), message)
+        return head_commit(root)
 
 
 def log_to_mlflow(root: str, video: str, round_no: int, commit: str, seconds: float) -> None:
+    """Log a committed round; under the workspace's lock, as MLflow's SQLite file is one."""
     from hvsa.campaign.tracking import log_round
 
-    log_round(Workspace.open(root), video, round_no, commit, seconds)
+    with workspace_lock(Path(root)):
+        log_round(Workspace.open(root), video, round_no, commit, seconds)
 
 
 def reproduce_video(root: str, video: str) -> None:

@@ -8,7 +8,10 @@ each round's outputs stay separately versioned in the DVC cache.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -42,6 +45,28 @@ class Campaign(BaseModel):
     name: str
     start_model: str
     videos: dict[str, CampaignVideo]
+
+
+@contextlib.contextmanager
+def workspace_lock(root: Path) -> Iterator[None]:
+    """Hold the workspace's lock: what every video's flow run shares is changed under it.
+
+    Videos of a campaign run their rounds at the same time (a flow run each, in threads of one
+    process or in processes of their own); their heavy steps need no lock, but DVC's record of a
+    stage (``dvc.lock`` and DVC's own repository lock), ``campaign.yaml``, a git commit and
+    MLflow's SQLite file are one per workspace. ``flock`` on ``.hvsa/lock``: each holder opens
+    its own descriptor, so threads of one process exclude each other as processes do.
+    """
+    folder = Path(root) / ".hvsa" / "lock"
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / ".gitignore").write_text("*\n")  # never versioned
+    with (folder / "workspace").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def read_campaign(root: Path) -> Campaign:

@@ -24,10 +24,11 @@ import argparse
 import contextlib
 import importlib
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from hvsa.campaign.workspace import ROUND_STAGES, Workspace, recorded_in_round
+from hvsa.campaign.workspace import ROUND_STAGES, Workspace, recorded_in_round, workspace_lock
 from hvsa.errors import HvsaError, crash_point
 from hvsa.rounds.rules import check_settings
 
@@ -65,19 +66,32 @@ def run_here(root: Path, stage: str, video: str) -> bool:
 
     target = f"{stage}@{video}"
     ws = Workspace.open(root)  # DVC's removal and status change neither params nor campaign.yaml
-    must_run = stage in ROUND_STAGES and not recorded_in_round(
-        root, stage, video, ws.video(video).round
-    )
-    # DVC resolves stage names and paths from the working directory: the workspace's, for it
-    with contextlib.chdir(root), Repo(str(root)) as repo:
-        if not must_run and not repo.status(targets=[target]):
-            return False
-        with repo.lock:  # a clean slate, as `dvc repro` leaves it
-            for found in repo.stage.collect(target):
-                found.remove_outs(ignore_remove=False, force=False)
+    # DVC's part (dvc.lock, DVC's repository lock) is one per workspace: under the workspace's
+    # lock, so that other videos' stages run meanwhile and record in turn; the step itself not
+    with workspace_lock(root):
+        must_run = stage in ROUND_STAGES and not recorded_in_round(
+            root, stage, video, ws.video(video).round
+        )
+        # DVC resolves stage names and paths from the working directory: the workspace's
+        with _in(root), Repo(str(root)) as repo:
+            if not must_run and not repo.status(targets=[target]):
+                return False
+            with repo.lock:  # a clean slate, as `dvc repro` leaves it
+                for found in repo.stage.collect(target):
+                    found.remove_outs(ignore_remove=False, force=False)
     check_settings(ws.cfg)
     importlib.import_module(f"hvsa.campaign.stages.{stage}").step(ws, video)
     crash_point(f"{stage}-done", ws.video(video).round)  # outputs written, dvc.lock not yet
-    with contextlib.chdir(root), Repo(str(root)) as repo:
+    with workspace_lock(root), _in(root), Repo(str(root)) as repo:
         repo.commit(target, force=True)
     return True
+
+
+_CWD = threading.Lock()
+
+
+@contextlib.contextmanager
+def _in(root: Path):
+    """The working directory is the process's: threads (videos' flow runs) take it in turn."""
+    with _CWD, contextlib.chdir(root):
+        yield
