@@ -50,9 +50,9 @@ def reproduce_stage(root: str, stage: str, video: str) -> None:
     run_here(Path(root), stage, video)
 
 
-@task(retries=2, retry_delay_seconds=[2, 10], task_run_name="commit")
-def commit_task(root: str, message: str) -> str:
-    return commit_and_tag(root, message)
+@task(retries=2, retry_delay_seconds=[2, 10], task_run_name="commit@{video}")
+def commit_task(root: str, message: str, video: str) -> str:
+    return commit_and_tag(root, message, video)
 
 
 @task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, task_run_name="mlflow@{video}")
@@ -124,14 +124,16 @@ def video_rounds(workspace: str, video: str, rounds: int | None = None) -> dict 
         started = time.perf_counter()
         run_video_round(root, video)
         round_no = Workspace.open(root).video(video).round
-        sha = commit_task(root, f"round: {video} r{round_no}")
+        sha = commit_task(root, f"round: {video} r{round_no}", video)
         mlflow_task(root, video, round_no, sha, time.perf_counter() - started)
         done += 1
     return round_metrics(Workspace.open(root), video)
 
 
 @flow(name="hvsa-campaign", log_prints=True)
-def campaign(workspace: str, rounds: int | None = None) -> dict[str, dict | None]:
+def campaign(
+    workspace: str, rounds: int | None = None, serial: bool = False
+) -> dict[str, dict | None]:
     """Run rounds over every active video until each is done, or ``rounds`` rounds ran.
 
     Each video runs in a flow run of its own (``hvsa-video``), all at the same time: a video
@@ -140,11 +142,22 @@ def campaign(workspace: str, rounds: int | None = None) -> dict[str, dict | None
     under the workspace's lock (:func:`hvsa.campaign.workspace.workspace_lock`).
 
     ``workspace`` should be an absolute path: the annotation app finds the run it resumes by it.
+    ``serial``: one video's round after another, a round of every video before the next
+    (how campaigns ran before videos ran side by side; ``benchmarks/campaign_scale.py``
+    compares the two).
     """
     root = str(Path(workspace).resolve())
     ws = Workspace.open(root)
     active = [k for k, v in ws.campaign.videos.items() if v.status == "active"]
-    if active:
+    if serial:
+        done = 0
+        while active and (rounds is None or done < rounds):
+            for key in active:
+                video_rounds(root, key, 1)
+            done += 1
+            ws = Workspace.open(root)
+            active = [k for k, v in ws.campaign.videos.items() if v.status == "active"]
+    elif active:
         with ThreadPoolExecutor(max_workers=len(active)) as pool:
             runs = [pool.submit(video_rounds, root, key, rounds) for key in active]
             for run in runs:
@@ -167,8 +180,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run a campaign's rounds as a Prefect flow")
     parser.add_argument("workspace")
     parser.add_argument("--rounds", type=int, help="at most this many rounds (default: until done)")
+    parser.add_argument("--serial", action="store_true",
+                        help="one video's round after another (for comparison)")  # fmt: skip
     args = parser.parse_args(argv)
-    for key, metrics in campaign(str(Path(args.workspace).resolve()), args.rounds).items():
+    root = str(Path(args.workspace).resolve())
+    for key, metrics in campaign(root, args.rounds, args.serial).items():
         print(key, metrics and {k: metrics[k] for k in ("round", "clicks_total", "miou")})
 
 

@@ -273,10 +273,11 @@ def head_commit(root: str) -> str:
     return git(Path(root), "rev-parse", "HEAD").strip()
 
 
-def commit_and_tag(root: str, message: str) -> str:
-    """Commit and tag the workspace after a round (:func:`commit_round`); the new commit."""
+def commit_and_tag(root: str, message: str, video: str | None = None) -> str:
+    """Commit and tag the workspace after a round (of ``video`` alone: :func:`commit_round`);
+    the new commit."""
     with workspace_lock(Path(root)):
-        commit_round(Workspace.open(root), message)
+        commit_round(Workspace.open(root), message, video)
         return head_commit(root)
 
 

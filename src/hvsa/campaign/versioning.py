@@ -47,10 +47,23 @@ def reproduce(ws: Workspace, targets: list[str] | None = None) -> None:
     dvc(ws.root, "repro", *(targets or []))
 
 
-def commit_round(ws: Workspace, message: str) -> str:
-    """Commit the workspace (dvc.lock, campaign.yaml, metrics) and tag it; returns the tag."""
-    git(ws.root, "add", "-A")
-    if git(ws.root, "status", "--porcelain").strip():
+def commit_round(ws: Workspace, message: str, video: str | None = None) -> str:
+    """Commit the workspace (dvc.lock, campaign.yaml, metrics) and tag it; returns the tag.
+
+    With ``video``, only what is shared and that video's folders are added: another video's
+    round may be running at the same time, its newest outputs not yet recorded by DVC (and so
+    not yet ignored by git); they go into that video's own commit.
+    """
+    if video is None:
+        git(ws.root, "add", "-A")
+    else:
+        paths = ["dvc.lock", "campaign.yaml", ".gitignore", ".hvsa", f"data/{video}",
+                 f"inbox/{video}"]  # fmt: skip
+        tracked = set(git(ws.root, "ls-files", "--", *paths).split())
+        present = [p for p in paths if (ws.root / p).exists() or any(
+            t == p or t.startswith(p + "/") for t in tracked)]  # fmt: skip
+        git(ws.root, "add", "-A", "--", *present)
+    if git(ws.root, "diff", "--cached", "--name-only").strip():
         git(ws.root, "commit", "-q", "-m", message)
     head = git(ws.root, "rev-parse", "--short", "HEAD").strip()
     rounds = "-".join(f"{k}.r{v.round}" for k, v in ws.campaign.videos.items())

@@ -1,0 +1,180 @@
+"""Videos side by side against one after another: wall time and how long annotators wait.
+
+A campaign of generated videos with human annotators is run twice from the same start: once as
+campaigns ran before (``--serial``: a round of one video after another, the flow paused on the
+video whose labels it waits for) and once as they run now (each video in a flow run of its own,
+all at once). Simulated annotators take the next sample of any open round through the app's HTTP
+API, spend a fixed time on it and hand in the oracle's labels. Written per design: wall time
+from the flow's start to its end, and the annotators' idle share — the time between the first
+round opening and the flow's end in which they had nothing to label.
+
+    .venv/bin/python benchmarks/campaign_scale.py --videos 8 --annotators 2 --rounds 3 \\
+        --sample-s 4 --csv benchmarks/results/campaign_scale.csv
+
+Needs the ``app`` extra; starts a Prefect server with ``hvsa stack`` (127.0.0.1, free ports).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(app, port: int) -> None:
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.1)
+
+
+class Annotator(threading.Thread):
+    """Takes the next sample of any open round, works ``sample_s`` on it, hands in the truth."""
+
+    def __init__(self, url: str, token: str, root: Path, sample_s: float, stop: threading.Event):
+        super().__init__(daemon=True)
+        self.url, self.token, self.root, self.sample_s, self.stop = url, token, root, sample_s, stop
+        self.busy_s, self.first_work, self.samples = 0.0, None, 0
+
+    def run(self) -> None:
+        import httpx
+
+        from hvsa.annotation.annotator import OracleAnnotator
+        from hvsa.campaign.workspace import Workspace
+        from tests.conftest import selected_samples
+
+        auth = {"Authorization": f"Bearer {self.token}"}
+        with httpx.Client(base_url=self.url, headers=auth, timeout=120) as client:
+            while not self.stop.is_set():
+                took = False
+                listed = client.get("/api/rounds").json()
+                for r in listed if isinstance(listed, list) else []:  # an error: ask again
+                    v, n = r["video"], r["round"]
+                    sample = client.post(f"/api/rounds/{v}/{n}/next").json()
+                    if sample.get("sample_id") is None:
+                        continue
+                    if self.first_work is None:
+                        self.first_work = time.perf_counter()
+                    started = time.perf_counter()
+                    ws = Workspace.open(self.root)
+                    samples, _ = selected_samples(ws, v, n)
+                    (a,) = OracleAnnotator(2.0).annotate(ws.load_video(v), samples,
+                                                         [sample["sample_id"]])  # fmt: skip
+                    time.sleep(max(0.0, self.sample_s - (time.perf_counter() - started)))
+                    body = {"labels": base64.b64encode(np.ascontiguousarray(a.labels)).decode(),
+                            "clicks_by_tool": {"polygon": 4}, "active_s": self.sample_s,
+                            "started": 1.0, "finished": 2.0}  # fmt: skip
+                    client.post(f"/api/rounds/{v}/{n}/samples/{sample['sample_id']}", json=body)
+                    self.busy_s += time.perf_counter() - started
+                    self.samples += 1
+                    took = True
+                    break
+                if not took:
+                    time.sleep(0.2)
+
+
+def run_design(design: str, args, base: Path, model: Path, videos: dict[str, str], api: str):
+    from hvsa.app.server import create_app
+    from hvsa.app.store import app_store
+    from hvsa.campaign.lifecycle import init_workspace
+    from tests.conftest import write_fast_params
+
+    params = write_fast_params(base / f"{design}.yaml", **{
+        "annotation.annotator": "human", "annotation.poll_s": 1, "loop.budget": args.budget,
+        "samples.granularity": "superpixel"})  # fmt: skip
+    ws = init_workspace(base / design, design, model, videos, params)
+    tokens = [app_store(ws).add_annotator(f"a{i}") for i in range(args.annotators)]
+    port = _free_port()
+    _serve(create_app(ws.root), port)
+    stop = threading.Event()
+    people = [Annotator(f"http://127.0.0.1:{port}", t, ws.root, args.sample_s, stop)
+              for t in tokens]  # fmt: skip
+    env = dict(os.environ, PREFECT_API_URL=api)
+    serial = ["--serial"] if design == "serial" else []
+    argv = [sys.executable, str(REPO / "flows" / "campaign.py"), str(ws.root),
+            "--rounds", str(args.rounds), *serial]  # fmt: skip
+    started = time.perf_counter()
+    flow = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    for p in people:
+        p.start()
+    output, _ = flow.communicate()
+    ended = time.perf_counter()
+    stop.set()
+    for p in people:
+        p.join()
+    if flow.returncode != 0:
+        raise SystemExit(f"{design}: the campaign flow failed:\n{output[-3000:]}")
+    first = min((p.first_work for p in people if p.first_work is not None), default=ended)
+    span = [ended - first for _ in people]
+    idle = 1 - sum(p.busy_s for p in people) / max(sum(span), 1e-9)
+    print(f"{design}: {ended - started:.0f} s, annotators idle {100 * idle:.1f} % "
+          f"({sum(p.samples for p in people)} samples)", flush=True)  # fmt: skip
+    return {"design": design, "videos": len(videos), "annotators": args.annotators,
+            "wall_s": round(ended - started, 1), "annotator_idle_share": round(idle, 3),
+            "rounds": args.rounds, "sample_s": args.sample_s, "budget": args.budget}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videos", type=int, default=8)
+    parser.add_argument("--annotators", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sample-s", type=float, default=4.0, help="an annotator's time a sample")
+    parser.add_argument("--budget", type=int, default=6, help="samples a round")
+    parser.add_argument("--frames", type=int, default=12)
+    parser.add_argument("--designs", default="serial,concurrent")
+    parser.add_argument("--csv", type=Path)
+    args = parser.parse_args()
+    sys.path.insert(0, str(REPO))
+    from hvsa.campaign import stack
+    from hvsa.data.synth import generate, write_video
+    from tests.conftest import tiny_config
+
+    base = Path(tempfile.mkdtemp(prefix="hvsa-scale-"))
+    videos = {}
+    for seed in range(args.videos):
+        frames, labels, classes = generate(args.frames, 64, 80, 100 + seed)
+        videos[f"v{seed}"] = str(write_video(base / "videos" / f"v{seed}", frames, labels, classes))
+    from hvsa.data.video import load_video
+    from hvsa.method.network import save_checkpoint
+    from hvsa.method.pretrain import pretrain
+
+    model, classes, _ = pretrain([load_video(videos["v0"])], tiny_config())
+    save_checkpoint(base / "pretrained.pt", model, classes)
+    ports = stack.Ports(_free_port(), _free_port(), _free_port())
+    urls = stack.up(base / "stack", ports)
+    os.environ["PREFECT_API_URL"] = urls["prefect_api"]
+    try:
+        rows = [run_design(d, args, base, base / "pretrained.pt", videos, urls["prefect_api"])
+                for d in args.designs.split(",")]  # fmt: skip
+    finally:
+        stack.down(base / "stack")
+    table = pd.DataFrame(rows)
+    print(table.to_string(index=False))
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+
+
+if __name__ == "__main__":
+    main()
