@@ -23,8 +23,11 @@ FILES = {"konva/konva.min.js": "konva.min.js", "konva/LICENSE": "konva.LICENSE.t
 
 
 def vendor() -> None:
-    """npm ci in web/ (when its node_modules lack a file), then copy the files the page loads."""
+    """npm ci in web/ (when its node_modules lack a file), then copy the files the page loads.
+    A source distribution carries the copies already (no web/ to install from): kept."""
     modules = WEB / "node_modules"
+    if not (WEB / "package.json").is_file() and all((VENDOR / d).is_file() for d in FILES.values()):
+        return
     if not all((modules / src).is_file() for src in FILES):
         npm = shutil.which("npm")
         if npm is None:
