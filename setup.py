@@ -9,6 +9,7 @@ no CDN, nothing fetched by the browser from elsewhere.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,14 +24,17 @@ FILES = {"konva/konva.min.js": "konva.min.js", "konva/LICENSE": "konva.LICENSE.t
 
 
 def vendor() -> None:
-    """npm ci in web/ (when its node_modules lack a file), then copy the files the page loads.
-    A source distribution carries the copies already (no web/ to install from): kept."""
+    """npm ci in web/ unless its node_modules hold the locked version, then copy the files the
+    page loads. Without npm, copies already made (a source distribution carries them) are kept."""
     modules = WEB / "node_modules"
-    if not (WEB / "package.json").is_file() and all((VENDOR / d).is_file() for d in FILES.values()):
-        return
-    if not all((modules / src).is_file() for src in FILES):
+    locked = json.loads((WEB / "package-lock.json").read_text())["packages"]
+    wanted = locked["node_modules/konva"]["version"]
+    found = modules / "konva" / "package.json"
+    if not found.is_file() or json.loads(found.read_text())["version"] != wanted:
         npm = shutil.which("npm")
         if npm is None:
+            if all((VENDOR / dst).is_file() for dst in FILES.values()):
+                return
             raise SystemExit("hvsa: building the annotation page needs npm (apt install npm)")
         subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=WEB,
                        check=True)
