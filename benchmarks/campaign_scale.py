@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,11 +31,6 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _serve(app, port: int) -> None:
@@ -97,14 +91,14 @@ def run_design(design: str, args, base: Path, model: Path, videos: dict[str, str
     from hvsa.app.server import create_app
     from hvsa.app.store import app_store
     from hvsa.campaign.lifecycle import init_workspace
-    from tests.conftest import write_fast_params
+    from tests.conftest import free_port, write_fast_params
 
     params = write_fast_params(base / f"{design}.yaml", **{
         "annotation.annotator": "human", "annotation.poll_s": 1, "loop.budget": args.budget,
         "samples.granularity": "superpixel"})  # fmt: skip
     ws = init_workspace(base / design, design, model, videos, params)
     tokens = [app_store(ws).add_annotator(f"a{i}") for i in range(args.annotators)]
-    port = _free_port()
+    port = free_port()
     _serve(create_app(ws.root), port)
     stop = threading.Event()
     people = [Annotator(f"http://127.0.0.1:{port}", t, ws.root, args.sample_s, stop)
@@ -149,7 +143,7 @@ def main() -> None:
     sys.path.insert(0, str(REPO))
     from hvsa.campaign import stack
     from hvsa.data.synth import generate, write_video
-    from tests.conftest import tiny_config
+    from tests.conftest import free_port, tiny_config
 
     base = Path(tempfile.mkdtemp(prefix="hvsa-scale-"))
     videos = {}
@@ -162,7 +156,7 @@ def main() -> None:
 
     model, classes, _ = pretrain([load_video(videos["v0"])], tiny_config())
     save_checkpoint(base / "pretrained.pt", model, classes)
-    ports = stack.Ports(_free_port(), _free_port(), _free_port())
+    ports = stack.Ports(free_port(), free_port(), free_port())
     urls = stack.up(base / "stack", ports)
     os.environ["PREFECT_API_URL"] = urls["prefect_api"]
     try:

@@ -118,6 +118,15 @@ def prefect_api():
 # helpers shared by several test files ------------------------------------------------------
 
 
+def free_port() -> int:
+    """A port on 127.0.0.1 nobody listens on now (for the servers tests start)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def run_args(video, model, out, granularity: str, budget: int, rounds: int) -> list[str]:
     """``hvsa run`` arguments for the tiny videos (40 superpixels, 16 px rectangles)."""
     return [

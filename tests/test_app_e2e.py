@@ -9,7 +9,6 @@ must resume, the ledger must hold exactly the clicks the page made, and round 2 
 
 import os
 import shutil
-import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -23,7 +22,7 @@ from hvsa.app.server import create_app
 from hvsa.app.store import app_store
 from hvsa.campaign.lifecycle import init_workspace
 from hvsa.campaign.workspace import Workspace
-from tests.conftest import start_flow, write_fast_params
+from tests.conftest import free_port, start_flow, write_fast_params
 
 pytestmark = pytest.mark.slow  # a browser, a Prefect API and a campaign flow
 
@@ -34,11 +33,6 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(what, check, timeout=WAIT_S):
@@ -56,7 +50,7 @@ def _app_on_localhost(root):
     """The app of workspace ``root`` served on a free local port; yields its URL."""
     import uvicorn
 
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(root), host="127.0.0.1", port=port, log_level="warning")
     )

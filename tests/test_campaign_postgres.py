@@ -10,7 +10,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,15 +20,10 @@ from pathlib import Path
 import pytest
 
 from hvsa.campaign.lifecycle import init_workspace
-from tests.conftest import write_fast_params
+from tests.conftest import free_port, write_fast_params
 
 pytestmark = pytest.mark.slow  # a database server, an MLflow server, a campaign flow
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _pg_tool(name: str) -> str | None:
@@ -53,7 +47,7 @@ def postgres():
         user = pwd.getpwnam("postgres")
         os.chown(base, user.pw_uid, user.pw_gid)
         as_user = ["runuser", "-u", "postgres", "--"]
-    db, port = base / "db", _free_port()
+    db, port = base / "db", free_port()
     subprocess.run([*as_user, initdb, "-D", str(db), "-A", "trust", "-U", "postgres",
                     "--no-sync"], check=True, capture_output=True)  # fmt: skip
     subprocess.run([*as_user, pg_ctl, "-D", str(db), "-l", str(base / "log"), "-w", "-o",
@@ -73,7 +67,7 @@ def postgres():
 @pytest.fixture(scope="module")
 def mlflow_server(postgres, tmp_path_factory):
     """``mlflow server`` on the database, artifacts served by it; yields its URL."""
-    port = _free_port()
+    port = free_port()
     artifacts = tmp_path_factory.mktemp("mlflow-artifacts")
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
     server = subprocess.Popen(

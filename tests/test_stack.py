@@ -3,7 +3,6 @@ server on 127.0.0.1; the repository's prefect.yaml deploys the campaign flow to 
 deployment run labels a round with the oracle to completion, logging to that MLflow."""
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,17 +12,12 @@ import pytest
 from hvsa.campaign.lifecycle import init_workspace
 from hvsa.campaign.workspace import Workspace
 from hvsa.cli import main
-from tests.conftest import write_fast_params
+from tests.conftest import free_port, write_fast_params
 
 pytestmark = pytest.mark.slow  # three servers, a worker and a flow run in a process of its own
 
 REPO = Path(__file__).resolve().parents[1]
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_a_deployment_of_the_campaign_flow_runs_on_the_stacks_worker(
@@ -31,7 +25,7 @@ def test_a_deployment_of_the_campaign_flow_runs_on_the_stacks_worker(
 ):
     from mlflow import MlflowClient
 
-    ports = [str(_free_port()) for _ in range(2)]
+    ports = [str(free_port()) for _ in range(2)]
     folder = tmp_path / "stack"
     args = ["stack", "up", "--dir", str(folder), "--prefect-port", ports[0],
             "--mlflow-port", ports[1]]  # fmt: skip

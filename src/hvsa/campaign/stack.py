@@ -1,7 +1,7 @@
 """A team's stack on one machine: a Prefect server, a process work pool with a worker, an MLflow
 tracking server and (for a workspace) the annotation app — up with one command, down with another.
 
-Each service is a process of its own, in a session of its own, listening on 127.0.0.1 only,
+Each service is a process group of its own (what `down` signals), listening on 127.0.0.1 only,
 with telemetry off; its log and the pids are kept in the stack's folder (``.hvsa-stack`` by
 default), so ``down`` stops exactly what ``up`` started. The embedded defaults (Prefect's
 temporary API, ``mlflow.db`` in the workspace) need none of this: the stack is for a campaign
