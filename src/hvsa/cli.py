@@ -132,7 +132,7 @@ def _run(
     if probed is not None:
         check_memory(*probed, cfg)
     device = pick_device(cfg.model.device)
-    video = load_video(video_path, cfg.data.classes_file, cfg.data.void_id)
+    video = load_video(video_path, cfg.data.classes_file, cfg.data.void_id, cfg.data.in_memory_mb)
     new_start = None
     if model_path is None:
         model_path = str(Path(out) / FRESH_MODEL)

@@ -26,6 +26,7 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     void_id: int = Field(ge=0, le=255)
     classes_file: str
+    in_memory_mb: float | None = Field(default=None, ge=0)
 
 
 class FlowConfig(_Section):

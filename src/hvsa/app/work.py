@@ -33,8 +33,18 @@ from hvsa.method.clicks import ClickCount
 from hvsa.method.network import load_checkpoint
 from hvsa.method.samples import SampleSet, load_samples, superpixel_segments
 
-TOOLS = ("polygon", "edit", "cut", "brush", "eraser", "superpixel", "reassign", "accept", "absent",
-         "import")
+TOOLS = (
+    "polygon",
+    "edit",
+    "cut",
+    "brush",
+    "eraser",
+    "superpixel",
+    "reassign",
+    "accept",
+    "absent",
+    "import",
+)
 
 
 def parts_dir(ws: Workspace, video: str, round_no: int) -> Path:

@@ -345,7 +345,7 @@ def benchmark(
         strategies = [parse_strategy(n) for n in names]
     else:
         strategies = strategy_grid(b) if grid else headline(b)
-    video = load_video(video_path, cfg.data.classes_file, cfg.data.void_id)
+    video = load_video(video_path, cfg.data.classes_file, cfg.data.void_id, cfg.data.in_memory_mb)
     if video.labels is None:
         raise HvsaError(f"the benchmark needs ground truth, and {video_path} has no labels/")
     if quick:

@@ -63,7 +63,7 @@ def check_declared(path: Path, size: tuple[int, int] | None, max_pixels: int = M
         )
 
 
-def _complete(data: bytes) -> bool:
+def complete_image(data: bytes) -> bool:
     """False for a PNG without its IEND chunk or a JPEG without its end-of-image marker."""
     if data.startswith(PNG_MAGIC):
         return b"IEND" in data[-32:]
@@ -89,7 +89,7 @@ def decode_image(
     if not data:
         raise HvsaError(f"image {shown(path)} is empty")
     check_declared(path, declared_size(data), max_pixels)
-    if not _complete(data):
+    if not complete_image(data):
         raise HvsaError(f"image {shown(path)} is truncated (its file ends early)")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if image is None or image.size == 0:

@@ -6,6 +6,8 @@ Labels and clicks always live at full resolution; the network sees frames scaled
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 import torch
@@ -25,6 +27,33 @@ def frames_to_tensor(frames: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     if frames.shape[1:3] != (h, w):
         frames = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+
+
+class WorkFrames:
+    """An (N, ...) tensor at the working size made a batch at a time from an array of frames
+    read when indexed (:class:`hvsa.data.chunks.LazyFrames`): what prediction and fine-tuning
+    index (a slice, or a tensor of frame numbers) without the whole video's tensor in memory.
+
+    ``convert`` turns a stacked batch of source frames into the batch's tensor.
+    """
+
+    def __init__(
+        self,
+        source,
+        convert: Callable[[np.ndarray], torch.Tensor],
+        shape: tuple[int, ...],
+    ):
+        self.source, self.convert, self.shape = source, convert, tuple(shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key) -> torch.Tensor:
+        if isinstance(key, torch.Tensor):
+            key = key.cpu().numpy()
+        if isinstance(key, (int, np.integer)):
+            return self.convert(self.source[[int(key)]])[0]
+        return self.convert(self.source[key])
 
 
 def spread_frames(frame_sets: list[np.ndarray], count: int, scale: float) -> list[torch.Tensor]:
@@ -71,6 +100,9 @@ def downsample_segments(segments: np.ndarray, size: tuple[int, int]) -> np.ndarr
     h, w = size
     if segments.shape[1:3] == (h, w):
         return segments
+    if segments.strides[0] == 0:  # one map shared by every frame (whole frames, rectangles)
+        one = cv2.resize(segments[0].astype(np.int32), (w, h), interpolation=cv2.INTER_NEAREST)
+        return np.broadcast_to(one, (len(segments), h, w))
     return np.stack(
         [cv2.resize(s.astype(np.int32), (w, h), interpolation=cv2.INTER_NEAREST) for s in segments]
     )

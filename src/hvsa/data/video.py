@@ -6,8 +6,10 @@ flow or training are spent. Internally void is always 255, whatever id the datas
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,12 +17,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from hvsa.data.images import check_declared, declared_size, read_image
+from hvsa.data.chunks import META, Appender, ChunkStore, LazyFrames
+from hvsa.data.images import check_declared, complete_image, declared_size, read_image
 from hvsa.errors import HvsaError
 
 VOID = 255
 FRAME_EXTS = (".png", ".jpg", ".jpeg")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv")
+FRAME_CACHE_MB = 256  # decoded frames a lazily read video keeps (LazyFrames' cache)
 
 
 @dataclass(frozen=True)
@@ -58,10 +62,13 @@ class ClassList:
 
 @dataclass
 class Video:
-    """A whole video in memory: frames (N,H,W,3) uint8 RGB, labels (N,H,W) uint8 or None."""
+    """A video: frames (N,H,W,3) uint8 RGB, labels (N,H,W) uint8 or None.
+
+    ``frames`` is an array in memory, or for a long video a :class:`LazyFrames` that reads
+    them when indexed (``load_video``'s ``in_memory_mb``)."""
 
     path: Path
-    frames: np.ndarray
+    frames: np.ndarray | LazyFrames
     frame_names: list[str]
     labels: np.ndarray | None
     classes: ClassList | None
@@ -134,17 +141,93 @@ def _read_frames_folder(folder: Path) -> tuple[np.ndarray, list[str]]:
 
 
 def _read_video_file(path: Path) -> tuple[np.ndarray, list[str]]:
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while capture.isOpened():
-        ok, image = capture.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-    capture.release()
+    frames = list(_decode_stream(path))
     if not frames:
         raise HvsaError(f"cannot read any frame from video file {path}")
     return np.stack(frames), [f"{i:06d}" for i in range(len(frames))]
+
+
+def _decode_stream(path: Path) -> Iterator[np.ndarray]:
+    """A video file's frames (RGB) one at a time, as they are decoded."""
+    capture = cv2.VideoCapture(os.fsdecode(path))
+    try:
+        while capture.isOpened():
+            ok, image = capture.read()
+            if not ok:
+                break
+            yield cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    finally:
+        capture.release()
+
+
+def cache_root() -> Path:
+    """Where decoded frames of long video files are kept: ``$HVSA_CACHE``, else
+    ``$XDG_CACHE_HOME/hvsa``, else ``~/.cache/hvsa``."""
+    if os.environ.get("HVSA_CACHE"):
+        return Path(os.environ["HVSA_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hvsa"
+
+
+def _stream_video_file(path: Path, probed: tuple[int, int, int]) -> LazyFrames:
+    """A video file decoded once, as a stream, into a chunked store (``cache_root()``, keyed
+    by the file's path, size and modification time), and read back a chunk at a time: never
+    the whole video in memory. An interrupted decode starts over (a stream cannot seek)."""
+    stat = path.stat()
+    key = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    folder = cache_root() / f"frames-{key.hexdigest()[:16]}"
+    if (folder / META).is_file():
+        return ChunkStore(folder).lazy(FRAME_CACHE_MB)
+    _, h, w = probed
+    out = Appender(folder, (h, w, 3), np.uint8, max(1, min(64, (16 << 20) // (h * w * 3))))
+    bar = tqdm(total=probed[0], desc="decode frames", unit="frame", leave=False)
+    for frame in _decode_stream(path):
+        if frame.shape[:2] != (h, w):
+            raise HvsaError(f"video file {path} changes frame size at frame {out.count}")
+        out.append(frame)
+        bar.update()
+    bar.close()
+    if out.count == 0:
+        raise HvsaError(f"cannot read any frame from video file {path}")
+    return out.close().lazy(FRAME_CACHE_MB)
+
+
+def _lazy_frames_folder(folder: Path) -> tuple[LazyFrames, list[str]]:
+    """A frames folder read a frame at a time when used: every file's header and end are
+    checked first (size, complete), so a bad file is still named before any work starts."""
+    files = _frame_files(folder)
+    if not files:
+        raise HvsaError(f"no frames (*.png, *.jpg) in {folder}")
+    size = None
+    for path in tqdm(files, desc="check frames", leave=False, disable=len(files) < 200):
+        try:
+            with path.open("rb") as f:
+                head = f.read(1 << 16)
+                f.seek(max(0, path.stat().st_size - 64))
+                tail = f.read()
+        except OSError as exc:
+            raise HvsaError(f"cannot read image {path}: {exc.strerror}") from None
+        declared = declared_size(head)
+        check_declared(path, declared)
+        if not complete_image(head[:16] + tail):
+            raise HvsaError(f"image {path} is truncated (its file ends early)")
+        if declared is not None and size is not None and declared != size:
+            raise HvsaError(
+                f"frames differ in size: {path.name} is {declared[1]}x{declared[0]}, "
+                f"{files[0].name} is {size[1]}x{size[0]}"
+            )
+        size = size or declared
+    first = cv2.cvtColor(read_image(files[0], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    h, w = first.shape[:2]
+
+    def load(t: int) -> np.ndarray:
+        image = cv2.cvtColor(read_image(files[t], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        if image.shape != (h, w, 3):
+            raise HvsaError(f"frames differ in size: {files[t].name} is not {w}x{h}")
+        return image[None]
+
+    lazy = LazyFrames((len(files), h, w, 3), np.uint8, load, 1, FRAME_CACHE_MB)
+    return lazy, [p.stem for p in files]
 
 
 def _read_labels(
@@ -204,12 +287,19 @@ def probe_video(path: str | Path) -> tuple[int, int, int] | None:
     return (len(files), *size) if size else None
 
 
-def load_video(path: str | Path, classes_file: str = "classes.json", void_id: int = VOID) -> Video:
+def load_video(
+    path: str | Path,
+    classes_file: str = "classes.json",
+    void_id: int = VOID,
+    in_memory_mb: float | None = None,
+) -> Video:
     """Load a video folder (``frames/``, optional ``labels/``) or a video file.
 
     A folder may also hold the frames directly. The class list comes from ``classes_file``
     found beside the video (see :func:`find_classes_file`); its ``void`` id overrides
-    ``void_id``.
+    ``void_id``. A video whose frames take more than ``in_memory_mb`` (``data.in_memory_mb``;
+    None = no limit) is not read into memory: its frames are read when used, a few at a time
+    (:class:`hvsa.data.chunks.LazyFrames`; a video file is decoded once into a chunked cache).
     """
     path = Path(path)
     if not path.exists():
@@ -218,13 +308,19 @@ def load_video(path: str | Path, classes_file: str = "classes.json", void_id: in
     found = find_classes_file(path, classes_file)
     if found is not None:
         classes, void_id = read_classes_file(found)
+    probed = probe_video(path) if in_memory_mb is not None else None
+    lazy = probed is not None and probed[0] * probed[1] * probed[2] * 3 > in_memory_mb * 2**20
     if path.is_file():
         if path.suffix.lower() not in VIDEO_EXTS:
             raise HvsaError(f"{path} is neither a frames folder nor a video file ({VIDEO_EXTS})")
-        frames, names = _read_video_file(path)
+        if lazy:
+            frames = _stream_video_file(path, probed)
+            names = [f"{i:06d}" for i in range(len(frames))]
+        else:
+            frames, names = _read_video_file(path)
         return Video(path, frames, names, None, classes, void_id)
     frames_dir = path / "frames" if (path / "frames").is_dir() else path
-    frames, names = _read_frames_folder(frames_dir)
+    frames, names = _lazy_frames_folder(frames_dir) if lazy else _read_frames_folder(frames_dir)
     labels = None
     if (path / "labels").is_dir() and _frame_files(path / "labels"):
         num = len(classes) if classes is not None else None

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from hvsa.config import FlowConfig
 from hvsa.data.arrays import load_arrays, save_arrays
+from hvsa.data.chunks import ChunkStore
 from hvsa.errors import HvsaError
 
 RAFT_MIN_SIDE = 128
@@ -34,7 +35,9 @@ DIS_PRESETS = {
 class Flow:
     """Flows of one video: forward[t] maps frame t to t+1, backward[t] maps t+1 to t.
 
-    Arrays are (N-1,H,W,2) float32 in pixels (x, y); valid_* are (N-1,H,W) bool.
+    Arrays are (N-1,H,W,2) float32 in pixels (x, y); valid_* are (N-1,H,W) bool. Either in
+    memory (``np.ndarray``) or read from the cache a chunk at a time
+    (:class:`hvsa.data.chunks.LazyFrames`): code indexes a frame at a time either way.
     """
 
     forward: np.ndarray
@@ -117,36 +120,57 @@ def _raft_flows(
     return np.stack(fw), np.stack(bw)
 
 
+def _pair_flows(
+    frames, first: int, last: int, cfg: FlowConfig, device: torch.device | None, dis
+) -> tuple[np.ndarray, np.ndarray]:
+    """Forward and backward flow (float32) of the pairs (t, t+1), first <= t < last."""
+    if cfg.method == "raft":
+        return _raft_flows(np.asarray(frames[first : last + 1]), cfg, device or torch.device("cpu"))
+    gray = _gray(frames[first : last + 1])
+    fw = np.stack([_dis_pair(dis, gray[i], gray[i + 1]) for i in range(last - first)])
+    bw = np.stack([_dis_pair(dis, gray[i + 1], gray[i]) for i in range(last - first)])
+    return fw, bw
+
+
+def _dis(cfg: FlowConfig):
+    if cfg.method == "raft":
+        return None
+    dis = cv2.DISOpticalFlow_create(DIS_PRESETS[cfg.dis_preset])
+    if cfg.dis_finest_scale is not None:
+        # the presets stop one or two pyramid levels above full resolution, which leaves
+        # borders a pixel or two off: the error that carried labels inherit
+        dis.setFinestScale(cfg.dis_finest_scale)
+    return dis
+
+
+def _validity(fw: np.ndarray, bw: np.ndarray, cfg: FlowConfig) -> tuple[np.ndarray, np.ndarray]:
+    a, b = cfg.fb_alpha, cfg.fb_beta
+    valid_fw = np.stack([consistency_mask(f, g, a, b) for f, g in zip(fw, bw, strict=True)])
+    valid_bw = np.stack([consistency_mask(g, f, a, b) for f, g in zip(fw, bw, strict=True)])
+    return valid_fw, valid_bw
+
+
 def compute_flow(frames: np.ndarray, cfg: FlowConfig, device: torch.device | None = None) -> Flow:
-    """Forward/backward flow and validity masks for every consecutive pair of frames."""
+    """Forward/backward flow and validity masks for every consecutive pair of frames, in
+    memory (:func:`load_or_compute_flow` keeps a long video's on disk instead)."""
     if len(frames) < 2:
         raise HvsaError("a video needs at least 2 frames for optical flow")
-    if cfg.method == "raft":
-        fw, bw = _raft_flows(frames, cfg, device or torch.device("cpu"))
-    else:
-        dis = cv2.DISOpticalFlow_create(DIS_PRESETS[cfg.dis_preset])
-        if cfg.dis_finest_scale is not None:
-            # the presets stop one or two pyramid levels above full resolution, which leaves
-            # borders a pixel or two off: the error that carried labels inherit
-            dis.setFinestScale(cfg.dis_finest_scale)
-        gray = _gray(frames)
-        fw_list, bw_list = [], []
-        for t in tqdm(range(len(frames) - 1), desc="flow (dis)", leave=False):
-            fw_list.append(_dis_pair(dis, gray[t], gray[t + 1]))
-            bw_list.append(_dis_pair(dis, gray[t + 1], gray[t]))
-        fw, bw = np.stack(fw_list), np.stack(bw_list)
-    valid_fw = np.stack(
-        [consistency_mask(f, b, cfg.fb_alpha, cfg.fb_beta) for f, b in zip(fw, bw, strict=True)]
-    )
-    valid_bw = np.stack(
-        [consistency_mask(b, f, cfg.fb_alpha, cfg.fb_beta) for f, b in zip(fw, bw, strict=True)]
-    )
-    return Flow(fw.astype(np.float32), bw.astype(np.float32), valid_fw, valid_bw)
+    fw, bw = _pair_flows(frames, 0, len(frames) - 1, cfg, device, _dis(cfg))
+    # float16 precision, as the cache stores it, so that flow computed here and flow read
+    # back carry labels along exactly the same vectors
+    fw, bw = (f.astype(np.float16).astype(np.float32) for f in (fw, bw))
+    valid_fw, valid_bw = _validity(fw, bw, cfg)
+    return Flow(fw, bw, valid_fw, valid_bw)
 
 
 def flow_key(frames: np.ndarray, cfg: FlowConfig) -> str:
-    """Cache key: the frames' bytes and every flow knob, so a changed setting recomputes."""
-    digest = hashlib.sha1(frames.tobytes())
+    """Cache key: the frames' bytes and every flow knob, so a changed setting recomputes.
+
+    Hashed a frame at a time, so frames read from disk (``LazyFrames``) never all sit in
+    memory; the same bytes give the same key either way."""
+    digest = hashlib.sha1()
+    for frame in frames:
+        digest.update(np.ascontiguousarray(frame).tobytes())
     digest.update(cfg.model_dump_json().encode())
     return digest.hexdigest()[:16]
 
@@ -155,10 +179,10 @@ def save_flow(path: Path, flow: Flow) -> None:
     """Write flow as float16 (half the disk, sub-pixel error far below DIS's own)."""
     save_arrays(
         path,
-        forward=flow.forward.astype(np.float16),
-        backward=flow.backward.astype(np.float16),
-        valid_forward=flow.valid_forward,
-        valid_backward=flow.valid_backward,
+        forward=np.asarray(flow.forward).astype(np.float16),
+        backward=np.asarray(flow.backward).astype(np.float16),
+        valid_forward=np.asarray(flow.valid_forward),
+        valid_backward=np.asarray(flow.valid_backward),
     )
 
 
@@ -172,30 +196,64 @@ def load_flow(path: Path) -> Flow:
     )
 
 
+FLOW_PARTS = ("forward", "backward", "valid_forward", "valid_backward")
+FLOW_CHUNK_MB = 32  # pairs per chunk: about this many MB of float16 flow in each direction
+
+
+def flow_chunk(size: tuple[int, int]) -> int:
+    """Pairs per chunk of the flow cache: ~32 MB a chunk per direction (46 pairs at 360×480,
+    8 at 1280×720), so a chain walking a few frames reads one chunk, not the video."""
+    pair = size[0] * size[1] * 2 * 2
+    return int(max(1, min(64, FLOW_CHUNK_MB * 2**20 // pair)))
+
+
 def load_or_compute_flow(
-    frames: np.ndarray, cfg: FlowConfig, cache_dir: Path, device: torch.device | None = None
+    frames: np.ndarray,
+    cfg: FlowConfig,
+    cache_dir: Path,
+    device: torch.device | None = None,
+    cache_mb: float = 256,
 ) -> Flow:
-    """Flow from ``cache_dir/flow-<key>.npz`` if present, else computed and cached there.
+    """Flow from the cache folder ``cache_dir/flow-<key>/``, computing what it lacks.
 
-    Either way it is the flow as stored (float16 precision): a run that computed it and a run
-    that read it — a resumed run, a campaign's stage, another strategy of the benchmark —
-    carry labels along exactly the same vectors."""
-    path = cache_dir / f"flow-{flow_key(frames, cfg)}.npz"
-    if path.is_file():
-        return load_flow(path)
-    flow = compute_flow(frames, cfg, device)
-    save_flow(path, flow)
-    return as_stored(flow)
-
-
-def as_stored(flow: Flow) -> Flow:
-    """``flow`` rounded as :func:`save_flow` stores it."""
-    return Flow(
-        flow.forward.astype(np.float16).astype(np.float32),
-        flow.backward.astype(np.float16).astype(np.float32),
-        flow.valid_forward,
-        flow.valid_backward,
-    )
+    The cache is four chunked arrays (``hvsa.data.chunks``): forward and backward flow as
+    float16 (sub-pixel error far below DIS's own, half the disk), the validity masks as bool.
+    It is computed a chunk of pairs at a time, each chunk written whole, so an interrupted
+    computation resumes at the first missing chunk, and only a chunk's frames sit in memory.
+    The flow returned reads the cache a chunk at a time (``cache_mb`` per array kept), as
+    float32; a run that computed it and a run that read it — a resumed run, a campaign's
+    stage, another strategy of the benchmark — carry labels along exactly the same vectors.
+    """
+    n = len(frames)
+    if n < 2:
+        raise HvsaError("a video needs at least 2 frames for optical flow")
+    h, w = frames[0].shape[:2]
+    chunk = flow_chunk((h, w))
+    folder = Path(cache_dir) / f"flow-{flow_key(frames, cfg)}"
+    shapes = {"forward": (n - 1, h, w, 2), "valid_forward": (n - 1, h, w)}
+    stores = {}
+    for part in FLOW_PARTS:
+        dtype = np.bool_ if "valid" in part else np.float16
+        shape = shapes[part.replace("backward", "forward")]
+        stores[part] = ChunkStore.create(folder / part, shape, dtype, chunk)
+    todo = sorted({b for s in stores.values() for b in s.missing()})
+    if todo:
+        dis = _dis(cfg)
+        done = (stores["forward"].chunks - len(todo)) * chunk
+        with tqdm(total=n - 1, initial=min(done, n - 1), desc=f"flow ({cfg.method})",
+                  unit="pair", leave=False) as bar:  # fmt: skip
+            for b in todo:
+                rows = stores["forward"].chunk_rows(b)
+                fw, bw = _pair_flows(frames, rows.start, rows.stop, cfg, device, dis)
+                fw, bw = fw.astype(np.float16), bw.astype(np.float16)
+                # validity from the flow as stored: what every reader of the cache sees
+                valid_fw, valid_bw = _validity(fw.astype(np.float32), bw.astype(np.float32), cfg)
+                parts = {"valid_forward": valid_fw, "valid_backward": valid_bw}
+                for name, block in (("forward", fw), ("backward", bw), *parts.items()):
+                    stores[name].write(b, block)
+                bar.update(len(rows))
+    return Flow(*(stores[p].lazy(cache_mb, np.float32 if "valid" not in p else None)
+                  for p in FLOW_PARTS))  # fmt: skip
 
 
 def resize_flow(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -117,10 +117,12 @@ def build_samples(
     if kind == "auto":
         raise HvsaError(AUTO_IS_NO_SAMPLE_SET)
     n, h, w = frames.shape[:3]
+    # whole frames and rectangles: one map shared by every frame, a read-only view that
+    # takes no memory however long the video (4 bytes a pixel of every frame otherwise)
     if kind == "frame":
-        segments = np.zeros((n, h, w), np.int32)
+        segments = np.broadcast_to(np.zeros((h, w), np.int32), (n, h, w))
     elif kind == "rect":
-        segments = np.broadcast_to(rect_segments((h, w), cfg.rect_size), (n, h, w)).copy()
+        segments = np.broadcast_to(rect_segments((h, w), cfg.rect_size), (n, h, w))
     else:
         segments = np.stack(
             [
@@ -147,11 +149,16 @@ def load_samples(path: Path) -> SampleSet:
 def load_or_build_samples(
     frames: np.ndarray, cfg: SamplesConfig, cache_dir: Path, granularity: str | None = None
 ) -> SampleSet:
-    """Samples from the cache (superpixels take seconds per video), else built and cached."""
+    """Samples from the cache (superpixels take seconds per video), else built and cached;
+    whole frames and rectangles are built, never cached."""
     kind = granularity or cfg.granularity
     if kind == "auto":
         return build_samples(frames, cfg, kind)  # refuses with the reason
-    digest = hashlib.sha1(frames.tobytes())
+    if kind in ("frame", "rect"):
+        return build_samples(frames, cfg, kind)  # one shared map: nothing worth caching
+    digest = hashlib.sha1()
+    for frame in frames:  # a frame at a time: the same key as the whole video's bytes
+        digest.update(np.ascontiguousarray(frame).tobytes())
     knobs = {
         "frame": "",
         "rect": str(cfg.rect_size),

@@ -87,6 +87,7 @@ class AnnotationLoop:
         cache = Path(cache) if cache is not None else self.out / "cache"
         t0 = time.perf_counter()
         flow = load_or_compute_flow(video.frames, cfg.flow, cache, device)
+        self.flow_seconds = time.perf_counter() - t0
         sets = {n: load_sample_set(video.frames, cfg, n, cache) for n in sample_set_names(cfg)}
         first = next(iter(sets.values()))
         # sample-set name → its context; ``auto`` holds several and picks one each round
@@ -162,7 +163,7 @@ class AnnotationLoop:
         last = self._resume() if self.resume else None
         if last is None:
             started = time.perf_counter()
-            timings = {"prepare": self.prep_seconds}
+            timings = {"flow": self.flow_seconds, "prepare": self.prep_seconds}
             recorded = pd.DataFrame()
             if self.existing is not None:
                 recorded = record_existing(

@@ -126,15 +126,20 @@ class LoopState:
         self.complete.add((a.frame, a.layer_class))
         self.clicks_total += a.clicks.total
 
-    def candidates(
-        self, ids: np.ndarray, n_pixels: np.ndarray, min_unlabelled: float
-    ) -> np.ndarray:
+    def candidates(self, samples: SampleSet, min_unlabelled: float) -> np.ndarray:
         """Sample ids not yet labelled and with enough unlabelled pixels left.
 
-        ``ids`` is the (N,H,W) global sample-id map; a sample partly covered by labels of
-        another granularity stays a candidate while ``min_unlabelled`` of it is still free.
+        A sample partly covered by labels of another granularity stays a candidate while
+        ``min_unlabelled`` of it is still free. Counted a frame at a time from the frame's
+        region ids: a whole video's map of global sample ids would be 8 bytes a pixel.
         """
-        free = np.bincount(ids[~self.annotated], minlength=len(n_pixels))
+        n_pixels = samples.table["n_pixels"].to_numpy()
+        starts = samples.table.groupby("frame")["sample_id"].min()
+        free = np.zeros(len(n_pixels), np.int64)
+        for frame, start in starts.items():
+            seg = samples.segments[int(frame)]
+            count = np.bincount(seg[~self.annotated[int(frame)]].ravel())
+            free[start : start + count.size] += count
         # a labelled sample is covered in full, so coverage alone rules it out; sample ids of
         # another granularity (``auto`` mixes them) must not
         return np.flatnonzero(free / n_pixels >= min_unlabelled)

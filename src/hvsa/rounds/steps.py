@@ -20,8 +20,10 @@ from hvsa.annotation.annotator import Annotation, Annotator
 from hvsa.annotation.existing import ExistingLabels, existing_events
 from hvsa.annotation.ledger import Event, Ledger
 from hvsa.config import AnnotationConfig, Config, FusionConfig
+from hvsa.data.chunks import LazyFrames
 from hvsa.data.label_io import compose
 from hvsa.data.scaling import (
+    WorkFrames,
     downsample_segments,
     frames_to_tensor,
     labels_to_tensor,
@@ -64,17 +66,30 @@ class VideoContext:
     flow: Flow
     full: tuple[int, int]
     work: tuple[int, int]
-    frames_t: torch.Tensor
-    flow_t: torch.Tensor
-    valid_t: torch.Tensor
+    frames_t: torch.Tensor | WorkFrames  # (N,3,h,w) float
+    flow_t: torch.Tensor | WorkFrames  # (N-1,h,w,2) forward flow at the working size
+    valid_t: torch.Tensor | WorkFrames  # (N-1,h,w) bool
     small_segments: np.ndarray
-    sample_ids: np.ndarray
 
     @classmethod
     def build(
         cls, video: Video, classes: ClassList, cfg: Config, flow: Flow, samples: SampleSet
     ) -> VideoContext:
         work = work_size(video.size, cfg.model.scale)
+        n = len(video)
+        if isinstance(video.frames, LazyFrames):
+            # a long video: its tensors are made a batch at a time when indexed
+            frames_t = WorkFrames(video.frames, lambda f: frames_to_tensor(f, work), (n, 3, *work))
+            flow_t = WorkFrames(
+                flow.forward, lambda f: torch.from_numpy(resize_flow(f, work)), (n - 1, *work, 2)
+            )
+            valid_t = WorkFrames(
+                flow.valid_forward, lambda m: torch.from_numpy(resize_mask(m, work)), (n - 1, *work)
+            )
+        else:
+            frames_t = frames_to_tensor(video.frames, work)
+            flow_t = torch.from_numpy(resize_flow(np.asarray(flow.forward), work))
+            valid_t = torch.from_numpy(resize_mask(np.asarray(flow.valid_forward), work))
         return cls(
             video=video,
             classes=classes,
@@ -82,11 +97,10 @@ class VideoContext:
             flow=flow,
             full=video.size,
             work=work,
-            frames_t=frames_to_tensor(video.frames, work),
-            flow_t=torch.from_numpy(resize_flow(flow.forward, work)),
-            valid_t=torch.from_numpy(resize_mask(flow.valid_forward, work)),
+            frames_t=frames_t,
+            flow_t=flow_t,
+            valid_t=valid_t,
             small_segments=downsample_segments(samples.segments, work),
-            sample_ids=samples.global_ids(),
         )
 
     def with_samples(self, samples: SampleSet) -> VideoContext:
@@ -96,7 +110,6 @@ class VideoContext:
             self,
             samples=samples,
             small_segments=downsample_segments(samples.segments, self.work),
-            sample_ids=samples.global_ids(),
         )
 
 
@@ -155,7 +168,7 @@ def select_samples(
     """
     table = ctx.samples.table
     n_pixels = table["n_pixels"].to_numpy()
-    cand = state.candidates(ctx.sample_ids, n_pixels, cfg.samples.min_unlabelled)
+    cand = state.candidates(ctx.samples, cfg.samples.min_unlabelled)
     if cand.size == 0:
         return table.iloc[[]].assign(uncertainty=[], rank=[])
     if unc_pix is None:
