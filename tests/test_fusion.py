@@ -4,7 +4,7 @@ import torch
 from hvsa.config import load_config
 from hvsa.data.synth import CLASSES, generate
 from hvsa.data.video import VOID
-from hvsa.method.fusion import _carry, _pull, carried_votes, fuse, guided_filter, one_hot
+from hvsa.method.fusion import _carry, _pull, carried_votes, fuse, guided_filter, one_hot, reach
 from hvsa.method.metrics import miou
 from hvsa.method.motion import compute_flow
 from tests.conftest import REPO, shifting_video
@@ -231,3 +231,41 @@ def test_with_no_window_a_chain_walks_as_far_as_its_vote_can_count():
     assert carry_limit(cfg, 50) == 50
     assert carry_limit(cfg.model_copy(update={"window": 12}), 10_000) == 12
     assert CFG.fusion.window is not None  # the default bounds every chain, whatever the power
+
+
+def test_fusing_in_windows_gives_the_labels_of_fusing_the_whole_video():
+    frames, labels, _ = generate(12, 32, 40, seed=3)
+    flow = compute_flow(frames, CFG.flow)
+    c = len(CLASSES)
+    human = np.full_like(labels, VOID)
+    human[[2, 9]] = labels[[2, 9]]
+    net = torch.from_numpy(np.random.default_rng(0).dirichlet(np.ones(c), (12, 32, 40)))
+    net = net.permute(0, 3, 1, 2).float().contiguous()
+    whole = fuse(net, human, frames, flow, CFG.fusion)
+    # three windows in turn, each on top of what the windows before left
+    stitched = (np.zeros_like(whole[0]), torch.zeros_like(whole[1]))
+    for start in (0, 5, 8):
+        only = np.zeros(12, bool)
+        only[start : {0: 5, 5: 8, 8: 12}[start]] = True
+        stitched = fuse(net, human, frames, flow, CFG.fusion, only=only, previous=stitched)
+    np.testing.assert_array_equal(stitched[0], whole[0])
+    assert torch.equal(stitched[1], whole[1])
+
+
+def test_a_new_label_moves_only_the_frames_it_reaches():
+    frames, labels, _ = generate(12, 32, 40, seed=4)
+    flow = compute_flow(frames, CFG.flow)
+    cfg = CFG.fusion.model_copy(update={"window": 2})
+    net = torch.full((12, len(CLASSES), 32, 40), 1.0 / len(CLASSES))
+    human = np.full_like(labels, VOID)
+    human[[1, 10]] = labels[[1, 10]]
+    before = fuse(net, human, frames, flow, cfg)
+    human[6] = labels[6]
+    after = fuse(net, human, frames, flow, cfg)
+    moved = reach([6], [], 12, cfg)
+    assert moved.tolist() == [False] * 4 + [True] * 5 + [False] * 3  # frames 4..8
+    changed = (before[0] != after[0]).reshape(12, -1).any(1)
+    assert changed[6] and not changed[~moved].any()  # nothing outside the reach moved
+    again = fuse(net, human, frames, flow, cfg, only=moved, previous=before)
+    np.testing.assert_array_equal(again[0], after[0])
+    assert torch.equal(again[1], after[1])

@@ -9,6 +9,7 @@ import shutil
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -179,3 +180,29 @@ def test_a_run_over_a_lazily_read_video_labels_as_one_in_memory(tiny_videos, pre
             np.testing.assert_array_equal(
                 np.asarray(Image.open(png)), np.asarray(Image.open(other))
             )
+
+
+@pytest.mark.slow
+def test_a_round_that_left_the_network_rewrites_only_the_frames_its_labels_reach(
+    tiny_videos, pretrained, tmp_path
+):
+    """Rounds 1-2 label whole frames (fine-tuning), round 3 draws class layers, which leave
+    the network as it was: with the carry window at one frame, round 3 encodes the frames its
+    layers lie on and links every other file to round 2's."""
+    out = tmp_path / "run"
+    argv = run_args(tiny_videos[0], pretrained, out, "frame", 1, 3)
+    settings = ["layers.enabled=true", "layers.per_round=2", "fusion.calibration_probes=2",
+                "fusion.window=1", "finetune.steps=5", "model.train_crop=null",
+                "loop.target_miou=0.999"]  # fmt: skip
+    assert main([*argv, *(a for s in settings for a in ("--set", s))]) == 0
+    third = json.loads((out / "round_03" / "metrics.json").read_text())
+    assert "finetune" not in third["timings"]  # a layer round
+    layered = set(pd.read_parquet(out / "round_03" / "selected.parquet")["frame"])
+    assert layered
+    names = sorted(p.stem for p in (out / "round_02" / "labels").glob("*.png"))
+    for i, name in enumerate(names):
+        for sub, ext in (("labels", "png"), ("overlays", "jpg")):
+            linked = (out / "round_03" / sub / f"{name}.{ext}").samefile(
+                out / "round_02" / sub / f"{name}.{ext}"
+            )
+            assert linked == (i not in layered), (name, sub)

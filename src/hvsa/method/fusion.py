@@ -21,6 +21,7 @@ label explains is not uncertain, whatever the network thinks.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import cv2
@@ -303,6 +304,20 @@ def fuse_frame(
     return fused
 
 
+def reach(carried: Iterable[int], own: Iterable[int], frames: int, cfg: FusionConfig) -> np.ndarray:
+    """(N,) bool: the frames whose fused labels a change can move — within
+    :func:`carry_limit` of a frame whose human labels changed (``carried``: its labels are
+    carried that far and no farther), and the frames whose class layers changed (``own``: a
+    layer acts on its own frame only). With the network and the fusion settings unchanged,
+    every other frame's labels stay as they were."""
+    out = np.zeros(frames, bool)
+    limit = carry_limit(cfg, frames)
+    for k in carried:
+        out[max(0, k - limit) : k + limit + 1] = True
+    out[list(own)] = True
+    return out
+
+
 def fuse(
     net_probs: torch.Tensor,
     human: np.ndarray,
@@ -312,6 +327,8 @@ def fuse(
     spoken: np.ndarray | None = None,
     layers: np.ndarray | None = None,
     complete: np.ndarray | None = None,
+    only: np.ndarray | None = None,
+    previous: tuple[np.ndarray, torch.Tensor] | None = None,
 ) -> tuple[np.ndarray, torch.Tensor]:
     """Labels (N,H,W) uint8 for the whole video, and fused probabilities at the network's size.
 
@@ -320,13 +337,25 @@ def fuse(
     :func:`carried_votes`); ``layers`` (N,H,W) and ``complete`` (N,C) bool the class layers,
     which act on their own frame only. The returned probabilities (N,C,h,w) replace the
     network's for selection.
+
+    Each frame is fused on its own from the frames its chains reach (at most
+    :func:`carry_limit` away), so the video can be fused in windows: ``only`` (N,) bool fuses
+    those frames and takes every other frame's labels and probabilities from ``previous``
+    (what an earlier call returned; :func:`reach` says which frames a change can move).
     """
     n, num_classes, h, w = net_probs.shape
     labelled = (human != VOID).reshape(n, -1).any(1)
-    labels = np.empty(human.shape, np.uint8)
     memo: dict[int, _Labelled] = {}
-    small = torch.empty((n, num_classes, h, w), dtype=torch.float32)
-    for t in tqdm(range(n), desc="fuse labels", leave=False):
+    if only is None:
+        todo = range(n)
+        labels = np.empty(human.shape, np.uint8)
+        small = torch.empty((n, num_classes, h, w), dtype=torch.float32)
+    else:
+        if previous is None:
+            raise ValueError("fusing only some frames needs the previous labels and belief")
+        todo = np.flatnonzero(only).tolist()
+        labels, small = previous[0].copy(), previous[1].clone()
+    for t in tqdm(todo, desc="fuse labels", leave=False):
         votes = carried_votes(human, labelled, flow, t, num_classes, cfg, frames, spoken, memo)
         layer = None if layers is None else layers[t]
         given = None if complete is None else complete[t]

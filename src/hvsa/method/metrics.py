@@ -10,7 +10,12 @@ from hvsa.data.video import VOID
 
 
 def confusion(truth: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """(C,C) counts, rows = truth, columns = prediction, over non-void truth pixels."""
+    """(C,C) counts, rows = truth, columns = prediction, over non-void truth pixels.
+
+    Counted a frame at a time for a video (N,H,W): the int64 indices of a whole video would
+    take 16 bytes a pixel."""
+    if truth.ndim == 3 and len(truth) > 1:
+        return sum(confusion(t, p, num_classes) for t, p in zip(truth, pred, strict=True))
     keep = truth != VOID
     t = truth[keep].astype(np.int64)
     p = pred[keep].astype(np.int64)
@@ -39,8 +44,10 @@ def mean_iou(ious: np.ndarray) -> float:
 
 def miou(truth: np.ndarray, pred: np.ndarray, num_classes: int) -> tuple[float, np.ndarray]:
     """(mIoU over classes present in truth or prediction, per-class IoU)."""
-    keep = truth != VOID
-    truth_pixels = np.bincount(truth[keep].astype(np.int64), minlength=num_classes)[:num_classes]
+    truth_pixels = np.zeros(num_classes, np.int64)
+    for t in truth.reshape(-1, *truth.shape[-2:]) if truth.ndim >= 2 else [truth]:
+        keep = t != VOID
+        truth_pixels += np.bincount(t[keep].astype(np.int64), minlength=num_classes)[:num_classes]
     ious = iou_per_class(confusion(truth, pred, num_classes), truth_pixels)
     return mean_iou(ious), ious
 

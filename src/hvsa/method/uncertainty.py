@@ -30,9 +30,13 @@ def least_confidence(probs: torch.Tensor) -> torch.Tensor:
 MEASURES = {"entropy": entropy, "margin": margin, "least_confidence": least_confidence}
 
 
-def pixel_uncertainty(probs: torch.Tensor, measure: str) -> np.ndarray:
-    """(N,C,h,w) probabilities → (N,h,w) float32 uncertainty by the named measure."""
-    return MEASURES[measure](probs).float().numpy()
+def pixel_uncertainty(probs: torch.Tensor, measure: str, chunk: int = 16) -> np.ndarray:
+    """(N,C,h,w) probabilities → (N,h,w) float32 uncertainty by the named measure, ``chunk``
+    frames at a time (a measure's intermediates are as large as the probabilities)."""
+    out = np.empty((len(probs), *probs.shape[2:]), np.float32)
+    for start in range(0, len(probs), chunk):
+        out[start : start + chunk] = MEASURES[measure](probs[start : start + chunk]).float()
+    return out
 
 
 def per_segment_mean(values: np.ndarray, segments: np.ndarray, n: int) -> np.ndarray:

@@ -44,6 +44,7 @@ from hvsa.method.estimate import (
     summarise,
 )
 from hvsa.method.estimate import interval as estimate_interval
+from hvsa.method.fusion import reach
 from hvsa.method.metrics import expected_miou, iou_per_class, mean_iou
 from hvsa.method.network import SegmentationNet
 from hvsa.method.predict import Prediction, predict
@@ -83,6 +84,9 @@ class View:
     fusion: FusionConfig  # the fusion settings, calibrated on the human labels so far
     # the probes' estimates of this view, and the labels they were taken on (probes_of)
     probed: tuple[tuple, Estimates | None] | None = None
+    # (N,) bool: the frames fused anew for this view, the others kept from the view before
+    # (``label_round``'s ``previous``); None = every frame
+    fused: np.ndarray | None = None
 
 
 def probes_of(ctx: VideoContext, view: View, state: LoopState, cfg: Config) -> Estimates | None:
@@ -139,18 +143,33 @@ def label_round(
     state: LoopState,
     cfg: Config,
     timings: dict[str, float] | None = None,
+    previous: tuple[View, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, View]:
     """Every frame's labels from the network's prediction and the human labels so far, and
     the :class:`View` they were made from (the fusion's radius calibrated on those labels).
-    ``timings`` gets the seconds of ``calibrate`` and ``labels``."""
+    ``timings`` gets the seconds of ``calibrate`` and ``labels``.
+
+    ``previous`` is the last round's view and labels: when this round left the network as it
+    was (a round of class layers) and calibrated the same fusion settings, only the frames
+    its new labels can reach are fused again (``fusion.reach``); the others keep their labels
+    and belief, the same numbers fusing them again would give.
+    """
     t0 = time.perf_counter()
     pred = stored(pred)
     fusion = fusion_settings(ctx, pred, state, cfg)
     t1 = time.perf_counter()
-    labels, belief = compose_labels(ctx, pred, state, cfg, fusion)
+    only, before = None, None
+    if previous is not None and cfg.fusion.enabled:
+        view, labels_before = previous
+        if view.pred is pred and view.fusion == fusion:
+            only = reach(state.touched, state.touched_layers, len(ctx.video), fusion)
+            before = (labels_before, view.belief.probs)
+    labels, belief = compose_labels(ctx, pred, state, cfg, fusion, only, before)
+    state.touched.clear()
+    state.touched_layers.clear()
     if timings is not None:
         timings |= {"calibrate": t1 - t0, "labels": time.perf_counter() - t1}
-    return labels, View(pred, stored(belief), fusion)
+    return labels, View(pred, stored(belief), fusion, fused=only)
 
 
 def stored(pred: Prediction) -> Prediction:

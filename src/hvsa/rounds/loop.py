@@ -113,9 +113,10 @@ class AnnotationLoop:
         folder = final.with_name(final.name + PARTIAL)
         if folder.exists():
             shutil.rmtree(folder)
+        before = self.out / f"round_{round_no - 1:02d}"
         write_labels(
             folder, self.video.frame_names, labels, self.video.frames, self.state.human,
-            self.classes, self.cfg.output.overlay_alpha,
+            self.classes, self.cfg.output.overlay_alpha, self.view.fused, before,
         )  # fmt: skip
         selected.to_parquet(folder / "selected.parquet", index=False)
         recorded.to_parquet(folder / "annotations.parquet", index=False)
@@ -211,13 +212,16 @@ class AnnotationLoop:
                 self.model, self.ctx, state, cfg, self.device, round_no, selection, self.view
             )
             crash_point("train", round_no)
-            pred = self.view.pred
+            pred, previous = self.view.pred, (self.view, self.labels)
             if trained is not None:  # a layer round leaves the network as it was
                 timings["finetune"] = time.perf_counter() - t0
+                # the old prediction and belief go before the new ones are made: a video's
+                # probabilities are its largest arrays, and nothing reads the old ones again
+                pred = previous = self.view = None
                 t0 = time.perf_counter()
                 pred = predict_video(self.model, self.ctx, cfg, self.device)
                 timings["predict"] = time.perf_counter() - t0
-            labels, self.view = label_round(self.ctx, pred, state, cfg, timings)
+            labels, self.view = label_round(self.ctx, pred, state, cfg, timings, previous)
             self.labels = labels
             result = self._write_round(
                 round_no, labels, timings, started, recorded, selection.table

@@ -34,6 +34,11 @@ class LoopState:
     clicks_total: int = 0
     layers: np.ndarray | None = None
     complete: set[tuple[int, int]] = field(default_factory=set)
+    # frames whose human labels (``touched``) or class layers (``touched_layers``) changed
+    # since the labels were last made: what an incremental round re-fuses around (not saved:
+    # a resumed run fuses every frame)
+    touched: set[int] = field(default_factory=set)
+    touched_layers: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if self.layers is None:
@@ -95,6 +100,7 @@ class LoopState:
             self.human[a.frame][a.box][given] = a.labels[given]
             self.provenance[a.frame][a.box][given] = event_id
             self.annotated[a.frame][a.box] |= mask
+            self.touched.add(a.frame)
             self.used.add(a.sample_id)
             self.clicks_total += a.clicks.total
 
@@ -115,6 +121,7 @@ class LoopState:
             self.human[frame][given] = labels[frame][given]
             self.provenance[frame][given] = event_id
             self.annotated[frame] |= True if given.mean() >= whole else given
+            self.touched.add(frame)
             self.clicks_total += int(clicks[frame])
 
     def _apply_layer(self, a: Annotation, event_id: int) -> None:
@@ -124,6 +131,7 @@ class LoopState:
         own = given & (self.human[a.frame][a.box] == VOID)
         self.provenance[a.frame][a.box][own] = event_id
         self.complete.add((a.frame, a.layer_class))
+        self.touched_layers.add(a.frame)
         self.clicks_total += a.clicks.total
 
     def candidates(self, samples: SampleSet, min_unlabelled: float) -> np.ndarray:

@@ -541,19 +541,22 @@ def compose_labels(
     state: LoopState,
     cfg: Config,
     fusion_cfg: FusionConfig | None = None,
+    only: np.ndarray | None = None,
+    previous: tuple[np.ndarray, torch.Tensor] | None = None,
 ) -> tuple[np.ndarray, Prediction]:
     """Full-resolution labels, and the belief that the next selection ranks samples by.
 
     With ``fusion.enabled`` human labels are carried along the flow and fused with the network
     (``fusion.py``, settings from :func:`fusion_settings` unless ``fusion_cfg`` gives them), and
     the belief is the fused probabilities; otherwise the labels are the network's prediction
-    with human labels winning, and the belief is the network's own.
+    with human labels winning, and the belief is the network's own. ``only`` and ``previous``:
+    fuse those frames alone, the rest as ``previous`` (labels, belief) had them (``fuse``).
     """
     if cfg.fusion.enabled:
         fcfg = fusion_settings(ctx, pred, state, cfg) if fusion_cfg is None else fusion_cfg
         labels, probs = fuse(
             pred.probs, state.human, ctx.video.frames, ctx.flow, fcfg, state.annotated,
-            state.layers, state.complete_mask(len(ctx.classes)),
+            state.layers, state.complete_mask(len(ctx.classes)), only, previous,
         )  # fmt: skip
         return labels, Prediction(probs, pred.features)
     if state.complete:
