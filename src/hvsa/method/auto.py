@@ -41,7 +41,9 @@ LAYERS = "layers"  # the name class layers go by in ``auto.granularities``
 
 def class_pixels(probs: torch.Tensor) -> np.ndarray:
     """(N,C) expected pixels of each class in each frame: the belief's soft counts."""
-    return probs.float().sum((2, 3)).double().numpy()
+    return np.concatenate(
+        [probs[i : i + 16].float().sum((2, 3)).double().numpy() for i in range(0, len(probs), 16)]
+    )
 
 
 def region_class_pixels(

@@ -178,7 +178,9 @@ def stored(pred: Prediction) -> Prediction:
     fuse from the same numbers (float16 keeps three digits, far more than ranking samples
     needs). In place: a copy of a video's probabilities is hundreds of MB."""
     for tensor in (pred.probs, pred.features):
-        tensor.copy_(tensor.half())
+        for start in range(0, len(tensor), 16):  # a few frames at a time: no whole-video copy
+            part = tensor[start : start + 16]
+            part.copy_(part.half())
     return pred
 
 
