@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -85,6 +86,8 @@ def measure(size: str, out: Path) -> dict:
     if not (video / "frames").is_dir():
         _hvsa("synth", str(video), "--frames", str(n), "--size", f"{h}x{w}")
     run = out / f"run-{size}"
+    if run.exists():  # its flow cache too: the flow is measured computed, not read back
+        shutil.rmtree(run)
     peak, step, _ = run_round(video, run)
     metrics = json.loads((run / "round_01" / "metrics.json").read_text())
     start = json.loads((run / "round_00" / "metrics.json").read_text())

@@ -92,8 +92,8 @@ def test_fused_labels_beat_the_network_alone_and_keep_human_labels():
     c = len(CLASSES)
     fused, small = fuse(_uniform(8, c, 32, 40), human, frames, flow, CFG.fusion)
     assert fused.shape == labels.shape and fused.dtype == np.uint8
-    assert small.shape == (8, c, 32, 40)
-    assert torch.allclose(small.sum(1), torch.ones(8, 32, 40), atol=1e-4)
+    assert small.shape == (8, c, 32, 40) and small.dtype == torch.float16
+    assert torch.allclose(small.float().sum(1), torch.ones(8, 32, 40), atol=4e-3)
     given = human != VOID
     assert (fused[given] == human[given]).all()
     value, _ = miou(labels, fused, c)
@@ -115,9 +115,10 @@ def test_without_any_human_label_the_labels_are_the_network_but_the_belief_is_un
     assert (small.argmax(1) == 3).all()
     # the prior keeps a pixel that only the network speaks for uncertain
     expected = (cfg.network_weight + cfg.prior / len(CLASSES)) / (cfg.network_weight + cfg.prior)
-    assert torch.allclose(small.max(1).values, torch.tensor(expected), atol=1e-5)
+    # (the belief is kept as float16: three digits)
+    assert torch.allclose(small.max(1).values.float(), torch.tensor(expected), atol=1e-3)
     without = cfg.model_copy(update={"prior": 0.0})
-    assert torch.allclose(fuse(net, np.full_like(labels, VOID), frames, flow, without)[1], net)
+    assert torch.equal(fuse(net, np.full_like(labels, VOID), frames, flow, without)[1], net.half())
 
 
 def test_carrying_only_the_present_classes_equals_carrying_all():

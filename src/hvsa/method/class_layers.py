@@ -72,8 +72,11 @@ def class_costs(
 
 def doubt(belief: torch.Tensor) -> np.ndarray:
     """(N,C) how much each frame's belief doubts each class: the sum of p(1 − p) over pixels."""
-    p = belief.float()
-    return (p * (1 - p)).sum((2, 3)).numpy()
+    out = []
+    for start in range(0, len(belief), 16):  # a few frames at a time, in float32
+        p = belief[start : start + 16].float()
+        out.append((p * (1 - p)).sum((2, 3)).numpy())
+    return np.concatenate(out) if out else np.zeros(belief.shape[:2], np.float32)
 
 
 def choose_layers(

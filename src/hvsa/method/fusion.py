@@ -335,8 +335,8 @@ def fuse(
     ``net_probs`` is the network's (N,C,h,w) softmax, ``human`` (N,H,W) with 255 where no human
     spoke; ``spoken`` (N,H,W) bool where a human answered, void included (see
     :func:`carried_votes`); ``layers`` (N,H,W) and ``complete`` (N,C) bool the class layers,
-    which act on their own frame only. The returned probabilities (N,C,h,w) replace the
-    network's for selection.
+    which act on their own frame only. The returned probabilities (N,C,h,w), float16 as the
+    network's are, replace the network's for selection.
 
     Each frame is fused on its own from the frames its chains reach (at most
     :func:`carry_limit` away), so the video can be fused in windows: ``only`` (N,) bool fuses
@@ -349,7 +349,7 @@ def fuse(
     if only is None:
         todo = range(n)
         labels = np.empty(human.shape, np.uint8)
-        small = torch.empty((n, num_classes, h, w), dtype=torch.float32)
+        small = torch.empty((n, num_classes, h, w), dtype=torch.float16)
     else:
         if previous is None:
             raise ValueError("fusing only some frames needs the previous labels and belief")

@@ -25,11 +25,15 @@ def pixel_gain(probs: torch.Tensor) -> np.ndarray:
     ``(1 − p₁) · (1/U₁ + 1/U₂) / C``, where classes 1 and 2 are the pixel's two likeliest and U
     is a class's expected number of pixels in the video (its soft union).
     """
-    num = probs.shape[1]
-    union = probs.sum((0, 2, 3)).clamp_min(1.0)
-    top2 = probs.topk(2, dim=1)
-    weight = (1.0 / union)[top2.indices].sum(1)
-    return ((1 - top2.values[:, 0]) * weight / num).float().numpy()
+    num, step = probs.shape[1], 16  # a few frames at a time, in float32
+    union = sum(probs[i : i + step].float().sum((0, 2, 3)) for i in range(0, len(probs), step))
+    inverse = 1.0 / torch.as_tensor(union).clamp_min(1.0)
+    out = np.empty((len(probs), *probs.shape[2:]), np.float32)
+    for i in range(0, len(probs), step):
+        top2 = probs[i : i + step].float().topk(2, dim=1)
+        weight = inverse[top2.indices].sum(1)
+        out[i : i + step] = ((1 - top2.values[:, 0]) * weight / num).numpy()
+    return out
 
 
 def sample_gain(

@@ -13,7 +13,9 @@ from hvsa.method.network import SegmentationNet
 
 @dataclass
 class Prediction:
-    """probs (N,C,h,w) float32 at working size; features (N,F,hf,wf) float32."""
+    """probs (N,C,h,w) at working size, float16 (a video's largest array: three digits are far
+    more than ranking samples and voting need, and half the memory; every step computes in
+    float32 a few frames at a time); features (N,F,hf,wf) float32."""
 
     probs: torch.Tensor
     features: torch.Tensor
@@ -28,7 +30,7 @@ def predict(
     probs, feats = [], []
     for start in range(0, len(frames), batch_size):
         logits, hidden = model(frames[start : start + batch_size].to(device))
-        probs.append(logits.softmax(1).cpu())
+        probs.append(logits.softmax(1).half().cpu())
         feats.append(hidden.cpu())
     return Prediction(torch.cat(probs), torch.cat(feats))
 
@@ -40,6 +42,4 @@ def save_prediction(path: Path, pred: Prediction) -> None:
 
 def load_prediction(path: Path) -> Prediction:
     data = load_arrays(path, "prediction")
-    return Prediction(
-        torch.from_numpy(data["probs"]).float(), torch.from_numpy(data["features"]).float()
-    )
+    return Prediction(torch.from_numpy(data["probs"]), torch.from_numpy(data["features"]).float())

@@ -35,7 +35,8 @@ def pixel_uncertainty(probs: torch.Tensor, measure: str, chunk: int = 16) -> np.
     frames at a time (a measure's intermediates are as large as the probabilities)."""
     out = np.empty((len(probs), *probs.shape[2:]), np.float32)
     for start in range(0, len(probs), chunk):
-        out[start : start + chunk] = MEASURES[measure](probs[start : start + chunk]).float()
+        part = probs[start : start + chunk].float()
+        out[start : start + chunk] = MEASURES[measure](part)
     return out
 
 

@@ -176,9 +176,12 @@ def stored(pred: Prediction) -> Prediction:
     """``pred`` rounded, in place, to the precision a round's view is stored at (float16): the
     in-process loop rounds it as the DVC stages' files do, so both drivers select, calibrate and
     fuse from the same numbers (float16 keeps three digits, far more than ranking samples
-    needs). In place: a copy of a video's probabilities is hundreds of MB."""
+    needs). Probabilities are float16 already (``predict``, ``fuse``); the features are
+    rounded in place, a few frames at a time."""
     for tensor in (pred.probs, pred.features):
-        for start in range(0, len(tensor), 16):  # a few frames at a time: no whole-video copy
+        if tensor.dtype == torch.float16:
+            continue
+        for start in range(0, len(tensor), 16):
             part = tensor[start : start + 16]
             part.copy_(part.half())
     return pred

@@ -178,7 +178,7 @@ def keep_view(ws: Workspace, key: str, folder: Path, view: View) -> None:
 
 def _load_prediction(path: Path) -> Prediction:
     arrays = load_arrays(path, "a stored prediction")
-    return Prediction(torch.from_numpy(arrays["probs"]).float(),
+    return Prediction(torch.from_numpy(arrays["probs"]),
                       torch.from_numpy(arrays["features"]).float())  # fmt: skip
 
 
@@ -208,7 +208,7 @@ def read_view(ws: Workspace, key: str, folder: Path) -> View:
     if pred is not None and path.is_file():
         belief = np.asarray(load_arrays(path, "a stored belief")["probs"])
         fusion = FusionConfig.model_validate_json((folder / FUSION).read_text())
-        view = View(pred, Prediction(torch.from_numpy(belief).float(), pred.features), fusion)
+        view = View(pred, Prediction(torch.from_numpy(belief), pred.features), fusion)
         return _memo("views", (belief_key, key), lambda: view)
     model, classes, device = load_model(ws, folder)
     ctx = next(iter(load_contexts(ws, key, classes).values()))
