@@ -10,7 +10,9 @@ cache take.
     .venv/bin/python benchmarks/scale.py --out runs/scale --csv benchmarks/results/scale.csv \\
         --sizes 100x360x480 300x360x480
 
-A size is FRAMESxHEIGHTxWIDTH. Not a test: the largest sizes take tens of minutes on 2 cores.
+A size is FRAMESxHEIGHTxWIDTH; ``--set KEY=VALUE`` passes a setting to every run (e.g.
+``data.in_memory_mb=0`` reads even a short video a few frames at a time). Not a test: the
+largest sizes take tens of minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import psutil
 
 DEFAULT_SIZES = ["100x360x480", "300x360x480", "1000x360x480", "100x720x1280", "1000x720x1280"]
 COLUMNS = ["frames", "height", "width", "peak_rss_mb", "round_s", "flow_s", "disk_mb",
-           "peak_step", "s_per_frame", "measured"]  # fmt: skip
+           "peak_step", "s_per_frame", "settings", "measured"]  # fmt: skip
 
 
 def _hvsa(*args: str) -> None:
@@ -47,11 +49,11 @@ def _disk_mb(*folders: Path) -> float:
 _BAR = re.compile(r"([A-Za-z][\w ()./-]*?):\s+\d+%")
 
 
-def run_round(video: Path, out: Path) -> tuple[float, str, str]:
+def run_round(video: Path, out: Path, sets: list[str]) -> tuple[float, str, str]:
     """Peak resident MB of one `hvsa run` round on ``video`` (child and its children), the
     progress bar showing when it was reached, and the run's stderr."""
     argv = [sys.executable, "-m", "hvsa.cli", "run", str(video), "--out", str(out),
-            "--rounds", "1", "--fresh"]  # fmt: skip
+            "--rounds", "1", "--fresh", *(a for s in sets for a in ("--set", s))]  # fmt: skip
     log = out.with_suffix(".log")
     out.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as err:
@@ -80,7 +82,7 @@ def run_round(video: Path, out: Path) -> tuple[float, str, str]:
     return peak, step, text
 
 
-def measure(size: str, out: Path) -> dict:
+def measure(size: str, out: Path, sets: list[str]) -> dict:
     n, h, w = (int(v) for v in size.split("x"))
     video = out / f"v{size}"
     if not (video / "frames").is_dir():
@@ -88,7 +90,7 @@ def measure(size: str, out: Path) -> dict:
     run = out / f"run-{size}"
     if run.exists():  # its flow cache too: the flow is measured computed, not read back
         shutil.rmtree(run)
-    peak, step, _ = run_round(video, run)
+    peak, step, _ = run_round(video, run, sets)
     metrics = json.loads((run / "round_01" / "metrics.json").read_text())
     start = json.loads((run / "round_00" / "metrics.json").read_text())
     timings = start.get("timings", {})
@@ -98,7 +100,7 @@ def measure(size: str, out: Path) -> dict:
         "round_s": round(metrics["seconds"], 1), "flow_s": round(flow_s, 1) if flow_s else None,
         "disk_mb": round(_disk_mb(run)), "peak_step": step,
         "s_per_frame": round(metrics["seconds"] / n, 3),
-        "measured": time.strftime("%Y-%m-%d"),
+        "settings": " ".join(sets), "measured": time.strftime("%Y-%m-%d"),
     }  # fmt: skip
 
 
@@ -107,16 +109,25 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--csv", type=Path, required=True)
     parser.add_argument("--sizes", nargs="+", default=DEFAULT_SIZES)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="sets",
+        metavar="KEY=VALUE",
+        help="a setting for every run (as hvsa run --set)",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     old = pd.read_csv(args.csv) if args.csv.is_file() else pd.DataFrame(columns=COLUMNS)
     for size in args.sizes:
-        row = measure(size, args.out)
+        row = measure(size, args.out, args.sets)
         print(json.dumps(row), flush=True)
         n, h, w = row["frames"], row["height"], row["width"]
         same = (old.frames == n) & (old.height == h) & (old.width == w)
+        same &= old.get("settings", pd.Series("", index=old.index)).fillna("") == row["settings"]
         old = pd.concat([old[~same], pd.DataFrame([row])], ignore_index=True)
-        old = old.sort_values(["height", "frames"])[COLUMNS]
+        old = old.reindex(columns=COLUMNS).sort_values(["settings", "height", "frames"])
         args.csv.parent.mkdir(parents=True, exist_ok=True)
         old.to_csv(args.csv, index=False)
     print(f"wrote {args.csv}")

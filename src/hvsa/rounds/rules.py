@@ -169,15 +169,22 @@ def stop_reason(metrics: dict, cfg: Config) -> str | None:
 # probabilities, belief, labels), bytes per pixel of one inference batch at the working size
 # (the network's activations). On CamVid (101 frames of 720x960) it says 12.7 GiB where a round
 # peaked at 6.0 GiB: it refuses only what cannot fit, it does not promise what will.
+# A video read a few frames at a time (over data.in_memory_mb) keeps no frames, flow or
+# training tensors in memory: benchmarks/scale.py measured 55 bytes a pixel of the whole video
+# on 2026-12-03 (100 and 300 frames of 360x480, 7 classes; float16 probabilities and belief
+# take 4 bytes per class), 80 leaves room for more classes.
 BASE_BYTES = 1.3 * 2**30
 VIDEO_BYTES_PER_PIXEL = 160
+LAZY_BYTES_PER_PIXEL = 80
 BATCH_BYTES_PER_PIXEL = 200
 
 
 def memory_needed(frames: int, height: int, width: int, cfg: Config) -> float:
     """Bytes a run of this video is expected to need at its peak (an upper estimate)."""
     work = height * width * cfg.model.scale**2
-    video = frames * height * width * VIDEO_BYTES_PER_PIXEL
+    limit = cfg.data.in_memory_mb
+    lazy = limit is not None and frames * height * width * 3 > limit * 2**20
+    video = frames * height * width * (LAZY_BYTES_PER_PIXEL if lazy else VIDEO_BYTES_PER_PIXEL)
     batch = min(frames, cfg.output.batch_size) * work * BATCH_BYTES_PER_PIXEL
     return BASE_BYTES + video + batch
 
