@@ -149,7 +149,7 @@ class ChunkStore:
             for old in folder.glob("*.npy"):
                 old.unlink()
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / (META + ".tmp")
+        tmp = folder / f".{META}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(meta) + "\n")
         tmp.replace(folder / META)
         return cls(folder)
@@ -232,7 +232,7 @@ class Appender:
             self._flush()
         meta = {"shape": [self.count, *self.item_shape], "dtype": self.dtype.str,
                 "chunk": self.chunk}  # fmt: skip
-        tmp = self.folder / (META + ".tmp")
+        tmp = self.folder / f".{META}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(meta) + "\n")
         tmp.replace(self.folder / META)
         return ChunkStore(self.folder)
