@@ -32,7 +32,6 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 
 
-
 def _serve(app, port: int) -> None:
     import uvicorn
 

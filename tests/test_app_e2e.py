@@ -34,7 +34,6 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 
 
-
 def _wait(what, check, timeout=WAIT_S):
     deadline = time.time() + timeout
     while time.time() < deadline:

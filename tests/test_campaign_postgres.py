@@ -25,7 +25,6 @@ from tests.conftest import free_port, write_fast_params
 pytestmark = pytest.mark.slow  # a database server, an MLflow server, a campaign flow
 
 
-
 def _pg_tool(name: str) -> str | None:
     found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
     return found if isinstance(found, str) else (found[-1] if found else None)

@@ -19,7 +19,6 @@ pytestmark = pytest.mark.slow  # three servers, a worker and a flow run in a pro
 REPO = Path(__file__).resolve().parents[1]
 
 
-
 def test_a_deployment_of_the_campaign_flow_runs_on_the_stacks_worker(
     tiny_videos, pretrained, tmp_path, capsys
 ):

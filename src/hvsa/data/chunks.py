@@ -17,6 +17,7 @@ little disk for their CPU.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -113,11 +114,6 @@ class LazyFrames:
         out = self[:]
         return out if dtype is None else out.astype(dtype)
 
-    def windows(self, size: int) -> Iterator[tuple[int, np.ndarray]]:
-        """(first frame, frames) of consecutive windows of ``size`` frames."""
-        for start in range(0, self.shape[0], size):
-            yield start, self[start : start + size]
-
 
 class ChunkStore:
     """An (N, ...) array on disk as ``.npy`` chunks of ``chunk`` frames (module docstring)."""
@@ -149,9 +145,7 @@ class ChunkStore:
             for old in folder.glob("*.npy"):
                 old.unlink()
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{META}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(meta) + "\n")
-        tmp.replace(folder / META)
+        _write_meta(folder, meta)
         return cls(folder)
 
     @property
@@ -232,11 +226,22 @@ class Appender:
             self._flush()
         meta = {"shape": [self.count, *self.item_shape], "dtype": self.dtype.str,
                 "chunk": self.chunk}  # fmt: skip
-        tmp = self.folder / f".{META}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(meta) + "\n")
-        tmp.replace(self.folder / META)
+        _write_meta(self.folder, meta)
         return ChunkStore(self.folder)
 
 
-def nbytes_of(shape: tuple[int, ...], dtype: np.dtype) -> int:
-    return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+def _write_meta(folder: Path, meta: dict) -> None:
+    """``meta.json`` written atomically, under a temporary name of this process's: two runs
+    sharing a cache never rename each other's file."""
+    tmp = folder / f".{META}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(meta) + "\n")
+    tmp.replace(folder / META)
+
+
+def frames_digest(frames) -> hashlib._Hash:
+    """SHA-1 of a video's frames, hashed a frame at a time (frames read from disk never all
+    sit in memory); the same as the whole array's bytes in one piece."""
+    digest = hashlib.sha1()
+    for frame in frames:
+        digest.update(np.ascontiguousarray(frame).tobytes())
+    return digest

@@ -287,6 +287,12 @@ def probe_video(path: str | Path) -> tuple[int, int, int] | None:
     return (len(files), *size) if size else None
 
 
+def reads_lazily(frames: int, height: int, width: int, in_memory_mb: float | None) -> bool:
+    """Whether :func:`load_video` reads a video of this size a few frames at a time: its RGB
+    frames take more than ``in_memory_mb`` (None: never)."""
+    return in_memory_mb is not None and frames * height * width * 3 > in_memory_mb * 2**20
+
+
 def load_video(
     path: str | Path,
     classes_file: str = "classes.json",
@@ -309,7 +315,7 @@ def load_video(
     if found is not None:
         classes, void_id = read_classes_file(found)
     probed = probe_video(path) if in_memory_mb is not None else None
-    lazy = probed is not None and probed[0] * probed[1] * probed[2] * 3 > in_memory_mb * 2**20
+    lazy = probed is not None and reads_lazily(*probed, in_memory_mb)
     if path.is_file():
         if path.suffix.lower() not in VIDEO_EXTS:
             raise HvsaError(f"{path} is neither a frames folder nor a video file ({VIDEO_EXTS})")

@@ -8,7 +8,6 @@ occluded or the flow is wrong, and the temporal loss must not push predictions t
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from tqdm import tqdm
 
 from hvsa.config import FlowConfig
 from hvsa.data.arrays import load_arrays, save_arrays
-from hvsa.data.chunks import ChunkStore
+from hvsa.data.chunks import ChunkStore, frames_digest
 from hvsa.errors import HvsaError
 
 RAFT_MIN_SIDE = 128
@@ -150,27 +149,32 @@ def _validity(fw: np.ndarray, bw: np.ndarray, cfg: FlowConfig) -> tuple[np.ndarr
     return valid_fw, valid_bw
 
 
+def _stored_flows(
+    frames, first: int, last: int, cfg: FlowConfig, device: torch.device | None, dis
+) -> tuple[np.ndarray, ...]:
+    """Forward and backward flow of the pairs first <= t < last as float16 (the precision
+    the cache keeps), and the validity masks of those very vectors: flow computed in memory
+    and flow read back from the cache carry labels along exactly the same vectors."""
+    fw, bw = _pair_flows(frames, first, last, cfg, device, dis)
+    fw, bw = fw.astype(np.float16), bw.astype(np.float16)
+    return (fw, bw, *_validity(fw.astype(np.float32), bw.astype(np.float32), cfg))
+
+
 def compute_flow(frames: np.ndarray, cfg: FlowConfig, device: torch.device | None = None) -> Flow:
     """Forward/backward flow and validity masks for every consecutive pair of frames, in
     memory (:func:`load_or_compute_flow` keeps a long video's on disk instead)."""
     if len(frames) < 2:
         raise HvsaError("a video needs at least 2 frames for optical flow")
-    fw, bw = _pair_flows(frames, 0, len(frames) - 1, cfg, device, _dis(cfg))
-    # float16 precision, as the cache stores it, so that flow computed here and flow read
-    # back carry labels along exactly the same vectors
-    fw, bw = (f.astype(np.float16).astype(np.float32) for f in (fw, bw))
-    valid_fw, valid_bw = _validity(fw, bw, cfg)
-    return Flow(fw, bw, valid_fw, valid_bw)
+    fw, bw, valid_fw, valid_bw = _stored_flows(frames, 0, len(frames) - 1, cfg, device, _dis(cfg))
+    return Flow(fw.astype(np.float32), bw.astype(np.float32), valid_fw, valid_bw)
 
 
 def flow_key(frames: np.ndarray, cfg: FlowConfig) -> str:
     """Cache key: the frames' bytes and every flow knob, so a changed setting recomputes.
 
-    Hashed a frame at a time, so frames read from disk (``LazyFrames``) never all sit in
-    memory; the same bytes give the same key either way."""
-    digest = hashlib.sha1()
-    for frame in frames:
-        digest.update(np.ascontiguousarray(frame).tobytes())
+    Hashed a frame at a time (``frames_digest``): frames read from disk never all sit in
+    memory, and the same bytes give the same key either way."""
+    digest = frames_digest(frames)
     digest.update(cfg.model_dump_json().encode())
     return digest.hexdigest()[:16]
 
@@ -244,13 +248,9 @@ def load_or_compute_flow(
                   unit="pair", leave=False) as bar:  # fmt: skip
             for b in todo:
                 rows = stores["forward"].chunk_rows(b)
-                fw, bw = _pair_flows(frames, rows.start, rows.stop, cfg, device, dis)
-                fw, bw = fw.astype(np.float16), bw.astype(np.float16)
-                # validity from the flow as stored: what every reader of the cache sees
-                valid_fw, valid_bw = _validity(fw.astype(np.float32), bw.astype(np.float32), cfg)
-                parts = {"valid_forward": valid_fw, "valid_backward": valid_bw}
-                for name, block in (("forward", fw), ("backward", bw), *parts.items()):
-                    stores[name].write(b, block)
+                blocks = _stored_flows(frames, rows.start, rows.stop, cfg, device, dis)
+                for part, block in zip(FLOW_PARTS, blocks, strict=True):
+                    stores[part].write(b, block)
                 bar.update(len(rows))
     return Flow(*(stores[p].lazy(cache_mb, np.float32 if "valid" not in p else None)
                   for p in FLOW_PARTS))  # fmt: skip

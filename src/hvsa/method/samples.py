@@ -7,7 +7,6 @@ whole video's samples are one (N,H,W) int32 array plus a table; per-sample stati
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from tqdm import tqdm
 
 from hvsa.config import SamplesConfig
 from hvsa.data.arrays import load_arrays, save_arrays
+from hvsa.data.chunks import frames_digest
 from hvsa.errors import HvsaError
 
 AUTO_IS_NO_SAMPLE_SET = (
@@ -156,9 +156,7 @@ def load_or_build_samples(
         return build_samples(frames, cfg, kind)  # refuses with the reason
     if kind in ("frame", "rect"):
         return build_samples(frames, cfg, kind)  # one shared map: nothing worth caching
-    digest = hashlib.sha1()
-    for frame in frames:  # a frame at a time: the same key as the whole video's bytes
-        digest.update(np.ascontiguousarray(frame).tobytes())
+    digest = frames_digest(frames)  # a frame at a time: the key of the whole video's bytes
     knobs = {
         "frame": "",
         "rect": str(cfg.rect_size),

@@ -14,7 +14,7 @@ import torch
 
 from hvsa.config import Config
 from hvsa.data.scaling import spread_frames
-from hvsa.data.video import ClassList, Video
+from hvsa.data.video import ClassList, Video, reads_lazily
 from hvsa.errors import HvsaError
 from hvsa.method.auto import LAYERS
 from hvsa.method.network import write_fresh_network
@@ -182,8 +182,7 @@ BATCH_BYTES_PER_PIXEL = 200
 def memory_needed(frames: int, height: int, width: int, cfg: Config) -> float:
     """Bytes a run of this video is expected to need at its peak (an upper estimate)."""
     work = height * width * cfg.model.scale**2
-    limit = cfg.data.in_memory_mb
-    lazy = limit is not None and frames * height * width * 3 > limit * 2**20
+    lazy = reads_lazily(frames, height, width, cfg.data.in_memory_mb)
     video = frames * height * width * (LAZY_BYTES_PER_PIXEL if lazy else VIDEO_BYTES_PER_PIXEL)
     batch = min(frames, cfg.output.batch_size) * work * BATCH_BYTES_PER_PIXEL
     return BASE_BYTES + video + batch
