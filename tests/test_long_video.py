@@ -162,15 +162,26 @@ def test_a_long_video_file_is_decoded_once_as_a_stream(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_a_run_over_a_lazily_read_video_labels_as_one_in_memory(tiny_videos, pretrained, tmp_path):
     """Same labels, clicks and mIoU whether the frames sit in memory or are read when used
-    (and the fine-tuning tensors made a batch at a time)."""
+    (the fine-tuning tensors made a batch at a time, probabilities and belief kept on disk):
+    two rounds of whole frames, with pseudo-labels, then a round of class layers (re-fused
+    incrementally from the previous belief)."""
     outs = {}
+    settings = ["layers.enabled=true", "layers.per_round=2", "fusion.calibration_probes=2",
+                "finetune.steps=5", "model.train_crop=null", "loop.target_miou=0.999",
+                "finetune.pseudo_threshold=0.9"]  # fmt: skip
     for name, limit in (("memory", "null"), ("lazy", "0")):
         out = tmp_path / name
-        argv = run_args(tiny_videos[0], pretrained, out, "frame", 1, 2)
-        main([*argv, "--set", f"data.in_memory_mb={limit}", "--set", "finetune.steps=5",
-              "--set", "model.train_crop=null"])  # fmt: skip
+        argv = run_args(tiny_videos[0], pretrained, out, "frame", 1, 3)
+        sets = [*settings, f"data.in_memory_mb={limit}"]
+        assert main([*argv, *(a for s in sets for a in ("--set", s))]) == 0
         outs[name] = out
-    for r in (1, 2):
+    # the lazy run's tensors went to its scratch folder, and went away with the run
+    scratch = outs["lazy"] / "cache" / "scratch"
+    assert scratch.is_dir() and not any(scratch.iterdir())
+    assert not (outs["memory"] / "cache" / "scratch").exists()
+    third = json.loads((outs["lazy"] / "round_03" / "metrics.json").read_text())
+    assert "finetune" not in third["timings"]  # a layer round
+    for r in (1, 2, 3):
         a, b = (
             json.loads((o / f"round_{r:02d}" / "metrics.json").read_text()) for o in outs.values()
         )
@@ -206,3 +217,53 @@ def test_a_round_that_left_the_network_rewrites_only_the_frames_its_labels_reach
                 out / "round_02" / sub / f"{name}.{ext}"
             )
             assert linked == (i not in layered), (name, sub)
+
+
+def test_disk_tensor_reads_and_writes_like_a_tensor_and_owns_its_folder(tmp_path):
+    import gc
+
+    import torch
+
+    from hvsa.data import spill
+    from hvsa.data.spill import DiskTensor, clear_stale, like
+
+    data = torch.rand(11, 3, 4, 5).half()
+    frame_bytes = 3 * 4 * 5 * 2
+    old = spill.CHUNK_MB, spill.CACHE_MB
+    spill.CHUNK_MB, spill.CACHE_MB = 2 * frame_bytes / 2**20, 2 * frame_bytes / 2**20
+    try:
+        t = DiskTensor(tmp_path / "s", data.shape, torch.float16)
+        assert t.store.chunk == 2 and len(t) == 11 and t.shape == data.shape
+        assert not t[4].any()  # frames never written read as zeros
+        t[0:5] = data[0:5]
+        for i in range(5, 11):  # one frame at a time, chunks evicted as others fill
+            t[i] = data[i]
+        assert t[3].dtype == torch.float16
+        torch.testing.assert_close(t[:], data)
+        torch.testing.assert_close(t[2:9], data[2:9])
+        torch.testing.assert_close(t[[9, 0, 3, 4]], data[[9, 0, 3, 4]])
+        torch.testing.assert_close(t[torch.tensor([1, 2])], data[1:3])
+        torch.testing.assert_close(t[-1], data[-1])
+        torch.testing.assert_close(t[2:5, 1], data[2:5, 1])
+        np.testing.assert_array_equal(np.asarray(t), data.numpy())
+        # a clone shares the written chunks until either writes
+        c = t.clone()
+        c[0] = torch.zeros(3, 4, 5)
+        c.flush()
+        torch.testing.assert_close(t[0], data[0])
+        assert not c[0].any()
+        torch.testing.assert_close(c[1:], data[1:])
+        assert isinstance(like(t, (2, 3), torch.float16), DiskTensor)
+        assert isinstance(like(data, (2, 3), torch.float16), torch.Tensor)
+        # its folder goes with it
+        folder = t.folder
+        del t
+        gc.collect()
+        assert not folder.exists() and c.folder.exists()
+        # folders of processes that no longer run are cleared, live ones kept
+        dead = tmp_path / "s" / "t-999999999-x"
+        dead.mkdir()
+        clear_stale(tmp_path / "s")
+        assert not dead.exists() and c.folder.exists()
+    finally:
+        spill.CHUNK_MB, spill.CACHE_MB = old

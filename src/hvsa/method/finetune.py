@@ -26,8 +26,8 @@ from hvsa.method.network import SegmentationNet
 
 @dataclass
 class TrainingData:
-    """Everything at working resolution: frames (N,3,h,w) float, labels (N,h,w) long (255 =
-    unlabelled), forward flow (N-1,h,w,2) and its validity (N-1,h,w) bool.
+    """Everything at working resolution: frames (N,3,h,w) float, labels (N,h,w) uint8 or long
+    (255 = unlabelled), forward flow (N-1,h,w,2) and its validity (N-1,h,w) bool.
 
     ``human_frames`` are the frames holding human labels, which ``labelled_share`` of a batch is
     drawn from; by default every frame with a label (they differ once ``labels`` also hold
@@ -130,12 +130,12 @@ def _pair_losses(
     if neighbour_grad:
         logits, _ = model(pairs.frames.to(device))
         probs = logits.softmax(1)
-        ce = supervised_loss(logits, pairs.labels.to(device))
+        ce = supervised_loss(logits, pairs.labels.to(device).long())
         return ce, temporal_loss(probs[:b], probs[b:], flow, valid)
     logits, _ = model(pairs.frames[:b].to(device))
     with torch.no_grad():
         target = model(pairs.frames[b:].to(device))[0].softmax(1)
-    ce = supervised_loss(logits, pairs.labels[:b].to(device))
+    ce = supervised_loss(logits, pairs.labels[:b].to(device).long())
     return ce, temporal_loss(logits.softmax(1), target, flow, valid)
 
 

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from hvsa.config import FusionConfig
+from hvsa.data.spill import DiskTensor, like
 from hvsa.data.video import VOID
 from hvsa.method.class_layers import apply_layers
 from hvsa.method.motion import Flow
@@ -349,7 +350,7 @@ def fuse(
     if only is None:
         todo = range(n)
         labels = np.empty(human.shape, np.uint8)
-        small = torch.empty((n, num_classes, h, w), dtype=torch.float16)
+        small = like(net_probs, (n, num_classes, h, w), torch.float16)
     else:
         if previous is None:
             raise ValueError("fusing only some frames needs the previous labels and belief")
@@ -362,4 +363,6 @@ def fuse(
         fused = fuse_frame(net_probs[t], votes, frames[t], human[t], cfg, layer, given)
         labels[t] = fused.argmax(0)
         small[t] = F.interpolate(torch.from_numpy(fused)[None], size=(h, w), mode="area")[0]
+    if isinstance(small, DiskTensor):
+        small.flush()
     return labels, small

@@ -62,7 +62,8 @@ def expected_miou(probs: torch.Tensor | np.ndarray, human: np.ndarray, chunk: in
     calibration: a stop rule on it is a heuristic, logged as such. ``chunk`` frames at a time
     (bounded memory).
     """
-    probs = torch.as_tensor(probs)
+    if isinstance(probs, np.ndarray):
+        probs = torch.from_numpy(probs)
     num = probs.shape[1]
     inter = torch.zeros(num, dtype=torch.float64)
     union = torch.zeros(num, dtype=torch.float64)

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from hvsa.data.arrays import load_arrays, save_arrays
+from hvsa.data.spill import DiskTensor
 from hvsa.method.network import SegmentationNet
 
 
@@ -17,21 +18,38 @@ class Prediction:
     more than ranking samples and voting need, and half the memory; every step computes in
     float32 a few frames at a time); features (N,F,hf,wf) float32."""
 
-    probs: torch.Tensor
+    probs: torch.Tensor | DiskTensor
     features: torch.Tensor
 
 
 @torch.no_grad()
 def predict(
-    model: SegmentationNet, frames: torch.Tensor, batch_size: int, device: torch.device
+    model: SegmentationNet,
+    frames: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    scratch: Path | None = None,
 ) -> Prediction:
-    """Predict every frame (N,3,h,w); results are kept on the CPU to bound device memory."""
+    """Predict every frame (N,3,h,w); results are kept on the CPU to bound device memory.
+
+    With ``scratch`` the probabilities go to disk a batch at a time (a :class:`DiskTensor`
+    there): what a long video's round holds instead of all of them.
+    """
     model.eval()
-    probs, feats = [], []
+    probs: list[torch.Tensor] | DiskTensor = []
+    feats = []
     for start in range(0, len(frames), batch_size):
         logits, hidden = model(frames[start : start + batch_size].to(device))
-        probs.append(logits.softmax(1).half().cpu())
+        p = logits.softmax(1).half().cpu()
+        if scratch is not None:
+            if isinstance(probs, list):
+                probs = DiskTensor(scratch, (len(frames), *p.shape[1:]), torch.float16)
+            probs[start : start + len(p)] = p
+        else:
+            probs.append(p)
         feats.append(hidden.cpu())
+    if isinstance(probs, DiskTensor):
+        return Prediction(probs.flush(), torch.cat(feats))
     return Prediction(torch.cat(probs), torch.cat(feats))
 
 

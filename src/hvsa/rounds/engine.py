@@ -191,7 +191,7 @@ def predict_video(
     model: SegmentationNet, ctx: VideoContext, cfg: Config, device: torch.device
 ) -> Prediction:
     """The network's softmax and features for every frame, at the working size."""
-    return predict(model, ctx.frames_t, cfg.output.batch_size, device)
+    return predict(model, ctx.frames_t, cfg.output.batch_size, device, ctx.scratch)
 
 
 def start_prediction(

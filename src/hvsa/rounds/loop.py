@@ -91,7 +91,8 @@ class AnnotationLoop:
         sets = {n: load_sample_set(video.frames, cfg, n, cache) for n in sample_set_names(cfg)}
         first = next(iter(sets.values()))
         # sample-set name → its context; ``auto`` holds several and picks one each round
-        self.contexts = video_contexts(VideoContext.build(video, classes, cfg, flow, first), sets)
+        base = VideoContext.build(video, classes, cfg, flow, first, cache / SCRATCH)
+        self.contexts = video_contexts(base, sets)
         self.prep_seconds = time.perf_counter() - t0
         self.ctx = next(iter(self.contexts.values()))
         self.state = LoopState.empty(len(video), video.size)
@@ -265,6 +266,7 @@ class AnnotationLoop:
 
 
 PARTIAL = ".partial"  # a round folder being written
+SCRATCH = "scratch"  # in the cache: a long video's probabilities and belief (data.spill)
 # RoundResult fields that are not one value a round: rounds.parquet spreads or leaves them
 LISTED = ("per_class", "per_class_estimate", "timings", "miou_interval", "frame_estimates")
 RUN_FILE = "run.json"  # what a run was made from: a rerun resumes only from the same

@@ -10,6 +10,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -26,10 +27,11 @@ from hvsa.data.scaling import (
     WorkFrames,
     downsample_segments,
     frames_to_tensor,
-    labels_to_tensor,
+    resize_labels,
     upsample_argmax,
     work_size,
 )
+from hvsa.data.spill import clear_stale
 from hvsa.data.video import VOID, ClassList, Video
 from hvsa.errors import HvsaError
 from hvsa.method.auto import estimated_iou, known_pixels
@@ -70,14 +72,27 @@ class VideoContext:
     flow_t: torch.Tensor | WorkFrames  # (N-1,h,w,2) forward flow at the working size
     valid_t: torch.Tensor | WorkFrames  # (N-1,h,w) bool
     small_segments: np.ndarray
+    # where a long video's probabilities and belief are kept (DiskTensor); None = in memory
+    scratch: Path | None = None
 
     @classmethod
     def build(
-        cls, video: Video, classes: ClassList, cfg: Config, flow: Flow, samples: SampleSet
+        cls,
+        video: Video,
+        classes: ClassList,
+        cfg: Config,
+        flow: Flow,
+        samples: SampleSet,
+        scratch: Path | None = None,
     ) -> VideoContext:
+        """``scratch``: a folder for a lazily read video's per-frame tensors (ignored for a
+        video in memory, whose tensors stay in memory too)."""
         work = work_size(video.size, cfg.model.scale)
         n = len(video)
-        if isinstance(video.frames, LazyFrames):
+        lazy = isinstance(video.frames, LazyFrames)
+        if lazy and scratch is not None:
+            clear_stale(Path(scratch))
+        if lazy:
             # a long video: its tensors are made a batch at a time when indexed
             frames_t = WorkFrames(video.frames, lambda f: frames_to_tensor(f, work), (n, 3, *work))
             flow_t = WorkFrames(
@@ -101,6 +116,7 @@ class VideoContext:
             flow_t=flow_t,
             valid_t=valid_t,
             small_segments=downsample_segments(samples.segments, work),
+            scratch=Path(scratch) if lazy and scratch is not None else None,
         )
 
     def with_samples(self, samples: SampleSet) -> VideoContext:
@@ -139,7 +155,10 @@ def belief_labels(probs: torch.Tensor) -> np.ndarray:
 
     ``max().indices`` is the argmax, several times faster than ``argmax()`` across dim 1 on CPU.
     """
-    return probs.max(1).indices.to(torch.uint8).numpy()
+    out = np.empty((len(probs), *probs.shape[2:]), np.uint8)
+    for start in range(0, len(probs), 16):  # a few frames at a time: probs may be on disk
+        out[start : start + 16] = probs[start : start + 16].max(1).indices.to(torch.uint8)
+    return out
 
 
 def sample_clicks(
@@ -480,16 +499,22 @@ def teaching_labels(
     pseudo-labels are needed; the guided radius is calibrated on it too (the round's labels,
     written after fine-tuning, calibrate again on the new prediction).
     """
-    labels = labels_to_tensor(state.human, ctx.work)
+    # uint8, not int64: an eighth of the memory (a loss takes its batch as int64)
+    labels = torch.from_numpy(np.ascontiguousarray(resize_labels(state.human, ctx.work)))
     thr = cfg.finetune.pseudo_threshold
     if thr is None or not cfg.fusion.enabled or not (state.human != VOID).any():
         return labels
+    labels = labels.clone()  # the pseudo-labels must not reach state.human
     pred = current()
     fcfg = fusion_settings(ctx, pred, state, cfg)
     # without class layers: a layer says nothing of its frame's other classes, so the
     # network must not learn the classes it rules out as if a human had named them
     _, belief = fuse(pred.probs, state.human, ctx.video.frames, ctx.flow, fcfg, state.annotated)
-    conf, guess = belief.max(1)
+    conf = torch.empty(labels.shape, dtype=torch.float16)
+    guess = torch.empty(labels.shape, dtype=torch.uint8)
+    for start in range(0, len(belief), 16):  # a few frames at a time: belief may be on disk
+        top = belief[start : start + 16].max(1)
+        conf[start : start + 16], guess[start : start + 16] = top.values, top.indices
     spoken = torch.from_numpy(resize_mask(state.annotated, ctx.work))
     fill = ~spoken & (labels == VOID) & (conf >= thr)
     labels[fill] = guess[fill]
@@ -516,7 +541,7 @@ def finetune_model(
         return (
             pred
             if pred is not None
-            else predict(model, ctx.frames_t, cfg.output.batch_size, device)
+            else predict(model, ctx.frames_t, cfg.output.batch_size, device, ctx.scratch)
         )
 
     human_frames = np.flatnonzero((state.human != VOID).reshape(len(state.human), -1).any(1))
