@@ -19,7 +19,7 @@ class Prediction:
     float32 a few frames at a time); features (N,F,hf,wf) float32."""
 
     probs: torch.Tensor | DiskTensor
-    features: torch.Tensor
+    features: torch.Tensor | DiskTensor
 
 
 @torch.no_grad()
@@ -32,25 +32,35 @@ def predict(
 ) -> Prediction:
     """Predict every frame (N,3,h,w); results are kept on the CPU to bound device memory.
 
-    With ``scratch`` the probabilities go to disk a batch at a time (a :class:`DiskTensor`
-    there): what a long video's round holds instead of all of them.
+    With ``scratch`` the probabilities and features go to disk a batch at a time (each a
+    :class:`DiskTensor` there, the features rounded to float16 precision as a round's view
+    stores them): what a long video's round holds instead of all of them.
     """
     model.eval()
-    probs: list[torch.Tensor] | DiskTensor = []
-    feats = []
+    if scratch is not None:
+        return _predict_to_disk(model, frames, batch_size, device, scratch)
+    probs, feats = [], []
     for start in range(0, len(frames), batch_size):
         logits, hidden = model(frames[start : start + batch_size].to(device))
-        p = logits.softmax(1).half().cpu()
-        if scratch is not None:
-            if isinstance(probs, list):
-                probs = DiskTensor(scratch, (len(frames), *p.shape[1:]), torch.float16)
-            probs[start : start + len(p)] = p
-        else:
-            probs.append(p)
+        probs.append(logits.softmax(1).half().cpu())
         feats.append(hidden.cpu())
-    if isinstance(probs, DiskTensor):
-        return Prediction(probs.flush(), torch.cat(feats))
     return Prediction(torch.cat(probs), torch.cat(feats))
+
+
+def _predict_to_disk(
+    model: SegmentationNet, frames, batch_size: int, device: torch.device, scratch: Path
+) -> Prediction:
+    n = len(frames)
+    probs = feats = None
+    for start in range(0, n, batch_size):
+        logits, hidden = model(frames[start : start + batch_size].to(device))
+        p, h = logits.softmax(1).half().cpu(), hidden.half().float().cpu()
+        if probs is None:
+            probs = DiskTensor(scratch, (n, *p.shape[1:]), torch.float16)
+            feats = DiskTensor(scratch, (n, *h.shape[1:]), torch.float32)
+        probs[start : start + len(p)] = p
+        feats[start : start + len(h)] = h
+    return Prediction(probs.flush(), feats.flush())
 
 
 def save_prediction(path: Path, pred: Prediction) -> None:

@@ -28,6 +28,7 @@ from hvsa.annotation.annotator import Annotation, Annotator, Prefill, layer_id
 from hvsa.annotation.ledger import Ledger
 from hvsa.config import Config, FusionConfig
 from hvsa.data.scaling import resize_labels
+from hvsa.data.spill import DiskTensor
 from hvsa.data.video import VOID, ClassList
 from hvsa.method.auto import (
     LAYERS,
@@ -179,8 +180,8 @@ def stored(pred: Prediction) -> Prediction:
     needs). Probabilities are float16 already (``predict``, ``fuse``); the features are
     rounded in place, a few frames at a time."""
     for tensor in (pred.probs, pred.features):
-        if tensor.dtype == torch.float16:
-            continue
+        if tensor.dtype == torch.float16 or isinstance(tensor, DiskTensor):
+            continue  # a DiskTensor's features were rounded as they were written
         for start in range(0, len(tensor), 16):
             part = tensor[start : start + 16]
             part.copy_(part.half())
