@@ -267,3 +267,20 @@ def test_disk_tensor_reads_and_writes_like_a_tensor_and_owns_its_folder(tmp_path
         assert not dead.exists() and c.folder.exists()
     finally:
         spill.CHUNK_MB, spill.CACHE_MB = old
+
+
+def test_per_pixel_maps_of_probabilities_on_disk_equal_those_in_memory(tmp_path):
+    import torch
+
+    from hvsa.data.spill import DiskTensor
+    from hvsa.method.gain import pixel_gain
+    from hvsa.method.uncertainty import pixel_uncertainty
+
+    probs = torch.rand(37, 4, 6, 5).softmax(1).half()
+    disk = DiskTensor(tmp_path / "s", probs.shape, torch.float16)
+    disk[:] = probs
+    for fn in (lambda p: pixel_uncertainty(p, "entropy"), pixel_gain):
+        in_memory, on_disk = fn(probs), fn(disk.flush())
+        assert isinstance(in_memory, np.ndarray) and not isinstance(on_disk, np.ndarray)
+        np.testing.assert_array_equal(np.asarray(on_disk), in_memory)
+        np.testing.assert_array_equal(on_disk[30], in_memory[30])

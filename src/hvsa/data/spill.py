@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hvsa.data.chunks import ChunkStore
+from hvsa.data.chunks import ChunkStore, LazyFrames
 
-CHUNK_MB = 32  # a chunk of a few frames: one np.load at disk speed
-CACHE_MB = 128  # chunks kept after reading
+CHUNK_MB = 16  # a chunk of a few frames: one np.load at disk speed
+CACHE_MB = 48  # chunks kept per tensor (steps walk frames in order: one or two suffice)
 
 
 def clear_stale(scratch: Path) -> None:
@@ -186,6 +186,17 @@ class DiskTensor:
         out = self[:].numpy()
         return out if dtype is None else out.astype(dtype)
 
+    def frames(self) -> LazyFrames:
+        """The same frames as numpy arrays (:class:`LazyFrames`), for code that indexes maps
+        frame by frame; it keeps this DiskTensor (and so its folder) alive."""
+        self.flush()
+        return LazyFrames(
+            self.shape, self.store.dtype, self._read_chunk, self.store.chunk, CACHE_MB
+        )
+
+    def _read_chunk(self, b: int) -> np.ndarray:
+        return self.store.read(b) if self.store.has(b) else self._chunk(b)
+
     def clone(self) -> DiskTensor:
         """A copy in a new folder: written chunks are hard-linked (a chunk is replaced, never
         changed in place, when either copy writes it), so a copy costs no disk until written."""
@@ -198,6 +209,26 @@ class DiskTensor:
                 except OSError:
                     shutil.copyfile(self.store.path(b), other.store.path(b))
         return other
+
+
+def map_frames(source, fn, tail: tuple[int, ...], dtype: np.dtype, chunk: int = 16):
+    """``fn(source[a:b])`` of every ``chunk`` frames, stacked into an (N, *tail) array of
+    ``dtype``: in memory, or beside ``source`` on disk (read back as :class:`LazyFrames`)
+    when ``source`` is a :class:`DiskTensor` — a per-pixel map of a long video (uncertainty,
+    gain) then never sits in memory whole."""
+    n = len(source)
+    if isinstance(source, DiskTensor):
+        torch_dtype = torch.from_numpy(np.empty(0, dtype)).dtype
+        disk = DiskTensor(source.folder.parent, (n, *tail), torch_dtype)
+        for start in range(0, n, chunk):
+            disk[start : start + chunk] = torch.from_numpy(
+                np.asarray(fn(source[start : start + chunk]))
+            )
+        return disk.frames()
+    out = np.empty((n, *tail), dtype)
+    for start in range(0, n, chunk):
+        out[start : start + chunk] = fn(source[start : start + chunk])
+    return out
 
 
 def like(reference, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor | DiskTensor:

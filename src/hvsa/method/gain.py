@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from hvsa.data.spill import map_frames
 from hvsa.method.clicks import region_clicks
 
 
@@ -28,12 +29,13 @@ def pixel_gain(probs: torch.Tensor) -> np.ndarray:
     num, step = probs.shape[1], 16  # a few frames at a time, in float32
     union = sum(probs[i : i + step].float().sum((0, 2, 3)) for i in range(0, len(probs), step))
     inverse = 1.0 / torch.as_tensor(union).clamp_min(1.0)
-    out = np.empty((len(probs), *probs.shape[2:]), np.float32)
-    for i in range(0, len(probs), step):
-        top2 = probs[i : i + step].float().topk(2, dim=1)
+
+    def gain(part: torch.Tensor) -> np.ndarray:
+        top2 = part.float().topk(2, dim=1)
         weight = inverse[top2.indices].sum(1)
-        out[i : i + step] = ((1 - top2.values[:, 0]) * weight / num).numpy()
-    return out
+        return ((1 - top2.values[:, 0]) * weight / num).numpy()
+
+    return map_frames(probs, gain, tuple(probs.shape[2:]), np.float32, step)
 
 
 def sample_gain(

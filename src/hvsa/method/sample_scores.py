@@ -34,7 +34,9 @@ def sample_uncertainty(
     if missing.any():
         ys, xs = _centroid_index(table, full, work)
         frames = table["frame"].to_numpy()
-        out[missing] = pixel_unc[frames[missing], ys[missing], xs[missing]]
+        # a frame at a time: ``pixel_unc`` may be read from disk (data.spill.map_frames)
+        out[missing] = [pixel_unc[f][y, x] for f, y, x in
+                        zip(frames[missing], ys[missing], xs[missing], strict=True)]  # fmt: skip
     return out
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from hvsa.data.spill import map_frames
+
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:
     """Normalised Shannon entropy over the class axis 1: (N,C,h,w) → (N,h,w) in [0, 1]."""
@@ -32,12 +34,11 @@ MEASURES = {"entropy": entropy, "margin": margin, "least_confidence": least_conf
 
 def pixel_uncertainty(probs: torch.Tensor, measure: str, chunk: int = 16) -> np.ndarray:
     """(N,C,h,w) probabilities → (N,h,w) float32 uncertainty by the named measure, ``chunk``
-    frames at a time (a measure's intermediates are as large as the probabilities)."""
-    out = np.empty((len(probs), *probs.shape[2:]), np.float32)
-    for start in range(0, len(probs), chunk):
-        part = probs[start : start + chunk].float()
-        out[start : start + chunk] = MEASURES[measure](part)
-    return out
+    frames at a time (a measure's intermediates are as large as the probabilities); on disk
+    when the probabilities are (``map_frames``)."""
+    score = MEASURES[measure]
+    return map_frames(probs, lambda part: score(part.float()).numpy(), tuple(probs.shape[2:]),
+                      np.float32, chunk)  # fmt: skip
 
 
 def per_segment_mean(values: np.ndarray, segments: np.ndarray, n: int) -> np.ndarray:
