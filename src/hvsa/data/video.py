@@ -24,7 +24,7 @@ from hvsa.errors import HvsaError
 VOID = 255
 FRAME_EXTS = (".png", ".jpg", ".jpeg")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv")
-FRAME_CACHE_MB = 256  # decoded frames a lazily read video keeps (LazyFrames' cache)
+FRAME_CACHE_MB = 96  # decoded frames a lazily read video keeps (LazyFrames' cache)
 
 
 @dataclass(frozen=True)

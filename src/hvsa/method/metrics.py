@@ -74,9 +74,9 @@ def expected_miou(probs: torch.Tensor | np.ndarray, human: np.ndarray, chunk: in
         if labelled.any():
             certain = F.one_hot(h.clamp(max=num - 1), num).permute(0, 2, 1).float()
             p = torch.where(labelled[:, None, :], certain, p)
-        chosen = p.argmax(1)  # (B,P)
+        top, chosen = p.max(1)  # (B,P); max().indices: several times faster than argmax
         both = torch.zeros(num, dtype=torch.float64).index_add_(
-            0, chosen.flatten(), p.gather(1, chosen[:, None])[:, 0].flatten().double()
+            0, chosen.flatten(), top.flatten().double()
         )
         inter += both
         union += p.sum((0, 2)).double() + torch.bincount(chosen.flatten(), minlength=num) - both

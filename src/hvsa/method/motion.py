@@ -216,7 +216,7 @@ def load_or_compute_flow(
     cfg: FlowConfig,
     cache_dir: Path,
     device: torch.device | None = None,
-    cache_mb: float = 256,
+    cache_mb: float = 96,
 ) -> Flow:
     """Flow from the cache folder ``cache_dir/flow-<key>/``, computing what it lacks.
 
@@ -224,7 +224,8 @@ def load_or_compute_flow(
     float16 (sub-pixel error far below DIS's own, half the disk), the validity masks as bool.
     It is computed a chunk of pairs at a time, each chunk written whole, so an interrupted
     computation resumes at the first missing chunk, and only a chunk's frames sit in memory.
-    The flow returned reads the cache a chunk at a time (``cache_mb`` per array kept), as
+    The flow returned reads the cache a chunk at a time (``cache_mb`` per array kept: three
+    chunks, what fusion's chains walking out of one frame mostly stay within), as
     float32; a run that computed it and a run that read it — a resumed run, a campaign's
     stage, another strategy of the benchmark — carry labels along exactly the same vectors.
     """
