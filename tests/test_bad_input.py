@@ -536,15 +536,15 @@ def test_a_video_beyond_memory_is_refused_before_a_frame_is_decoded(
     header[16:24] = (6000).to_bytes(4, "big") + (4000).to_bytes(4, "big")  # 6000x4000 declared
     for i in range(2):  # the pixels are not there: decoding would fail, the check comes first
         (video / "frames" / f"{i:06d}.png").write_bytes(bytes(header))
-    monkeypatch.setattr("hvsa.rounds.rules.available_memory", lambda: 12 * 2**30)
+    monkeypatch.setattr("hvsa.rounds.rules.available_memory", lambda: 8 * 2**30)
     capsys.readouterr()
     assert main(_run(video, env, tmp_path)) == 2
     err = capsys.readouterr().err.strip()
     assert (
-        err.startswith("hvsa: error: 2 frames of 6000x4000 need about 17.4 GiB")
+        err.startswith("hvsa: error: 2 frames of 6000x4000 need about 10.8 GiB")
         and len(err.splitlines()) == 1
     ), err
-    assert "12.0 GiB are available" in err and "(1 frame of this size fit)" in err, err
+    assert "8.0 GiB are available" in err and "(1 frame of this size fit)" in err, err
     assert not (tmp_path / "out").exists()
 
 

@@ -188,8 +188,10 @@ class DiskTensor:
 
     def frames(self) -> LazyFrames:
         """The same frames as numpy arrays (:class:`LazyFrames`), for code that indexes maps
-        frame by frame; it keeps this DiskTensor (and so its folder) alive."""
+        frame by frame; it keeps this DiskTensor (and so its folder) alive, and reads through
+        a cache of its own (this one's is emptied)."""
         self.flush()
+        self._cache.clear()
         return LazyFrames(
             self.shape, self.store.dtype, self._read_chunk, self.store.chunk, CACHE_MB
         )

@@ -169,13 +169,14 @@ def stop_reason(metrics: dict, cfg: Config) -> str | None:
 # probabilities, belief, labels), bytes per pixel of one inference batch at the working size
 # (the network's activations). On CamVid (101 frames of 720x960) it says 12.7 GiB where a round
 # peaked at 6.0 GiB: it refuses only what cannot fit, it does not promise what will.
-# A video read a few frames at a time (over data.in_memory_mb) keeps no frames, flow or
-# training tensors in memory: benchmarks/scale.py measured 55 bytes a pixel of the whole video
-# on 2026-12-03 (100 and 300 frames of 360x480, 7 classes; float16 probabilities and belief
-# take 4 bytes per class), 80 leaves room for more classes.
+# A video read a few frames at a time (over data.in_memory_mb) keeps no frames, flow,
+# training tensors, probabilities or belief in memory (they are read from disk in windows),
+# only byte-per-pixel maps (human labels, layers, fused and predicted labels, ground truth):
+# benchmarks/scale.py measured 1,000 frames of 360x480 at 2.7 GiB on 2026-12-03
+# (results/scale.csv), under 6 bytes a pixel above the base; 12 is the upper estimate.
 BASE_BYTES = 1.3 * 2**30
 VIDEO_BYTES_PER_PIXEL = 160
-LAZY_BYTES_PER_PIXEL = 80
+LAZY_BYTES_PER_PIXEL = 12
 BATCH_BYTES_PER_PIXEL = 200
 
 
