@@ -22,6 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from hvsa.data.resources import process_alive
 from hvsa.errors import HvsaError
 
 POOL = "hvsa-process"  # the process work pool prefect.yaml deploys to
@@ -132,27 +133,13 @@ def _write(folder: Path, pids: dict[str, int], urls: dict[str, str]) -> None:
     (folder / STATE).write_text(json.dumps({"pids": pids, "urls": urls}, indent=1))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie (exited, not yet reaped by its parent) is not running
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return True
-
-
 def running(folder: Path) -> dict[str, int]:
     """The services of the stack in ``folder`` that still run: name → pid."""
     state = folder / STATE
     if not state.is_file():
         return {}
     pids = json.loads(state.read_text())["pids"]
-    return {name: pid for name, pid in pids.items() if _alive(pid)}
+    return {name: pid for name, pid in pids.items() if process_alive(pid)}
 
 
 def urls_of(folder: Path) -> dict[str, str]:
@@ -169,10 +156,10 @@ def down(folder: Path, timeout_s: float = 20) -> list[str]:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while any(_alive(pid) for pid in alive.values()) and time.monotonic() < deadline:
+    while any(process_alive(pid) for pid in alive.values()) and time.monotonic() < deadline:
         time.sleep(0.2)
     for pid in alive.values():
-        if _alive(pid):
+        if process_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
     (folder / STATE).unlink(missing_ok=True)

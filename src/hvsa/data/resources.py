@@ -1,4 +1,5 @@
-"""Peak memory of this process, per stretch of work (benchmark rows, round metrics).
+"""Peak memory of this process, per stretch of work (benchmark rows, round metrics), and
+whether another process still runs.
 
 Linux keeps a high-water mark of resident memory (``VmHWM``) that writing ``5`` to
 ``/proc/self/clear_refs`` resets, so each round can report its own peak rather than the
@@ -7,6 +8,7 @@ process's lifetime maximum. Elsewhere the lifetime maximum is reported, which is
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 from pathlib import Path
@@ -34,3 +36,17 @@ def peak_memory_mb() -> float:
         pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1024 / (1024 if sys.platform == "darwin" else 1)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie, exited and not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return True

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from hvsa.data.chunks import ChunkStore, LazyFrames
+from hvsa.data.resources import process_alive
 
 CHUNK_MB = 16  # a chunk of a few frames: one np.load at disk speed
 CACHE_MB = 48  # chunks kept per tensor (steps walk frames in order: one or two suffice)
@@ -42,19 +43,9 @@ def clear_stale(scratch: Path) -> None:
             pid = int(folder.name.split("-")[1])
         except (IndexError, ValueError):
             continue
-        if pid == os.getpid() or _alive(pid):
+        if pid == os.getpid() or process_alive(pid):
             continue
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class DiskTensor:
