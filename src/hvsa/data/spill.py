@@ -76,21 +76,6 @@ class DiskTensor:
     def __len__(self) -> int:
         return self.shape[0]
 
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def dim(self) -> int:
-        return len(self.shape)
-
-    def size(self, dim: int | None = None):
-        return self.shape if dim is None else self.shape[dim]
-
-    def half(self) -> DiskTensor:
-        if self.dtype != torch.float16:
-            raise TypeError("a DiskTensor keeps its dtype")
-        return self
-
     def __repr__(self) -> str:
         return f"DiskTensor({tuple(self.shape)}, {self.dtype}, {self.folder})"
 
@@ -224,9 +209,13 @@ def map_frames(source, fn, tail: tuple[int, ...], dtype: np.dtype, chunk: int = 
     return out
 
 
+def empty(scratch: Path | None, shape: tuple[int, ...], dtype: torch.dtype):
+    """An empty (N, ...) tensor: a :class:`DiskTensor` in ``scratch``, in memory without one."""
+    return torch.empty(shape, dtype=dtype) if scratch is None else DiskTensor(scratch, shape, dtype)
+
+
 def like(reference, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor | DiskTensor:
     """An empty (N, ...) tensor where ``reference`` keeps its frames: on disk beside a
     DiskTensor, else in memory."""
-    if isinstance(reference, DiskTensor):
-        return DiskTensor(reference.folder.parent, shape, dtype)
-    return torch.empty(shape, dtype=dtype)
+    return empty(reference.folder.parent if isinstance(reference, DiskTensor) else None,
+                 shape, dtype)  # fmt: skip

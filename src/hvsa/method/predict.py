@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from hvsa.data.arrays import load_arrays, save_arrays
-from hvsa.data.spill import DiskTensor
+from hvsa.data.spill import DiskTensor, empty
 from hvsa.method.network import SegmentationNet
 
 
@@ -16,7 +16,9 @@ from hvsa.method.network import SegmentationNet
 class Prediction:
     """probs (N,C,h,w) at working size, float16 (a video's largest array: three digits are far
     more than ranking samples and voting need, and half the memory; every step computes in
-    float32 a few frames at a time); features (N,F,hf,wf) float32."""
+    float32 a few frames at a time); features (N,F,hf,wf) float32 holding float16-rounded
+    values, the precision a campaign's files keep them at, so that the in-process loop and the
+    DVC stages select from the same numbers."""
 
     probs: torch.Tensor | DiskTensor
     features: torch.Tensor | DiskTensor
@@ -33,34 +35,22 @@ def predict(
     """Predict every frame (N,3,h,w); results are kept on the CPU to bound device memory.
 
     With ``scratch`` the probabilities and features go to disk a batch at a time (each a
-    :class:`DiskTensor` there, the features rounded to float16 precision as a round's view
-    stores them): what a long video's round holds instead of all of them.
+    :class:`DiskTensor` there): what a long video's round holds instead of all of them.
     """
     model.eval()
-    if scratch is not None:
-        return _predict_to_disk(model, frames, batch_size, device, scratch)
-    probs, feats = [], []
-    for start in range(0, len(frames), batch_size):
-        logits, hidden = model(frames[start : start + batch_size].to(device))
-        probs.append(logits.softmax(1).half().cpu())
-        feats.append(hidden.cpu())
-    return Prediction(torch.cat(probs), torch.cat(feats))
-
-
-def _predict_to_disk(
-    model: SegmentationNet, frames, batch_size: int, device: torch.device, scratch: Path
-) -> Prediction:
     n = len(frames)
     probs = feats = None
     for start in range(0, n, batch_size):
         logits, hidden = model(frames[start : start + batch_size].to(device))
         p, h = logits.softmax(1).half().cpu(), hidden.half().float().cpu()
         if probs is None:
-            probs = DiskTensor(scratch, (n, *p.shape[1:]), torch.float16)
-            feats = DiskTensor(scratch, (n, *h.shape[1:]), torch.float32)
+            probs = empty(scratch, (n, *p.shape[1:]), torch.float16)
+            feats = empty(scratch, (n, *h.shape[1:]), torch.float32)
         probs[start : start + len(p)] = p
         feats[start : start + len(h)] = h
-    return Prediction(probs.flush(), feats.flush())
+    if isinstance(probs, DiskTensor):
+        probs.flush(), feats.flush()
+    return Prediction(probs, feats)
 
 
 def save_prediction(path: Path, pred: Prediction) -> None:

@@ -28,7 +28,6 @@ from hvsa.annotation.annotator import Annotation, Annotator, Prefill, layer_id
 from hvsa.annotation.ledger import Ledger
 from hvsa.config import Config, FusionConfig
 from hvsa.data.scaling import resize_labels
-from hvsa.data.spill import DiskTensor
 from hvsa.data.video import VOID, ClassList
 from hvsa.method.auto import (
     LAYERS,
@@ -156,7 +155,6 @@ def label_round(
     and belief, the same numbers fusing them again would give.
     """
     t0 = time.perf_counter()
-    pred = stored(pred)
     fusion = fusion_settings(ctx, pred, state, cfg)
     t1 = time.perf_counter()
     only, before = None, None
@@ -170,22 +168,7 @@ def label_round(
     state.touched_layers.clear()
     if timings is not None:
         timings |= {"calibrate": t1 - t0, "labels": time.perf_counter() - t1}
-    return labels, View(pred, stored(belief), fusion, fused=only)
-
-
-def stored(pred: Prediction) -> Prediction:
-    """``pred`` rounded, in place, to the precision a round's view is stored at (float16): the
-    in-process loop rounds it as the DVC stages' files do, so both drivers select, calibrate and
-    fuse from the same numbers (float16 keeps three digits, far more than ranking samples
-    needs). Probabilities are float16 already (``predict``, ``fuse``); the features are
-    rounded in place, a few frames at a time."""
-    for tensor in (pred.probs, pred.features):
-        if tensor.dtype == torch.float16 or isinstance(tensor, DiskTensor):
-            continue  # a DiskTensor's features were rounded as they were written
-        for start in range(0, len(tensor), 16):
-            part = tensor[start : start + 16]
-            part.copy_(part.half())
-    return pred
+    return labels, View(pred, belief, fusion, fused=only)
 
 
 def predict_video(

@@ -90,8 +90,9 @@ class VideoContext:
         work = work_size(video.size, cfg.model.scale)
         n = len(video)
         lazy = isinstance(video.frames, LazyFrames)
-        if lazy and scratch is not None:
-            clear_stale(Path(scratch))
+        scratch = Path(scratch) if lazy and scratch is not None else None
+        if scratch is not None:
+            clear_stale(scratch)
         if lazy:
             # a long video: its tensors are made a batch at a time when indexed
             frames_t = WorkFrames(video.frames, lambda f: frames_to_tensor(f, work), (n, 3, *work))
@@ -116,7 +117,7 @@ class VideoContext:
             flow_t=flow_t,
             valid_t=valid_t,
             small_segments=downsample_segments(samples.segments, work),
-            scratch=Path(scratch) if lazy and scratch is not None else None,
+            scratch=scratch,
         )
 
     def with_samples(self, samples: SampleSet) -> VideoContext:
