@@ -97,6 +97,18 @@ class CampaignConfig(_Section):
     remote: str | None
     remote_endpoint: str | None = None
     tracking: str | None = None
+    task_runner: str | None = None
+    dask_workers: int = Field(default=2, ge=1)
+    gpu_steps: list[Literal["flow", "samples", "start", "finetune", "labels"]] = Field(
+        default_factory=list
+    )
+
+    @field_validator("task_runner")
+    @classmethod
+    def _runner(cls, value: str | None) -> str | None:
+        if value is None or value == "local" or "://" in value:
+            return value
+        raise ValueError(f"{value!r}: null, local, or a Dask scheduler's address (tcp://HOST:8786)")
 
 
 class AnnotationConfig(_Section):

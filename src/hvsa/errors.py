@@ -20,6 +20,7 @@ class HvsaError(Exception):
 EXTRAS = {
     "campaign": ("prefect", "dvc", "mlflow"),
     "app": ("prefect", "dvc", "mlflow", "fastapi", "uvicorn"),
+    "dask": ("prefect", "dvc", "mlflow", "dask", "distributed", "prefect_dask"),
 }
 
 

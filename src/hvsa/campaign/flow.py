@@ -10,7 +10,9 @@ campaign flow starts one ``hvsa-video`` flow run per active video, in threads of
 with human annotators each pauses after ``select`` until its own round's labels are handed in
 (:class:`RoundLabels`), and the others go on meanwhile — annotators label video A while B
 fine-tunes. What the runs share (DVC's record, campaign.yaml, a commit, MLflow's file) is
-changed under the workspace's lock; the heavy steps run side by side. A round's MLflow logging
+changed under the workspace's lock; the heavy steps run side by side — in the flow's process,
+or, with ``campaign.task_runner`` set, on a Dask cluster (:mod:`hvsa.campaign.cluster`) while
+the runs wait for them. A round's MLflow logging
 runs after its commit, before the video's next round. Steps that can fail for passing reasons
 (the MLflow database) are retried with back-off. With the oracle the runs go straight through.
 
@@ -20,6 +22,8 @@ Run it: ``hvsa campaign run WORKSPACE [--rounds N]`` (or ``python flows/campaign
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,6 +32,7 @@ from prefect import flow, get_run_logger, pause_flow_run, task
 from prefect.input import RunInput
 
 from hvsa.annotation.submission import submission_paths
+from hvsa.campaign.cluster import HEAVY, resources, scheduler, task_runner
 from hvsa.campaign.lifecycle import (
     add_videos,
     advance,
@@ -45,9 +50,12 @@ RETRY_DELAYS = [2, 10, 30]
 
 @task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, task_run_name="{stage}@{video}")
 def reproduce_stage(root: str, stage: str, video: str) -> None:
-    """The stage, unless DVC says it is up to date: run in the flow's process and recorded in
-    dvc.lock as ``dvc repro stage@video`` would (``hvsa.campaign.stages.run_here``)."""
-    run_here(Path(root), stage, video)
+    """The stage, unless DVC says it is up to date: run in this process (the flow's, or a Dask
+    worker's) and recorded in dvc.lock as ``dvc repro stage@video`` would
+    (``hvsa.campaign.stages.run_here``). The log says where it ran."""
+    ran = run_here(Path(root), stage, video)
+    where = f"on {socket.gethostname()}, process {os.getpid()}"
+    get_run_logger().info("%s@%s %s", stage, video, f"ran {where}" if ran else "up to date")
 
 
 @task(retries=2, retry_delay_seconds=[2, 10], task_run_name="commit@{video}")
@@ -97,16 +105,27 @@ def wait_for_labels(root: str, video: str, round_no: int) -> None:
             logger.warning("submission %s not found: waiting again", answer.submission)
 
 
-def run_video_round(root: str, video: str) -> None:
+def dispatch_stage(ws: Workspace, stage: str, video: str, on_cluster: bool) -> None:
+    """A stage as a Prefect task: submitted to the flow's Dask cluster when it is a heavy one
+    and there is a cluster (:mod:`hvsa.campaign.cluster`), else run in this process."""
+    root = str(ws.root)
+    if on_cluster and stage in HEAVY:
+        with resources(ws.cfg, stage):
+            reproduce_stage.submit(root, stage, video).result()
+    else:
+        reproduce_stage(root, stage, video)
+
+
+def run_video_round(root: str, video: str, on_cluster: bool = False) -> None:
     """The steps of one video's round, in order; a human annotator makes the flow wait."""
     ws = Workspace.open(root)
     get_run_logger().info("video %s: round %d", video, ws.video(video).round)
     for stage in BEFORE_ANNOTATION:
-        reproduce_stage(root, stage, video)
+        dispatch_stage(ws, stage, video, on_cluster)
     if ws.cfg.annotation.annotator == "human":
         wait_for_labels(root, video, ws.video(video).round)
     for stage in AFTER_ANNOTATION:
-        reproduce_stage(root, stage, video)
+        dispatch_stage(ws, stage, video, on_cluster)
 
 
 @task(task_run_name="advance@{video}")
@@ -115,19 +134,32 @@ def advance_video_task(root: str, video: str) -> bool:
 
 
 @flow(name="hvsa-video", flow_run_name="{video}", log_prints=True)
-def video_rounds(workspace: str, video: str, rounds: int | None = None) -> dict | None:
+def video_rounds(
+    workspace: str, video: str, rounds: int | None = None, cluster: str | None = None
+) -> dict | None:
     """One video's rounds until it is done, or ``rounds`` rounds ran: a flow run of its own,
-    which pauses for its own labels while the other videos' runs go on."""
+    which pauses for its own labels while the other videos' runs go on. ``cluster``: the Dask
+    scheduler its heavy steps go to (start it with :func:`video_flow`, which gives the run the
+    matching task runner)."""
     root = str(Path(workspace).resolve())
     done = 0
     while (rounds is None or done < rounds) and advance_video_task(root, video):
         started = time.perf_counter()
-        run_video_round(root, video)
+        run_video_round(root, video, cluster is not None)
         round_no = Workspace.open(root).video(video).round
         sha = commit_task(root, f"round: {video} r{round_no}", video)
         mlflow_task(root, video, round_no, sha, time.perf_counter() - started)
         done += 1
     return round_metrics(Workspace.open(root), video)
+
+
+def video_flow(cluster: str | None):
+    """The ``hvsa-video`` flow, with a Dask task runner on ``cluster`` when there is one."""
+    return (
+        video_rounds
+        if cluster is None
+        else video_rounds.with_options(task_runner=task_runner(cluster))
+    )
 
 
 @flow(name="hvsa-campaign", log_prints=True)
@@ -149,19 +181,23 @@ def campaign(
     root = str(Path(workspace).resolve())
     ws = Workspace.open(root)
     active = [k for k, v in ws.campaign.videos.items() if v.status == "active"]
-    if serial:
-        done = 0
-        while active and (rounds is None or done < rounds):
-            for key in active:
-                video_rounds(root, key, 1)
-            done += 1
-            ws = Workspace.open(root)
-            active = [k for k, v in ws.campaign.videos.items() if v.status == "active"]
-    elif active:
-        with ThreadPoolExecutor(max_workers=len(active)) as pool:
-            runs = [pool.submit(video_rounds, root, key, rounds) for key in active]
-            for run in runs:
-                run.result()
+    with scheduler(ws.cfg) as cluster:
+        if cluster is not None:
+            get_run_logger().info("heavy steps on the Dask cluster at %s", cluster)
+        one_video = video_flow(cluster)
+        if serial:
+            done = 0
+            while active and (rounds is None or done < rounds):
+                for key in active:
+                    one_video(root, key, 1, cluster)
+                done += 1
+                ws = Workspace.open(root)
+                active = [k for k, v in ws.campaign.videos.items() if v.status == "active"]
+        elif active:
+            with ThreadPoolExecutor(max_workers=len(active)) as pool:
+                runs = [pool.submit(one_video, root, key, rounds, cluster) for key in active]
+                for run in runs:
+                    run.result()
     ws = Workspace.open(root)
     return {key: round_metrics(ws, key) for key in ws.campaign.videos}
 
