@@ -3,16 +3,16 @@ all at once, until done; and an inbox that adds new videos on a schedule.
 
 A video's round is advance → its stages → commit and tag → MLflow, the steps of
 :func:`hvsa.campaign.lifecycle.run_round` for one video, each a Prefect task: every stage runs
-on its own, in the flow's process, and is recorded in ``dvc.lock`` as ``dvc repro
-<stage>@<video>`` would record it, so a step finished before a crash is skipped on restart —
-DVC knows it is up to date — and the ledger keys its events so nothing is recorded twice. The
-campaign flow starts one ``hvsa-video`` flow run per active video, in threads of its process:
-with human annotators each pauses after ``select`` until its own round's labels are handed in
-(:class:`RoundLabels`), and the others go on meanwhile — annotators label video A while B
-fine-tunes. What the runs share (DVC's record, campaign.yaml, a commit, MLflow's file) is
-changed under the workspace's lock; the heavy steps run side by side — in the flow's process,
-or, with ``campaign.task_runner`` set, on a Dask cluster (:mod:`hvsa.campaign.cluster`) while
-the runs wait for them. A round's MLflow logging
+on its own, in the flow's process, and is recorded in the video's ``dvc.lock`` as ``dvc repro
+data/<video>/dvc.yaml:<stage>`` would record it, so a step finished before a crash is skipped
+on restart — DVC knows it is up to date — and the ledger keys its events so nothing is
+recorded twice. The campaign flow starts one ``hvsa-video`` flow run per active video, in
+threads of its process: with human annotators each pauses after ``select`` until its own
+round's labels are handed in (:class:`RoundLabels`), and the others go on meanwhile —
+annotators label video A while B fine-tunes. What the runs share (DVC's repository lock,
+campaign.yaml, a commit, MLflow's file) is changed under the workspace's lock; the heavy steps
+run side by side — in the flow's process, or, with ``campaign.task_runner`` set, on a Dask
+cluster (:mod:`hvsa.campaign.cluster`) while the runs wait for them. A round's MLflow logging
 runs after its commit, before the video's next round. Steps that can fail for passing reasons
 (the MLflow database) are retried with back-off. With the oracle the runs go straight through.
 
@@ -51,7 +51,7 @@ RETRY_DELAYS = [2, 10, 30]
 @task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, task_run_name="{stage}@{video}")
 def reproduce_stage(root: str, stage: str, video: str) -> None:
     """The stage, unless DVC says it is up to date: run in this process (the flow's, or a Dask
-    worker's) and recorded in dvc.lock as ``dvc repro stage@video`` would
+    worker's) and recorded in the video's dvc.lock as ``dvc repro`` would
     (``hvsa.campaign.stages.run_here``). The log says where it ran."""
     ran = run_here(Path(root), stage, video)
     where = f"on {socket.gethostname()}, process {os.getpid()}"

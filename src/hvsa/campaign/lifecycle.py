@@ -14,7 +14,6 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -46,11 +45,6 @@ def _make_inbox(root: Path, key: str) -> None:
     (folder / "README").write_text(
         f"Human label submissions of campaign video {key!r}: rN.npz + rN.json per round.\n"
     )
-
-
-def campaign_stages() -> str:
-    """The per-video stages of a campaign (``dvc.yaml`` shipped with hvsa), as text."""
-    return (resources.files("hvsa.campaign") / "dvc.yaml").read_text()
 
 
 def _check_inputs(
@@ -206,7 +200,6 @@ def _init_workspace(
     # output in place: DVC removes a stage's outputs before it runs, and arrays are written
     # then renamed)
     dvc(root, "config", "cache.type", "hardlink,copy")
-    (root / "dvc.yaml").write_text(campaign_stages())
     entries = {
         key: CampaignVideo(
             path=str(Path(path).resolve()), round=1, prev=0, status="active", reason=None

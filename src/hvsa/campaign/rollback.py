@@ -1,11 +1,11 @@
 """Rollback: return a video of a campaign to the state after an earlier round, losing nothing.
 
-The workspace is not rewound: a rollback is a new commit that puts back the video's DVC lock
-entries, its ``campaign.yaml`` entry and its git-tracked files (its round folders and its inbox
-of hand-ins) as they were when round N was committed, checks the outputs out of the DVC cache,
-moves the MLflow alias ``current`` back to that round's model and records a ``rollback`` event
-in the ledger. Later rounds stay in git history and in the DVC cache, so rolling "back" to a
-later round number returns to them.
+The workspace is not rewound: a rollback is a new commit that puts back the video's
+``campaign.yaml`` entry and its git-tracked files (its round folders, its ``dvc.yaml`` and
+``dvc.lock``, its inbox of hand-ins) as they were when round N was committed, checks the
+outputs out of the DVC cache, moves the MLflow alias ``current`` back to that round's model and
+records a ``rollback`` event in the ledger. Later rounds stay in git history and in the DVC
+cache, so rolling "back" to a later round number returns to them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,14 @@ import yaml
 from hvsa.annotation.existing import EXISTING_DIR
 from hvsa.annotation.ledger import Event, Ledger
 from hvsa.campaign.versioning import commit_round, dvc, git, tool_env
-from hvsa.campaign.workspace import Campaign, Workspace, write_campaign
+from hvsa.campaign.workspace import (
+    LOCK_FILE,
+    Campaign,
+    Workspace,
+    lock_entries,
+    stage_target,
+    write_campaign,
+)
 from hvsa.errors import HvsaError
 
 KEEP = ("flow.npz", "samples", EXISTING_DIR, "r0")  # the video's inputs, not its rounds
@@ -61,32 +68,23 @@ def rollback(ws: Workspace, key: str, round_no: int) -> str:
     was = ws.video(key).round
     sha = find_round_commit(ws, key, round_no)
 
-    lock_path = ws.root / "dvc.lock"
-    lock = yaml.safe_load(lock_path.read_text())
-    old_lock = yaml.safe_load(_show(ws, sha, "dvc.lock") or "stages: {}")
-    suffix = f"@{key}"
-    stages = {k: v for k, v in lock["stages"].items() if not k.endswith(suffix)}
-    stages |= {k: v for k, v in old_lock["stages"].items() if k.endswith(suffix)}
-    lock["stages"] = stages
-    lock_path.write_text(yaml.safe_dump(lock, sort_keys=False))
+    folder = ws.video_dir(key)
+    for child in folder.iterdir() if folder.is_dir() else []:
+        if child.name not in KEEP:
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    git(ws.root, "checkout", sha, "--", f"data/{key}")  # its dvc.yaml and dvc.lock included
+    stages = lock_entries(folder / LOCK_FILE)
 
     old = Campaign.model_validate(yaml.safe_load(_show(ws, sha, "campaign.yaml")))
     entry = old.videos[key].model_copy(update={"status": "active", "reason": None})
     ws.campaign.videos[key] = entry
     write_campaign(ws.root, ws.campaign)
-
-    folder = ws.video_dir(key)
-    for child in folder.iterdir() if folder.is_dir() else []:
-        if child.name not in KEEP:
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
-    git(ws.root, "checkout", sha, "--", f"data/{key}")
     # the hand-ins of later rounds leave the inbox (they stay in git history): a redone round
     # asks for new labels instead of reading the old ones
     shutil.rmtree(ws.root / "inbox" / key, ignore_errors=True)
     git(ws.root, "checkout", sha, "--", f"inbox/{key}")
-    restored = [k for k in stages if k.endswith(suffix)]
-    dvc(ws.root, "checkout", "--force", *restored)
-    _restore_inputs(ws, [stages[k] for k in restored])
+    dvc(ws.root, "checkout", "--force", *[stage_target(f"{k}@{key}") for k in stages])
+    _restore_inputs(ws, list(stages.values()))
 
     _move_alias(Workspace.open(ws.root), key)
     with Ledger(ws.ledger_path) as ledger:

@@ -3,7 +3,8 @@
 Each round's run holds its params, metrics (mIoU where there is truth, clicks this round and in
 all, labelled share, wall time), the selected samples as a table, the clicks-vs-mIoU plot, a few
 overlays and the model, registered with the alias ``current`` moved to the newest round. It
-records the git commit and the dvc.lock hash it came from, so any number traces to its files.
+records the git commit and the hash of the video's dvc.lock it came from, so any number traces
+to its files.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from hvsa.campaign.versioning import git
-from hvsa.campaign.workspace import Workspace
+from hvsa.campaign.workspace import LOCK_FILE, Workspace, lock_entries
 from hvsa.rounds.chart import plot_clicks_vs_miou
 from hvsa.rounds.result import RoundResult
 
@@ -99,16 +100,14 @@ def model_md5(
     ws: Workspace, key: str, round_no: int | None = None, lock: str | None = None
 ) -> str | None:
     """The DVC hash of the video's checkpoint of ``round_no`` (default: its current round), as
-    ``lock`` (a dvc.lock's text; default: the workspace's) records it.
+    ``lock`` (the text of the video's dvc.lock; default: as it is now) records it.
 
     Model versions carry it, so a rollback finds the version of exactly the restored model.
     """
-    import yaml
-
-    text = lock if lock is not None else (ws.root / "dvc.lock").read_text()
+    entries = lock_entries(ws.video_dir(key) / LOCK_FILE, lock)
     round_no = ws.video(key).round if round_no is None else round_no
     wanted = f"data/{key}/r{round_no}/model.pt"
-    for out in yaml.safe_load(text)["stages"].get(f"finetune@{key}", {}).get("outs", []):
+    for out in entries.get("finetune", {}).get("outs", []):
         if out["path"] == wanted:
             return out["md5"]
     return None
@@ -141,7 +140,7 @@ def log_round(ws: Workspace, key: str, round_no: int, commit: str, seconds: floa
 
     folder = ws.round_dir(key, round_no)
     metrics = json.loads((folder / "metrics.json").read_text())
-    lock = git(ws.root, "show", f"{commit}:dvc.lock")
+    lock = git(ws.root, "show", f"{commit}:data/{key}/{LOCK_FILE}")
     lock_hash = hashlib.sha256(lock.encode()).hexdigest()
     experiment_id = _experiment(mlflow, ws, ws.campaign.name)
     parent = _parent_run(mlflow, experiment_id, key)

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hvsa.campaign.workspace import Workspace
+from hvsa.campaign.workspace import Workspace, stage_target
 from hvsa.errors import HvsaError
 
 
@@ -43,12 +43,14 @@ def dvc(root: Path, *args: str) -> str:
 
 
 def reproduce(ws: Workspace, targets: list[str] | None = None) -> None:
-    """``dvc repro`` (of some stages, with their upstream ones): finished stages are skipped."""
-    dvc(ws.root, "repro", *(targets or []))
+    """``dvc repro`` of some stages (``stage@video``), with their upstream ones, or of every
+    video's stages: finished stages are skipped."""
+    dvc(ws.root, "repro", *([stage_target(t) for t in targets] if targets else ["-P"]))
 
 
 def commit_round(ws: Workspace, message: str, video: str | None = None) -> str:
-    """Commit the workspace (dvc.lock, campaign.yaml, metrics) and tag it; returns the tag.
+    """Commit the workspace (campaign.yaml, the videos' DVC records and metrics) and tag it;
+    returns the tag.
 
     With ``video``, only what is shared and that video's folders are added: another video's
     round may be running at the same time, its newest outputs not yet recorded by DVC (and so
@@ -57,7 +59,7 @@ def commit_round(ws: Workspace, message: str, video: str | None = None) -> str:
     if video is None:
         git(ws.root, "add", "-A")
     else:
-        paths = ["dvc.lock", "campaign.yaml", ".gitignore", ".hvsa", f"data/{video}",
+        paths = ["campaign.yaml", ".gitignore", ".hvsa", f"data/{video}",
                  f"inbox/{video}"]  # fmt: skip
         tracked = set(git(ws.root, "ls-files", "--", *paths).split())
         present = [p for p in paths if (ws.root / p).exists() or any(

@@ -1,9 +1,11 @@
 """A campaign workspace: a git + DVC repository whose ``data/`` holds every round of every video.
 
 ``params.yaml`` holds the knobs; ``campaign.yaml`` (written by hvsa) says which videos the
-campaign covers and which round each is in. ``dvc.yaml`` templates its per-video stages from
-``campaign.yaml``, so the paths of round N (``data/<video>/r<N>/``) change with the round and
-each round's outputs stay separately versioned in the DVC cache.
+campaign covers and which round each is in. Each video has its stages in ``data/<video>/dvc.yaml``
+(the packaged template filled in from its ``campaign.yaml`` entry whenever that changes) and
+their record in ``data/<video>/dvc.lock``, so the paths of round N (``data/<video>/r<N>/``)
+change with the round, each round's outputs stay separately versioned in the DVC cache, and
+recording one video's stage reads and rewrites only that video's files.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import fcntl
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +27,8 @@ from hvsa.data.video import Video, load_video
 from hvsa.errors import HvsaError
 
 CAMPAIGN_FILE = "campaign.yaml"
+STAGES_FILE = "dvc.yaml"  # data/<video>/dvc.yaml: a video's stages
+LOCK_FILE = "dvc.lock"  # data/<video>/dvc.lock: DVC's record of them
 # the per-video stages of dvc.yaml, in the order a round runs them
 STAGES = ("flow", "samples", "start", "select", "annotate", "finetune", "labels")
 # the stages that run once a round, their outputs in the round's folder
@@ -80,10 +85,37 @@ def read_campaign(root: Path) -> Campaign:
 
 
 def write_campaign(root: Path, campaign: Campaign) -> None:
+    """Write campaign.yaml, and each video's dvc.yaml from it (where that changes)."""
     text = yaml.safe_dump(campaign.model_dump(), sort_keys=False)
     tmp = root / (CAMPAIGN_FILE + ".tmp")
     tmp.write_text("# written by hvsa: the campaign's videos and the round each is in\n" + text)
     tmp.replace(root / CAMPAIGN_FILE)
+    for key in campaign.videos:
+        path = root / "data" / key / STAGES_FILE
+        text = video_stages(campaign, key)
+        if not path.is_file() or path.read_text() != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.with_suffix(".tmp").write_text(text)
+            path.with_suffix(".tmp").replace(path)
+
+
+def stages_template() -> str:
+    """The per-video stages of a campaign (``dvc.yaml`` shipped with hvsa), as text."""
+    return (resources.files("hvsa.campaign") / STAGES_FILE).read_text()
+
+
+def video_stages(campaign: Campaign, key: str) -> str:
+    """The template filled in for video ``key``: its name, path and rounds, the start model."""
+    video = campaign.videos[key]
+    values = {"key": key, "start_model": campaign.start_model, "item.path": video.path,
+              "item.round": str(video.round), "item.prev": str(video.prev)}  # fmt: skip
+    return re.sub(r"\$\{([a-z_.]+)\}", lambda m: values[m.group(1)], stages_template())
+
+
+def stage_target(target: str) -> str:
+    """DVC's name of hvsa's ``stage@video``: ``data/<video>/dvc.yaml:<stage>``."""
+    stage, _, key = target.partition("@")
+    return f"data/{key}/{STAGES_FILE}:{stage}" if key else target
 
 
 @dataclass
@@ -133,20 +165,24 @@ class Workspace:
         return self.root / "data" / self.cfg.campaign.ledger
 
 
+def lock_entries(path: Path | str, text: str | None = None) -> dict:
+    """The stages a dvc.lock records (of ``text``, else of the file at ``path``), by name."""
+    if text is None:
+        if not Path(path).is_file():
+            return {}
+        text = Path(path).read_text()
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return (yaml.load(text, Loader=loader) or {}).get("stages") or {}
+
+
 def recorded_in_round(root: Path, stage: str, key: str, round_no: int) -> bool:
-    """Whether ``dvc.lock`` records ``stage@key`` with its outputs in round ``round_no``'s
+    """Whether the video's ``dvc.lock`` records ``stage`` with its outputs in round ``round_no``'s
     folder: a round stage that is not has not finished this round (killed after writing its
     outputs but before DVC recorded them, or not run yet), so it must run, with no need to ask
     DVC — whose status check parses dvc.yaml, dvc.lock and params.yaml again for every stage.
     Whether a recorded stage is still up to date (a changed setting or file) is DVC's to say.
     """
-    lock = root / "dvc.lock"
-    if not lock.is_file():
-        return False
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    entry = ((yaml.load(lock.read_text(), Loader=loader) or {}).get("stages") or {}).get(
-        f"{stage}@{key}"
-    )
+    entry = lock_entries(root / "data" / key / LOCK_FILE).get(stage)
     folder = f"data/{key}/r{round_no}/"
     return bool(entry) and any(
         str(out.get("path", "")).startswith(folder) for out in entry.get("outs") or []

@@ -3,7 +3,7 @@
 Each stage is one call of the round engine (``hvsa.rounds.engine``) with file I/O around it:
 it reads what the stage before it wrote into the round's folder and writes what the next
 needs, so a campaign round computes what an in-process round computes, once. What each stage
-reads and writes is declared in the workspace's ``dvc.yaml``:
+reads and writes is declared in the video's ``data/<video>/dvc.yaml``:
 
 - ``flow``, ``samples`` (once per video): the optical flow and every sample set the settings
   need (``auto`` needs several);
@@ -28,7 +28,13 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from hvsa.campaign.workspace import ROUND_STAGES, Workspace, recorded_in_round, workspace_lock
+from hvsa.campaign.workspace import (
+    ROUND_STAGES,
+    Workspace,
+    recorded_in_round,
+    stage_target,
+    workspace_lock,
+)
 from hvsa.errors import HvsaError, crash_point
 from hvsa.rounds.rules import check_settings
 
@@ -51,23 +57,24 @@ def run_stage(
 
 
 def run_here(root: Path, stage: str, video: str) -> bool:
-    """``dvc repro stage@video`` without a new process: the stage's step runs in this one
-    (what it read stays in memory for the next stage, ``inputs``), unless DVC says the stage is
-    up to date; then it is recorded in ``dvc.lock`` and the DVC cache as ``dvc repro`` records
-    it. Returns whether the stage ran.
+    """``dvc repro data/<video>/dvc.yaml:<stage>`` without a new process: the stage's step
+    runs in this one (what it read stays in memory for the next stage, ``inputs``), unless DVC
+    says the stage is up to date; then it is recorded in the video's ``dvc.lock`` and the DVC
+    cache as ``dvc repro`` records it. Returns whether the stage ran.
 
     Why: a campaign flow runs a video's stages one after another; a process per stage imports
     torch and reads the video, its flow and the previous round's view again each time, which
-    costs more than a class-layer round's own work. A round stage that ``dvc.lock`` does not
+    costs more than a class-layer round's own work. A round stage that the ``dvc.lock`` does not
     record in this round's folder must run, so DVC's status check (0.1–0.3 s a stage) is only
     asked of stages that may be up to date.
     """
     from dvc.repo import Repo
 
-    target = f"{stage}@{video}"
+    target = stage_target(f"{stage}@{video}")  # data/<video>/dvc.yaml:<stage>
     ws = Workspace.open(root)  # DVC's removal and status change neither params nor campaign.yaml
-    # DVC's part (dvc.lock, DVC's repository lock) is one per workspace: under the workspace's
-    # lock, so that other videos' stages run meanwhile and record in turn; the step itself not
+    # DVC's part (DVC's repository lock is one per workspace; the video's dvc.lock) under the
+    # workspace's lock, so that other videos' stages run meanwhile and record in turn; the step
+    # itself not
     with workspace_lock(root):
         must_run = stage in ROUND_STAGES and not recorded_in_round(
             root, stage, video, ws.video(video).round
