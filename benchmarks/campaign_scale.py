@@ -48,42 +48,61 @@ class Annotator(threading.Thread):
         super().__init__(daemon=True)
         self.url, self.token, self.root, self.sample_s, self.stop = url, token, root, sample_s, stop
         self.busy_s, self.first_work, self.samples = 0.0, None, 0
+        self.errors: list[str] = []
 
     def run(self) -> None:
         import httpx
 
+        auth = {"Authorization": f"Bearer {self.token}"}
+        with httpx.Client(base_url=self.url, headers=auth, timeout=120) as client:
+            while not self.stop.is_set():
+                try:
+                    took = self.one_sample(client)
+                except Exception as exc:  # a person's page shows the error and tries again
+                    self.errors.append(repr(exc))
+                    took = False
+                if not took:
+                    time.sleep(0.2)
+
+    def one_sample(self, client) -> bool:
+        """Label the next sample of any open round; whether there was one."""
+        listed = client.get("/api/rounds").json()
+        for r in listed if isinstance(listed, list) else []:  # an error: ask again
+            v, n = r["video"], r["round"]
+            sample = client.post(f"/api/rounds/{v}/{n}/next").json()
+            if sample.get("sample_id") is None:
+                continue
+            if self.first_work is None:
+                self.first_work = time.perf_counter()
+            started = time.perf_counter()
+            labels = self.truth(v, n, sample["sample_id"])
+            time.sleep(max(0.0, self.sample_s - (time.perf_counter() - started)))
+            body = {"labels": base64.b64encode(np.ascontiguousarray(labels)).decode(),
+                    "clicks_by_tool": {"polygon": 4}, "active_s": self.sample_s,
+                    "started": 1.0, "finished": 2.0}  # fmt: skip
+            client.post(f"/api/rounds/{v}/{n}/samples/{sample['sample_id']}", json=body)
+            self.busy_s += time.perf_counter() - started
+            self.samples += 1
+            return True
+        return False
+
+    def truth(self, video: str, round_no: int, sample_id: int) -> np.ndarray:
+        """The oracle's labels of a sample this annotator holds (read again on a passing
+        error: the sample stays leased to it until handed in)."""
         from hvsa.annotation.annotator import OracleAnnotator
         from hvsa.campaign.workspace import Workspace
         from tests.conftest import selected_samples
 
-        auth = {"Authorization": f"Bearer {self.token}"}
-        with httpx.Client(base_url=self.url, headers=auth, timeout=120) as client:
-            while not self.stop.is_set():
-                took = False
-                listed = client.get("/api/rounds").json()
-                for r in listed if isinstance(listed, list) else []:  # an error: ask again
-                    v, n = r["video"], r["round"]
-                    sample = client.post(f"/api/rounds/{v}/{n}/next").json()
-                    if sample.get("sample_id") is None:
-                        continue
-                    if self.first_work is None:
-                        self.first_work = time.perf_counter()
-                    started = time.perf_counter()
-                    ws = Workspace.open(self.root)
-                    samples, _ = selected_samples(ws, v, n)
-                    (a,) = OracleAnnotator(2.0).annotate(ws.load_video(v), samples,
-                                                         [sample["sample_id"]])  # fmt: skip
-                    time.sleep(max(0.0, self.sample_s - (time.perf_counter() - started)))
-                    body = {"labels": base64.b64encode(np.ascontiguousarray(a.labels)).decode(),
-                            "clicks_by_tool": {"polygon": 4}, "active_s": self.sample_s,
-                            "started": 1.0, "finished": 2.0}  # fmt: skip
-                    client.post(f"/api/rounds/{v}/{n}/samples/{sample['sample_id']}", json=body)
-                    self.busy_s += time.perf_counter() - started
-                    self.samples += 1
-                    took = True
-                    break
-                if not took:
-                    time.sleep(0.2)
+        for attempt in range(50):
+            try:
+                ws = Workspace.open(self.root)
+                samples, _ = selected_samples(ws, video, round_no)
+                (a,) = OracleAnnotator(2.0).annotate(ws.load_video(video), samples, [sample_id])
+                return a.labels
+            except OSError as exc:
+                self.errors.append(repr(exc))
+                time.sleep(0.2 * (attempt + 1))
+        raise RuntimeError(f"{video} round {round_no}: sample {sample_id} could not be read")
 
 
 def run_design(design: str, args, base: Path, model: Path, videos: dict[str, str], api: str):
@@ -121,6 +140,9 @@ def run_design(design: str, args, base: Path, model: Path, videos: dict[str, str
     first = min((p.first_work for p in people if p.first_work is not None), default=ended)
     span = [ended - first for _ in people]
     idle = 1 - sum(p.busy_s for p in people) / max(sum(span), 1e-9)
+    errors = [e for p in people for e in p.errors]
+    if errors:
+        print(f"{design}: {len(errors)} passing errors, e.g. {errors[0]}", flush=True)
     print(f"{design}: {ended - started:.0f} s, annotators idle {100 * idle:.1f} % "
           f"({sum(p.samples for p in people)} samples)", flush=True)  # fmt: skip
     return {"design": design, "videos": len(videos), "annotators": args.annotators,

@@ -23,7 +23,7 @@ import pandas as pd
 from hvsa.annotation.annotator import Annotation
 from hvsa.annotation.submission import check_patch, submission_paths, write_submission
 from hvsa.app.store import RefusedError
-from hvsa.campaign.workspace import Workspace
+from hvsa.campaign.workspace import Workspace, recorded_in_round
 from hvsa.data.arrays import load_arrays
 from hvsa.data.images import read_image
 from hvsa.data.video import VOID, ClassList, Video
@@ -61,10 +61,13 @@ def open_rounds(ws: Workspace) -> list[tuple[str, int]]:
             continue
         here = ws.round_dir(key, v.round)
         npz, _ = submission_paths(ws.root / "inbox" / key, v.round)
+        # open once DVC has recorded the round's selection: recording it re-links
+        # selected.parquet from DVC's cache, and a round listed before that could be read
+        # between the two
         if (
-            (here / "selected.parquet").is_file()
-            and not (here / "annotations.parquet").is_file()
+            not (here / "annotations.parquet").is_file()
             and not npz.is_file()
+            and recorded_in_round(ws.root, "select", key, v.round)
         ):
             out.append((key, v.round))
     return out
