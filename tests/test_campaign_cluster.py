@@ -59,6 +59,6 @@ def _process(task_run_id) -> int:
     return int(line.rsplit("process ", 1)[1])
 
 
-def test_a_task_runner_that_is_not_one_is_refused_in_one_line(tmp_path):
+def test_a_task_runner_that_is_not_one_is_refused_in_one_line():
     with pytest.raises(HvsaError, match="a Dask scheduler's address"):
         load_config(REPO / "params.yaml", {"campaign.task_runner": "dask"})

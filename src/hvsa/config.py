@@ -92,6 +92,10 @@ class SelectionConfig(_Section):
     seed: int
 
 
+# a campaign's stages that may run on a Dask cluster (hvsa.campaign.cluster.HEAVY)
+HeavyStep = Literal["flow", "samples", "start", "finetune", "labels"]
+
+
 class CampaignConfig(_Section):
     ledger: str = Field(min_length=1)
     remote: str | None
@@ -99,9 +103,7 @@ class CampaignConfig(_Section):
     tracking: str | None = None
     task_runner: str | None = None
     dask_workers: int = Field(default=2, ge=1)
-    gpu_steps: list[Literal["flow", "samples", "start", "finetune", "labels"]] = Field(
-        default_factory=list
-    )
+    gpu_steps: list[HeavyStep] = Field(default_factory=list)
 
     @field_validator("task_runner")
     @classmethod

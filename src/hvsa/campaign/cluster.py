@@ -28,11 +28,12 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import get_args
 
-from hvsa.config import Config
+from hvsa.config import Config, HeavyStep
 from hvsa.errors import require_extra
 
-HEAVY = ("flow", "samples", "start", "finetune", "labels")
+HEAVY = get_args(HeavyStep)  # the steps params.yaml may name in campaign.gpu_steps
 
 
 @contextlib.contextmanager
