@@ -13,6 +13,8 @@ from hvsa.method.finetune import (
     TrainingData,
     _pair_losses,
     crop_pairs,
+    finetune,
+    step_lr,
     supervised_loss,
     temporal_loss,
 )
@@ -192,3 +194,45 @@ def test_pretraining_crops_are_crop_sized_and_keep_labels_on_their_pixels():
     assert ((yb == 1) != (xb[:, 0] > 127)).float().mean() < 1 / 24
     whole, _ = _augment(x, y, 0.8, gen)
     assert whole.shape == (3, 3, h, w), "without a crop the whole frame size comes back"
+
+
+def test_learning_rate_warms_up_then_falls_to_zero_with_cosine():
+    cfg = tiny_config(**{"finetune.steps": 10, "finetune.lr": 1e-3}).finetune
+    assert [step_lr(s, cfg) for s in (0, 9)] == [1e-3, 1e-3], "constant by default"
+    cfg = cfg.model_copy(update={"schedule": "cosine", "warmup": 2})
+    lrs = [step_lr(s, cfg) for s in range(10)]
+    assert lrs[0] < lrs[1] < lrs[2] == pytest.approx(1e-3), "warm-up rises to lr"
+    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:], strict=False)), "then only falls"
+    assert 0 < lrs[-1] < 1e-4
+
+
+def test_averaging_the_last_steps_keeps_the_mean_of_those_weights():
+    torch.manual_seed(0)
+    model = SegmentationNet("lraspp_mobilenet_v3_large", 3).eval()
+    labels = torch.full((3, 32, 40), VOID, dtype=torch.long)
+    labels[0] = 1
+    data = TrainingData(
+        frames=torch.rand(3, 3, 32, 40) * 255,
+        labels=labels,
+        flow=torch.zeros(2, 32, 40, 2),
+        valid=torch.ones(2, 32, 40, dtype=torch.bool),
+    )
+    cfg = tiny_config(**{"finetune.steps": 4, "finetune.batch_size": 1}).finetune
+    seen: list[list[torch.Tensor]] = []
+    real_step = torch.optim.AdamW.step
+
+    def record(self, *a, **k):  # the weights after every optimiser step
+        out = real_step(self, *a, **k)
+        seen.append([p.detach().clone() for p in model.parameters()])
+        return out
+
+    torch.optim.AdamW.step = record
+    try:
+        finetune(model, data, cfg.model_copy(update={"average_last": 0.5}), torch.device("cpu"))
+    finally:
+        torch.optim.AdamW.step = real_step
+    assert len(seen) == 4
+    for p, a, b in zip(model.parameters(), seen[2], seen[3], strict=True):
+        torch.testing.assert_close(p.detach(), (a + b) / 2)
+    moved = [not torch.equal(a, b) for a, b in zip(seen[2], seen[3], strict=True)]
+    assert any(moved), "the last two steps differ, so the mean is neither of them"

@@ -10,6 +10,7 @@ knowledge to the unlabelled frames along the motion, which is what makes sparse 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,6 +140,50 @@ def _pair_losses(
     return ce, temporal_loss(logits.softmax(1), target, flow, valid)
 
 
+def step_lr(step: int, cfg: FinetuneConfig) -> float:
+    """The learning rate of step ``step`` (0-based) of a round's ``cfg.steps``.
+
+    ``warmup`` steps rise linearly to ``lr``: AdamW starts each round with fresh moments, and
+    its first steps move every weight by about ``lr`` whatever its gradient. ``cosine`` then
+    falls to 0 at the last step, so the round ends on a settled network rather than wherever
+    the last noisy step left it.
+    """
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / (cfg.warmup + 1)
+    if cfg.schedule == "constant":
+        return cfg.lr
+    span = max(cfg.steps - cfg.warmup, 1)
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * (step - cfg.warmup) / span))
+
+
+class _IterateMean:
+    """Running mean of the weights over a round's last ``share`` of steps (Polyak averaging):
+    the mean of nearby iterates is a flatter, less noisy point than the last one."""
+
+    def __init__(self, model: nn.Module, steps: int, share: float) -> None:
+        self.model = model
+        self.first = steps - max(int(round(steps * share)), 1) if share > 0 else steps
+        self.count = 0
+        self.mean: list[torch.Tensor] = []
+
+    def add(self, step: int) -> None:
+        if step < self.first:
+            return
+        params = [p.detach() for p in self.model.parameters()]
+        if not self.mean:
+            self.mean = [p.clone() for p in params]
+        else:
+            for m, p in zip(self.mean, params, strict=True):
+                m.add_(p - m, alpha=1.0 / (self.count + 1))
+        self.count += 1
+
+    def apply(self) -> None:
+        if self.count > 1:
+            with torch.no_grad():
+                for p, m in zip(self.model.parameters(), self.mean, strict=True):
+                    p.copy_(m)
+
+
 def finetune(
     model: SegmentationNet,
     data: TrainingData,
@@ -149,7 +194,9 @@ def finetune(
 ) -> list[dict[str, float]]:
     """Run ``cfg.steps`` optimiser steps in place; returns the per-step loss terms.
 
-    ``crop`` (``model.train_crop``): train on random windows of this size of each pair.
+    ``crop`` (``model.train_crop``): train on random windows of this size of each pair. The
+    learning rate follows ``step_lr``; with ``cfg.average_last`` the network keeps the mean of
+    the weights over that share of the last steps.
     """
     n = len(data.frames)
     labelled = data.human_frames
@@ -157,11 +204,15 @@ def finetune(
         labelled = np.flatnonzero((data.labels != VOID).flatten(1).any(1).numpy())
     rng = np.random.default_rng(cfg.seed + seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    mean = _IterateMean(model, cfg.steps, cfg.average_last)
+    start = [p.detach().clone() for p in model.parameters()] if cfg.keep_change < 1 else None
     model.train()
     if cfg.freeze_bn:
         _freeze_batchnorm(model)
     history = []
-    for _ in tqdm(range(cfg.steps), desc="fine-tune", unit="step", leave=False):
+    for step in tqdm(range(cfg.steps), desc="fine-tune", unit="step", leave=False):
+        for group in opt.param_groups:
+            group["lr"] = step_lr(step, cfg)
         a = torch.from_numpy(_pick_pairs(n, labelled, cfg, rng))
         pairs = crop_pairs(data, a, crop, rng)
         ce, tc = _pair_losses(model, pairs, cfg.neighbour_grad, device)
@@ -169,8 +220,14 @@ def finetune(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        mean.add(step)
         history.append(
             {"loss": float(loss.detach()), "ce": float(ce.detach()), "temporal": float(tc.detach())}
         )
+    mean.apply()
+    if start is not None:  # the network between the round's start and its end (WiSE-FT)
+        with torch.no_grad():
+            for p, p0 in zip(model.parameters(), start, strict=True):
+                p.lerp_(p0, 1.0 - cfg.keep_change)
     model.eval()
     return history
