@@ -1,0 +1,65 @@
+"""Would the labels stop dropping if the network's vote were the mean of its last two versions?
+
+Why: on CamVid 0006R0 (1 Hz) the network decides most pixels of the fused labels, and a round's
+fine-tuning can swing one class by 10 points IoU on frames nobody labelled (``drift_probe.py``),
+lowering the labels although a human added some. The mean of the predictions of the last two
+networks (the last two that differ: a round of class layers keeps its network) kept the
+network's mean and rose in every round after the first. This script takes a finished benchmark
+run and makes every round's labels twice with the round engine's own ``label_round`` (the guided
+radius calibrated as the round did): from the round's network, as the run did, and from that
+mean; both scored on every frame against the ground truth, as the benchmark scores a round.
+
+    .venv/bin/python benchmarks/vote_probe.py ../shared/datasets/camvid/clips/0006R0 \\
+        runs/b06/target/runs/auto --rounds 16 --csv benchmarks/results/0006R0/vote_probe.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+
+from probe_common import CPU, open_round, open_run, parse, save_table
+from tqdm import tqdm
+
+from hvsa.method.predict import Prediction, predict
+from hvsa.rounds.engine import label_round
+from hvsa.rounds.steps import score
+
+
+def main() -> None:
+    def options(ap: argparse.ArgumentParser) -> None:
+        ap.add_argument("--rounds", type=int, required=True, help="rounds 1..this")
+
+    args = parse(__doc__, options)
+    cfg, video, flow = open_run(args)
+    rows, earlier, current, digest = [], None, None, None
+    for r in tqdm(range(args.rounds + 1), desc="rounds", unit="round"):
+        path = args.run / f"round_{r:02d}" / "model.pt"
+        model, ctx, state = open_round(args.run, r, cfg, video, flow)
+        new = hashlib.sha256(path.read_bytes()).hexdigest()
+        if new != digest:  # a new network: the one before becomes the earlier one
+            earlier = current
+            current = predict(model, ctx.frames_t, cfg.output.batch_size, CPU)
+            digest = new
+        assert current is not None
+        labels, _ = label_round(ctx, current, state, cfg)
+        alone = score(video, labels, ctx.classes)[0]
+        both = alone
+        if earlier is not None:
+            mean = (current.probs.float() + earlier.probs.float()) / 2
+            vote = Prediction(mean.to(current.probs.dtype), current.features)
+            labels, _ = label_round(ctx, vote, state, cfg)
+            both = score(video, labels, ctx.classes)[0]
+        rows.append({"round": r, "clicks": state.clicks_total, "labels_miou": alone,
+                     "labels_miou_two_networks": both})  # fmt: skip
+        print(rows[-1], flush=True)
+        save_table(rows, args.csv)
+    table = save_table(rows, args.csv)
+    for column in ("labels_miou", "labels_miou_two_networks"):
+        step = table[column].diff()
+        drops = table["round"][step < -0.002].tolist()
+        print(f"{column}: rounds lower than the one before by > 0.2 points: {drops}")
+
+
+if __name__ == "__main__":
+    main()
