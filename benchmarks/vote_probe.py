@@ -28,13 +28,15 @@ from hvsa.rounds.steps import score
 
 def main() -> None:
     def options(ap: argparse.ArgumentParser) -> None:
-        ap.add_argument("--rounds", type=int, required=True, help="rounds 1..this")
+        ap.add_argument("--rounds", type=int, required=True, help="rounds 1..this (or fewer)")
 
     args = parse(__doc__, options)
     cfg, video, flow = open_run(args)
     rows, earlier, current, digest = [], None, None, None
     for r in tqdm(range(args.rounds + 1), desc="rounds", unit="round"):
         path = args.run / f"round_{r:02d}" / "model.pt"
+        if not path.is_file():  # the run stopped earlier (its target reached)
+            break
         model, ctx, state = open_round(args.run, r, cfg, video, flow)
         new = hashlib.sha256(path.read_bytes()).hexdigest()
         if new != digest:  # a new network: the one before becomes the earlier one
