@@ -21,6 +21,7 @@ import hashlib
 from probe_common import CPU, open_round, open_run, parse, save_table
 from tqdm import tqdm
 
+from hvsa.benchmark.report import SLACK
 from hvsa.method.predict import Prediction, predict
 from hvsa.rounds.engine import label_round
 from hvsa.rounds.steps import score
@@ -59,8 +60,8 @@ def main() -> None:
     table = save_table(rows, args.csv)
     for column in ("labels_miou", "labels_miou_two_networks"):
         step = table[column].diff()
-        drops = table["round"][step < -0.002].tolist()
-        print(f"{column}: rounds lower than the one before by > 0.2 points: {drops}")
+        drops = table["round"][step < -SLACK].tolist()
+        print(f"{column}: rounds lower than the one before by > {100 * SLACK:.1f} points: {drops}")
 
 
 if __name__ == "__main__":
