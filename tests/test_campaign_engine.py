@@ -26,6 +26,7 @@ SETTINGS = {
     "loop.rounds": ROUNDS,
     "loop.target_miou": 0.999,
     "annotation.annotator": "corrector",
+    "fusion.vote_networks": 2,  # the harder path: two networks' predictions, across stages
 }
 
 

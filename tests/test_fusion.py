@@ -270,3 +270,36 @@ def test_a_new_label_moves_only_the_frames_it_reaches():
     again = fuse(net, human, frames, flow, cfg, only=moved, previous=before)
     np.testing.assert_array_equal(again[0], after[0])
     assert torch.equal(again[1], after[1])
+
+
+def test_the_vote_of_two_networks_is_their_mean_and_is_made_once_per_pair(tmp_path):
+    from hvsa.data.spill import DiskTensor
+    from hvsa.method.predict import Prediction, mean_prediction
+    from hvsa.rounds.engine import View, network_vote
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.rand(5, 3, 4, 6, generator=gen).softmax(1)
+    b = torch.rand(5, 3, 4, 6, generator=gen).softmax(1)
+    now = Prediction(a.half(), torch.ones(5, 2, 1, 1))
+    before = Prediction(b.half(), torch.zeros(5, 2, 1, 1))
+    one, two = load_config(REPO / "params.yaml"), load_config(REPO / "params.yaml")
+    one.fusion.vote_networks, two.fusion.vote_networks = 1, 2
+    assert network_vote(now, before, one) is now  # one network: its own prediction
+    assert network_vote(now, None, two) is now  # the first network has none to vote with
+    vote = network_vote(now, before, two)
+    mean = (a.half().float() + b.half().float()) / 2
+    torch.testing.assert_close(vote.probs.float(), mean, atol=1e-3, rtol=0)
+    assert vote.features is now.features  # the current network's, for the next selection
+    # a round that kept both networks (class layers) takes the vote it was made with again
+    kept = View(vote, vote, one.fusion, own=now, earlier=before)
+    assert network_vote(now, before, two, kept) is vote
+    assert network_vote(now, now, two, kept) is now
+    # a long video's probabilities on disk: the same mean, on disk too
+    disk_a, disk_b = (
+        DiskTensor(tmp_path, a.shape, torch.float16),
+        DiskTensor(tmp_path, b.shape, torch.float16),
+    )
+    disk_a[0:5], disk_b[0:5] = a.half(), b.half()
+    on_disk = mean_prediction(Prediction(disk_a, now.features), Prediction(disk_b, now.features), 2)
+    assert isinstance(on_disk.probs, DiskTensor)
+    torch.testing.assert_close(on_disk.probs[0:5], vote.probs)

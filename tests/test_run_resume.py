@@ -23,7 +23,7 @@ SETTINGS = [
     "samples.granularity=auto", "auto.granularities=[frame, rect16, layers]",
     "auto.budgets={frame: 1, rect16: 6}", "layers.per_round=4", "fusion.calibration_probes=2",
     "finetune.steps=5", "samples.rect_size=16", "model.train_crop=null", "model.device=cpu",
-    "loop.target_miou=0.999", f"loop.rounds={ROUNDS}",
+    "loop.target_miou=0.999", f"loop.rounds={ROUNDS}", "fusion.vote_networks=2",
 ]  # fmt: skip
 # what identifies an event, not when it was made
 EVENT = ["round", "sample_id", "frame", "annotator", "tool", "clicks", "label_hash",

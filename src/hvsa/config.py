@@ -165,6 +165,9 @@ class FusionConfig(_Section):
     radius_choices: list[Annotated[int, Field(ge=0)]]
     calibration_probes: int = Field(ge=1)
     estimate_level: float = Field(gt=0, lt=1)
+    # the network's vote: the mean of the predictions of this many of the latest networks that
+    # differ (1 = the current network's alone); see hvsa.rounds.engine.network_vote
+    vote_networks: int = Field(default=1, ge=1, le=2)
 
 
 class LayersConfig(_Section):

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from hvsa.data.arrays import load_arrays, save_arrays
-from hvsa.data.spill import DiskTensor, empty
+from hvsa.data.spill import DiskTensor, empty, like
 from hvsa.method.network import SegmentationNet
 
 
@@ -51,6 +51,19 @@ def predict(
     if isinstance(probs, DiskTensor):
         probs.flush(), feats.flush()
     return Prediction(probs, feats)
+
+
+def mean_prediction(a: Prediction, b: Prediction, chunk: int = 8) -> Prediction:
+    """The mean of two networks' probabilities (float32 sums, float16 out, a few frames at a
+    time, kept where ``a`` keeps its frames), with ``a``'s features: ``a`` is the current
+    network, whose features the next selection compares samples by."""
+    out = like(a.probs, tuple(a.probs.shape), torch.float16)
+    for start in range(0, len(a.probs), chunk):
+        end = min(start + chunk, len(a.probs))
+        out[start:end] = ((a.probs[start:end].float() + b.probs[start:end].float()) / 2).half()
+    if isinstance(out, DiskTensor):
+        out.flush()
+    return Prediction(out, a.features)
 
 
 def save_prediction(path: Path, pred: Prediction) -> None:

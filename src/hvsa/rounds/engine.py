@@ -47,7 +47,7 @@ from hvsa.method.estimate import interval as estimate_interval
 from hvsa.method.fusion import reach
 from hvsa.method.metrics import expected_miou, iou_per_class, mean_iou
 from hvsa.method.network import SegmentationNet
-from hvsa.method.predict import Prediction, predict
+from hvsa.method.predict import Prediction, mean_prediction, predict
 from hvsa.method.uncertainty import pixel_uncertainty
 from hvsa.rounds.result import RoundResult
 from hvsa.rounds.rules import is_auto, sample_set_names
@@ -79,7 +79,7 @@ FUSION, AUTO = "fusion.json", "auto.json"
 class View:
     """What a round's labels were made from, and what the next round selects by."""
 
-    pred: Prediction  # the network's softmax and features
+    pred: Prediction  # the network's vote: its softmax and features (network_vote)
     belief: Prediction  # the fused probabilities (with the network's features)
     fusion: FusionConfig  # the fusion settings, calibrated on the human labels so far
     # the probes' estimates of this view, and the labels they were taken on (probes_of)
@@ -87,6 +87,35 @@ class View:
     # (N,) bool: the frames fused anew for this view, the others kept from the view before
     # (``label_round``'s ``previous``); None = every frame
     fused: np.ndarray | None = None
+    # where ``pred`` is a vote of two networks: the current network's own prediction, and the
+    # earlier network's that voted with it (None: ``pred`` is the current network's own)
+    own: Prediction | None = None
+    earlier: Prediction | None = None
+
+    @property
+    def network(self) -> Prediction:
+        """The current network's own prediction: the earlier one of the next vote."""
+        return self.pred if self.own is None else self.own
+
+
+def network_vote(
+    pred: Prediction, earlier: Prediction | None, cfg: Config, before: View | None = None
+) -> Prediction:
+    """The prediction the label generator takes the network's vote from.
+
+    With ``fusion.vote_networks: 2``, the mean of the current network's prediction and the
+    earlier network's (the latest that differs: a round of class layers keeps its network). Why:
+    at 1 Hz the network decides most pixels, and one round's fine-tuning on two new frames swings
+    single classes by +-10 points IoU on frames nobody labelled while the mean rises; the mean of
+    two networks keeps the rise and halves the swing (benchmarks/RESULTS.md "Does fine-tuning
+    make the network worse?"). ``before`` is the last round's view: when it was made from the
+    same two predictions, its vote is reused (no new array; fusion can then stay incremental).
+    """
+    if cfg.fusion.vote_networks < 2 or earlier is None or earlier is pred:
+        return pred
+    if before is not None and before.own is pred and before.earlier is earlier:
+        return before.pred
+    return mean_prediction(pred, earlier)
 
 
 def probes_of(ctx: VideoContext, view: View, state: LoopState, cfg: Config) -> Estimates | None:
@@ -144,10 +173,13 @@ def label_round(
     cfg: Config,
     timings: dict[str, float] | None = None,
     previous: tuple[View, np.ndarray] | None = None,
+    earlier: Prediction | None = None,
 ) -> tuple[np.ndarray, View]:
     """Every frame's labels from the network's prediction and the human labels so far, and
     the :class:`View` they were made from (the fusion's radius calibrated on those labels).
-    ``timings`` gets the seconds of ``calibrate`` and ``labels``.
+    ``timings`` gets the seconds of ``calibrate`` and ``labels``. ``earlier`` is the earlier
+    network's prediction, which votes with ``pred`` where ``fusion.vote_networks`` says so
+    (:func:`network_vote`).
 
     ``previous`` is the last round's view and labels: when this round left the network as it
     was (a round of class layers) and calibrated the same fusion settings, only the frames
@@ -155,6 +187,8 @@ def label_round(
     and belief, the same numbers fusing them again would give.
     """
     t0 = time.perf_counter()
+    own = pred
+    pred = network_vote(own, earlier, cfg, previous[0] if previous is not None else None)
     fusion = fusion_settings(ctx, pred, state, cfg)
     t1 = time.perf_counter()
     only, before = None, None
@@ -168,7 +202,9 @@ def label_round(
     state.touched_layers.clear()
     if timings is not None:
         timings |= {"calibrate": t1 - t0, "labels": time.perf_counter() - t1}
-    return labels, View(pred, belief, fusion, fused=only)
+    voted = pred is not own
+    return labels, View(pred, belief, fusion, fused=only, own=own if voted else None,
+                        earlier=earlier if voted else None)  # fmt: skip
 
 
 def predict_video(

@@ -36,6 +36,7 @@ from hvsa.errors import HvsaError, crash_point
 from hvsa.method.auto import AutoChooser
 from hvsa.method.motion import load_or_compute_flow
 from hvsa.method.network import SegmentationNet, load_checkpoint, save_checkpoint
+from hvsa.method.predict import Prediction
 from hvsa.method.samples import load_or_build_samples, parse_granularity
 from hvsa.rounds.chart import plot_clicks_vs_miou
 from hvsa.rounds.engine import (
@@ -153,8 +154,24 @@ class AnnotationLoop:
             metrics = json.loads((self.out / f"round_{r:02d}" / "metrics.json").read_text())
             self.results.append(RoundResult(**metrics))
         pred = predict_video(self.model, self.ctx, self.cfg, self.device)
-        self.labels, self.view = label_round(self.ctx, pred, self.state, self.cfg)
+        self.labels, self.view = label_round(
+            self.ctx, pred, self.state, self.cfg, earlier=self._earlier_prediction()
+        )
         return done[-1]
+
+    def _earlier_prediction(self) -> Prediction | None:
+        """The prediction of the network before the current one, for the vote of two networks
+        (``fusion.vote_networks``): the network of the round before the last round that
+        fine-tuned (a round that did not, class layers, kept its network). None where the vote
+        needs none, or the current network is the first."""
+        if self.cfg.fusion.vote_networks < 2:
+            return None
+        trained = [r.round for r in self.results if r.round > 0 and "finetune" in r.timings]
+        if not trained:
+            return None
+        folder = self.out / f"round_{trained[-1] - 1:02d}"
+        earlier, _, _ = load_checkpoint(folder / "model.pt", self.device)
+        return predict_video(earlier, self.ctx, self.cfg, self.device)
 
     def _done(self) -> bool:
         return stop_reason(self.results[-1].__dict__, self.cfg) is not None
@@ -213,16 +230,19 @@ class AnnotationLoop:
                 self.model, self.ctx, state, cfg, self.device, round_no, selection, self.view
             )
             crash_point("train", round_no)
-            pred, previous = self.view.pred, (self.view, self.labels)
+            view = self.view
+            pred, earlier, previous = view.network, view.earlier, (view, self.labels)
             if trained is not None:  # a layer round leaves the network as it was
                 timings["finetune"] = time.perf_counter() - t0
-                # the old prediction and belief go before the new ones are made: a video's
-                # probabilities are its largest arrays, and nothing reads the old ones again
-                pred = previous = self.view = None
+                # the old network's own prediction votes with the new one where
+                # fusion.vote_networks says so; the rest of the old view goes before the new
+                # prediction is made: a video's probabilities are its largest arrays
+                earlier = view.network if cfg.fusion.vote_networks > 1 else None
+                pred = previous = view = self.view = None
                 t0 = time.perf_counter()
                 pred = predict_video(self.model, self.ctx, cfg, self.device)
                 timings["predict"] = time.perf_counter() - t0
-            labels, self.view = label_round(self.ctx, pred, state, cfg, timings, previous)
+            labels, self.view = label_round(self.ctx, pred, state, cfg, timings, previous, earlier)
             self.labels = labels
             result = self._write_round(
                 round_no, labels, timings, started, recorded, selection.table

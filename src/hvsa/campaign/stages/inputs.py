@@ -26,6 +26,7 @@ from __future__ import annotations
 import atexit
 import copy
 import hashlib
+import json
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -42,7 +43,14 @@ from hvsa.method.motion import load_flow
 from hvsa.method.network import SegmentationNet, load_checkpoint, pick_device
 from hvsa.method.predict import Prediction
 from hvsa.method.samples import load_samples
-from hvsa.rounds.engine import FUSION, View, label_round, predict_video, video_contexts
+from hvsa.rounds.engine import (
+    FUSION,
+    View,
+    label_round,
+    network_vote,
+    predict_video,
+    video_contexts,
+)
 from hvsa.rounds.rules import sample_set_names
 from hvsa.rounds.state import LoopState
 from hvsa.rounds.steps import VideoContext
@@ -166,12 +174,13 @@ def keep_view(ws: Workspace, key: str, folder: Path, view: View) -> None:
     def write() -> None:
         if not ws.root.joinpath("campaign.yaml").is_file():
             return  # the workspace is gone
-        _save(store / f"pred-{pred_key}.npz", probs=view.pred.probs, features=view.pred.features)
+        own = view.network  # a vote of two networks is made again from their predictions
+        _save(store / f"pred-{pred_key}.npz", probs=own.probs, features=own.features)
         _save(store / f"belief-{belief_key}.npz", probs=view.belief.probs)
 
     for entry in [e for e in _UNSAVED if e[0] == "views" and e[1][1] == key]:
         del _UNSAVED[entry]  # superseded by this round's
-    _memo("predictions", (pred_key,), lambda: view.pred)
+    _memo("predictions", (pred_key,), lambda: view.network)
     _memo("views", (belief_key, key), lambda: view)
     _UNSAVED[("views", (belief_key, key))] = write
 
@@ -195,6 +204,34 @@ def stored_prediction(ws: Workspace, key: str, folder: Path) -> Prediction | Non
     return None
 
 
+def _trained(folder: Path) -> bool:
+    """Whether the round in ``folder`` fine-tuned its network (round 0: it made the first)."""
+    path = folder / "finetune.json"
+    return path.is_file() and bool(json.loads(path.read_text())["trained"])
+
+
+def earlier_prediction(ws: Workspace, key: str, folder: Path) -> Prediction | None:
+    """The prediction of the network before the one in ``folder``, which votes with it where
+    ``fusion.vote_networks`` says so (``engine.network_vote``): the network of the round before
+    the last round up to ``folder`` that fine-tuned (class layers keep their network). None
+    where the vote needs none, or ``folder``'s network is the video's first."""
+    if ws.cfg.fusion.vote_networks < 2:
+        return None
+    r = int(folder.name[1:])
+    while r > 0 and not _trained(ws.round_dir(key, r)):
+        r -= 1
+    if r == 0:
+        return None
+    older = ws.round_dir(key, r - 1)
+    pred = stored_prediction(ws, key, older)
+    if pred is None:
+        pred_key, _ = _view_keys(ws, key, older)
+        model, classes, device = load_model(ws, older)
+        ctx = next(iter(load_contexts(ws, key, classes).values()))
+        pred = _memo("predictions", (pred_key,), lambda: predict_video(model, ctx, ws.cfg, device))
+    return pred
+
+
 def read_view(ws: Workspace, key: str, folder: Path) -> View:
     """The view of the round in ``folder``: from memory, from the store, or made again from
     the round's network and human labels (as its ``labels`` stage made it)."""
@@ -205,16 +242,21 @@ def read_view(ws: Workspace, key: str, folder: Path) -> View:
         return cache[(belief_key, key)]
     path = _store(ws, key) / f"belief-{belief_key}.npz"
     pred = stored_prediction(ws, key, folder)
+    earlier = earlier_prediction(ws, key, folder)
     if pred is not None and path.is_file():
         belief = np.asarray(load_arrays(path, "a stored belief")["probs"])
         fusion = FusionConfig.model_validate_json((folder / FUSION).read_text())
-        view = View(pred, Prediction(torch.from_numpy(belief), pred.features), fusion)
+        vote = network_vote(pred, earlier, ws.cfg)
+        voted = vote is not pred
+        view = View(vote, Prediction(torch.from_numpy(belief), pred.features), fusion,
+                    own=pred if voted else None, earlier=earlier if voted else None)  # fmt: skip
         return _memo("views", (belief_key, key), lambda: view)
     model, classes, device = load_model(ws, folder)
     ctx = next(iter(load_contexts(ws, key, classes).values()))
     if pred is None:
         pred = predict_video(model, ctx, ws.cfg, device)
-    _, view = label_round(ctx, pred, read_state(folder / "human.npz"), ws.cfg)
+    state = read_state(folder / "human.npz")
+    _, view = label_round(ctx, pred, state, ws.cfg, earlier=earlier)
     keep_view(ws, key, folder, view)
     return view
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from hvsa.campaign.stages import run_stage
 from hvsa.campaign.stages.inputs import (
+    earlier_prediction,
     keep_view,
     load_contexts,
     load_model,
@@ -45,7 +46,8 @@ def step(ws: Workspace, key: str) -> None:
         t0 = time.perf_counter()
         pred = predict_video(model, ctx, cfg, device)
         timings["predict"] = time.perf_counter() - t0
-    labels, view = label_round(ctx, pred, state, cfg, timings)
+    earlier = earlier_prediction(ws, key, here)
+    labels, view = label_round(ctx, pred, state, cfg, timings, earlier=earlier)
     t0 = time.perf_counter()
     save_fusion(here, view)
     keep_view(ws, key, here, view)
