@@ -236,3 +236,35 @@ def test_averaging_the_last_steps_keeps_the_mean_of_those_weights():
         torch.testing.assert_close(p.detach(), (a + b) / 2)
     moved = [not torch.equal(a, b) for a, b in zip(seen[2], seen[3], strict=True)]
     assert any(moved), "the last two steps differ, so the mean is neither of them"
+
+
+def test_keep_known_adds_the_networks_sure_labels_only_where_nobody_spoke_on_labelled_frames():
+    from types import SimpleNamespace
+
+    from hvsa.config import load_config
+    from hvsa.method.predict import Prediction
+    from hvsa.rounds.steps import teaching_labels
+    from tests.conftest import REPO
+
+    human = np.full((3, 4, 4), VOID, np.uint8)
+    human[1, 0, :2] = 2  # frame 1 labelled in part
+    annotated = human != VOID
+    annotated[1, 3, 3] = True  # a pixel the annotator called void: spoken
+    probs = torch.zeros(3, 3, 4, 4)
+    probs[:, 0] = 0.95  # sure of class 0 everywhere ...
+    probs[:, 1] = 0.05
+    probs[1, :, 2, :] = torch.tensor([0.5, 0.3, 0.2])[:, None]  # ... but row 2 of frame 1
+    pred = Prediction(probs.half(), torch.zeros(3, 1, 1, 1))
+    ctx = SimpleNamespace(work=(4, 4))
+    state = SimpleNamespace(human=human, annotated=annotated)
+    cfg = load_config(REPO / "params.yaml")
+    cfg.finetune.pseudo_threshold, cfg.finetune.keep_known = None, 0.9
+    labels = teaching_labels(ctx, state, cfg, lambda: pred).numpy()
+    assert (labels[1, 0, :2] == 2).all()  # the human's labels stay
+    assert labels[1, 3, 3] == VOID  # spoken void stays void
+    assert (labels[1, 2] == VOID).all()  # the network is not sure there
+    assert (labels[1, 1] == 0).all() and labels[1, 0, 3] == 0  # sure, nobody spoke: its label
+    assert (labels[[0, 2]] == VOID).all()  # frames without human labels are left alone
+    assert (human[1, 1] == VOID).all()  # state.human untouched
+    cfg.finetune.keep_known = None
+    assert (teaching_labels(ctx, state, cfg, lambda: pred).numpy() == human).all()
