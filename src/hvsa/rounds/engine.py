@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,6 +117,17 @@ def network_vote(
     if before is not None and before.own is pred and before.earlier is earlier:
         return before.pred
     return mean_prediction(pred, earlier)
+
+
+def earlier_network_round(round_no: int, trained: Callable[[int], bool]) -> int | None:
+    """The round whose network is the one before round ``round_no``'s, for the vote of two
+    networks: the round before the last round up to ``round_no`` that fine-tuned
+    (``trained(r)``; a round of class layers keeps its network). None where no round did:
+    round 0's network is the first."""
+    r = round_no
+    while r > 0 and not trained(r):
+        r -= 1
+    return r - 1 if r > 0 else None
 
 
 def probes_of(ctx: VideoContext, view: View, state: LoopState, cfg: Config) -> Estimates | None:

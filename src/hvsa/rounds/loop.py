@@ -42,6 +42,7 @@ from hvsa.rounds.chart import plot_clicks_vs_miou
 from hvsa.rounds.engine import (
     Selection,
     annotate_round,
+    earlier_network_round,
     label_round,
     load_chooser,
     measure_round,
@@ -166,10 +167,11 @@ class AnnotationLoop:
         needs none, or the current network is the first."""
         if self.cfg.fusion.vote_networks < 2:
             return None
-        trained = [r.round for r in self.results if r.round > 0 and "finetune" in r.timings]
-        if not trained:
+        trained = {r.round for r in self.results if "finetune" in r.timings}
+        older = earlier_network_round(self.results[-1].round, trained.__contains__)
+        if older is None:
             return None
-        folder = self.out / f"round_{trained[-1] - 1:02d}"
+        folder = self.out / f"round_{older:02d}"
         earlier, _, _ = load_checkpoint(folder / "model.pt", self.device)
         return predict_video(earlier, self.ctx, self.cfg, self.device)
 

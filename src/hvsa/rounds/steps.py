@@ -489,41 +489,46 @@ def annotations_table(
 def teaching_labels(
     ctx: VideoContext, state: LoopState, cfg: Config, current: Callable[[], Prediction]
 ) -> torch.Tensor:
-    """(N,h,w) labels to fine-tune on: human labels, and with ``finetune.pseudo_threshold``
-    the confident fused labels wherever no human spoke.
+    """(N,h,w) labels to fine-tune on: human labels, with ``finetune.pseudo_threshold`` the
+    confident fused labels wherever no human spoke, and with ``finetune.keep_known`` the
+    network's own sure labels where nobody spoke on frames labelled in part.
 
     Why: the network otherwise learns only from the few labelled frames, while the labels it
     helps write come mostly from human labels carried along the flow; learning those carried
     labels (where the fused belief is sure: near a human label, flow consistent) shows it every
     frame of the video, and it is the network that fills in where no carried label reaches.
-    ``current`` gives the network's prediction before fine-tuning; it is called only when the
-    pseudo-labels are needed; the guided radius is calibrated on it too (the round's labels,
-    written after fine-tuning, calibrate again on the new prediction).
+    ``current`` gives the network's prediction before fine-tuning; it is called once, only when
+    labels are added; for the pseudo-labels the guided radius is calibrated on it too (the
+    round's labels, written after fine-tuning, calibrate again on the new prediction).
     """
     # uint8, not int64: an eighth of the memory (a loss takes its batch as int64)
     labels = torch.from_numpy(np.ascontiguousarray(resize_labels(state.human, ctx.work)))
-    thr = cfg.finetune.pseudo_threshold
-    if thr is not None and cfg.fusion.enabled and (state.human != VOID).any():
-        labels = _pseudo_labels(ctx, state, cfg, current, labels.clone(), thr)
-    keep = cfg.finetune.keep_known
-    if keep is not None and (state.human != VOID).any():
-        labels = _known_labels(ctx, state, current(), labels.clone(), keep)
+    thr, keep = cfg.finetune.pseudo_threshold, cfg.finetune.keep_known
+    pseudo = thr is not None and cfg.fusion.enabled
+    if not (pseudo or keep is not None) or not (state.human != VOID).any():
+        return labels
+    labels = labels.clone()  # what is added must not reach state.human
+    pred = current()  # once: without a prediction at hand, each call predicts the video
+    spoken = torch.from_numpy(resize_mask(state.annotated, ctx.work))
+    if pseudo:
+        _add_pseudo_labels(ctx, state, cfg, pred, spoken, labels, thr)
+    if keep is not None:
+        _add_known_labels(state, pred, spoken, labels, keep)
     return labels
 
 
-def _known_labels(
-    ctx: VideoContext, state: LoopState, pred: Prediction, labels: torch.Tensor, thr: float
-) -> torch.Tensor:
-    """``labels`` (a copy) with the network's own label added, on every frame a human labelled
-    in part, wherever nobody spoke and the network (before this round's fine-tuning) is at least
-    ``thr`` sure (``finetune.keep_known``).
+def _add_known_labels(
+    state: LoopState, pred: Prediction, spoken: torch.Tensor, labels: torch.Tensor, thr: float
+) -> None:
+    """Add to ``labels`` (in place) the network's own label, on every frame a human labelled
+    in part, wherever nobody spoke (``spoken``) and the network (before this round's
+    fine-tuning) is at least ``thr`` sure (``finetune.keep_known``).
 
     Why: with labels in pieces the network decides most pixels, and a batch of pieces may hold no
     pixel of a class the network already knows (uncertainty picks what it is unsure of); 60 steps
     on them taught it to call 0016E5_15hz's sky tree (sky IoU 93 -> 8 %, labels -10 points in one
     round, benchmarks/RESULTS.md). Only frames with human labels: the others are drawn for the
     temporal term alone, as before."""
-    spoken = torch.from_numpy(resize_mask(state.annotated, ctx.work))
     frames = np.flatnonzero((state.human != VOID).reshape(len(state.human), -1).any(1))
     for start in range(0, len(frames), 16):  # a few frames at a time: probs may be on disk
         at = frames[start : start + 16]
@@ -532,20 +537,19 @@ def _known_labels(
         part = labels[at]
         part[fill] = top.indices.to(part.dtype)[fill]
         labels[at] = part
-    return labels
 
 
-def _pseudo_labels(
+def _add_pseudo_labels(
     ctx: VideoContext,
     state: LoopState,
     cfg: Config,
-    current: Callable[[], Prediction],
+    pred: Prediction,
+    spoken: torch.Tensor,
     labels: torch.Tensor,
     thr: float,
-) -> torch.Tensor:
-    """``labels`` (a copy: the pseudo-labels must not reach state.human) with the confident
-    fused labels wherever no human spoke (``finetune.pseudo_threshold``)."""
-    pred = current()
+) -> None:
+    """Add to ``labels`` (in place) the confident fused labels wherever nobody spoke
+    (``finetune.pseudo_threshold``)."""
     fcfg = fusion_settings(ctx, pred, state, cfg)
     # without class layers: a layer says nothing of its frame's other classes, so the
     # network must not learn the classes it rules out as if a human had named them
@@ -555,10 +559,8 @@ def _pseudo_labels(
     for start in range(0, len(belief), 16):  # a few frames at a time: belief may be on disk
         top = belief[start : start + 16].max(1)
         conf[start : start + 16], guess[start : start + 16] = top.values, top.indices
-    spoken = torch.from_numpy(resize_mask(state.annotated, ctx.work))
     fill = ~spoken & (labels == VOID) & (conf >= thr)
     labels[fill] = guess[fill]
-    return labels
 
 
 def finetune_model(

@@ -46,6 +46,7 @@ from hvsa.method.samples import load_samples
 from hvsa.rounds.engine import (
     FUSION,
     View,
+    earlier_network_round,
     label_round,
     network_vote,
     predict_video,
@@ -217,12 +218,10 @@ def earlier_prediction(ws: Workspace, key: str, folder: Path) -> Prediction | No
     where the vote needs none, or ``folder``'s network is the video's first."""
     if ws.cfg.fusion.vote_networks < 2:
         return None
-    r = int(folder.name[1:])
-    while r > 0 and not _trained(ws.round_dir(key, r)):
-        r -= 1
-    if r == 0:
+    r = earlier_network_round(int(folder.name[1:]), lambda r: _trained(ws.round_dir(key, r)))
+    if r is None:
         return None
-    older = ws.round_dir(key, r - 1)
+    older = ws.round_dir(key, r)
     pred = stored_prediction(ws, key, older)
     if pred is None:
         pred_key, _ = _view_keys(ws, key, older)
