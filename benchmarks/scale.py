@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -31,7 +32,7 @@ import psutil
 
 DEFAULT_SIZES = ["100x360x480", "300x360x480", "1000x360x480", "100x720x1280", "1000x720x1280"]
 COLUMNS = ["frames", "height", "width", "peak_rss_mb", "round_s", "flow_s", "disk_mb",
-           "peak_step", "s_per_frame", "settings", "measured"]  # fmt: skip
+           "peak_step", "s_per_frame", "steps_s", "settings", "machine", "measured"]  # fmt: skip
 
 
 def _hvsa(*args: str) -> None:
@@ -82,6 +83,14 @@ def run_round(video: Path, out: Path, sets: list[str]) -> tuple[float, str, str]
     return peak, step, text
 
 
+def machine() -> str:
+    """What the rows were measured on: the GPU (model.device auto uses it) and the CPU cores."""
+    import torch
+
+    cores = f"{os.cpu_count()} CPU cores"
+    return f"{torch.cuda.get_device_name()}, {cores}" if torch.cuda.is_available() else cores
+
+
 def measure(size: str, out: Path, sets: list[str]) -> dict:
     n, h, w = (int(v) for v in size.split("x"))
     video = out / f"v{size}"
@@ -100,7 +109,8 @@ def measure(size: str, out: Path, sets: list[str]) -> dict:
         "round_s": round(metrics["seconds"], 1), "flow_s": round(flow_s, 1) if flow_s else None,
         "disk_mb": round(_disk_mb(run)), "peak_step": step,
         "s_per_frame": round(metrics["seconds"] / n, 3),
-        "settings": " ".join(sets), "measured": time.strftime("%Y-%m-%d"),
+        "steps_s": " ".join(f"{k}={v:.1f}" for k, v in metrics.get("timings", {}).items()),
+        "settings": " ".join(sets), "machine": machine(), "measured": time.strftime("%Y-%m-%d"),
     }  # fmt: skip
 
 
@@ -126,8 +136,9 @@ def main() -> None:
         n, h, w = row["frames"], row["height"], row["width"]
         same = (old.frames == n) & (old.height == h) & (old.width == w)
         same &= old.get("settings", pd.Series("", index=old.index)).fillna("") == row["settings"]
+        same &= old.get("machine", pd.Series("", index=old.index)).fillna("") == row["machine"]
         old = pd.concat([old[~same], pd.DataFrame([row])], ignore_index=True)
-        old = old.reindex(columns=COLUMNS).sort_values(["settings", "height", "frames"])
+        old = old.reindex(columns=COLUMNS).sort_values(["machine", "settings", "height", "frames"])
         args.csv.parent.mkdir(parents=True, exist_ok=True)
         old.to_csv(args.csv, index=False)
     print(f"wrote {args.csv}")

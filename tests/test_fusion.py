@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from hvsa.config import load_config
@@ -303,3 +304,47 @@ def test_the_vote_of_two_networks_is_their_mean_and_is_made_once_per_pair(tmp_pa
     on_disk = mean_prediction(Prediction(disk_a, now.features), Prediction(disk_b, now.features), 2)
     assert isinstance(on_disk.probs, DiskTensor)
     torch.testing.assert_close(on_disk.probs[0:5], vote.probs)
+
+
+def _devices():
+    return [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", _devices(), ids=str)
+def test_fusion_on_a_torch_device_gives_the_labels_of_the_host_kernels(device):
+    """The same rule on a device (fusion_device) as on the host: full keyframes, pieces with
+    void answers, a class layer and a frame's own labels; OpenCV samples bilinearly in 1/32
+    pixel steps, so a few pixels near a tie may differ, never a human label."""
+    frames, labels, _ = generate(10, 64, 80, seed=4)
+    flow = compute_flow(frames, CFG.flow)
+    c = len(CLASSES)
+    rng = np.random.default_rng(1)
+    human = np.full_like(labels, VOID)
+    spoken = np.zeros(labels.shape, bool)
+    human[[0, 9]] = labels[[0, 9]]
+    for k in (3, 5, 6):
+        r, col = rng.integers(0, 40), rng.integers(0, 56)
+        human[k, r : r + 20, col : col + 20] = labels[k, r : r + 20, col : col + 20]
+        spoken[k, r : r + 20, col : col + 20] = True
+        human[k, r : r + 5, col : col + 20] = VOID
+    spoken |= human != VOID
+    layers = np.full_like(labels, VOID)
+    complete = np.zeros((10, c), bool)
+    layers[4][labels[4] == labels[4, 32, 40]] = labels[4, 32, 40]
+    complete[4, labels[4, 32, 40]] = True
+    net = torch.softmax(torch.randn(10, c, 32, 40, generator=torch.Generator().manual_seed(0)), 1)
+    host = fuse(net, human, frames, flow, CFG.fusion, spoken, layers, complete)
+    dev = fuse(net, human, frames, flow, CFG.fusion, spoken, layers, complete, device=device)
+    given = human != VOID
+    assert (dev[0][given] == human[given]).all()
+    assert (dev[0] == host[0]).mean() > 0.999
+    gap = (dev[1].float() - host[1].float()).abs()
+    assert gap.mean() < 1e-3 and gap.max() < 0.1
+    assert dev[1].dtype == host[1].dtype == torch.float16
+    # windows: fusing some frames again on the device keeps the rest as they were
+    only = np.zeros(10, bool)
+    only[[2, 7]] = True
+    again = fuse(net, human, frames, flow, CFG.fusion, spoken, layers, complete, only, dev,
+                 device=device)  # fmt: skip
+    np.testing.assert_array_equal(again[0], dev[0])
+    assert torch.equal(again[1], dev[1])

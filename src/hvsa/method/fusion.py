@@ -33,6 +33,7 @@ from tqdm import tqdm
 from hvsa.config import FusionConfig
 from hvsa.data.spill import DiskTensor, like
 from hvsa.data.video import VOID
+from hvsa.method import fusion_device as on_device
 from hvsa.method.class_layers import apply_layers
 from hvsa.method.motion import Flow
 from hvsa.method.propagate import pixel_grid, step
@@ -330,6 +331,7 @@ def fuse(
     complete: np.ndarray | None = None,
     only: np.ndarray | None = None,
     previous: tuple[np.ndarray, torch.Tensor] | None = None,
+    device: torch.device | None = None,
 ) -> tuple[np.ndarray, torch.Tensor]:
     """Labels (N,H,W) uint8 for the whole video, and fused probabilities at the network's size.
 
@@ -343,6 +345,9 @@ def fuse(
     :func:`carry_limit` away), so the video can be fused in windows: ``only`` (N,) bool fuses
     those frames and takes every other frame's labels and probabilities from ``previous``
     (what an earlier call returned; :func:`reach` says which frames a change can move).
+
+    ``device``: fuse each frame there (:mod:`hvsa.method.fusion_device`, the same rule with
+    torch kernels; a GPU's gain) instead of with numpy and OpenCV on the host.
     """
     n, num_classes, h, w = net_probs.shape
     labelled = (human != VOID).reshape(n, -1).any(1)
@@ -356,13 +361,24 @@ def fuse(
             raise ValueError("fusing only some frames needs the previous labels and belief")
         todo = np.flatnonzero(only).tolist()
         labels, small = previous[0].copy(), previous[1].clone()
+    walker = None
+    if device is not None:
+        walker = on_device.ChainWalker(human, flow, cfg, carry_limit(cfg, n), num_classes, device,
+                                       frames, spoken)  # fmt: skip
     for t in tqdm(todo, desc="fuse labels", leave=False):
-        votes = carried_votes(human, labelled, flow, t, num_classes, cfg, frames, spoken, memo)
         layer = None if layers is None else layers[t]
         given = None if complete is None else complete[t]
-        fused = fuse_frame(net_probs[t], votes, frames[t], human[t], cfg, layer, given)
-        labels[t] = fused.argmax(0)
-        small[t] = F.interpolate(torch.from_numpy(fused)[None], size=(h, w), mode="area")[0]
+        if walker is None:
+            votes = carried_votes(human, labelled, flow, t, num_classes, cfg, frames, spoken, memo)
+            fused = torch.from_numpy(
+                fuse_frame(net_probs[t], votes, frames[t], human[t], cfg, layer, given)
+            )
+        else:
+            votes = walker.votes(t)
+            fused = on_device.fuse_frame(net_probs[t], votes, frames[t], human[t], cfg, layer,
+                                         given)  # fmt: skip
+        labels[t] = fused.argmax(0).cpu().numpy()
+        small[t] = F.interpolate(fused[None], size=(h, w), mode="area")[0].cpu()
     if isinstance(small, DiskTensor):
         small.flush()
     return labels, small
