@@ -268,38 +268,3 @@ def test_keep_known_adds_the_networks_sure_labels_only_where_nobody_spoke_on_lab
     assert (human[1, 1] == VOID).all()  # state.human untouched
     cfg.finetune.keep_known = None
     assert (teaching_labels(ctx, state, cfg, lambda: pred).numpy() == human).all()
-
-
-def test_keep_known_for_scarce_classes_keeps_only_what_the_pieces_do_not_teach():
-    """Frame 1's pieces hold only class 1, which the network also sees on a third of the frame:
-    class 1 is taught by the pieces, so the network's own class-1 guesses are not added; class 2,
-    a third of the frame for the network and absent from the pieces, is scarce and kept."""
-    from types import SimpleNamespace
-
-    from hvsa.config import load_config
-    from hvsa.method.predict import Prediction
-    from hvsa.rounds.steps import teaching_labels
-    from tests.conftest import REPO
-
-    human = np.full((2, 6, 6), VOID, np.uint8)
-    human[1, :2, :] = 1  # the pieces: two rows of class 1
-    probs = torch.zeros(2, 3, 6, 6)
-    probs[:, 0] = 0.95  # the network: class 0 everywhere ...
-    probs[1, 0, 4:] = 0.02
-    probs[1, 2, 4:] = 0.96  # ... but class 2 on the last two rows
-    probs[1, 1, 2:4] = 0.96  # and class 1, surely, on rows 2-3
-    probs[1, 0, 2:4] = 0.02
-    pred = Prediction(probs.half(), torch.zeros(2, 1, 1, 1))
-    ctx = SimpleNamespace(work=(6, 6))
-    state = SimpleNamespace(human=human, annotated=human != VOID)
-    cfg = load_config(REPO / "params.yaml")
-    cfg.finetune.pseudo_threshold, cfg.finetune.keep_known = None, 0.9
-    every = teaching_labels(ctx, state, cfg, lambda: pred).numpy()
-    assert (every[1, 2:4] == 1).all() and (every[1, 4:] == 2).all()
-    cfg.finetune.keep_known_for = "scarce"
-    scarce = teaching_labels(ctx, state, cfg, lambda: pred).numpy()
-    assert (scarce[1, :2] == 1).all()  # the human's labels stay
-    # class 1: all of the human labels' pixels, a third of the network's: not scarce
-    assert (scarce[1, 2:4] == VOID).all()
-    assert (scarce[1, 4:] == 2).all()  # class 2: none in the pieces, a third for the network
-    assert (scarce[0] == VOID).all()  # frames without human labels are left alone

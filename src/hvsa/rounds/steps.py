@@ -513,18 +513,12 @@ def teaching_labels(
     if pseudo:
         _add_pseudo_labels(ctx, state, cfg, pred, spoken, labels, thr)
     if keep is not None:
-        scarce = cfg.finetune.keep_known_for == "scarce"
-        _add_known_labels(state, pred, spoken, labels, keep, scarce)
+        _add_known_labels(state, pred, spoken, labels, keep)
     return labels
 
 
 def _add_known_labels(
-    state: LoopState,
-    pred: Prediction,
-    spoken: torch.Tensor,
-    labels: torch.Tensor,
-    thr: float,
-    scarce_only: bool = False,
+    state: LoopState, pred: Prediction, spoken: torch.Tensor, labels: torch.Tensor, thr: float
 ) -> None:
     """Add to ``labels`` (in place) the network's own label, on every frame a human labelled
     in part, wherever nobody spoke (``spoken``) and the network (before this round's
@@ -534,31 +528,12 @@ def _add_known_labels(
     pixel of a class the network already knows (uncertainty picks what it is unsure of); 60 steps
     on them taught it to call 0016E5_15hz's sky tree (sky IoU 93 -> 8 %, labels -10 points in one
     round, benchmarks/RESULTS.md). Only frames with human labels: the others are drawn for the
-    temporal term alone, as before.
-
-    ``scarce_only`` (``finetune.keep_known_for: scarce``): only the classes the human labels
-    hold under half as often as the network sees them on the same frames — the classes a batch
-    of pieces can make it forget; the classes the pieces teach are left to the pieces, so a
-    confident wrong guess of the network is not taught back to it.
-    """
+    temporal term alone, as before."""
     frames = np.flatnonzero((state.human != VOID).reshape(len(state.human), -1).any(1))
-    keep = None
-    if scarce_only:
-        num_classes = pred.probs.shape[1]
-        said = state.human[frames]
-        human = np.bincount(said[said != VOID].ravel(), minlength=num_classes)[:num_classes]
-        seen = np.zeros(num_classes, np.int64)
-        for start in range(0, len(frames), 16):
-            at = frames[start : start + 16]
-            guess = pred.probs[torch.from_numpy(at)].argmax(1)
-            seen += np.bincount(guess.numpy().ravel(), minlength=num_classes)
-        keep = torch.from_numpy(human / max(human.sum(), 1) < 0.5 * seen / max(seen.sum(), 1))
     for start in range(0, len(frames), 16):  # a few frames at a time: probs may be on disk
         at = frames[start : start + 16]
         top = pred.probs[torch.from_numpy(at)].float().max(1)
         fill = ~spoken[at] & (labels[at] == VOID) & (top.values >= thr)
-        if keep is not None:
-            fill &= keep[top.indices]
         part = labels[at]
         part[fill] = top.indices.to(part.dtype)[fill]
         labels[at] = part
