@@ -268,3 +268,31 @@ def test_keep_known_adds_the_networks_sure_labels_only_where_nobody_spoke_on_lab
     assert (human[1, 1] == VOID).all()  # state.human untouched
     cfg.finetune.keep_known = None
     assert (teaching_labels(ctx, state, cfg, lambda: pred).numpy() == human).all()
+
+
+def test_keep_known_ratio_adds_at_most_that_many_times_the_answered_pixels():
+    from types import SimpleNamespace
+
+    from hvsa.config import load_config
+    from hvsa.method.predict import Prediction
+    from hvsa.rounds.steps import teaching_labels
+    from tests.conftest import REPO
+
+    human = np.full((2, 20, 20), VOID, np.uint8)
+    human[1, :2, :10] = 1  # 20 pixels answered; 380 more the network is sure of
+    probs = torch.zeros(2, 3, 20, 20)
+    probs[:, 2] = 0.97
+    pred = Prediction(probs.half(), torch.zeros(2, 1, 1, 1))
+    ctx = SimpleNamespace(work=(20, 20))
+    state = SimpleNamespace(human=human, annotated=human != VOID)
+    cfg = load_config(REPO / "params.yaml")
+    cfg.finetune.pseudo_threshold, cfg.finetune.keep_known = None, 0.9
+    cfg.finetune.keep_known_ratio = 2.0
+    labels = teaching_labels(ctx, state, cfg, lambda: pred).numpy()
+    added = int((labels[1] == 2).sum())
+    assert 20 <= added <= 65, added  # about 40 of the 380 (a random share: 2 x 20 expected)
+    assert (labels[1, :2, :10] == 1).all() and (labels[0] == VOID).all()
+    again = teaching_labels(ctx, state, cfg, lambda: pred).numpy()
+    np.testing.assert_array_equal(again, labels)  # the same state draws the same pixels
+    cfg.finetune.keep_known_ratio = 100.0  # more than there are: every sure pixel
+    assert int((teaching_labels(ctx, state, cfg, lambda: pred).numpy()[1] == 2).sum()) == 380

@@ -145,6 +145,7 @@ class FinetuneConfig(_Section):
     seed: int
     pseudo_threshold: float | None = Field(default=None, gt=0, le=1)
     keep_known: float | None = Field(default=None, gt=0, le=1)
+    keep_known_ratio: float | None = Field(default=None, gt=0)
     schedule: Literal["constant", "cosine"] = "constant"
     warmup: int = Field(default=0, ge=0)
     average_last: float = Field(default=0.0, ge=0, lt=1)

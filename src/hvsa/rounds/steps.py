@@ -513,12 +513,17 @@ def teaching_labels(
     if pseudo:
         _add_pseudo_labels(ctx, state, cfg, pred, spoken, labels, thr)
     if keep is not None:
-        _add_known_labels(state, pred, spoken, labels, keep)
+        _add_known_labels(state, pred, spoken, labels, keep, cfg.finetune.keep_known_ratio)
     return labels
 
 
 def _add_known_labels(
-    state: LoopState, pred: Prediction, spoken: torch.Tensor, labels: torch.Tensor, thr: float
+    state: LoopState,
+    pred: Prediction,
+    spoken: torch.Tensor,
+    labels: torch.Tensor,
+    thr: float,
+    ratio: float | None = None,
 ) -> None:
     """Add to ``labels`` (in place) the network's own label, on every frame a human labelled
     in part, wherever nobody spoke (``spoken``) and the network (before this round's
@@ -528,12 +533,29 @@ def _add_known_labels(
     pixel of a class the network already knows (uncertainty picks what it is unsure of); 60 steps
     on them taught it to call 0016E5_15hz's sky tree (sky IoU 93 -> 8 %, labels -10 points in one
     round, benchmarks/RESULTS.md). Only frames with human labels: the others are drawn for the
-    temporal term alone, as before."""
+    temporal term alone, as before.
+
+    ``ratio`` (``finetune.keep_known_ratio``): add a random share of those pixels, at most
+    ``ratio`` times as many as the pixels people answered, so the network's own labels do not
+    outweigh the pieces in the loss (with every sure pixel added they are most of it, and what
+    the pieces teach was learnt slower).
+    """
     frames = np.flatnonzero((state.human != VOID).reshape(len(state.human), -1).any(1))
+
+    def sure(at: np.ndarray):
+        top = pred.probs[torch.from_numpy(at)].float().max(1)
+        return top, ~spoken[at] & (labels[at] == VOID) & (top.values >= thr)
+
+    share = 1.0
+    if ratio is not None:
+        found = sum(int(sure(frames[i : i + 16])[1].sum()) for i in range(0, len(frames), 16))
+        share = min(1.0, ratio * int(spoken.sum()) / max(found, 1))
+    draw = torch.Generator().manual_seed(int(spoken.sum()))  # the same labels for the same state
     for start in range(0, len(frames), 16):  # a few frames at a time: probs may be on disk
         at = frames[start : start + 16]
-        top = pred.probs[torch.from_numpy(at)].float().max(1)
-        fill = ~spoken[at] & (labels[at] == VOID) & (top.values >= thr)
+        top, fill = sure(at)
+        if share < 1:
+            fill &= torch.rand(fill.shape, generator=draw) < share
         part = labels[at]
         part[fill] = top.indices.to(part.dtype)[fill]
         labels[at] = part
