@@ -259,6 +259,7 @@ def test_keep_known_adds_the_networks_sure_labels_only_where_nobody_spoke_on_lab
     state = SimpleNamespace(human=human, annotated=annotated)
     cfg = load_config(REPO / "params.yaml")
     cfg.finetune.pseudo_threshold, cfg.finetune.keep_known = None, 0.9
+    cfg.finetune.keep_known_ratio = None  # every sure pixel
     labels = teaching_labels(ctx, state, cfg, lambda: pred).numpy()
     assert (labels[1, 0, :2] == 2).all()  # the human's labels stay
     assert labels[1, 3, 3] == VOID  # spoken void stays void
