@@ -17,13 +17,13 @@ Not a test: a 720p video takes minutes on 2 cores.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from scale import machine  # benchmarks/scale.py: the same machine column
 
 from hvsa.config import load_config
 from hvsa.data.synth import CLASSES, generate
@@ -50,11 +50,6 @@ def labels_of_a_round(labels: np.ndarray, every: int, seed: int = 0) -> np.ndarr
                 r, c = rng.integers(0, h - 32), rng.integers(0, w - 32)
                 human[k, r : r + 32, c : c + 32] = labels[k, r : r + 32, c : c + 32]
     return human
-
-
-def machine() -> str:
-    cores = f"{os.cpu_count()} CPU cores"
-    return f"{torch.cuda.get_device_name()}, {cores}" if torch.cuda.is_available() else cores
 
 
 def measure(size: str, every: int, kernels: list[str]) -> list[dict]:

@@ -541,24 +541,23 @@ def _add_known_labels(
     the pieces teach was learnt slower).
     """
     frames = np.flatnonzero((state.human != VOID).reshape(len(state.human), -1).any(1))
-
-    def sure(at: np.ndarray):
-        top = pred.probs[torch.from_numpy(at)].float().max(1)
-        return top, ~spoken[at] & (labels[at] == VOID) & (top.values >= thr)
-
-    share = 1.0
-    if ratio is not None:
-        found = sum(int(sure(frames[i : i + 16])[1].sum()) for i in range(0, len(frames), 16))
-        share = min(1.0, ratio * int(spoken.sum()) / max(found, 1))
-    draw = torch.Generator().manual_seed(int(spoken.sum()))  # the same labels for the same state
+    guess = torch.empty((len(frames), *labels.shape[1:]), dtype=labels.dtype)
+    fill = torch.empty(guess.shape, dtype=torch.bool)
     for start in range(0, len(frames), 16):  # a few frames at a time: probs may be on disk
         at = frames[start : start + 16]
-        top, fill = sure(at)
+        top = pred.probs[torch.from_numpy(at)].float().max(1)
+        guess[start : start + 16] = top.indices
+        fill[start : start + 16] = ~spoken[at] & (labels[at] == VOID) & (top.values >= thr)
+    if ratio is not None:
+        answered = int(spoken.sum())
+        share = ratio * answered / max(int(fill.sum()), 1)
         if share < 1:
+            draw = torch.Generator().manual_seed(answered)  # the same draw for the same state
             fill &= torch.rand(fill.shape, generator=draw) < share
-        part = labels[at]
-        part[fill] = top.indices.to(part.dtype)[fill]
-        labels[at] = part
+    rows = torch.from_numpy(frames)
+    part = labels[rows]
+    part[fill] = guess[fill]
+    labels[rows] = part
 
 
 def _add_pseudo_labels(
@@ -627,8 +626,8 @@ def fusion_settings(
 
 def fusion_device(cfg: Config) -> torch.device | None:
     """Where the label generator runs: the network's device (``model.device``) when it is a
-    GPU; None on the host, where numpy and OpenCV with the sparse gather are fastest (a torch
-    kernel on 2 CPU cores took 1.5x their time on 30 frames of 180x240)."""
+    GPU; None on the host, where numpy and OpenCV with the sparse gather are fastest (the torch
+    kernel took 1.6-1.7x their time on 2 CPU cores, benchmarks/results/fusion_speed.csv)."""
     device = pick_device(cfg.model.device)
     return None if device.type == "cpu" else device
 
