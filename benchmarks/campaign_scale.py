@@ -6,10 +6,11 @@ video whose labels it waits for) and once as they run now (each video in a flow 
 all at once). Simulated annotators take the next sample of any open round through the app's HTTP
 API, spend a fixed time on it and hand in the oracle's labels. Written per design: wall time
 from the flow's start to its end, and the annotators' idle share — the time between the first
-round opening and the flow's end in which they had nothing to label.
+round opening and the flow's end in which they had nothing to label. Beside the CSV: every
+sample's start and end (``…_events.csv``) and a timeline of them (``…_timeline.png``).
 
     .venv/bin/python benchmarks/campaign_scale.py --videos 8 --annotators 2 --rounds 3 \\
-        --sample-s 4 --csv benchmarks/results/campaign_scale.csv
+        --sample-s 3 --budget 4 --frames 8 --csv benchmarks/results/campaign_scale.csv
 
 Needs the ``app`` extra; starts a Prefect server with ``hvsa stack`` (127.0.0.1, free ports).
 """
@@ -49,6 +50,7 @@ class Annotator(threading.Thread):
         self.url, self.token, self.root, self.sample_s, self.stop = url, token, root, sample_s, stop
         self.busy_s, self.first_work, self.samples = 0.0, None, 0
         self.errors: list[str] = []
+        self.events: list[tuple[str, int, float, float]] = []  # (video, round, start, end)
 
     def run(self) -> None:
         import httpx
@@ -65,26 +67,25 @@ class Annotator(threading.Thread):
                     time.sleep(0.2)
 
     def one_sample(self, client) -> bool:
-        """Label the next sample of any open round; whether there was one."""
-        listed = client.get("/api/rounds").json()
-        for r in listed if isinstance(listed, list) else []:  # an error: ask again
-            v, n = r["video"], r["round"]
-            sample = client.post(f"/api/rounds/{v}/{n}/next").json()
-            if sample.get("sample_id") is None:
-                continue
-            if self.first_work is None:
-                self.first_work = time.perf_counter()
-            started = time.perf_counter()
-            labels = self.truth(v, n, sample["sample_id"])
-            time.sleep(max(0.0, self.sample_s - (time.perf_counter() - started)))
-            body = {"labels": base64.b64encode(np.ascontiguousarray(labels)).decode(),
-                    "clicks_by_tool": {"polygon": 4}, "active_s": self.sample_s,
-                    "started": 1.0, "finished": 2.0}  # fmt: skip
-            client.post(f"/api/rounds/{v}/{n}/samples/{sample['sample_id']}", json=body)
-            self.busy_s += time.perf_counter() - started
-            self.samples += 1
-            return True
-        return False
+        """Label the next sample of any open round (the app's choice: the round that has
+        waited longest); whether there was one."""
+        sample = client.post("/api/next").json()
+        if sample.get("sample_id") is None:  # nothing open, or an error: ask again
+            return False
+        v, n = sample["video"], sample["round"]
+        if self.first_work is None:
+            self.first_work = time.perf_counter()
+        started = time.perf_counter()
+        labels = self.truth(v, n, sample["sample_id"])
+        time.sleep(max(0.0, self.sample_s - (time.perf_counter() - started)))
+        body = {"labels": base64.b64encode(np.ascontiguousarray(labels)).decode(),
+                "clicks_by_tool": {"polygon": 4}, "active_s": self.sample_s,
+                "started": 1.0, "finished": 2.0}  # fmt: skip
+        client.post(f"/api/rounds/{v}/{n}/samples/{sample['sample_id']}", json=body)
+        self.busy_s += time.perf_counter() - started
+        self.events.append((v, n, started, time.perf_counter()))
+        self.samples += 1
+        return True
 
     def truth(self, video: str, round_no: int, sample_id: int) -> np.ndarray:
         """The oracle's labels of a sample this annotator holds (read again on a passing
@@ -145,9 +146,43 @@ def run_design(design: str, args, base: Path, model: Path, videos: dict[str, str
         print(f"{design}: {len(errors)} passing errors, e.g. {errors[0]}", flush=True)
     print(f"{design}: {ended - started:.0f} s, annotators idle {100 * idle:.1f} % "
           f"({sum(p.samples for p in people)} samples)", flush=True)  # fmt: skip
-    return {"design": design, "videos": len(videos), "annotators": args.annotators,
-            "wall_s": round(ended - started, 1), "annotator_idle_share": round(idle, 3),
-            "rounds": args.rounds, "sample_s": args.sample_s, "budget": args.budget}  # fmt: skip
+    row = {"design": design, "videos": len(videos), "annotators": args.annotators,
+           "wall_s": round(ended - started, 1), "annotator_idle_share": round(idle, 3),
+           "rounds": args.rounds, "sample_s": args.sample_s, "budget": args.budget}  # fmt: skip
+    events = [{"design": design, "annotator": i, "video": v, "round": n,
+               "start_s": round(t0 - started, 2), "end_s": round(t1 - started, 2)}
+              for i, p in enumerate(people) for v, n, t0, t1 in p.events]  # fmt: skip
+    events.append({"design": design, "annotator": -1, "video": "", "round": 0, "start_s": 0.0,
+                   "end_s": round(ended - started, 2)})  # fmt: skip
+    return row, events
+
+
+def plot_timeline(events: pd.DataFrame, path: Path) -> None:
+    """Each annotator's samples over time, coloured by video, one panel per design."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    designs = list(dict.fromkeys(events["design"]))
+    fig, axes = plt.subplots(len(designs), 1, figsize=(10, 1.2 + 1.1 * len(designs)),
+                             sharex=True, squeeze=False)  # fmt: skip
+    videos = sorted(v for v in set(events["video"]) if isinstance(v, str) and v)
+    colours = {v: plt.cm.tab10(i % 10) for i, v in enumerate(videos)}
+    for ax, design in zip(axes[:, 0], designs, strict=True):
+        mine = events[events["design"] == design]
+        people = sorted(a for a in set(mine["annotator"]) if a >= 0)
+        for e in mine[mine["annotator"] >= 0].itertuples():
+            ax.barh(e.annotator, e.end_s - e.start_s, left=e.start_s, height=0.7,
+                    color=colours[e.video])  # fmt: skip
+        end = float(mine.loc[mine["annotator"] < 0, "end_s"].max())
+        ax.axvline(end, color="k", lw=1)
+        ax.set_xlim(0, float(events["end_s"].max()) * 1.02)
+        ax.set_yticks(people, [f"annotator {a + 1}" for a in people])
+        ax.set_title(f"{design}: ends at {end:.0f} s", fontsize=9, loc="left")
+    axes[-1, 0].set_xlabel("seconds from the campaign flow's start (colour: video)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
@@ -181,14 +216,17 @@ def main() -> None:
     urls = stack.up(base / "stack", ports)
     os.environ["PREFECT_API_URL"] = urls["prefect_api"]
     try:
-        rows = [run_design(d, args, base, base / "pretrained.pt", videos, urls["prefect_api"])
+        done = [run_design(d, args, base, base / "pretrained.pt", videos, urls["prefect_api"])
                 for d in args.designs.split(",")]  # fmt: skip
     finally:
         stack.down(base / "stack")
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame([row for row, _ in done])
     print(table.to_string(index=False))
     if args.csv:
         table.to_csv(args.csv, index=False)
+        events = pd.DataFrame([e for _, ev in done for e in ev])
+        events.to_csv(args.csv.with_name(args.csv.stem + "_events.csv"), index=False)
+        plot_timeline(events, args.csv.with_name(args.csv.stem + "_timeline.png"))
 
 
 if __name__ == "__main__":

@@ -22,15 +22,17 @@ def png(array: np.ndarray) -> bytes:
 
 
 class PageServer:
-    """Answers the page's requests for one round (``cam``, 1) of one whole-frame sample.
+    """Answers the page's requests for open rounds of video ``cam`` (``rounds``: their numbers,
+    the longest waiting first; default round 1 only), each of one whole-frame sample.
 
     ``frame`` RGB (H, W, 3); ``prefill`` class ids (255 void); ``classes`` [{name, color}];
     ``superpixels`` ids < 65536 (default: one)."""
 
-    def __init__(self, frame, prefill, classes, superpixels=None, holds=None):
+    def __init__(self, frame, prefill, classes, superpixels=None, holds=None, rounds=(1,)):
         h, w = prefill.shape
-        self.size, self.classes = (h, w), classes
-        self.handed_in: dict | None = None
+        self.size, self.classes, self.rounds = (h, w), classes, list(rounds)
+        self.handed_in: dict | None = None  # the last hand-in
+        self.handed_rounds: list[int] = []  # the rounds handed in, in order
         self.drafts: list[dict] = []
         # an admin's view: the samples others hold (signed in as an admin when given)
         self.holds: list[dict] | None = holds
@@ -52,8 +54,9 @@ class PageServer:
             file = STATIC / ("index.html" if path == "/" else path.removeprefix("/static/"))
             kind = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
             return route.fulfill(body=file.read_bytes(), content_type=kind[file.suffix])
-        base = "/api/rounds/cam/1"
-        if path.startswith(base) and path.removeprefix(base) in self.files:
+        n = self._round_of(path)
+        base = f"/api/rounds/cam/{n}"
+        if n is not None and path.removeprefix(base) in self.files:
             return route.fulfill(body=self.files[path.removeprefix(base)], content_type="image/png")
         if path == base + "/samples/0/draft":
             if request.method == "PUT":
@@ -62,25 +65,46 @@ class PageServer:
             return self._json(route, {"error": "no draft"}, 404)
         if path == base + "/samples/0" and request.method == "POST":
             self.handed_in = json.loads(request.post_data)
+            self.handed_rounds.append(n)
             return self._json(route, {"accepted": 0, "clicks": 1, "round_complete": True})
         if path.startswith("/api/admin/release/") and request.method == "POST":
             self.released.append(path.removeprefix("/api/admin/release/"))
             held_by = self.holds.pop(0)["annotator"]
             return self._json(route, {"released": 0, "held_by": held_by})
-        h, w = self.size
+        waiting = [r for r in self.rounds if r not in self.handed_rounds]
+        none = {"sample_id": None, "message": "no round is waiting for labels"}
         answers = {
             "/api/me": {"annotator": "alice", "admin": self.holds is not None},
             "/api/admin/holds": self.holds,
-            "/api/rounds": [{"video": "cam", "round": 1, "granularity": "frame", "samples": 1,
-                             "submitted": 0, "held": 0}],  # fmt: skip
+            "/api/rounds": [
+                {
+                    "video": "cam",
+                    "round": r,
+                    "granularity": "frame",
+                    "samples": 1,
+                    "submitted": 0,
+                    "held": 0,
+                }
+                for r in waiting
+            ],  # fmt: skip
+            "/api/next": self._sample(waiting[0]) if waiting else none,
             base + "/classes": self.classes,
-            base + "/next": {"video": "cam", "round": 1, "sample_id": 0, "rank": 0, "of": 1,
-                             "granularity": "frame", "layer": None, "frame": 0,
-                             "frame_name": "0", "frames": 1, "size": [h, w],
-                             "box": {"y0": 0, "y1": h, "x0": 0, "x1": w},
-                             "region_pixels": h * w},  # fmt: skip
+            base + "/next": self._sample(n) if n in waiting else none,
         }
         return self._json(route, answers[path])
+
+    def _round_of(self, path: str) -> int | None:
+        for r in self.rounds:
+            if path.startswith(f"/api/rounds/cam/{r}/"):
+                return r
+        return None
+
+    def _sample(self, round_no: int) -> dict:
+        h, w = self.size
+        return {"video": "cam", "round": round_no, "sample_id": 0, "rank": 0, "of": 1,
+                "granularity": "frame", "layer": None, "frame": 0, "frame_name": "0",
+                "frames": 1, "size": [h, w], "box": {"y0": 0, "y1": h, "x0": 0, "x1": w},
+                "region_pixels": h * w}  # fmt: skip
 
     @staticmethod
     def _json(route, body, status=200):

@@ -28,7 +28,6 @@ CLASSES = [{"name": "road", "color": [128, 64, 128]}, {"name": "car", "color": [
            {"name": "sky", "color": [128, 128, 128]}]  # fmt: skip
 
 
-
 def _prefill() -> np.ndarray:
     """Sky over road over car: three horizontal bands, each one region."""
     labels = np.zeros((H, W), np.uint8)
@@ -93,6 +92,29 @@ def test_an_admin_releases_a_held_sample_from_the_page():
         page.wait_for_selector("#holds li.muted:has-text('nobody holds a sample')")
         assert server.released == ["cam/1/0"]
         assert "released (held by bob)" in page.locator("#message").inner_text()
+        browser.close()
+
+
+def test_a_finished_round_goes_on_to_the_longest_waiting_one():
+    """Two rounds wait: handing in the first, the page opens the other by itself, and with
+    none left it says so."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed")
+    server = PageServer(np.zeros((H, W, 3), np.uint8), _prefill(), CLASSES, rounds=(1, 2))
+    with sync_playwright() as p:
+        browser, page = open_sample(p, server, CHROMIUM, ARGS, {"width": 1400, "height": 1000})
+        assert page.evaluate("[S.round.video, S.round.round]") == ["cam", 1]
+        page.click("#accept")
+        page.wait_for_function("S.sample && S.sample.round === 2 && S.frameImages.size > 0")
+        assert server.handed_rounds == [1]
+        assert "on to cam round 2" in page.locator("#message").inner_text()
+        assert "round 2" in page.locator("#sample-info").inner_text()
+        page.click("#accept")
+        page.wait_for_function("S.sample === null")
+        assert server.handed_rounds == [1, 2]
+        assert "Round handed in" in page.locator("#idle-text").inner_text()
         browser.close()
 
 
@@ -214,8 +236,10 @@ def test_zoom_at_the_cursor_space_drag_pan_and_what_the_cursor_shows(page):
     assert circle["v"] and circle["r"] == size / 2
     assert (circle["x"], circle["y"]) == pytest.approx((30, 30), abs=0.6)
     # overlay opacity, and outlines: inside a region transparent, its border opaque
-    page.evaluate("(() => { const o = document.getElementById('opacity'); o.value = 20;"
-                  " o.dispatchEvent(new Event('input')); })()")
+    page.evaluate(
+        "(() => { const o = document.getElementById('opacity'); o.value = 20;"
+        " o.dispatchEvent(new Event('input')); })()"
+    )
     assert page.evaluate("S.k.labels.opacity()") == pytest.approx(0.2)
     page.keyboard.press("o")
     alpha = page.evaluate(

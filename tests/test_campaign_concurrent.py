@@ -1,6 +1,7 @@
 """Videos of a campaign run side by side: each in a flow run of its own, pausing for its own
 labels. Three videos wait for people; video b's labels come in through the app's HTTP API, and
-b goes on to select its round 2 while a (and c) still wait for round 1."""
+b goes on to select its round 2 while a (and c) still wait for round 1. The app lists and hands
+out the rounds the longest waiting first."""
 
 import base64
 import time
@@ -25,8 +26,8 @@ WAIT_S = 300
 def _wait(what, check, flow):
     deadline = time.time() + WAIT_S
     while not check():
-        assert flow.poll() is None, f"the flow ended while waiting for {what}: " + (
-            flow.communicate()[0][-3000:]
+        assert flow.poll() is None, (
+            f"the flow ended while waiting for {what}: " + (flow.communicate()[0][-3000:])
         )
         assert time.time() < deadline, f"timed out waiting for {what}"
         time.sleep(1)
@@ -63,6 +64,14 @@ def _hand_in(client, token, root, video):
             return
 
 
+def _selected_at(root, video, round_no) -> float:
+    return (root / "data" / video / f"r{round_no}" / "selected.parquet").stat().st_mtime
+
+
+def _listed(client, auth) -> list[tuple[str, int]]:
+    return [(r["video"], r["round"]) for r in client.get("/api/rounds", headers=auth).json()]
+
+
 def test_a_video_goes_on_to_its_next_round_while_another_waits_for_people(
     prefect_api, tiny_videos, pretrained, tmp_path
 ):
@@ -77,9 +86,23 @@ def test_a_video_goes_on_to_its_next_round_while_another_waits_for_people(
         _wait("three runs paused for round 1", lambda: _paused_videos(ws.root) == set(videos),
               flow)  # fmt: skip
         client = TestClient(create_app(ws.root))
+        auth = {"Authorization": f"Bearer {token}"}
+        # the rounds are listed, and handed out, the longest waiting first
+        listed = [r["video"] for r in client.get("/api/rounds", headers=auth).json()]
+        assert sorted(listed) == sorted(videos)
+        assert listed == sorted(listed, key=lambda v: _selected_at(ws.root, v, 1))
+        oldest = client.post("/api/next", headers=auth).json()
+        assert (oldest["video"], oldest["round"]) == (listed[0], 1)
         _hand_in(client, token, ws.root, "b")
         b2 = ws.root / "data" / "b" / "r2" / "selected.parquet"
         _wait("video b's round 2 selection", b2.is_file, flow)
+        _wait("video b's round 2 open", lambda: ("b", 2) in _listed(client, auth), flow)
+        # b's new round waits the shortest: the others' first rounds come before it
+        assert _listed(client, auth)[-1] == ("b", 2)
+        if listed[0] == "b":  # the sample held above went in with b's round
+            listed.remove("b")
+        nxt = client.post("/api/next", headers=auth).json()
+        assert (nxt["video"], nxt["round"]) == (listed[0], 1), "not the longest-waiting round"
         # a has not moved: its round 1 still waits for labels, and its run is paused
         assert not (ws.root / "data" / "a" / "r1" / "annotations.parquet").exists()
         assert not (ws.root / "data" / "a" / "r2").exists()

@@ -179,10 +179,12 @@ def create_app(
         token = authorization.removeprefix("Bearer ").strip() if authorization else None
         return store.who(token)
 
-    def work(video: str, round_no: int) -> RoundWork:
-        """The round, refused unless it is open now (waiting for labels, not yet handed in)."""
+    def work(video: str, round_no: int, opened: list | None = None) -> RoundWork:
+        """The round, refused unless it is open now (waiting for labels, not yet handed in);
+        ``opened``: :func:`open_rounds` as the request already read it."""
         ws = Workspace.open(root)
-        if (video, round_no) not in open_rounds(ws) or store.is_closed(video, round_no):
+        opened = open_rounds(ws) if opened is None else opened
+        if (video, round_no) not in opened or store.is_closed(video, round_no):
             now = ws.campaign.videos.get(video)
             where = f"the campaign is at round {now.round}" if now else "no such video"
             raise RefusedError(f"round {round_no} of {video} is not open for labels ({where})")
@@ -221,13 +223,14 @@ def create_app(
 
     @app.get("/api/rounds")
     def rounds(authorization: str | None = Header(None)) -> list[dict]:
+        """The open rounds, the longest waiting first (:func:`open_rounds`)."""
         annotator(authorization)
-        ws = Workspace.open(root)
+        opened = open_rounds(Workspace.open(root))
         out = []
-        for video, round_no in open_rounds(ws):
+        for video, round_no in opened:
             if store.is_closed(video, round_no):
                 continue
-            w = work(video, round_no)
+            w = work(video, round_no, opened)
             held = store.assignments(video, round_no)
             out.append({
                 "video": video, "round": round_no, "samples": len(w.order),
@@ -236,6 +239,21 @@ def create_app(
                 "held": sum(a.submitted is None for a in held),
             })  # fmt: skip
         return out
+
+    @app.post("/api/next")
+    def next_anywhere(authorization: str | None = Header(None)) -> dict:
+        """The next sample of any open round, the longest waiting round first: what a person
+        who finished a round is given, so nobody waits while any video waits for labels."""
+        who = annotator(authorization)
+        opened = open_rounds(Workspace.open(root))
+        for video, round_no in opened:
+            if store.is_closed(video, round_no):
+                continue
+            w = work(video, round_no, opened)
+            sid = store.take(video, round_no, w.order, who)
+            if sid is not None:
+                return w.describe(sid)
+        return {"sample_id": None, "message": "no round is waiting for labels"}
 
     @app.get("/api/rounds/{video}/{round_no}/classes")
     def classes(video: str, round_no: int, authorization: str | None = Header(None)) -> list:

@@ -52,7 +52,13 @@ def parts_dir(ws: Workspace, video: str, round_no: int) -> Path:
 
 
 def open_rounds(ws: Workspace) -> list[tuple[str, int]]:
-    """(video, round) of every round that waits for human labels, in campaign order."""
+    """(video, round) of every round that waits for human labels, the longest waiting first.
+
+    Longest waiting first (by when the round's selection was written) is what keeps a campaign's
+    videos moving evenly: the video whose flow has been paused longest gets its labels first and
+    computes its next round while people label the others; taken in campaign order instead, the
+    first videos would race ahead and the last ones' rounds would run alone at the end, with
+    people waiting for them."""
     if ws.cfg.annotation.annotator != "human":
         return []
     out = []
@@ -69,8 +75,12 @@ def open_rounds(ws: Workspace) -> list[tuple[str, int]]:
             and not npz.is_file()
             and recorded_in_round(ws.root, "select", key, v.round)
         ):
-            out.append((key, v.round))
-    return out
+            try:
+                since = (here / "selected.parquet").stat().st_mtime
+            except FileNotFoundError:  # being re-linked this instant: listed last
+                since = float("inf")
+            out.append((since, key, v.round))
+    return [(key, round_no) for _, key, round_no in sorted(out)]
 
 
 @dataclass

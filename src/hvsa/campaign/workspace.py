@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -29,6 +30,7 @@ from hvsa.errors import HvsaError
 CAMPAIGN_FILE = "campaign.yaml"
 STAGES_FILE = "dvc.yaml"  # data/<video>/dvc.yaml: a video's stages
 LOCK_FILE = "dvc.lock"  # data/<video>/dvc.lock: DVC's record of them
+LOCK_READ_TRIES = 5  # reads of a dvc.lock caught half rewritten (lock_entries)
 # the per-video stages of dvc.yaml, in the order a round runs them
 STAGES = ("flow", "samples", "start", "select", "annotate", "finetune", "labels")
 # the stages that run once a round, their outputs in the round's folder
@@ -165,14 +167,42 @@ class Workspace:
         return self.root / "data" / self.cfg.campaign.ledger
 
 
+_LOCKS: dict[Path, tuple[tuple[int, int, int], dict]] = {}
+
+
 def lock_entries(path: Path | str, text: str | None = None) -> dict:
-    """The stages a dvc.lock records (of ``text``, else of the file at ``path``), by name."""
-    if text is None:
-        if not Path(path).is_file():
-            return {}
-        text = Path(path).read_text()
+    """The stages a dvc.lock records (of ``text``, else of the file at ``path``), by name; not
+    to be changed by the caller.
+
+    A file is parsed again only when it changed (its inode, size or modification time): the
+    annotation app asks on every request whether each video's selection is recorded. DVC
+    rewrites the file in place, so a reader that does not hold the workspace's lock may catch
+    it half written: such a read is retried briefly, and a file that still does not parse is
+    reported as the error it is."""
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return (yaml.load(text, Loader=loader) or {}).get("stages") or {}
+    if text is not None:
+        return (yaml.load(text, Loader=loader) or {}).get("stages") or {}
+    path = Path(path)
+    for attempt in range(LOCK_READ_TRIES):
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return {}
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        cached = _LOCKS.get(path)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            entries = (yaml.load(path.read_text(), Loader=loader) or {}).get("stages") or {}
+        except (yaml.YAMLError, FileNotFoundError):
+            if attempt == LOCK_READ_TRIES - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+            continue
+        if path.stat().st_mtime_ns == st.st_mtime_ns:  # not rewritten while read
+            _LOCKS[path] = (key, entries)
+        return entries
+    return {}
 
 
 def recorded_in_round(root: Path, stage: str, key: str, round_no: int) -> bool:

@@ -152,10 +152,28 @@ async function openRound(video, round) {
   } catch (e) { say(e.message, "error"); }
 }
 
+// This round has nothing left to take: go on with the round that has waited longest (any
+// video's), so nobody sits idle while a video waits for labels; `none` when there is no such.
+async function elsewhere(none) {
+  const other = await api("/api/next", { method: "POST" });
+  if (other.sample_id === null) return none;
+  const was = S.round;
+  if (was.video !== other.video || was.round !== other.round) {
+    S.round = { video: other.video, round: other.round };
+    S.classes = await api(`${base()}/classes`);
+    drawClassButtons();
+    say(`${was.video} round ${was.round} has no sample left: on to ${other.video} round ${other.round}, the longest waiting`);
+  }
+  return other;
+}
+
 function base() { return `/api/rounds/${S.round.video}/${S.round.round}`; }
 
-async function nextSample() {
-  const s = await api(base() + "/next", { method: "POST" });
+async function nextSample(handedIn = null) {
+  // handedIn: the message when this round was just handed in (nothing is left to take in it)
+  let s = handedIn !== null ? { sample_id: null, message: handedIn }
+    : await api(base() + "/next", { method: "POST" });
+  if (s.sample_id === null) s = await elsewhere(s);
   if (s.sample_id === null) {
     S.sample = null;
     $("work").hidden = true;
@@ -817,14 +835,8 @@ async function submit(accept = true) {
     } else {
       say(`sample ${answer.accepted} submitted (${answer.clicks} clicks)`);
     }
-    if (answer.round_complete) {
-      S.sample = null;
-      $("work").hidden = true; $("idle").hidden = false;
-      $("idle-text").textContent = "Round handed in. The next round appears here when the campaign is ready for it.";
-      await loadRounds();
-    } else {
-      await nextSample();
-    }
+    await nextSample(answer.round_complete
+      ? "Round handed in. The next round appears here when the campaign is ready for it." : null);
   } catch (e) {
     if (accept) { S.clicks.accept -= 1; if (!S.clicks.accept) delete S.clicks.accept; updateClicks(); }
     say(e.message, "error");
