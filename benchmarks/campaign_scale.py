@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -114,7 +115,7 @@ def run_design(design: str, args, base: Path, model: Path, videos: dict[str, str
 
     params = write_fast_params(base / f"{design}.yaml", **{
         "annotation.annotator": "human", "annotation.poll_s": 1, "loop.budget": args.budget,
-        "samples.granularity": "superpixel"})  # fmt: skip
+        "samples.granularity": "superpixel", **dict(args.set)})  # fmt: skip
     ws = init_workspace(base / design, design, model, videos, params)
     tokens = [app_store(ws).add_annotator(f"a{i}") for i in range(args.annotators)]
     port = free_port()
@@ -195,6 +196,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=12)
     parser.add_argument("--designs", default="serial,concurrent")
     parser.add_argument("--csv", type=Path)
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        type=lambda t: (t.split("=", 1)[0], yaml.safe_load(t.split("=", 1)[1])),
+                        help="a params.yaml setting for both designs' workspaces")  # fmt: skip
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from hvsa.campaign import stack

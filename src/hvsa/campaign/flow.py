@@ -22,9 +22,13 @@ Run it: ``hvsa campaign run WORKSPACE [--rounds N]`` (or ``python flows/campaign
 from __future__ import annotations
 
 import argparse
+import collections
+import contextlib
 import os
 import socket
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -105,13 +109,64 @@ def wait_for_labels(root: str, video: str, round_no: int) -> None:
             logger.warning("submission %s not found: waiting again", answer.submission)
 
 
+class StepGate:
+    """At most ``slots`` steps at once, let in strictly in the order they asked.
+
+    Why: the videos' flow runs are threads of one process on a machine of a few cores. Left to
+    share the cores, eight videos' steps all progress at an eighth of the speed and every round
+    opens late, at about the same time; taking turns, the first video's round opens after its
+    own steps, the next one's after that, and people start labelling while the rest compute
+    (``benchmarks/campaign_scale.py``). First come, first served: a video whose labels came in
+    first is the first to get its next round ready."""
+
+    def __init__(self, slots: int):
+        self.slots = slots
+        self._running = 0
+        self._queue: collections.deque[object] = collections.deque()
+        self._cv = threading.Condition()
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        me = object()
+        with self._cv:
+            self._queue.append(me)
+            self._cv.wait_for(lambda: self._queue[0] is me and self._running < self.slots)
+            self._queue.popleft()
+            self._running += 1
+            self._cv.notify_all()
+        try:
+            yield
+        finally:
+            with self._cv:
+                self._running -= 1
+                self._cv.notify_all()
+
+
+_GATES: dict[tuple[str, int], StepGate] = {}
+_GATES_LOCK = threading.Lock()
+# the steps that compute (annotate only records the hand-in in the ledger)
+COMPUTING = tuple(s for s in STAGES if s != "annotate")
+
+
+def step_gate(ws: Workspace) -> StepGate:
+    """The gate the video runs of this workspace share in this process
+    (``campaign.parallel_steps``, default the machine's cores)."""
+    slots = ws.cfg.campaign.parallel_steps or os.cpu_count() or 1
+    with _GATES_LOCK:
+        return _GATES.setdefault((str(ws.root), slots), StepGate(slots))
+
+
 def dispatch_stage(ws: Workspace, stage: str, video: str, on_cluster: bool) -> None:
     """A stage as a Prefect task: submitted to the flow's Dask cluster when it is a heavy one
-    and there is a cluster (:mod:`hvsa.campaign.cluster`), else run in this process."""
+    and there is a cluster (:mod:`hvsa.campaign.cluster`), else run in this process, taking
+    its turn at the :class:`StepGate` when it computes."""
     root = str(ws.root)
     if on_cluster and stage in HEAVY:
         with resources(ws.cfg, stage):
             reproduce_stage.submit(root, stage, video).result()
+    elif stage in COMPUTING:
+        with step_gate(ws)():
+            reproduce_stage(root, stage, video)
     else:
         reproduce_stage(root, stage, video)
 
