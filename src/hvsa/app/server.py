@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 import time
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -179,18 +180,27 @@ def create_app(
         token = authorization.removeprefix("Bearer ").strip() if authorization else None
         return store.who(token)
 
-    def work(video: str, round_no: int, opened: list | None = None) -> RoundWork:
-        """The round, refused unless it is open now (waiting for labels, not yet handed in);
-        ``opened``: :func:`open_rounds` as the request already read it."""
-        ws = Workspace.open(root)
-        opened = open_rounds(ws) if opened is None else opened
-        if (video, round_no) not in opened or store.is_closed(video, round_no):
-            now = ws.campaign.videos.get(video)
-            where = f"the campaign is at round {now.round}" if now else "no such video"
-            raise RefusedError(f"round {round_no} of {video} is not open for labels ({where})")
+    def round_work(ws: Workspace, video: str, round_no: int) -> RoundWork:
         if (video, round_no) not in works:
             works[(video, round_no)] = RoundWork(ws, video, round_no)
         return works[(video, round_no)]
+
+    def work(video: str, round_no: int) -> RoundWork:
+        """The round, refused unless it is open now (waiting for labels, not yet handed in)."""
+        ws = Workspace.open(root)
+        if (video, round_no) not in open_rounds(ws) or store.is_closed(video, round_no):
+            now = ws.campaign.videos.get(video)
+            where = f"the campaign is at round {now.round}" if now else "no such video"
+            raise RefusedError(f"round {round_no} of {video} is not open for labels ({where})")
+        return round_work(ws, video, round_no)
+
+    def open_works() -> Iterator[RoundWork]:
+        """Every round open now, the longest waiting first (:func:`open_rounds`): the
+        workspace and the videos' records read once for all of them."""
+        ws = Workspace.open(root)
+        for video, round_no in open_rounds(ws):
+            if not store.is_closed(video, round_no):
+                yield round_work(ws, video, round_no)
 
     @app.get("/")
     def index() -> FileResponse:
@@ -225,15 +235,11 @@ def create_app(
     def rounds(authorization: str | None = Header(None)) -> list[dict]:
         """The open rounds, the longest waiting first (:func:`open_rounds`)."""
         annotator(authorization)
-        opened = open_rounds(Workspace.open(root))
         out = []
-        for video, round_no in opened:
-            if store.is_closed(video, round_no):
-                continue
-            w = work(video, round_no, opened)
-            held = store.assignments(video, round_no)
+        for w in open_works():
+            held = store.assignments(w.video_key, w.round)
             out.append({
-                "video": video, "round": round_no, "samples": len(w.order),
+                "video": w.video_key, "round": w.round, "samples": len(w.order),
                 "granularity": w.granularity,
                 "submitted": sum(a.submitted is not None for a in held),
                 "held": sum(a.submitted is None for a in held),
@@ -245,12 +251,8 @@ def create_app(
         """The next sample of any open round, the longest waiting round first: what a person
         who finished a round is given, so nobody waits while any video waits for labels."""
         who = annotator(authorization)
-        opened = open_rounds(Workspace.open(root))
-        for video, round_no in opened:
-            if store.is_closed(video, round_no):
-                continue
-            w = work(video, round_no, opened)
-            sid = store.take(video, round_no, w.order, who)
+        for w in open_works():
+            sid = store.take(w.video_key, w.round, w.order, who)
             if sid is not None:
                 return w.describe(sid)
         return {"sample_id": None, "message": "no round is waiting for labels"}

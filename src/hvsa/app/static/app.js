@@ -142,12 +142,17 @@ async function loadHolds() {
   }
 }
 
-async function openRound(video, round) {
+// Work in this round from now on: its classes (a round's video may have its own list)
+async function enterRound(video, round) {
   S.round = { video, round };
   S.layerClass = null;
+  S.classes = await api(`${base()}/classes`);
+  drawClassButtons();
+}
+
+async function openRound(video, round) {
   try {
-    S.classes = await api(`/api/rounds/${video}/${round}/classes`);
-    drawClassButtons();
+    await enterRound(video, round);
     await nextSample();
   } catch (e) { say(e.message, "error"); }
 }
@@ -159,9 +164,7 @@ async function elsewhere(none) {
   if (other.sample_id === null) return none;
   const was = S.round;
   if (was.video !== other.video || was.round !== other.round) {
-    S.round = { video: other.video, round: other.round };
-    S.classes = await api(`${base()}/classes`);
-    drawClassButtons();
+    await enterRound(other.video, other.round);
     say(`${was.video} round ${was.round} has no sample left: on to ${other.video} round ${other.round}, the longest waiting`);
   }
   return other;
