@@ -11,6 +11,9 @@ mean; both scored on every frame against the ground truth, as the benchmark scor
 
     .venv/bin/python benchmarks/vote_probe.py ../shared/datasets/camvid/clips/0006R0 \\
         runs/b06/target/runs/auto --rounds 16 --csv benchmarks/results/0006R0/vote_probe.csv
+
+``--from-round R`` labels rounds R.. only (the round before R is read for its network): a
+round's labels take seconds to minutes, and a drop is judged on the rounds around it.
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ from hvsa.rounds.steps import score
 def main() -> None:
     def options(ap: argparse.ArgumentParser) -> None:
         ap.add_argument("--rounds", type=int, required=True, help="rounds 1..this (or fewer)")
+        ap.add_argument("--from-round", type=int, default=0,
+                        help="label rounds from this one on (the round before only predicts)")
 
     args = parse(__doc__, options)
     cfg, video, flow = open_run(args)
     rows, earlier, current, digest = [], None, None, None
-    for r in tqdm(range(args.rounds + 1), desc="rounds", unit="round"):
+    for r in tqdm(range(max(0, args.from_round - 1), args.rounds + 1), desc="rounds", unit="round"):
         path = args.run / f"round_{r:02d}" / "model.pt"
         if not path.is_file():  # the run stopped earlier (its target reached)
             break
@@ -45,6 +50,8 @@ def main() -> None:
             current = predict(model, ctx.frames_t, cfg.output.batch_size, CPU)
             digest = new
         assert current is not None
+        if r < args.from_round:  # only the earlier network of the first round labelled
+            continue
         labels, _ = label_round(ctx, current, state, cfg)
         alone = score(video, labels, ctx.classes)[0]
         both = alone

@@ -1,0 +1,64 @@
+"""Which made a round's labels worse: the round's new human labels or its fine-tuned network?
+
+Why: a round that lowers the video's label mIoU although a human added labels (the benchmark's
+summary flags it) has two suspects. The round's labels are fused from its human labels and its
+network's vote; this script fuses them again with one of the two taken from the round before,
+with the round engine's own ``label_round`` (the guided radius calibrated as a round does):
+
+- ``labels_miou_before`` / ``labels_miou``: the round before and the round, as the run wrote them;
+- ``earlier_network``: this round's human labels, the round before's network;
+- ``earlier_labels``: the round before's human labels, this round's network.
+
+If ``earlier_network`` falls as far as the round did, the new labels did it; if
+``earlier_labels`` does, the network did.
+
+    .venv/bin/python benchmarks/blame_probe.py ../shared/datasets/camvid/clips/0016E5_15hz \\
+        runs/sp_e16/runs/hvsa-superpixel-paper --rounds 7 \\
+        --csv benchmarks/results/0016E5_15hz/blame_probe.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from probe_common import CPU, open_round, open_run, parse, save_table
+
+from hvsa.method.predict import predict
+from hvsa.rounds.engine import label_round
+from hvsa.rounds.steps import score
+
+
+def main() -> None:
+    def options(ap: argparse.ArgumentParser) -> None:
+        ap.add_argument("--rounds", type=int, nargs="+", required=True,
+                        help="the rounds to judge (each against the round before)")  # fmt: skip
+
+    args = parse(__doc__, options)
+    cfg, video, flow = open_run(args)
+    rows = []
+    for r in args.rounds:
+        if r < 1:
+            raise SystemExit("a round is judged against the one before: give rounds >= 1")
+        model_before, ctx, state_before = open_round(args.run, r - 1, cfg, video, flow)
+        model, _, state = open_round(args.run, r, cfg, video, flow)
+        net_before = predict(model_before, ctx.frames_t, cfg.output.batch_size, CPU)
+        labels, _ = label_round(ctx, net_before, state, cfg)
+        earlier_network = score(video, labels, ctx.classes)[0]
+        del net_before
+        net = predict(model, ctx.frames_t, cfg.output.batch_size, CPU)
+        labels, _ = label_round(ctx, net, state_before, cfg)
+        earlier_labels = score(video, labels, ctx.classes)[0]
+        metrics = [json.loads((args.run / f"round_{k:02d}" / "metrics.json").read_text())
+                   for k in (r - 1, r)]  # fmt: skip
+        rows.append({
+            "round": r, "clicks": state.clicks_total,
+            "labels_miou_before": metrics[0]["miou"], "labels_miou": metrics[1]["miou"],
+            "earlier_network": earlier_network, "earlier_labels": earlier_labels,
+        })  # fmt: skip
+        print(rows[-1], flush=True)
+        save_table(rows, args.csv)
+
+
+if __name__ == "__main__":
+    main()
