@@ -12,14 +12,16 @@ mean; both scored on every frame against the ground truth, as the benchmark scor
     .venv/bin/python benchmarks/vote_probe.py ../shared/datasets/camvid/clips/0006R0 \\
         runs/b06/target/runs/auto --rounds 16 --csv benchmarks/results/0006R0/vote_probe.csv
 
-``--from-round R`` labels rounds R.. only (the round before R is read for its network): a
-round's labels take seconds to minutes, and a drop is judged on the rounds around it.
+``--from-round R`` labels rounds R.. only (the rounds before R are read for their networks
+alone, back to the latest one that differs from round R's): a round's labels take seconds to
+minutes, and a drop is judged on the rounds around it.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+from pathlib import Path
 
 from probe_common import CPU, open_round, open_run, parse, save_table
 from tqdm import tqdm
@@ -30,21 +32,38 @@ from hvsa.rounds.engine import label_round
 from hvsa.rounds.steps import score
 
 
+def _sha(run: Path, r: int) -> str:
+    return hashlib.sha256((run / f"round_{r:02d}" / "model.pt").read_bytes()).hexdigest()
+
+
+def _first_read(run: Path, first: int) -> int:
+    """The first round to read for labelling from round ``first`` on: the latest round before
+    it with another network than round ``first``'s (a round of class layers keeps its network),
+    so that the earlier network of the vote is the one the full probe would take."""
+    if first <= 0 or not (run / f"round_{first:02d}" / "model.pt").is_file():
+        return max(0, first - 1)
+    r = first - 1
+    while r > 0 and _sha(run, r) == _sha(run, first):
+        r -= 1
+    return r
+
+
 def main() -> None:
     def options(ap: argparse.ArgumentParser) -> None:
         ap.add_argument("--rounds", type=int, required=True, help="rounds 1..this (or fewer)")
         ap.add_argument("--from-round", type=int, default=0,
-                        help="label rounds from this one on (the round before only predicts)")
+                        help="label rounds from this one on (rounds before it only predict)")
 
     args = parse(__doc__, options)
     cfg, video, flow = open_run(args)
     rows, earlier, current, digest = [], None, None, None
-    for r in tqdm(range(max(0, args.from_round - 1), args.rounds + 1), desc="rounds", unit="round"):
+    for r in tqdm(range(_first_read(args.run, args.from_round), args.rounds + 1), desc="rounds",
+                  unit="round"):  # fmt: skip
         path = args.run / f"round_{r:02d}" / "model.pt"
         if not path.is_file():  # the run stopped earlier (its target reached)
             break
         model, ctx, state = open_round(args.run, r, cfg, video, flow)
-        new = hashlib.sha256(path.read_bytes()).hexdigest()
+        new = _sha(args.run, r)
         if new != digest:  # a new network: the one before becomes the earlier one
             earlier = current
             current = predict(model, ctx.frames_t, cfg.output.batch_size, CPU)
