@@ -23,6 +23,7 @@ import argparse
 import hashlib
 from pathlib import Path
 
+import torch
 from probe_common import CPU, open_round, open_run, parse, save_table
 from tqdm import tqdm
 
@@ -33,7 +34,14 @@ from hvsa.rounds.steps import score
 
 
 def _sha(run: Path, r: int) -> str:
-    return hashlib.sha256((run / f"round_{r:02d}" / "model.pt").read_bytes()).hexdigest()
+    """A digest of round ``r``'s network weights. Not of the file: a round of class layers
+    keeps its network but writes it with its own round number beside the weights."""
+    state = torch.load(run / f"round_{r:02d}" / "model.pt", map_location="cpu", weights_only=True)
+    digest = hashlib.sha256()
+    for name, tensor in sorted(state["state_dict"].items()):
+        digest.update(name.encode())
+        digest.update(tensor.cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _first_read(run: Path, first: int) -> int:
