@@ -10,10 +10,13 @@ with the round engine's own ``label_round`` (the guided radius calibrated as a r
 - ``earlier_labels``: the round before's human labels, this round's network.
 
 If ``earlier_network`` falls as far as the round did, the new labels did it; if
-``earlier_labels`` does, the network did.
+``earlier_labels`` does, the network did. ``--erode D`` also fuses both rounds with every
+region of one class in the human labels shrunk by ``D`` px (``eroded_before``, ``eroded``): does
+the drop come from the labels' borders (a superpixel named by its dominant class is wrong where
+it straddles a border)?
 
     .venv/bin/python benchmarks/blame_probe.py ../shared/datasets/camvid/clips/0016E5_15hz \\
-        runs/sp_e16/runs/hvsa-superpixel-paper --rounds 7 \\
+        runs/sp_e16/runs/hvsa-superpixel-paper --rounds 7 --erode 3 \\
         --csv benchmarks/results/0016E5_15hz/blame_probe.csv
 """
 
@@ -22,17 +25,32 @@ from __future__ import annotations
 import argparse
 import json
 
+import cv2
+import numpy as np
 from probe_common import CPU, open_round, open_run, parse, save_table
 
+from hvsa.data.video import VOID
 from hvsa.method.predict import predict
 from hvsa.rounds.engine import label_round
 from hvsa.rounds.steps import score
+
+
+def eroded(human: np.ndarray, d: int) -> np.ndarray:
+    """(N,h,w) human labels with each class's regions shrunk by ``d`` px (void elsewhere)."""
+    kernel = np.ones((2 * d + 1, 2 * d + 1), np.uint8)
+    out = np.full_like(human, VOID)
+    for f, frame in enumerate(human):
+        for c in np.unique(frame[frame != VOID]):
+            out[f][cv2.erode((frame == c).astype(np.uint8), kernel).astype(bool)] = c
+    return out
 
 
 def main() -> None:
     def options(ap: argparse.ArgumentParser) -> None:
         ap.add_argument("--rounds", type=int, nargs="+", required=True,
                         help="the rounds to judge (each against the round before)")  # fmt: skip
+        ap.add_argument("--erode", type=int, default=0,
+                        help="also fuse both rounds with the human labels' regions shrunk by D px")
 
     args = parse(__doc__, options)
     cfg, video, flow = open_run(args)
@@ -49,13 +67,23 @@ def main() -> None:
         net = predict(model, ctx.frames_t, cfg.output.batch_size, CPU)
         labels, _ = label_round(ctx, net, state_before, cfg)
         earlier_labels = score(video, labels, ctx.classes)[0]
+        shrunk = {}
+        if args.erode > 0:
+            for key, st, net_r in (("eroded_before", state_before, r - 1), ("eroded", state, r)):
+                if net_r == r - 1:
+                    pred = predict(model_before, ctx.frames_t, cfg.output.batch_size, CPU)
+                else:
+                    pred = net
+                st.human[...] = eroded(st.human, args.erode)
+                labels, _ = label_round(ctx, pred, st, cfg)
+                shrunk[key] = score(video, labels, ctx.classes)[0]
         metrics = [json.loads((args.run / f"round_{k:02d}" / "metrics.json").read_text())
                    for k in (r - 1, r)]  # fmt: skip
         rows.append({
             "round": r, "clicks": state.clicks_total,
             "labels_miou_before": metrics[0]["miou"], "labels_miou": metrics[1]["miou"],
             "earlier_network": earlier_network, "earlier_labels": earlier_labels,
-        })  # fmt: skip
+        } | ({"erode_px": args.erode} | shrunk if shrunk else {}))  # fmt: skip
         print(rows[-1], flush=True)
         save_table(rows, args.csv)
 
