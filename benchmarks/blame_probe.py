@@ -13,7 +13,9 @@ If ``earlier_network`` falls as far as the round did, the new labels did it; if
 ``earlier_labels`` does, the network did. ``--erode D`` also fuses both rounds with every
 region of one class in the human labels shrunk by ``D`` px (``eroded_before``, ``eroded``): does
 the drop come from the labels' borders (a superpixel named by its dominant class is wrong where
-it straddles a border)?
+it straddles a border)? ``--labels-only`` skips the fusions and writes, per round, how many
+pixels people labelled in it and the share of them the ground truth disagrees with (by true
+class): what a round's new human labels hand in wrong.
 
     .venv/bin/python benchmarks/blame_probe.py ../shared/datasets/camvid/clips/0016E5_15hz \\
         runs/sp_e16/runs/hvsa-superpixel-paper --rounds 7 --erode 3 \\
@@ -45,10 +47,25 @@ def eroded(human: np.ndarray, d: int) -> np.ndarray:
     return out
 
 
+def new_label_errors(before: np.ndarray, after: np.ndarray, truth: np.ndarray,
+                     names: tuple[str, ...]) -> dict:  # fmt: skip
+    """The pixels labelled between two rounds' human labels (N,h,w) and how many of them the
+    ground truth (N,h,w, void not counted) disagrees with, in all and by true class."""
+    new = (after != VOID) & (before == VOID) & (truth != VOID)
+    wrong = new & (after != truth)
+    by_class = np.bincount(truth[wrong], minlength=len(names))[: len(names)]
+    share = float(wrong.sum() / max(int(new.sum()), 1))
+    return {"new_pixels": int(new.sum()), "new_wrong_share": share} | {
+        f"wrong_{n}": int(k) for n, k in zip(names, by_class, strict=True)
+    }
+
+
 def main() -> None:
     def options(ap: argparse.ArgumentParser) -> None:
         ap.add_argument("--rounds", type=int, nargs="+", required=True,
                         help="the rounds to judge (each against the round before)")  # fmt: skip
+        ap.add_argument("--labels-only", action="store_true",
+                        help="only what each round's new human labels hand in wrong")
         ap.add_argument("--erode", type=int, default=0,
                         help="also fuse both rounds with the human labels' regions shrunk by D px")
 
@@ -60,6 +77,12 @@ def main() -> None:
             raise SystemExit("a round is judged against the one before: give rounds >= 1")
         model_before, ctx, state_before = open_round(args.run, r - 1, cfg, video, flow)
         model, _, state = open_round(args.run, r, cfg, video, flow)
+        errors = new_label_errors(state_before.human, state.human, video.labels, ctx.classes.names)
+        if args.labels_only:
+            rows.append({"round": r, "clicks": state.clicks_total} | errors)
+            print(rows[-1], flush=True)
+            save_table(rows, args.csv)
+            continue
         net_before = predict(model_before, ctx.frames_t, cfg.output.batch_size, CPU)
         labels, _ = label_round(ctx, net_before, state, cfg)
         earlier_network = score(video, labels, ctx.classes)[0]
@@ -83,7 +106,7 @@ def main() -> None:
             "round": r, "clicks": state.clicks_total,
             "labels_miou_before": metrics[0]["miou"], "labels_miou": metrics[1]["miou"],
             "earlier_network": earlier_network, "earlier_labels": earlier_labels,
-        } | ({"erode_px": args.erode} | shrunk if shrunk else {}))  # fmt: skip
+        } | errors | ({"erode_px": args.erode} | shrunk if shrunk else {}))  # fmt: skip
         print(rows[-1], flush=True)
         save_table(rows, args.csv)
 
