@@ -86,17 +86,13 @@ def main() -> None:
         net_before = predict(model_before, ctx.frames_t, cfg.output.batch_size, CPU)
         labels, _ = label_round(ctx, net_before, state, cfg)
         earlier_network = score(video, labels, ctx.classes)[0]
-        del net_before
         net = predict(model, ctx.frames_t, cfg.output.batch_size, CPU)
         labels, _ = label_round(ctx, net, state_before, cfg)
         earlier_labels = score(video, labels, ctx.classes)[0]
         shrunk = {}
         if args.erode > 0:
-            for key, st, net_r in (("eroded_before", state_before, r - 1), ("eroded", state, r)):
-                if net_r == r - 1:
-                    pred = predict(model_before, ctx.frames_t, cfg.output.batch_size, CPU)
-                else:
-                    pred = net
+            for key, st, pred in (("eroded_before", state_before, net_before),
+                                  ("eroded", state, net)):  # fmt: skip
                 st.human[...] = eroded(st.human, args.erode)
                 labels, _ = label_round(ctx, pred, st, cfg)
                 shrunk[key] = score(video, labels, ctx.classes)[0]
