@@ -34,14 +34,21 @@ def test_run_improves_labels_and_keeps_human_pixels(
 
     video = load_video(tiny_videos[0])
     last = out / "round_02"
-    human = np.load(last / "human.npz")["labels"]
+    saved = np.load(last / "human.npz")
+    human, named = saved["labels"], saved["named"]
     assert (human != VOID).any()
+    assert named.any() == (granularity == "superpixel")  # superpixels are named, one click each
+    right_named = right_written = 0
     for i, name in enumerate(video.frame_names):
         written = cv2.imread(str(last / "labels" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
         assert written.shape == (64, 80) and written.dtype == np.uint8
-        given = human[i] != VOID
-        assert (written[given] == human[i][given]).all()  # human labels win, exactly
+        given = (human[i] != VOID) & ~named[i]
+        assert (written[given] == human[i][given]).all()  # drawn human labels win, exactly
+        # a named region's pixels are evidence: where overruled, the truth agrees more often
+        right_named += int((human[i] == video.labels[i])[named[i]].sum())
+        right_written += int((written == video.labels[i])[named[i]].sum())
         assert (last / "overlays" / f"{name}.jpg").is_file()
+    assert right_written >= right_named
     if granularity != "superpixel":  # frames and rectangles are labelled exactly as the truth
         assert (human[human != VOID] == video.labels[human != VOID]).all()
 

@@ -5,7 +5,17 @@ import torch
 from hvsa.config import load_config
 from hvsa.data.synth import CLASSES, generate
 from hvsa.data.video import VOID
-from hvsa.method.fusion import _carry, _pull, carried_votes, fuse, guided_filter, one_hot, reach
+from hvsa.method.fusion import (
+    _carry,
+    _pull,
+    carried_votes,
+    fuse,
+    fuse_frame,
+    guided_filter,
+    one_hot,
+    reach,
+    weigh_named,
+)
 from hvsa.method.metrics import miou
 from hvsa.method.motion import compute_flow
 from tests.conftest import REPO, shifting_video
@@ -332,10 +342,13 @@ def test_fusion_on_a_torch_device_gives_the_labels_of_the_host_kernels(device):
     complete = np.zeros((10, c), bool)
     layers[4][labels[4] == labels[4, 32, 40]] = labels[4, 32, 40]
     complete[4, labels[4, 32, 40]] = True
+    named = np.zeros(labels.shape, bool)  # frame 6's piece named as one region
+    named[6] = human[6] != VOID
     net = torch.softmax(torch.randn(10, c, 32, 40, generator=torch.Generator().manual_seed(0)), 1)
-    host = fuse(net, human, frames, flow, CFG.fusion, spoken, layers, complete)
-    dev = fuse(net, human, frames, flow, CFG.fusion, spoken, layers, complete, device=device)
-    given = human != VOID
+    host = fuse(net, human, frames, flow, CFG.fusion, spoken, layers, complete, named=named)
+    dev = fuse(net, human, frames, flow, CFG.fusion, spoken, layers, complete, device=device,
+               named=named)  # fmt: skip
+    given = (human != VOID) & ~named
     assert (dev[0][given] == human[given]).all()
     assert (dev[0] == host[0]).mean() > 0.999
     gap = (dev[1].float() - host[1].float()).abs()
@@ -345,6 +358,43 @@ def test_fusion_on_a_torch_device_gives_the_labels_of_the_host_kernels(device):
     only = np.zeros(10, bool)
     only[[2, 7]] = True
     again = fuse(net, human, frames, flow, CFG.fusion, spoken, layers, complete, only, dev,
-                 device=device)  # fmt: skip
+                 device=device, named=named)  # fmt: skip
     np.testing.assert_array_equal(again[0], dev[0])
     assert torch.equal(again[1], dev[1])
+
+
+def test_weigh_named_is_bayes_with_the_naming_as_evidence():
+    belief = np.array([[0.98, 0.5, 0.05], [0.02, 0.5, 0.95]], np.float32)  # 2 classes, 3 pixels
+    out = weigh_named(belief, np.array([1, 1, 1]), 9.0)
+    np.testing.assert_allclose(out.sum(0), 1, rtol=1e-6)
+    # pixel 0: the belief is surer of class 0 (49:1) than the naming's odds (10:1): class 0 stays
+    np.testing.assert_allclose(out[:, 0], [0.98, 0.2] / np.float32(1.18), rtol=1e-5)
+    assert out[:, 0].argmax() == 0
+    # an unsure pixel takes the named class at the naming's odds; a sure one is surer still
+    np.testing.assert_allclose(out[1, 1], 10 / 11, rtol=1e-6)
+    assert out[1, 2] > belief[1, 2]
+
+
+def test_a_named_region_is_evidence_in_its_own_frame_and_a_drawn_label_is_truth():
+    """The same labels in a frame where the network is sure of class 0 on the left half: named
+    for the whole region, the left half stays class 0 and the rest takes the naming; drawn, or
+    with ``region_odds`` null, every labelled pixel is class 1."""
+    c, h, w = 3, 8, 10
+    net = torch.full((c, h, w), 0.01)
+    net[0, :, :5] = 0.98
+    net[1, :, 5:] = 0.4
+    net[2, :, 5:] = 0.59
+    net /= net.sum(0, keepdim=True)
+    frame = np.zeros((h, w, 3), np.uint8)
+    own = np.full((h, w), 1, np.uint8)
+    own[0] = VOID  # a row nobody labelled
+    votes = np.zeros((c, h, w), np.float32)
+    cfg = CFG.fusion.model_copy(update={"guided_radius": 0, "network_weight": 1.0})
+    everywhere = np.ones((h, w), bool)
+    named = fuse_frame(net, votes, frame, own, cfg, named=everywhere).argmax(0)
+    assert (named[1:, :5] == 0).all() and (named[1:, 5:] == 1).all()
+    assert (named[0, 5:] == 2).all()  # where nobody spoke the network decides, as ever
+    drawn = fuse_frame(net, votes, frame, own, cfg).argmax(0)
+    assert (drawn[1:] == 1).all()
+    certain = cfg.model_copy(update={"region_odds": None})
+    assert (fuse_frame(net, votes, frame, own, certain, named=everywhere).argmax(0)[1:] == 1).all()

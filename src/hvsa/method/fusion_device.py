@@ -228,6 +228,7 @@ def fuse_frame(
     cfg: FusionConfig,
     layer: np.ndarray | None = None,
     complete: np.ndarray | None = None,
+    named: np.ndarray | None = None,
 ) -> torch.Tensor:
     """:func:`hvsa.method.fusion.fuse_frame` on ``votes``'s device: (C,H,W) fused
     probabilities of one frame, on that device."""
@@ -248,5 +249,13 @@ def fuse_frame(
     if mine.any():
         mine_labels = torch.from_numpy(np.asarray(own)).to(device).long()
         classes = torch.arange(len(fused), device=device)[:, None, None]
-        fused = torch.where(mine[None], (mine_labels[None] == classes).float(), fused)
+        hot = (mine_labels[None] == classes).float()
+        if named is not None and cfg.region_odds is not None:
+            # hvsa.method.fusion.weigh_named: the named class's belief times 1 + odds
+            soft = mine & torch.from_numpy(np.asarray(named)).to(device)
+            weighted = fused * (1 + cfg.region_odds * hot)
+            weighted /= weighted.sum(0, keepdim=True).clamp_min(1e-8)
+            fused = torch.where(soft[None], weighted, fused)
+            mine &= ~soft
+        fused = torch.where(mine[None], hot, fused)
     return fused

@@ -25,6 +25,11 @@ class LoopState:
 
     Layers stay apart from ``human``: a layer says nothing of the frame's other classes, so it
     must neither be carried to other frames nor taught to the network as a frame's labels.
+
+    ``named`` (N,H,W) bool marks the human labels named for a whole region with one click (a
+    superpixel handed in as one class, its dominant class by the click model): fusion weighs
+    them as evidence rather than truth (``fusion.region_odds``), as some of their pixels are
+    another class.
     """
 
     human: np.ndarray
@@ -34,6 +39,7 @@ class LoopState:
     clicks_total: int = 0
     layers: np.ndarray | None = None
     complete: set[tuple[int, int]] = field(default_factory=set)
+    named: np.ndarray | None = None
     # frames whose human labels (``touched``) or class layers (``touched_layers``) changed
     # since the labels were last made: what an incremental round re-fuses around (not saved:
     # a resumed run fuses every frame)
@@ -43,6 +49,8 @@ class LoopState:
     def __post_init__(self) -> None:
         if self.layers is None:
             self.layers = np.full(self.human.shape, VOID, np.uint8)
+        if self.named is None:
+            self.named = np.zeros(self.human.shape, bool)
 
     def complete_mask(self, num_classes: int) -> np.ndarray:
         """(N,C) bool: which classes each frame has a layer of."""
@@ -71,6 +79,7 @@ class LoopState:
             clicks_total=np.int64(self.clicks_total),
             layers=self.layers,
             complete=np.asarray(sorted(self.complete), np.int64).reshape(-1, 2),
+            named=self.named,
         )
 
     @classmethod
@@ -85,6 +94,8 @@ class LoopState:
             # rounds saved before class layers existed hold none
             layers=data.get("layers"),
             complete={(int(f), int(c)) for f, c in data.get("complete", np.zeros((0, 2)))},
+            # rounds saved before named labels were told apart hold none
+            named=data.get("named"),
         )
 
     def apply(
@@ -98,6 +109,7 @@ class LoopState:
             _, _, mask = samples.region(a.sample_id)
             given = mask & (a.labels != VOID)
             self.human[a.frame][a.box][given] = a.labels[given]
+            self.named[a.frame][a.box][given] = named_region(samples, a.labels[given])
             self.provenance[a.frame][a.box][given] = event_id
             self.annotated[a.frame][a.box] |= mask
             self.touched.add(a.frame)
@@ -119,6 +131,7 @@ class LoopState:
         for frame, event_id in zip(sorted(labels), event_ids, strict=True):
             given = labels[frame] != VOID
             self.human[frame][given] = labels[frame][given]
+            self.named[frame][given] = False
             self.provenance[frame][given] = event_id
             self.annotated[frame] |= True if given.mean() >= whole else given
             self.touched.add(frame)
@@ -151,3 +164,12 @@ class LoopState:
         # a labelled sample is covered in full, so coverage alone rules it out; sample ids of
         # another granularity (``auto`` mixes them) must not
         return np.flatnonzero(free / n_pixels >= min_unlabelled)
+
+
+def named_region(samples: SampleSet, given: np.ndarray) -> bool:
+    """Whether a sample's labels (``given``: its labelled pixels) name its region's class
+    rather than draw it: a superpixel handed in as one class. A superpixel handed in with
+    several classes was drawn, pixel by pixel, and is as certain as any drawn label."""
+    if samples.granularity != "superpixel" or given.size == 0:
+        return False
+    return bool((given == given[0]).all())
