@@ -15,7 +15,11 @@ region of one class in the human labels shrunk by ``D`` px (``eroded_before``, `
 the drop come from the labels' borders (a superpixel named by its dominant class is wrong where
 it straddles a border)? ``--labels-only`` skips the fusions and writes, per round, how many
 pixels people labelled in it and the share of them the ground truth disagrees with (by true
-class): what a round's new human labels hand in wrong.
+class): what a round's new human labels hand in wrong. ``--region-odds V [V ...]`` fuses both
+rounds again with each ``fusion.region_odds`` (0 = the labels certain) and every human label
+named (``region_odds_V_before``, ``region_odds_V``): what weighing a superpixel's one-class label
+as evidence does to the fall. Every label of a superpixel run was handed in as one class by the
+oracle, so a run saved before the marks existed is marked in full.
 
     .venv/bin/python benchmarks/blame_probe.py ../shared/datasets/camvid/clips/0016E5_15hz \\
         runs/sp_e16/runs/hvsa-superpixel-paper --rounds 7 --erode 3 \\
@@ -68,6 +72,8 @@ def main() -> None:
                         help="only what each round's new human labels hand in wrong")
         ap.add_argument("--erode", type=int, default=0,
                         help="also fuse both rounds with the human labels' regions shrunk by D px")
+        ap.add_argument("--region-odds", type=float, nargs="+", default=[],
+                        help="also fuse both rounds with the labels named at these odds")
 
     args = parse(__doc__, options)
     cfg, video, flow = open_run(args)
@@ -96,13 +102,22 @@ def main() -> None:
                 st.human[...] = eroded(st.human, args.erode)
                 labels, _ = label_round(ctx, pred, st, cfg)
                 shrunk[key] = score(video, labels, ctx.classes)[0]
+        for odds in args.region_odds:
+            fusion = cfg.fusion.model_copy(update={"region_odds": odds or None})
+            varied = cfg.model_copy(update={"fusion": fusion})
+            for key, r_at, pred in (("before", r - 1, net_before), ("", r, net)):
+                st = open_round(args.run, r_at, cfg, video, flow)[2]
+                st.named = st.human != VOID
+                labels, _ = label_round(ctx, pred, st, varied)
+                name = f"region_odds_{odds:g}" + (f"_{key}" if key else "")
+                shrunk[name] = score(video, labels, ctx.classes)[0]
         metrics = [json.loads((args.run / f"round_{k:02d}" / "metrics.json").read_text())
                    for k in (r - 1, r)]  # fmt: skip
         rows.append({
             "round": r, "clicks": state.clicks_total,
             "labels_miou_before": metrics[0]["miou"], "labels_miou": metrics[1]["miou"],
             "earlier_network": earlier_network, "earlier_labels": earlier_labels,
-        } | errors | ({"erode_px": args.erode} | shrunk if shrunk else {}))  # fmt: skip
+        } | errors | ({"erode_px": args.erode} if args.erode else {}) | shrunk)  # fmt: skip
         print(rows[-1], flush=True)
         save_table(rows, args.csv)
 
