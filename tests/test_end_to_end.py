@@ -38,7 +38,7 @@ def test_run_improves_labels_and_keeps_human_pixels(
     human, named = saved["labels"], saved["named"]
     assert (human != VOID).any()
     assert named.any() == (granularity == "superpixel")  # superpixels are named, one click each
-    right_named = right_written = 0
+    right_named = right_written = overruled = 0
     for i, name in enumerate(video.frame_names):
         written = cv2.imread(str(last / "labels" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
         assert written.shape == (64, 80) and written.dtype == np.uint8
@@ -47,8 +47,10 @@ def test_run_improves_labels_and_keeps_human_pixels(
         # a named region's pixels are evidence: where overruled, the truth agrees more often
         right_named += int((human[i] == video.labels[i])[named[i]].sum())
         right_written += int((written == video.labels[i])[named[i]].sum())
+        overruled += int((written != human[i])[named[i]].sum())
         assert (last / "overlays" / f"{name}.jpg").is_file()
     assert right_written >= right_named
+    assert (overruled > 0) == (granularity == "superpixel")  # the marks reach the generator
     if granularity != "superpixel":  # frames and rectangles are labelled exactly as the truth
         assert (human[human != VOID] == video.labels[human != VOID]).all()
 

@@ -171,9 +171,9 @@ class FusionConfig(_Section):
     # the network's vote: the mean of the predictions of this many of the latest networks that
     # differ (1 = the current network's alone); see hvsa.rounds.engine.network_vote
     vote_networks: int = Field(default=1, ge=1, le=2)
-    # a label named for a whole region with one click (a superpixel's dominant class) weighs on
-    # each of its pixels as these odds against the rest of the fused belief; None: as a drawn
-    # label, certain
+    # a label named for a whole region with one click (a superpixel's dominant class): in its
+    # own frame the named class's belief is multiplied by 1 + this; None: as a drawn label,
+    # certain
     region_odds: float | None = Field(default=9.0, gt=0)
 
 

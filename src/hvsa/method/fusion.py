@@ -325,10 +325,10 @@ def weigh_named(belief: np.ndarray, named: np.ndarray, odds: float) -> np.ndarra
 
     Bayes with the naming as evidence: the named class's belief times ``1 + odds``, then
     normalised. Why not truth: the one click names the region's dominant class, so its other
-    pixels are handed in wrong; a pixel where the network and the carried labels are surer of
-    another class than ``odds`` to 1 keeps that class. Why not a weaker vote: the naming is
-    still the best evidence where the belief is unsure (the belief of a pixel no carried label
-    reaches is the network's, flattened by the prior).
+    pixels are handed in wrong; a pixel where the network and the carried labels hold another
+    class more than ``1 + odds`` times as likely as the named one keeps that class. Why not a
+    weaker vote: the naming is still the best evidence where the belief is unsure (the belief
+    of a pixel no carried label reaches is the network's, flattened by the prior).
     """
     weighted = belief * (1 + odds * (named[None] == np.arange(len(belief))[:, None]))
     return weighted / weighted.sum(0, keepdims=True).clip(1e-8)

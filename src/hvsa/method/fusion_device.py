@@ -253,9 +253,10 @@ def fuse_frame(
         if named is not None and cfg.region_odds is not None:
             # hvsa.method.fusion.weigh_named: the named class's belief times 1 + odds
             soft = mine & torch.from_numpy(np.asarray(named)).to(device)
-            weighted = fused * (1 + cfg.region_odds * hot)
-            weighted /= weighted.sum(0, keepdim=True).clamp_min(1e-8)
-            fused = torch.where(soft[None], weighted, fused)
-            mine &= ~soft
+            if soft.any():
+                weighted = fused * (1 + cfg.region_odds * hot)
+                weighted /= weighted.sum(0, keepdim=True).clamp_min(1e-8)
+                fused = torch.where(soft[None], weighted, fused)
+                mine &= ~soft
         fused = torch.where(mine[None], hot, fused)
     return fused

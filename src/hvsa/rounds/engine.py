@@ -465,7 +465,8 @@ def measure_round(
     value, per_class = score(ctx.video, labels, ctx.classes)
     estimates = probes_of(ctx, view, state, cfg)
     h, w = view.belief.probs.shape[2:]
-    human_small = resize_labels(state.human, (h, w))
+    # a named superpixel's pixels are evidence, not known: the belief says what they are
+    human_small = resize_labels(np.where(state.named, VOID, state.human), (h, w))
     known = np.where(human_small != VOID, human_small, resize_labels(state.layers, (h, w)))
     summary = summarise(view.belief.probs, known, state.complete_mask(len(ctx.classes)))
     interval, class_estimate, post = None, None, None

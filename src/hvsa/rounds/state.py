@@ -169,7 +169,11 @@ class LoopState:
 def named_region(samples: SampleSet, given: np.ndarray) -> bool:
     """Whether a sample's labels (``given``: its labelled pixels) name its region's class
     rather than draw it: a superpixel handed in as one class. A superpixel handed in with
-    several classes was drawn, pixel by pixel, and is as certain as any drawn label."""
+    several classes was drawn, pixel by pixel, and is as certain as any drawn label. Judged by
+    what was handed in, not by the tool, so the oracle's fill, the app's superpixel click and an
+    imported one-class mask are alike; a superpixel a person drew that truly is one class is
+    taken as named, which costs little: it is overruled only where the belief holds another
+    class more than ``1 + fusion.region_odds`` times as likely."""
     if samples.granularity != "superpixel" or given.size == 0:
         return False
     return bool((given == given[0]).all())
