@@ -107,7 +107,7 @@ def main() -> None:
             varied = cfg.model_copy(update={"fusion": fusion})
             for key, r_at, pred in (("before", r - 1, net_before), ("", r, net)):
                 st = open_round(args.run, r_at, cfg, video, flow)[2]
-                if not st.named.any():  # saved before the marks: a superpixel run's, all named
+                if st.named is None:  # saved before the marks: a superpixel run's, all named
                     st.named = st.human != VOID
                 labels, _ = label_round(ctx, pred, st, varied)
                 name = f"region_odds_{odds:g}" + (f"_{key}" if key else "")

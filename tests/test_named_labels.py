@@ -50,6 +50,7 @@ def test_a_superpixel_named_as_one_class_is_marked_named_and_a_drawn_one_is_not(
     whole = _annotation(fr, 1, lambda f, b, m: truth[f][b])
     state.apply([whole], fr, [3])
     assert not state.named.any() and (state.human[1] == truth[1]).all()
+    assert (state.drawn_human() == state.human).all()
 
     # a saved round keeps the marks; a round saved before they existed loads with none
     state.apply([named], sp, [4])
@@ -60,4 +61,16 @@ def test_a_superpixel_named_as_one_class_is_marked_named_and_a_drawn_one_is_not(
                 provenance=state.provenance, used=np.zeros(0, np.int64),
                 clicks_total=np.int64(0))  # fmt: skip
     old = LoopState.load(tmp_path / "old.npz")
-    assert old.named.shape == state.human.shape and not old.named.any()
+    assert old.named is None and old.drawn_human() is old.human
+
+
+def test_a_run_without_named_labels_holds_no_marks(tmp_path):
+    """Frames and rectangles never allocate the marks: a long video's state keeps its size."""
+    frames, truth, _ = generate(3, 48, 64, seed=2)
+    fr = build_samples(frames, CFG.samples, "frame")
+    state = LoopState.empty(3, truth.shape[1:])
+    state.apply([_annotation(fr, 0, lambda f, b, m: truth[f][b])], fr, [1])
+    assert state.named is None
+    state.save(tmp_path / "human.npz")
+    assert "named" not in np.load(tmp_path / "human.npz").files
+    assert LoopState.load(tmp_path / "human.npz").named is None

@@ -466,7 +466,7 @@ def measure_round(
     estimates = probes_of(ctx, view, state, cfg)
     h, w = view.belief.probs.shape[2:]
     # a named superpixel's pixels are evidence, not known: the belief says what they are
-    human_small = resize_labels(np.where(state.named, VOID, state.human), (h, w))
+    human_small = resize_labels(state.drawn_human(), (h, w))
     known = np.where(human_small != VOID, human_small, resize_labels(state.layers, (h, w)))
     summary = summarise(view.belief.probs, known, state.complete_mask(len(ctx.classes)))
     interval, class_estimate, post = None, None, None

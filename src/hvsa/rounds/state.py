@@ -29,7 +29,8 @@ class LoopState:
     ``named`` (N,H,W) bool marks the human labels named for a whole region with one click (a
     superpixel handed in as one class, its dominant class by the click model): fusion weighs
     them as evidence rather than truth (``fusion.region_odds``), as some of their pixels are
-    another class.
+    another class. None until a label is named: a run without superpixels holds no such array
+    (a long video's state stays the size it was).
     """
 
     human: np.ndarray
@@ -49,8 +50,6 @@ class LoopState:
     def __post_init__(self) -> None:
         if self.layers is None:
             self.layers = np.full(self.human.shape, VOID, np.uint8)
-        if self.named is None:
-            self.named = np.zeros(self.human.shape, bool)
 
     def complete_mask(self, num_classes: int) -> np.ndarray:
         """(N,C) bool: which classes each frame has a layer of."""
@@ -79,7 +78,7 @@ class LoopState:
             clicks_total=np.int64(self.clicks_total),
             layers=self.layers,
             complete=np.asarray(sorted(self.complete), np.int64).reshape(-1, 2),
-            named=self.named,
+            **({} if self.named is None else {"named": self.named}),
         )
 
     @classmethod
@@ -109,7 +108,7 @@ class LoopState:
             _, _, mask = samples.region(a.sample_id)
             given = mask & (a.labels != VOID)
             self.human[a.frame][a.box][given] = a.labels[given]
-            self.named[a.frame][a.box][given] = named_region(samples, a.labels[given])
+            self._mark_named(a.frame, a.box, given, named_region(samples, a.labels[given]))
             self.provenance[a.frame][a.box][given] = event_id
             self.annotated[a.frame][a.box] |= mask
             self.touched.add(a.frame)
@@ -131,11 +130,24 @@ class LoopState:
         for frame, event_id in zip(sorted(labels), event_ids, strict=True):
             given = labels[frame] != VOID
             self.human[frame][given] = labels[frame][given]
-            self.named[frame][given] = False
+            self._mark_named(frame, (slice(None), slice(None)), given, False)
             self.provenance[frame][given] = event_id
             self.annotated[frame] |= True if given.mean() >= whole else given
             self.touched.add(frame)
             self.clicks_total += int(clicks[frame])
+
+    def _mark_named(self, frame: int, box: tuple[slice, slice], given: np.ndarray,
+                    named: bool) -> None:  # fmt: skip
+        """Mark ``given`` pixels of ``frame``'s ``box`` as named or drawn (the last label wins)."""
+        if self.named is None:
+            if not named:
+                return
+            self.named = np.zeros(self.human.shape, bool)
+        self.named[frame][box][given] = named
+
+    def drawn_human(self) -> np.ndarray:
+        """``human`` without the named labels: the pixels a person drew, which are known."""
+        return self.human if self.named is None else np.where(self.named, VOID, self.human)
 
     def _apply_layer(self, a: Annotation, event_id: int) -> None:
         """A class layer: its pixels, and where no frame label speaks, its provenance."""

@@ -300,8 +300,7 @@ def estimated_class_iou(
     h, w = belief.probs.shape[2:]
     full_scale = ctx.full[0] * ctx.full[1] / (h * w)
     # a named superpixel's pixels are evidence, not known: the belief says what they are
-    drawn = np.where(state.named, VOID, state.human)
-    known = known_pixels(drawn, state.layers, len(ctx.classes))
+    known = known_pixels(state.drawn_human(), state.layers, len(ctx.classes))
     return estimated_iou(quality, known, totals * full_scale)
 
 
