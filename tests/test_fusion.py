@@ -153,8 +153,8 @@ def test_sparse_votes_equal_dense_votes_for_labels_in_pieces(monkeypatch):
     calls = []
     real = fusion._vote
     monkeypatch.setattr(
-        fusion, "_vote", lambda *a: calls.append(a[-2] is not None) or real(*a)
-    )  # a[-2]: at
+        fusion, "_vote", lambda *a: calls.append(a[11] is not None) or real(*a)
+    )  # a[11]: at
     monkeypatch.setattr(fusion, "_REMAP_COLS", 50)  # several rows, the last one padded
     frames, labels, _ = generate(8, 64, 80, seed=3)
     flow = compute_flow(frames, CFG.flow)
@@ -168,10 +168,13 @@ def test_sparse_votes_equal_dense_votes_for_labels_in_pieces(monkeypatch):
             spoken[k, r : r + 12, c : c + 12] = True
         human[k, r : r + 4, c : c + 12] = VOID
     labelled = np.ones(8, bool)
-    dense = CFG.fusion.model_copy(update={"sparse_share": 0.0})
-    sparse = CFG.fusion.model_copy(update={"sparse_share": 1.0})
+    # named labels walked past (named_shadow off), so both paths' shading is compared too
+    dense = CFG.fusion.model_copy(update={"sparse_share": 0.0, "named_shadow": False})
+    sparse = CFG.fusion.model_copy(update={"sparse_share": 1.0, "named_shadow": False})
     for t in (0, 3, 7):
-        for extra in ({}, {"spoken": spoken}):
+        named = np.zeros(labels.shape, bool)
+        named[::2] = human[::2] != VOID  # every other frame's pieces named: they shade nothing
+        for extra in ({}, {"spoken": spoken}, {"spoken": spoken, "named": named}):
             want = carried_votes(human, labelled, flow, t, len(CLASSES), dense, frames, **extra)
             got = carried_votes(human, labelled, flow, t, len(CLASSES), sparse, frames, **extra)
             assert want.any()
@@ -320,11 +323,13 @@ def _devices():
     return [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
 
 
+@pytest.mark.parametrize("shadow", [True, False], ids=["named-shadow", "named-walk"])
 @pytest.mark.parametrize("device", _devices(), ids=str)
-def test_fusion_on_a_torch_device_gives_the_labels_of_the_host_kernels(device):
+def test_fusion_on_a_torch_device_gives_the_labels_of_the_host_kernels(device, shadow):
     """The same rule on a device (fusion_device) as on the host: full keyframes, pieces with
     void answers, a class layer and a frame's own labels; OpenCV samples bilinearly in 1/32
     pixel steps, so a few pixels near a tie may differ, never a human label."""
+    cfg = CFG.fusion.model_copy(update={"named_shadow": shadow})
     frames, labels, _ = generate(10, 64, 80, seed=4)
     flow = compute_flow(frames, CFG.flow)
     c = len(CLASSES)
@@ -350,8 +355,8 @@ def test_fusion_on_a_torch_device_gives_the_labels_of_the_host_kernels(device):
     net = torch.softmax(torch.randn(10, c, 32, 40, generator=torch.Generator().manual_seed(0)), 1)
     truth6 = torch.from_numpy(one_hot(labels[6, ::2, ::2], c))
     net[6] = 0.97 * truth6 + 0.03 / c
-    host = fuse(net, human, frames, flow, CFG.fusion, spoken, layers, complete, named=named)
-    dev = fuse(net, human, frames, flow, CFG.fusion, spoken, layers, complete, device=device,
+    host = fuse(net, human, frames, flow, cfg, spoken, layers, complete, named=named)
+    dev = fuse(net, human, frames, flow, cfg, spoken, layers, complete, device=device,
                named=named)  # fmt: skip
     given = (human != VOID) & ~named
     assert (dev[0][given] == human[given]).all()
@@ -365,7 +370,7 @@ def test_fusion_on_a_torch_device_gives_the_labels_of_the_host_kernels(device):
     # windows: fusing some frames again on the device keeps the rest as they were
     only = np.zeros(10, bool)
     only[[2, 7]] = True
-    again = fuse(net, human, frames, flow, CFG.fusion, spoken, layers, complete, only, dev,
+    again = fuse(net, human, frames, flow, cfg, spoken, layers, complete, only, dev,
                  device=device, named=named)  # fmt: skip
     np.testing.assert_array_equal(again[0], dev[0])
     assert torch.equal(again[1], dev[1])
@@ -406,3 +411,27 @@ def test_a_named_region_is_evidence_in_its_own_frame_and_a_drawn_label_is_truth(
     assert (drawn[1:] == 1).all()
     certain = cfg.model_copy(update={"region_odds": None})
     assert (fuse_frame(net, votes, frame, own, certain, named=everywhere).argmax(0)[1:] == 1).all()
+
+
+def test_a_named_label_ends_the_chain_unless_named_shadow_is_off():
+    """A still video: frame 1 named one class, frame 3 drawn another, both over the same pixels.
+    Seen from frame 0, frame 1 shadows frame 3 as a drawn label would; with ``named_shadow``
+    off both vote (1 : 1/3 by distance), so the farther labels count too."""
+    frames, labels = shifting_video(frames=4, shift=0)
+    flow = compute_flow(frames, CFG.flow)
+    human = np.full_like(labels, VOID)
+    human[1, 8:24, 8:24] = 0
+    human[3, 8:24, 8:24] = 1
+    labelled = np.array([False, True, False, True])
+    spoken = human != VOID
+    drawn = carried_votes(human, labelled, flow, 0, 2, CFG.fusion, spoken=spoken)
+    named = np.zeros(human.shape, bool)
+    named[1] = spoken[1]
+    walking = CFG.fusion.model_copy(update={"named_shadow": False})
+    votes = carried_votes(human, labelled, flow, 0, 2, walking, spoken=spoken, named=named)
+    inner = (slice(10, 22), slice(10, 22))
+    assert drawn[1][inner].max() == 0 and drawn[0][inner].min() > 0.9
+    np.testing.assert_allclose(votes[0][inner], drawn[0][inner], rtol=1e-5)
+    np.testing.assert_allclose(votes[1][inner], votes[0][inner] / 3, rtol=1e-2)
+    as_drawn = carried_votes(human, labelled, flow, 0, 2, CFG.fusion, spoken=spoken, named=named)
+    np.testing.assert_array_equal(as_drawn, drawn)

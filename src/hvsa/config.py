@@ -175,6 +175,8 @@ class FusionConfig(_Section):
     # own frame the named class's belief is multiplied by 1 + this; None: as a drawn label,
     # certain
     region_odds: float | None = Field(default=9.0, gt=0)
+    # whether a named label ends a chain as a drawn one does (shadowing farther labels)
+    named_shadow: bool = True
 
 
 class LayersConfig(_Section):

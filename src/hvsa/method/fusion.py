@@ -21,7 +21,10 @@ A label *named* for a whole region with one click (a superpixel labelled as its 
 is not true of every pixel it covers: 9-14 % of a fill's pixels are another class. In its own
 frame such a pixel is evidence, not truth: the named class's belief is multiplied by
 ``1 + region_odds`` and the pixel keeps whatever then wins, so a network and carried labels that
-agree on another class can still overrule it. Carried to other frames it votes as any label does.
+agree on another class can still overrule it. Carried to other frames it votes as any label
+does and, as a drawn label, ends the chain (farther labels are shadowed); with
+``named_shadow`` off it is one noisy vote of several: the chain walks on and the farther labels
+it meets vote too, so single fills' errors average out along it.
 """
 
 from __future__ import annotations
@@ -99,6 +102,7 @@ def carried_votes(
     frames: np.ndarray | None = None,
     spoken: np.ndarray | None = None,
     memo: dict[int, _Labelled] | None = None,
+    named: np.ndarray | None = None,
 ) -> np.ndarray:
     """(C,H,W) votes of the human labels of other frames for frame ``t``.
 
@@ -110,7 +114,8 @@ def carried_votes(
     too, else every frame's few void pixels kept each chain walking the whole window.
     ``memo`` keeps what is looked up per labelled frame across calls (:func:`fuse` passes one),
     keyed by frame index: share one only between calls on the same ``human``, ``spoken`` and
-    ``cfg.sparse_share``.
+    ``cfg.sparse_share``. ``named`` (N,H,W) bool: labels named for a whole region, which vote
+    but cover nothing (the chain walks on past them; see the module's docstring).
     """
     votes = np.zeros((num_classes, *human.shape[1:]), np.float32)
     n = len(human)
@@ -138,7 +143,8 @@ def carried_votes(
                 continue
             facts = _labelled(human, spoken, k, cfg.sparse_share, memo)
             pixels = _reaching(facts, x, y, remaining, cfg.sparse_share)
-            _vote(votes, remaining, human, spoken, frames, k, t, x, y, fit, cfg, pixels, facts)
+            _vote(votes, remaining, human, spoken, frames, k, t, x, y, fit, cfg, pixels, facts,
+                  named)  # fmt: skip
             if remaining.max() < cfg.min_remaining:
                 break
     return votes
@@ -213,14 +219,16 @@ def _reaching(
     return None if at.size > share * hit.size else at
 
 
-def _vote(votes, remaining, human, spoken, frames, k, t, x, y, fit, cfg, at, facts) -> None:
+def _vote(votes, remaining, human, spoken, frames, k, t, x, y, fit, cfg, at, facts,
+          named=None) -> None:  # fmt: skip
     """Add frame ``k``'s carried labels to ``votes`` and shade ``remaining`` (in place).
 
     ``at`` (flat pixel indices, from :func:`_reaching`) restricts the work to those pixels,
     with the same numbers: with labels in pieces (rectangles, superpixels) in every frame, each
     chain walks its whole window and meets a labelled frame at every step, but only a few of
     its pixels land on a label, and resampling and weighting those alone is what makes fusion
-    of partial labels cheap. ``at=None`` works on every pixel.
+    of partial labels cheap. ``at=None`` works on every pixel. Pixels ``named`` in frame k
+    vote but do not shade ``remaining``.
     """
     if at is None:
         pick, here = (lambda a: a), frames[t].transpose(2, 0, 1) if frames is not None else None
@@ -243,7 +251,13 @@ def _vote(votes, remaining, human, spoken, frames, k, t, x, y, fit, cfg, at, fac
     far = -1e4  # a coordinate no bilinear sample of the frame reaches
     xs, ys = (pick(x), pick(y)) if at is None else (pick(x, far), pick(y, far))
     carried = _carry(human[k], len(votes), xs, ys, facts.present)
-    cover = carried.sum(0) if spoken is None else _pull(spoken[k, None] * 1.0, xs, ys)[0]
+    if named is not None and not cfg.named_shadow and named[k].any():
+        answered = (human[k] != VOID if spoken is None else spoken[k]) & ~named[k]
+        cover = _pull(answered[None] * 1.0, xs, ys)[0]
+    elif spoken is None:
+        cover = carried.sum(0)
+    else:
+        cover = _pull(spoken[k, None] * 1.0, xs, ys)[0]
     trust = pick(fit) / abs(k - t) ** cfg.distance_power
     if here is not None and cfg.photo_sigma:
         there = _pull(frames[k].transpose(2, 0, 1).astype(np.float32), xs, ys)
@@ -394,13 +408,14 @@ def fuse(
     walker = None
     if device is not None:
         walker = on_device.ChainWalker(human, flow, cfg, carry_limit(cfg, n), num_classes, device,
-                                       frames, spoken)  # fmt: skip
+                                       frames, spoken, named=named)  # fmt: skip
     for t in tqdm(todo, desc="fuse labels", leave=False):
         layer = None if layers is None else layers[t]
         given = None if complete is None else complete[t]
         mark = None if named is None else named[t]
         if walker is None:
-            votes = carried_votes(human, labelled, flow, t, num_classes, cfg, frames, spoken, memo)
+            votes = carried_votes(human, labelled, flow, t, num_classes, cfg, frames, spoken, memo,
+                                  named)  # fmt: skip
             fused = torch.from_numpy(
                 fuse_frame(net_probs[t], votes, frames[t], human[t], cfg, layer, given, mark)
             )

@@ -84,7 +84,8 @@ class ChainWalker:
 
     ``human`` (N,H,W) uint8 with 255 where nobody spoke, ``spoken`` (N,H,W) bool or None,
     ``frames`` (N,H,W,3) uint8 or None (no colour term), ``limit`` the frames a chain walks at
-    most each way (:func:`hvsa.method.fusion.carry_limit`).
+    most each way (:func:`hvsa.method.fusion.carry_limit`), ``named`` (N,H,W) bool or None the
+    labels named for a whole region, which vote but do not end a chain.
     """
 
     def __init__(
@@ -98,10 +99,11 @@ class ChainWalker:
         frames: np.ndarray | None = None,
         spoken: np.ndarray | None = None,
         cache: DeviceCache | None = None,
+        named: np.ndarray | None = None,
     ):
         self.human, self.flow, self.cfg, self.limit = human, flow, cfg, limit
         self.num_classes, self.device = num_classes, device
-        self.frames, self.spoken = frames, spoken
+        self.frames, self.spoken, self.named = frames, spoken, named
         self.cache = cache or DeviceCache(device)
         self.labelled = (human != VOID).reshape(len(human), -1).any(1)
         self._present: dict[int, torch.Tensor] = {}
@@ -179,6 +181,11 @@ class ChainWalker:
                     break
         return votes
 
+    def _answered(self, k: int) -> np.ndarray:
+        """Where frame k's labels end a chain: spoken, less the named labels."""
+        spoken = self.human[k] != VOID if self.spoken is None else self.spoken[k]
+        return spoken & ~self.named[k]
+
     def _vote(self, votes, remaining, k, t, x, y, fit, here) -> None:
         grid = _grid(x, y)
         present = self._classes(k)
@@ -186,7 +193,10 @@ class ChainWalker:
         if present.numel():
             planes = (self._labels(k)[None] == present[:, None, None]).float()
             carried[present] = _sample(planes, grid, border=False)
-        if self.spoken is None:
+        if self.named is not None and not self.cfg.named_shadow and self.named[k].any():
+            answered = self.cache.get(("answered", k), lambda: self._answered(k))
+            cover = _sample(answered[None].float(), grid, border=False)[0]
+        elif self.spoken is None:
             cover = carried.sum(0)
         else:
             answered = self.cache.get(("spoken", k), lambda: self.spoken[k])
