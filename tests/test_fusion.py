@@ -153,8 +153,8 @@ def test_sparse_votes_equal_dense_votes_for_labels_in_pieces(monkeypatch):
     calls = []
     real = fusion._vote
     monkeypatch.setattr(
-        fusion, "_vote", lambda *a: calls.append(a[11] is not None) or real(*a)
-    )  # a[11]: at
+        fusion, "_vote", lambda *a: calls.append(a[-2] is not None) or real(*a)
+    )  # a[-2]: at
     monkeypatch.setattr(fusion, "_REMAP_COLS", 50)  # several rows, the last one padded
     frames, labels, _ = generate(8, 64, 80, seed=3)
     flow = compute_flow(frames, CFG.flow)

@@ -113,10 +113,12 @@ def carried_votes(
     (N,H,W) marks where a human answered, void included: a pixel the human called void covers
     too, else every frame's few void pixels kept each chain walking the whole window.
     ``memo`` keeps what is looked up per labelled frame across calls (:func:`fuse` passes one),
-    keyed by frame index: share one only between calls on the same ``human``, ``spoken`` and
-    ``cfg.sparse_share``. ``named`` (N,H,W) bool: labels named for a whole region, which vote
-    but cover nothing (the chain walks on past them; see the module's docstring).
+    keyed by frame index: share one only between calls on the same ``human``, ``spoken``,
+    ``named``, ``cfg.sparse_share`` and ``cfg.named_shadow``. ``named`` (N,H,W) bool: labels
+    named for a whole region, which with ``cfg.named_shadow`` off vote but cover nothing (the
+    chain walks on past them; see the module's docstring).
     """
+    past = None if named is None or cfg.named_shadow else named
     votes = np.zeros((num_classes, *human.shape[1:]), np.float32)
     n = len(human)
     for forward in (False, True):
@@ -141,10 +143,9 @@ def carried_votes(
                 break
             if not labelled[k]:
                 continue
-            facts = _labelled(human, spoken, k, cfg.sparse_share, memo)
+            facts = _labelled(human, spoken, k, cfg.sparse_share, memo, past)
             pixels = _reaching(facts, x, y, remaining, cfg.sparse_share)
-            _vote(votes, remaining, human, spoken, frames, k, t, x, y, fit, cfg, pixels, facts,
-                  named)  # fmt: skip
+            _vote(votes, remaining, human, spoken, frames, k, t, x, y, fit, cfg, pixels, facts)
             if remaining.max() < cfg.min_remaining:
                 break
     return votes
@@ -175,6 +176,9 @@ class _Labelled(NamedTuple):
 
     present: np.ndarray  # classes in its labels
     grown: np.ndarray | None  # where it was answered, grown by a pixel; None = too much for sparse
+    # where its labels end a chain when named labels are walked past; None = where it was
+    # answered, as for drawn labels
+    ends: np.ndarray | None = None
 
 
 def _labelled(
@@ -183,15 +187,20 @@ def _labelled(
     k: int,
     share: float,
     memo: dict[int, _Labelled] | None,
+    past: np.ndarray | None = None,
 ) -> _Labelled:
-    """Frame ``k``'s :class:`_Labelled`, from ``memo`` when it holds it."""
+    """Frame ``k``'s :class:`_Labelled`, from ``memo`` when it holds it; ``past`` (N,H,W) bool
+    the named labels that chains walk past."""
     if memo is not None and k in memo:
         return memo[k]
     region = human[k] != VOID if spoken is None else spoken[k] | (human[k] != VOID)
     grown = None
     if share > 0 and region.mean() <= share:  # a frame labelled more fully is reached widely
         grown = cv2.dilate(region.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    facts = _Labelled(_present(human[k]), grown)
+    ends = None
+    if past is not None and past[k].any():
+        ends = (human[k] != VOID if spoken is None else spoken[k]) & ~past[k]
+    facts = _Labelled(_present(human[k]), grown, ends)
     if memo is not None:
         memo[k] = facts
     return facts
@@ -219,16 +228,15 @@ def _reaching(
     return None if at.size > share * hit.size else at
 
 
-def _vote(votes, remaining, human, spoken, frames, k, t, x, y, fit, cfg, at, facts,
-          named=None) -> None:  # fmt: skip
+def _vote(votes, remaining, human, spoken, frames, k, t, x, y, fit, cfg, at, facts) -> None:
     """Add frame ``k``'s carried labels to ``votes`` and shade ``remaining`` (in place).
 
     ``at`` (flat pixel indices, from :func:`_reaching`) restricts the work to those pixels,
     with the same numbers: with labels in pieces (rectangles, superpixels) in every frame, each
     chain walks its whole window and meets a labelled frame at every step, but only a few of
     its pixels land on a label, and resampling and weighting those alone is what makes fusion
-    of partial labels cheap. ``at=None`` works on every pixel. Pixels ``named`` in frame k
-    vote but do not shade ``remaining``.
+    of partial labels cheap. ``at=None`` works on every pixel. Where ``facts.ends`` is given,
+    only its pixels shade ``remaining`` (named labels walked past vote but end no chain).
     """
     if at is None:
         pick, here = (lambda a: a), frames[t].transpose(2, 0, 1) if frames is not None else None
@@ -251,9 +259,8 @@ def _vote(votes, remaining, human, spoken, frames, k, t, x, y, fit, cfg, at, fac
     far = -1e4  # a coordinate no bilinear sample of the frame reaches
     xs, ys = (pick(x), pick(y)) if at is None else (pick(x, far), pick(y, far))
     carried = _carry(human[k], len(votes), xs, ys, facts.present)
-    if named is not None and not cfg.named_shadow and named[k].any():
-        answered = (human[k] != VOID if spoken is None else spoken[k]) & ~named[k]
-        cover = _pull(answered[None] * 1.0, xs, ys)[0]
+    if facts.ends is not None:
+        cover = _pull(facts.ends[None] * 1.0, xs, ys)[0]
     elif spoken is None:
         cover = carried.sum(0)
     else:

@@ -85,7 +85,8 @@ class ChainWalker:
     ``human`` (N,H,W) uint8 with 255 where nobody spoke, ``spoken`` (N,H,W) bool or None,
     ``frames`` (N,H,W,3) uint8 or None (no colour term), ``limit`` the frames a chain walks at
     most each way (:func:`hvsa.method.fusion.carry_limit`), ``named`` (N,H,W) bool or None the
-    labels named for a whole region, which vote but do not end a chain.
+    labels named for a whole region, which with ``cfg.named_shadow`` off vote but do not end a
+    chain.
     """
 
     def __init__(
@@ -103,7 +104,8 @@ class ChainWalker:
     ):
         self.human, self.flow, self.cfg, self.limit = human, flow, cfg, limit
         self.num_classes, self.device = num_classes, device
-        self.frames, self.spoken, self.named = frames, spoken, named
+        self.frames, self.spoken = frames, spoken
+        self.named = None if cfg.named_shadow else named  # walked past: they end no chain
         self.cache = cache or DeviceCache(device)
         self.labelled = (human != VOID).reshape(len(human), -1).any(1)
         self._present: dict[int, torch.Tensor] = {}
@@ -193,7 +195,7 @@ class ChainWalker:
         if present.numel():
             planes = (self._labels(k)[None] == present[:, None, None]).float()
             carried[present] = _sample(planes, grid, border=False)
-        if self.named is not None and not self.cfg.named_shadow and self.named[k].any():
+        if self.named is not None and self.named[k].any():
             answered = self.cache.get(("answered", k), lambda: self._answered(k))
             cover = _sample(answered[None].float(), grid, border=False)[0]
         elif self.spoken is None:
