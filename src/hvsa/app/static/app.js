@@ -195,6 +195,9 @@ async function nextSample(handedIn = null) {
     S.prefill[i] = prefill[4 * i];
     S.superpixels[i] = sp[4 * i] + 256 * sp[4 * i + 1];
   }
+  // the frames of the sample before go first: a page (or a test) that sees the new sample with
+  // frames loaded must see this sample's frames, not the last one's
+  S.shownFrame = s.frame; S.frameImages = new Map();
   S.sample = s;
   S.outline = outline();
   // start from hvsa's labels of the frame: correct, don't redraw
@@ -204,7 +207,6 @@ async function nextSample(handedIn = null) {
   S.dirty = false;
   $("saved").textContent = "";
   await restoreDraft(p, n);
-  S.shownFrame = s.frame; S.frameImages = new Map();
   S.layerClass = s.layer ? s.layer.class_id : null;
   lockClasses();
   const where = `${s.video} · round ${s.round} · sample ${s.rank + 1} of ${s.of}`;
