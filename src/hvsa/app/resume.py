@@ -8,7 +8,14 @@ environment (``PREFECT_API_URL``), as for the flow.
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+# the waits between tries of a resume sent in the background (seconds)
+RESUME_RETRY_S = (1.0, 3.0, 10.0)
 
 
 def paused_runs() -> list:
@@ -60,4 +67,50 @@ def resume_waiting_run(workspace: Path, video: str, round_no: int, submission: s
     if run is None:
         return None
     resume_flow_run(run.id, run_input=labels.model_dump())
+    return str(run.id)
+
+
+def resume_in_background(
+    workspace: Path, video: str, round_no: int, submission: str
+) -> str | None:
+    """As :func:`resume_waiting_run`, but the resume itself is sent from a thread: the paused
+    run is found before the answer (its id, or None if none waits), and the person who handed
+    the round's last sample in does not wait for Prefect to take the new state.
+
+    Why: on a busy machine the resume call took 2.0-2.4 s now and then (Prefect's server
+    taking the state change; ``benchmarks/campaign_scale.py``, 1 in 12 hand-ins), all of it
+    the annotator's wait for the page's answer. The labels are on disk before this is called,
+    so nothing is lost if the resume fails: it is tried again (``RESUME_RETRY_S``) and a last
+    failure is logged with the way to resume by hand. For the app's process only: a command
+    that exits at once would end the thread with it (``hvsa annotate import`` resumes
+    in the foreground)."""
+    from prefect.flow_runs import resume_flow_run
+
+    from hvsa.campaign.flow import RoundLabels
+
+    run = paused_run_of(workspace, video)
+    if run is None:
+        return None
+    labels = RoundLabels(video=video, round=round_no, submission=submission).model_dump()
+
+    def send() -> None:
+        for attempt, wait in enumerate((*RESUME_RETRY_S, None)):
+            try:
+                resume_flow_run(run.id, run_input=labels)
+                return
+            except Exception as exc:  # noqa: BLE001 - logged, tried again, never lost
+                if wait is None:
+                    log.error(
+                        "%s round %d: the paused flow run %s could not be resumed (%s: %s); "
+                        "the labels are in %s: resume it with video=%r, round=%d",
+                        video, round_no, run.id, type(exc).__name__, exc, submission, video,
+                        round_no,
+                    )  # fmt: skip
+                    return
+                log.warning("%s round %d: resume try %d failed (%s), again in %.0f s",
+                            video, round_no, attempt + 1, exc, wait)  # fmt: skip
+                time.sleep(wait)
+
+    # not a daemon: an app that stops right after a hand-in still delivers the resume
+    threading.Thread(target=send, name=f"resume-{video}-r{round_no}", daemon=False).start()
     return str(run.id)

@@ -25,7 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from hvsa.annotation.annotator import Annotation
-from hvsa.app.resume import resume_waiting_run
+from hvsa.app.resume import resume_in_background
 from hvsa.app.store import RefusedError, app_store
 from hvsa.app.work import TOOLS, RoundWork, open_rounds
 from hvsa.campaign.workspace import Workspace
@@ -145,9 +145,10 @@ async def _answer(send, status: int, message: str) -> None:
 
 
 def create_app(
-    workspace: str | Path, resume=resume_waiting_run, app_settings: AppConfig | None = None
+    workspace: str | Path, resume=resume_in_background, app_settings: AppConfig | None = None
 ) -> FastAPI:
-    """The app for one workspace; ``resume`` wakes the waiting flow (replaceable in tests);
+    """The app for one workspace; ``resume`` wakes the waiting flow (replaceable in tests; by
+    default sent in the background, so a hand-in's answer does not wait for Prefect);
     ``app_settings``: the ``app`` section to serve with (default: the workspace's)."""
     if not KONVA.is_file():
         raise HvsaError(
