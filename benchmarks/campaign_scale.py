@@ -4,13 +4,15 @@ A campaign of generated videos with human annotators is run twice from the same 
 campaigns ran before (``--serial``: a round of one video after another, the flow paused on the
 video whose labels it waits for) and once as they run now (each video in a flow run of its own,
 all at once). Simulated annotators take the next sample of any open round through the app's HTTP
-API, spend a fixed time on it and hand in the oracle's labels. Written per design: wall time
-from the flow's start to its end, and the annotators' idle share — the time between the first
-round opening and the flow's end in which they had nothing to label. Beside the CSV: every
-sample's start and end (``…_events.csv``) and a timeline of them (``…_timeline.png``).
+API, spend a fixed time on it and hand in the oracle's labels. Written per design (and per
+repeat, ``--repeats``): wall time from the flow's start to its end (its run's end; the process's
+teardown after it, which nobody waits for, is ``process_s``), and the annotators' idle share —
+the time between the first round opening and the flow's end in which they had nothing to
+label. Beside the CSV: every sample's start and end (``…_events.csv``) and a timeline of the
+first repeat (``…_timeline.png``).
 
     .venv/bin/python benchmarks/campaign_scale.py --videos 8 --annotators 2 --rounds 3 \\
-        --sample-s 3 --budget 4 --frames 8 --csv benchmarks/results/campaign_scale.csv
+        --sample-s 3 --budget 4 --frames 8 --repeats 3 --csv benchmarks/results/campaign_scale.csv
 
 Needs the ``app`` extra; starts a Prefect server with ``hvsa stack`` (127.0.0.1, free ports).
 """
@@ -51,6 +53,8 @@ class Annotator(threading.Thread):
         self.url, self.token, self.root, self.sample_s, self.stop = url, token, root, sample_s, stop
         self.busy_s, self.first_work, self.samples = 0.0, None, 0
         self.errors: list[str] = []
+        self.truth_s: list[float] = []  # reading the oracle's labels (inside sample_s)
+        self.post_s: list[float] = []  # handing in: the app's answer (after sample_s)
         self.events: list[tuple[str, int, float, float]] = []  # (video, round, start, end)
 
     def run(self) -> None:
@@ -78,13 +82,17 @@ class Annotator(threading.Thread):
             self.first_work = time.perf_counter()
         started = time.perf_counter()
         labels = self.truth(v, n, sample["sample_id"])
+        read = time.perf_counter() - started
         time.sleep(max(0.0, self.sample_s - (time.perf_counter() - started)))
+        posted = time.perf_counter()
         body = {"labels": base64.b64encode(np.ascontiguousarray(labels)).decode(),
                 "clicks_by_tool": {"polygon": 4}, "active_s": self.sample_s,
                 "started": 1.0, "finished": 2.0}  # fmt: skip
         client.post(f"/api/rounds/{v}/{n}/samples/{sample['sample_id']}", json=body)
         self.busy_s += time.perf_counter() - started
         self.events.append((v, n, started, time.perf_counter()))
+        self.truth_s.append(read)
+        self.post_s.append(time.perf_counter() - posted)
         self.samples += 1
         return True
 
@@ -107,7 +115,9 @@ class Annotator(threading.Thread):
         raise RuntimeError(f"{video} round {round_no}: sample {sample_id} could not be read")
 
 
-def run_design(design: str, args, base: Path, model: Path, videos: dict[str, str], api: str):
+def run_design(
+    design: str, repeat: int, args, base: Path, model: Path, videos: dict[str, str], api: str
+):
     from hvsa.app.server import create_app
     from hvsa.app.store import app_store
     from hvsa.campaign.lifecycle import init_workspace
@@ -116,14 +126,14 @@ def run_design(design: str, args, base: Path, model: Path, videos: dict[str, str
     params = write_fast_params(base / f"{design}.yaml", **{
         "annotation.annotator": "human", "annotation.poll_s": 1, "loop.budget": args.budget,
         "samples.granularity": "superpixel", **dict(args.set)})  # fmt: skip
-    ws = init_workspace(base / design, design, model, videos, params)
+    ws = init_workspace(base / f"{design}-{repeat}", design, model, videos, params)
     tokens = [app_store(ws).add_annotator(f"a{i}") for i in range(args.annotators)]
     port = free_port()
     _serve(create_app(ws.root), port)
     stop = threading.Event()
     people = [Annotator(f"http://127.0.0.1:{port}", t, ws.root, args.sample_s, stop)
               for t in tokens]  # fmt: skip
-    env = dict(os.environ, PREFECT_API_URL=api)
+    env = dict(os.environ, PREFECT_API_URL=api, PYTHONUNBUFFERED="1")
     serial = ["--serial"] if design == "serial" else []
     argv = [sys.executable, str(REPO / "flows" / "campaign.py"), str(ws.root),
             "--rounds", str(args.rounds), *serial]  # fmt: skip
@@ -132,11 +142,27 @@ def run_design(design: str, args, base: Path, model: Path, videos: dict[str, str
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
     for p in people:
         p.start()
-    output, _ = flow.communicate()
-    ended = time.perf_counter()
+    # each line of the flow's output with the second it arrived, from the flow's start: where
+    # the time between the last hand-in and the end goes (``--flow-log``)
+    lines, ended = [], None
+    for line in flow.stdout:
+        now = time.perf_counter()
+        lines.append(f"{now - started:8.2f}  {line.rstrip()}")
+        if "Finished in state" in line:  # the campaign flow, the outermost, finishes last
+            ended = now
+    flow.wait()
+    exited = time.perf_counter()
+    lines.append(f"{exited - started:8.2f}  (the flow's process ended)")
+    output = "\n".join(lines)
+    # the flow's end is its run's end: the process then only tears down (about 1-2 s here,
+    # Python unloading torch, MLflow, DVC and Prefect), which nobody waits for
+    ended = ended or exited
     stop.set()
     for p in people:
         p.join()
+    if args.flow_log:
+        args.flow_log.mkdir(parents=True, exist_ok=True)
+        (args.flow_log / f"{design}-{repeat}.log").write_text(output)
     if flow.returncode != 0:
         raise SystemExit(f"{design}: the campaign flow failed:\n{output[-3000:]}")
     first = min((p.first_work for p in people if p.first_work is not None), default=ended)
@@ -149,12 +175,16 @@ def run_design(design: str, args, base: Path, model: Path, videos: dict[str, str
           f"({sum(p.samples for p in people)} samples)", flush=True)  # fmt: skip
     row = {"design": design, "videos": len(videos), "annotators": args.annotators,
            "wall_s": round(ended - started, 1), "annotator_idle_share": round(idle, 3),
-           "rounds": args.rounds, "sample_s": args.sample_s, "budget": args.budget}  # fmt: skip
-    events = [{"design": design, "annotator": i, "video": v, "round": n,
-               "start_s": round(t0 - started, 2), "end_s": round(t1 - started, 2)}
-              for i, p in enumerate(people) for v, n, t0, t1 in p.events]  # fmt: skip
-    events.append({"design": design, "annotator": -1, "video": "", "round": 0, "start_s": 0.0,
-                   "end_s": round(ended - started, 2)})  # fmt: skip
+           "rounds": args.rounds, "sample_s": args.sample_s, "budget": args.budget,
+           "repeat": repeat, "process_s": round(exited - started, 1)}  # fmt: skip
+    events = [{"design": design, "repeat": repeat, "annotator": i, "video": v, "round": n,
+               "start_s": round(t0 - started, 2), "end_s": round(t1 - started, 2),
+               "truth_s": round(t, 2), "post_s": round(q, 2)}
+              for i, p in enumerate(people)
+              for (v, n, t0, t1), t, q in zip(p.events, p.truth_s, p.post_s,
+                                              strict=True)]  # fmt: skip
+    events.append({"design": design, "repeat": repeat, "annotator": -1, "video": "", "round": 0,
+                   "start_s": 0.0, "end_s": round(ended - started, 2)})  # fmt: skip
     return row, events
 
 
@@ -165,6 +195,7 @@ def plot_timeline(events: pd.DataFrame, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    events = events[events["repeat"] == 0]  # the first run of each design
     designs = list(dict.fromkeys(events["design"]))
     fig, axes = plt.subplots(len(designs), 1, figsize=(10, 1.2 + 1.1 * len(designs)),
                              sharex=True, squeeze=False)  # fmt: skip
@@ -196,6 +227,11 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=12)
     parser.add_argument("--designs", default="serial,concurrent")
     parser.add_argument("--csv", type=Path)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="run the designs this many times, in turn (a row each)")
+    parser.add_argument("--flow-log", type=Path, metavar="DIR",
+                        help="write each design's campaign flow output here, each line with "
+                             "the second it arrived (from the flow's start)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         type=lambda t: (t.split("=", 1)[0], yaml.safe_load(t.split("=", 1)[1])),
                         help="a params.yaml setting for both designs' workspaces")  # fmt: skip
@@ -220,12 +256,15 @@ def main() -> None:
     urls = stack.up(base / "stack", ports)
     os.environ["PREFECT_API_URL"] = urls["prefect_api"]
     try:
-        done = [run_design(d, args, base, base / "pretrained.pt", videos, urls["prefect_api"])
-                for d in args.designs.split(",")]  # fmt: skip
+        done = [run_design(d, k, args, base, base / "pretrained.pt", videos, urls["prefect_api"])
+                for k in range(args.repeats) for d in args.designs.split(",")]  # fmt: skip
     finally:
         stack.down(base / "stack")
     table = pd.DataFrame([row for row, _ in done])
     print(table.to_string(index=False))
+    if args.repeats > 1:
+        means = table.groupby("design")[["wall_s", "annotator_idle_share"]]
+        print(means.agg(["mean", "min", "max"]).round(3).to_string())
     if args.csv:
         table.to_csv(args.csv, index=False)
         events = pd.DataFrame([e for _, ev in done for e in ev])
