@@ -42,7 +42,8 @@ def test_the_answer_does_not_wait_for_prefect(paused, monkeypatch):
     assert sent == [("run-7", {"video": "cam", "round": 2, "submission": "inbox/cam/r2.npz"})]
 
 
-def test_a_failed_resume_is_tried_again(paused, monkeypatch):
+def test_a_failed_resume_is_tried_again_until_it_goes_through(paused, monkeypatch, caplog):
+    monkeypatch.setattr(resume, "RESUME_RETRY_S", (0.0, 0.0, 0.0))
     tries = []
 
     def flaky(run_id, run_input):
@@ -51,9 +52,49 @@ def test_a_failed_resume_is_tried_again(paused, monkeypatch):
             raise ConnectionError("server busy")
 
     monkeypatch.setattr("prefect.flow_runs.resume_flow_run", flaky)
-    assert resume.resume_in_background(Path("ws"), "cam", 3, "inbox/cam/r3.npz") == "run-7"
-    _join("resume-cam-r3")
-    assert tries == ["run-7"] * 3
+    with caplog.at_level(logging.WARNING, logger="hvsa.app.resume"):
+        assert resume.resume_in_background(Path("ws"), "cam", 3, "inbox/cam/r3.npz") == "run-7"
+        _join("resume-cam-r3")
+    assert tries == ["run-7"] * 3  # four tries allowed: it stops at the one that went through
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_try_whose_answer_was_lost_counts_as_delivered(paused, monkeypatch, caplog):
+    from prefect.exceptions import NotPausedError
+
+    tries = []
+
+    def lost_then_not_paused(run_id, run_input):
+        tries.append(run_id)
+        if len(tries) == 1:
+            raise TimeoutError("read timed out")  # the server took it, the answer was lost
+        raise NotPausedError("Cannot resume a run that isn't paused!")
+
+    monkeypatch.setattr("prefect.flow_runs.resume_flow_run", lost_then_not_paused)
+    with caplog.at_level(logging.INFO, logger="hvsa.app.resume"):
+        resume.resume_in_background(Path("ws"), "cam", 6, "inbox/cam/r6.npz")
+        _join("resume-cam-r6")
+    assert tries == ["run-7"] * 2
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("resumed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_refused_resume_is_not_tried_again(paused, monkeypatch, caplog):
+    from prefect.exceptions import FlowPauseTimeout
+
+    tries = []
+
+    def refused(run_id, run_input):
+        tries.append(run_id)
+        raise FlowPauseTimeout("Flow run can no longer be resumed.")
+
+    monkeypatch.setattr("prefect.flow_runs.resume_flow_run", refused)
+    with caplog.at_level(logging.WARNING, logger="hvsa.app.resume"):
+        resume.resume_in_background(Path("ws"), "cam", 7, "inbox/cam/r7.npz")
+        _join("resume-cam-r7")
+    assert tries == ["run-7"]
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "refused the resume" in errors[0] and "round=7" in errors[0]
 
 
 def test_a_resume_that_never_goes_through_says_how_to_resume(paused, monkeypatch, caplog):
@@ -72,6 +113,9 @@ def test_a_resume_that_never_goes_through_says_how_to_resume(paused, monkeypatch
 
 def test_no_paused_run_is_said_at_once(monkeypatch):
     monkeypatch.setattr(resume, "paused_run_of", lambda ws, video: None)
-    before = {t.name for t in threading.enumerate()}
+    sent = []
+    monkeypatch.setattr("prefect.flow_runs.resume_flow_run", lambda *a, **k: sent.append(a))
+    started = []
+    monkeypatch.setattr(resume.threading, "Thread", lambda *a, **k: started.append(k))
     assert resume.resume_in_background(Path("ws"), "cam", 5, "inbox/cam/r5.npz") is None
-    assert "resume-cam-r5" not in {t.name for t in threading.enumerate()} - before
+    assert sent == [] and started == []

@@ -77,13 +77,15 @@ def resume_in_background(
     run is found before the answer (its id, or None if none waits), and the person who handed
     the round's last sample in does not wait for Prefect to take the new state.
 
-    Why: on a busy machine the resume call took 2.0-2.4 s now and then (Prefect's server
-    taking the state change; ``benchmarks/campaign_scale.py``, 1 in 12 hand-ins), all of it
-    the annotator's wait for the page's answer. The labels are on disk before this is called,
-    so nothing is lost if the resume fails: it is tried again (``RESUME_RETRY_S``) and a last
-    failure is logged with the way to resume by hand. For the app's process only: a command
-    that exits at once would end the thread with it (``hvsa annotate import`` resumes
-    in the foreground)."""
+    Why: on a busy machine Prefect's server took 2.0-2.4 s for a resume now and then (2 of 24
+    rounds timed, 2026-12-05, 2 cores; ``benchmarks/campaign_scale.py``), all of it the
+    annotator's wait for the page's answer. The labels are on disk before this is called: a
+    resume that fails for a passing reason is tried again (``RESUME_RETRY_S``); one Prefect
+    refuses (the run timed out, the input refused) is not; a run no longer paused took an
+    earlier try; a last failure is logged with the way to resume by hand. For the app's process
+    only: a command that exits at once would end the thread with it (``hvsa annotate import``
+    resumes in the foreground)."""
+    from prefect.exceptions import FlowPauseTimeout, NotPausedError
     from prefect.flow_runs import resume_flow_run
 
     from hvsa.campaign.flow import RoundLabels
@@ -92,25 +94,36 @@ def resume_in_background(
     if run is None:
         return None
     labels = RoundLabels(video=video, round=round_no, submission=submission).model_dump()
+    by_hand = f"the labels are in {submission}: resume it with video={video!r}, round={round_no}"
 
     def send() -> None:
         for attempt, wait in enumerate((*RESUME_RETRY_S, None)):
             try:
                 resume_flow_run(run.id, run_input=labels)
                 return
-            except Exception as exc:  # noqa: BLE001 - logged, tried again, never lost
+            except NotPausedError:  # an earlier try went through, its answer lost
+                if attempt:
+                    log.info("%s round %d: flow run %s resumed", video, round_no, run.id)
+                    return
+                log.error("%s round %d: flow run %s was no longer paused; %s",
+                          video, round_no, run.id, by_hand)  # fmt: skip
+                return
+            except (FlowPauseTimeout, RuntimeError) as exc:  # Prefect refused: no retry helps
+                log.error("%s round %d: flow run %s refused the resume (%s); %s",
+                          video, round_no, run.id, exc, by_hand)  # fmt: skip
+                return
+            except Exception as exc:  # noqa: BLE001 - a passing failure: tried again, then logged
                 if wait is None:
                     log.error(
-                        "%s round %d: the paused flow run %s could not be resumed (%s: %s); "
-                        "the labels are in %s: resume it with video=%r, round=%d",
-                        video, round_no, run.id, type(exc).__name__, exc, submission, video,
-                        round_no,
+                        "%s round %d: the paused flow run %s could not be resumed (%s: %s); %s",
+                        video, round_no, run.id, type(exc).__name__, exc, by_hand,
                     )  # fmt: skip
                     return
                 log.warning("%s round %d: resume try %d failed (%s), again in %.0f s",
                             video, round_no, attempt + 1, exc, wait)  # fmt: skip
                 time.sleep(wait)
 
-    # not a daemon: an app that stops right after a hand-in still delivers the resume
+    # not a daemon: an app stopped right after a hand-in still sends the resume (waiting up to
+    # the retries' 14 s when Prefect is down)
     threading.Thread(target=send, name=f"resume-{video}-r{round_no}", daemon=False).start()
     return str(run.id)

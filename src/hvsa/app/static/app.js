@@ -373,9 +373,12 @@ function setPanning(on) {
 
 async function showFrame(t) {
   if (t < 0 || t >= S.sample.frames) return;
-  if (!S.frameImages.has(t)) {
-    S.frameImages.set(t, await createImageBitmap(await api(`${base()}/frames/${t}.png`)));
+  const sample = S.sample, images = S.frameImages;
+  if (!images.has(t)) {
+    images.set(t, await createImageBitmap(await api(`${base()}/frames/${t}.png`)));
   }
+  // a frame that arrives after the page moved on to another sample is not shown
+  if (S.sample !== sample) return;
   S.shownFrame = t;
   const d = t - S.sample.frame;
   $("frame-shown").textContent = d === 0 ? "sample frame" : `frame ${d > 0 ? "+" : ""}${d} (view only)`;
