@@ -644,3 +644,30 @@ def test_the_page_loads_konva_from_the_app_itself(app):
     assert '<script src="/static/vendor/konva.min.js">' in client.get("/").text
     answer = client.get("/static/vendor/konva.min.js")
     assert answer.status_code == 200 and "Konva JavaScript Framework" in answer.text[:600]
+
+
+def test_serve_resumes_a_handed_in_round_whose_flow_still_waits(app, monkeypatch):
+    """A round handed in whose resume never went out (the app stopped first) is resumed when
+    the app starts again; a round still open is not."""
+    from types import SimpleNamespace
+
+    from hvsa.app import resume
+
+    client, root, tokens, _ = app
+    monkeypatch.setattr(resume, "paused_run_of", lambda ws, video: SimpleNamespace(id="run-3"))
+    sent = []
+    monkeypatch.setattr("prefect.flow_runs.resume_flow_run",
+                        lambda run_id, run_input: sent.append((run_id, run_input)))  # fmt: skip
+    assert resume.resume_handed_in(root) == []  # round 1 is open: nothing to resume
+    h = _auth(tokens["alice"])
+    while (sample := client.post("/api/rounds/cam/1/next", headers=h).json()).get(
+        "sample_id"
+    ) is not None:
+        body = _body(_truth(root, sample), {"polygon": 3})
+        assert client.post(_url(sample), json=body, headers=h).status_code == 200
+    assert (root / "inbox" / "cam" / "r1.npz").is_file()
+    assert resume.resume_handed_in(root) == [("cam", 1, "run-3")]
+    for t in threading.enumerate():
+        if t.name == "resume-cam-r1":
+            t.join(10)
+    assert sent == [("run-3", {"video": "cam", "round": 1, "submission": "inbox/cam/r1.npz"})]

@@ -490,6 +490,11 @@ def cmd_annotate(args: argparse.Namespace) -> None:
         print(f"warning: the app listens on {host} over plain HTTP; tokens cross the network "
               "in clear unless an HTTPS proxy stands in front", file=sys.stderr)  # fmt: skip
     prefect_api = reachable_prefect_api()
+    from hvsa.app.resume import resume_handed_in
+
+    for video, round_no, run in resume_handed_in(ws.root):
+        print(f"{video} round {round_no} was handed in and its flow run still waits: resuming "
+              f"{run}")  # fmt: skip
     print(f"annotation app for campaign {ws.campaign.name}: http://{host}:{port}/ (hand-ins "
           f"resume the campaign's flow through {prefect_api})")  # fmt: skip
     uvicorn.run(create_app(ws.root, app_settings=app), host=host, port=port, log_level="warning")

@@ -127,3 +127,27 @@ def resume_in_background(
     # the retries' 14 s when Prefect is down)
     threading.Thread(target=send, name=f"resume-{video}-r{round_no}", daemon=False).start()
     return str(run.id)
+
+
+def resume_handed_in(workspace: Path) -> list[tuple[str, int, str]]:
+    """Resume (in the background) every paused run whose round is handed in but not yet taken
+    in — the labels in ``inbox/V/rN.npz``, the round's ``annotate`` not run: a resume lost with
+    an app stopped before it went out, or one that never went through. (video, round, run id)
+    of each. Safe to repeat: the flow checks the video, the round and the file, and a run that
+    took an earlier resume is not paused any more. ``hvsa annotate serve`` calls it on start."""
+    from hvsa.annotation.submission import submission_paths
+    from hvsa.campaign.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    out = []
+    for key, v in ws.campaign.videos.items():
+        if v.status != "active" or v.round < 1:
+            continue
+        npz, _ = submission_paths(ws.root / "inbox" / key, v.round)
+        if not npz.is_file() or (ws.round_dir(key, v.round) / "annotations.parquet").is_file():
+            continue
+        rel = str(npz.relative_to(ws.root))
+        run = resume_in_background(ws.root, key, v.round, rel)
+        if run is not None:
+            out.append((key, v.round, run))
+    return out
