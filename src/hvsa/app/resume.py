@@ -60,14 +60,20 @@ def resume_waiting_run(workspace: Path, video: str, round_no: int, submission: s
     """
     from prefect.flow_runs import resume_flow_run
 
-    from hvsa.campaign.flow import RoundLabels
-
-    labels = RoundLabels(video=video, round=round_no, submission=submission)
-    run = paused_run_of(workspace, video)
+    run, labels = _waiting(workspace, video, round_no, submission)
     if run is None:
         return None
-    resume_flow_run(run.id, run_input=labels.model_dump())
+    resume_flow_run(run.id, run_input=labels)
     return str(run.id)
+
+
+def _waiting(workspace: Path, video: str, round_no: int, submission: str) -> tuple:
+    """The paused run that waits for ``video`` (or None) and the input that resumes it."""
+    from hvsa.campaign.flow import RoundLabels
+
+    run = paused_run_of(workspace, video)
+    labels = RoundLabels(video=video, round=round_no, submission=submission).model_dump()
+    return run, labels
 
 
 def resume_in_background(
@@ -88,12 +94,9 @@ def resume_in_background(
     from prefect.exceptions import FlowPauseTimeout, NotPausedError
     from prefect.flow_runs import resume_flow_run
 
-    from hvsa.campaign.flow import RoundLabels
-
-    run = paused_run_of(workspace, video)
+    run, labels = _waiting(workspace, video, round_no, submission)
     if run is None:
         return None
-    labels = RoundLabels(video=video, round=round_no, submission=submission).model_dump()
     by_hand = f"the labels are in {submission}: resume it with video={video!r}, round={round_no}"
 
     def send() -> None:
@@ -135,19 +138,13 @@ def resume_handed_in(workspace: Path) -> list[tuple[str, int, str]]:
     an app stopped before it went out, or one that never went through. (video, round, run id)
     of each. Safe to repeat: the flow checks the video, the round and the file, and a run that
     took an earlier resume is not paused any more. ``hvsa annotate serve`` calls it on start."""
-    from hvsa.annotation.submission import submission_paths
+    from hvsa.app.work import handed_in_rounds
     from hvsa.campaign.workspace import Workspace
 
     ws = Workspace.open(workspace)
     out = []
-    for key, v in ws.campaign.videos.items():
-        if v.status != "active" or v.round < 1:
-            continue
-        npz, _ = submission_paths(ws.root / "inbox" / key, v.round)
-        if not npz.is_file() or (ws.round_dir(key, v.round) / "annotations.parquet").is_file():
-            continue
-        rel = str(npz.relative_to(ws.root))
-        run = resume_in_background(ws.root, key, v.round, rel)
+    for key, round_no, npz in handed_in_rounds(ws):
+        run = resume_in_background(ws.root, key, round_no, str(npz.relative_to(ws.root)))
         if run is not None:
-            out.append((key, v.round, run))
+            out.append((key, round_no, run))
     return out

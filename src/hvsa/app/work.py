@@ -62,25 +62,37 @@ def open_rounds(ws: Workspace) -> list[tuple[str, int]]:
     if ws.cfg.annotation.annotator != "human":
         return []
     out = []
-    for key, v in ws.campaign.videos.items():
-        if v.status != "active" or v.round < 1:
-            continue
-        here = ws.round_dir(key, v.round)
-        npz, _ = submission_paths(ws.root / "inbox" / key, v.round)
+    for key, round_no, npz, taken_in in _current_rounds(ws):
         # open once DVC has recorded the round's selection: recording it re-links
         # selected.parquet from DVC's cache, and a round listed before that could be read
         # between the two
-        if (
-            not (here / "annotations.parquet").is_file()
-            and not npz.is_file()
-            and recorded_in_round(ws.root, "select", key, v.round)
-        ):
+        waiting = not taken_in and not npz.is_file()
+        if waiting and recorded_in_round(ws.root, "select", key, round_no):
             try:
-                since = (here / "selected.parquet").stat().st_mtime
+                since = (ws.round_dir(key, round_no) / "selected.parquet").stat().st_mtime
             except FileNotFoundError:  # being re-linked this instant: listed last
                 since = float("inf")
-            out.append((since, key, v.round))
+            out.append((since, key, round_no))
     return [(key, round_no) for _, key, round_no in sorted(out)]
+
+
+def handed_in_rounds(ws: Workspace) -> list[tuple[str, int, Path]]:
+    """(video, round, submission) of every current round handed in (``inbox/V/rN.npz``) whose
+    ``annotate`` has not taken it in yet: the rounds whose flow run should be resumed."""
+    return [
+        (key, round_no, npz)
+        for key, round_no, npz, taken_in in _current_rounds(ws)
+        if npz.is_file() and not taken_in
+    ]
+
+
+def _current_rounds(ws: Workspace):
+    """(video, round, submission path, taken in) of each active video's current round."""
+    for key, v in ws.campaign.videos.items():
+        if v.status == "active" and v.round >= 1:
+            npz, _ = submission_paths(ws.root / "inbox" / key, v.round)
+            taken_in = (ws.round_dir(key, v.round) / "annotations.parquet").is_file()
+            yield key, v.round, npz, taken_in
 
 
 @dataclass
