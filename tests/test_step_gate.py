@@ -1,10 +1,11 @@
 """The gate a campaign's video runs take turns at: never more steps at once than its slots,
-and let in strictly in the order they asked."""
+and let in strictly in the order they asked; and the ramp their starts go through: the next
+video's run starts when one before it has opened its round."""
 
 import threading
 import time
 
-from hvsa.campaign.flow import StepGate
+from hvsa.campaign.flow import OpeningRamp, StepGate, round_opened
 
 
 def _run_six(slots: int) -> tuple[StepGate, int, list[str]]:
@@ -60,3 +61,48 @@ def test_a_step_that_fails_gives_its_turn_back():
         pass
     with gate():  # not blocked by the failed step's slot
         assert gate._running == 1
+
+
+def _admit_in_thread(ramp: OpeningRamp, video: str) -> tuple[threading.Thread, threading.Event]:
+    admitted = threading.Event()
+
+    def go() -> None:
+        ramp.admit("/ws", video)
+        admitted.set()
+
+    thread = threading.Thread(target=go)
+    thread.start()
+    return thread, admitted
+
+
+def test_the_next_video_starts_when_one_before_it_opens_its_round():
+    ramp = OpeningRamp(1)
+    ramp.admit("/ws", "a")
+    thread, admitted = _admit_in_thread(ramp, "b")
+    assert not admitted.wait(0.2)  # a still prepares its first round
+    round_opened("/ws", "other")  # another campaign's or video's round frees nothing
+    assert not admitted.wait(0.1)
+    round_opened("/ws", "a")
+    assert admitted.wait(5)
+    thread.join(5)
+    round_opened("/ws", "a")  # a's later rounds: its place was given back once only
+    ramp.release("/ws", "a")  # and its run's end gives nothing back again
+    thread, admitted = _admit_in_thread(ramp, "c")
+    assert not admitted.wait(0.2)  # b holds the one place
+    ramp.release("/ws", "b")  # b's run ended (or failed) before opening a round
+    assert admitted.wait(5)
+    thread.join(5)
+    ramp.release("/ws", "c")
+
+
+def test_as_many_videos_prepare_at_once_as_the_ramp_has_places():
+    ramp = OpeningRamp(2)
+    ramp.admit("/ws", "a")
+    ramp.admit("/ws", "b")  # a second place: no wait
+    thread, admitted = _admit_in_thread(ramp, "c")
+    assert not admitted.wait(0.2)
+    round_opened("/ws", "b")
+    assert admitted.wait(5)
+    thread.join(5)
+    for video in "ac":
+        ramp.release("/ws", video)

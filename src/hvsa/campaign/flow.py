@@ -7,7 +7,9 @@ on its own, in the flow's process, and is recorded in the video's ``dvc.lock`` a
 data/<video>/dvc.yaml:<stage>`` would record it, so a step finished before a crash is skipped
 on restart — DVC knows it is up to date — and the ledger keys its events so nothing is
 recorded twice. The campaign flow starts one ``hvsa-video`` flow run per active video, in
-threads of its process: with human annotators each pauses after ``select`` until its own
+threads of its process (as many at once as steps compute side by side, the next one as soon
+as one of them has its first round open: :class:`OpeningRamp`): with human annotators each
+pauses after ``select`` until its own
 round's labels are handed in (:class:`RoundLabels`), and the others go on meanwhile —
 annotators label video A while B fine-tunes. What the runs share (DVC's repository lock,
 campaign.yaml, a commit, MLflow's file) is changed under the workspace's lock; the heavy steps
@@ -142,6 +144,50 @@ class StepGate:
                 self._cv.notify_all()
 
 
+class OpeningRamp:
+    """At most ``slots`` videos preparing their first round at once: the next video's run
+    starts when one of them has opened its round (:func:`round_opened`) or ended.
+
+    Why: a video run that starts costs Prefect's bookkeeping (creating the run, its first
+    task runs, their logs) in the flow's process, beside the steps. Started all at once, eight
+    runs' bookkeeping slowed the first two videos' steps by half, and people waited for the
+    first round (``benchmarks/campaign_scale.py``). Let in as rounds open, the first video's
+    round opens after its own steps and each next one while people label the ones before."""
+
+    def __init__(self, slots: int):
+        self._free = threading.Semaphore(slots)
+        self._lock = threading.Lock()
+        self._held: set[tuple[str, str]] = set()
+
+    def admit(self, root: str, video: str) -> None:
+        """Wait for a free place, then hold it for the video until it opens a round."""
+        self._free.acquire()
+        with self._lock:
+            self._held.add((root, video))
+            _RAMPS[(root, video)] = self
+
+    def release(self, root: str, video: str) -> None:
+        """Give the video's place back (once; later calls do nothing)."""
+        with self._lock:
+            if (root, video) not in self._held:
+                return
+            self._held.discard((root, video))
+            if _RAMPS.get((root, video)) is self:
+                del _RAMPS[(root, video)]
+        self._free.release()
+
+
+_RAMPS: dict[tuple[str, str], OpeningRamp] = {}
+
+
+def round_opened(root: str, video: str) -> None:
+    """The video's round is selected, ready for people: its place at the campaign's
+    :class:`OpeningRamp`, if it holds one, goes to the next video."""
+    ramp = _RAMPS.get((root, video))
+    if ramp is not None:
+        ramp.release(root, video)
+
+
 _GATES: dict[tuple[str, int], StepGate] = {}
 _GATES_LOCK = threading.Lock()
 # the steps that compute (annotate only records the hand-in in the ledger)
@@ -177,6 +223,7 @@ def run_video_round(root: str, video: str, on_cluster: bool = False) -> None:
     get_run_logger().info("video %s: round %d", video, ws.video(video).round)
     for stage in BEFORE_ANNOTATION:
         dispatch_stage(ws, stage, video, on_cluster)
+    round_opened(root, video)
     if ws.cfg.annotation.annotator == "human":
         wait_for_labels(root, video, ws.video(video).round)
     for stage in AFTER_ANNOTATION:
@@ -249,8 +296,21 @@ def campaign(
                 ws = Workspace.open(root)
                 active = [k for k, v in ws.campaign.videos.items() if v.status == "active"]
         elif active:
+            # on a cluster the steps are the cluster's to share out: every run starts at once
+            slots = len(active) if cluster is not None else step_gate(ws).slots
+            ramp = OpeningRamp(slots)
+
+            def one(key: str) -> dict | None:
+                try:
+                    return one_video(root, key, rounds, cluster)
+                finally:
+                    ramp.release(root, key)
+
             with ThreadPoolExecutor(max_workers=len(active)) as pool:
-                runs = [pool.submit(one_video, root, key, rounds, cluster) for key in active]
+                runs = []
+                for key in active:
+                    ramp.admit(root, key)
+                    runs.append(pool.submit(one, key))
                 for run in runs:
                     run.result()
     ws = Workspace.open(root)
