@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import logging
 import os
 import re
 import subprocess
@@ -36,6 +37,19 @@ import pandas as pd
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+class _Timed(logging.Handler):
+    """The app's resume log (``hvsa.app.resume``), each line with the second it came, from
+    ``origin`` (set at the flow's start)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.origin = time.perf_counter()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{time.perf_counter() - self.origin:8.2f}  {record.getMessage()}")
 
 
 def _serve(app, port: int) -> None:
@@ -139,7 +153,10 @@ def run_design(
     serial = ["--serial"] if design == "serial" else []
     argv = [sys.executable, str(REPO / "flows" / "campaign.py"), str(ws.root),
             "--rounds", str(args.rounds), *serial]  # fmt: skip
-    started = time.perf_counter()
+    resumes = _Timed()
+    logging.getLogger("hvsa.app.resume").addHandler(resumes)
+    logging.getLogger("hvsa.app.resume").setLevel(logging.INFO)
+    started = resumes.origin = time.perf_counter()
     flow = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
     for p in people:
@@ -167,9 +184,11 @@ def run_design(
     stop.set()
     for p in people:
         p.join()
+    logging.getLogger("hvsa.app.resume").removeHandler(resumes)
     if args.flow_log:
         args.flow_log.mkdir(parents=True, exist_ok=True)
         (args.flow_log / f"{design}-{repeat}.log").write_text(output)
+        (args.flow_log / f"{design}-{repeat}-resumes.log").write_text("\n".join(resumes.lines))
     if flow.returncode != 0:
         raise SystemExit(f"{design}: the campaign flow failed:\n{output[-3000:]}")
     first = min((p.first_work for p in people if p.first_work is not None), default=ended)
@@ -238,7 +257,8 @@ def main() -> None:
                         help="run the designs this many times, in turn (a row each)")
     parser.add_argument("--flow-log", type=Path, metavar="DIR",
                         help="write each design's campaign flow output here, each line with "
-                             "the second it arrived (from the flow's start)")
+                             "the second it arrived (from the flow's start), and the app's "
+                             "resumes beside it (…-resumes.log: how long each took)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         type=lambda t: (t.split("=", 1)[0], yaml.safe_load(t.split("=", 1)[1])),
                         help="a params.yaml setting for both designs' workspaces")  # fmt: skip

@@ -102,7 +102,10 @@ def resume_in_background(
     def send() -> None:
         for attempt, wait in enumerate((*RESUME_RETRY_S, None)):
             try:
+                sent = time.perf_counter()
                 resume_flow_run(run.id, run_input=labels)
+                log.info("%s round %d: flow run %s resumed in %.2f s", video, round_no, run.id,
+                         time.perf_counter() - sent)  # fmt: skip
                 return
             except NotPausedError:  # an earlier try went through, its answer lost
                 if attempt:
