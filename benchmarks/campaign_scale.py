@@ -3,17 +3,21 @@
 A campaign of generated videos with human annotators is run twice from the same start: in the
 serial design (``--serial``: a round of one video after another, the flow paused on the video
 whose labels it waits for) and in the concurrent one, the default (each video in a flow run of
-its own, all at once). Simulated annotators take the next sample of any open round through the
+its own, side by side). Simulated annotators take the next sample of any open round through the
 app's HTTP API, spend a fixed time on it and hand in the oracle's labels. Written per design
 (and per repeat, ``--repeats``): wall time from the flow's start to its end (its run's end; the
 process's teardown after it, which nobody waits for, is ``process_s``), and the annotators' idle
 share — the time between the first round opening and the flow's end in which they had nothing
-to label. Beside the CSV: every sample's start and end (``…_events.csv``) and a timeline of the
-first repeat (``…_timeline.png``).
+to label — and when the first sample was taken (``first_sample_s``). Beside the CSV: every
+sample's start and end (``…_events.csv``) and a timeline of the first repeat
+(``…_timeline.png``); with ``--flow-log DIR``, the flow's output and the app's resumes, timed.
 
     .venv/bin/python benchmarks/campaign_scale.py --videos 8 --annotators 2 --rounds 3 \\
         --sample-s 1.5 --budget 4 --frames 8 --repeats 3 \\
         --csv benchmarks/results/campaign_scale_1p5s.csv
+    # the concurrent design with every video's run started at once
+    .venv/bin/python benchmarks/campaign_scale.py ... --designs concurrent \\
+        --set campaign.opening_ramp=false --csv ...
 
 Needs the ``app`` extra; starts a Prefect server with ``hvsa stack`` (127.0.0.1, free ports).
 """
@@ -149,13 +153,26 @@ def run_design(
     stop = threading.Event()
     people = [Annotator(f"http://127.0.0.1:{port}", t, ws.root, args.sample_s, stop)
               for t in tokens]  # fmt: skip
+    resumes = _Timed()
+    app_log = logging.getLogger("hvsa.app.resume")
+    level = app_log.level
+    app_log.addHandler(resumes)
+    app_log.setLevel(logging.INFO)
+    try:
+        return _run_flow(design, repeat, args, ws, people, api, resumes)
+    finally:
+        app_log.removeHandler(resumes)
+        app_log.setLevel(level)
+
+
+def _run_flow(design: str, repeat: int, args, ws, people: list, api: str, resumes: _Timed):
+    """The campaign flow of one design's run, with the annotators at work: its CSV row and its
+    samples' events."""
     env = dict(os.environ, PREFECT_API_URL=api, PYTHONUNBUFFERED="1")
     serial = ["--serial"] if design == "serial" else []
     argv = [sys.executable, str(REPO / "flows" / "campaign.py"), str(ws.root),
             "--rounds", str(args.rounds), *serial]  # fmt: skip
-    resumes = _Timed()
-    logging.getLogger("hvsa.app.resume").addHandler(resumes)
-    logging.getLogger("hvsa.app.resume").setLevel(logging.INFO)
+    stop = people[0].stop
     started = resumes.origin = time.perf_counter()
     flow = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
@@ -184,7 +201,6 @@ def run_design(
     stop.set()
     for p in people:
         p.join()
-    logging.getLogger("hvsa.app.resume").removeHandler(resumes)
     if args.flow_log:
         args.flow_log.mkdir(parents=True, exist_ok=True)
         (args.flow_log / f"{design}-{repeat}.log").write_text(output)
@@ -199,10 +215,11 @@ def run_design(
         print(f"{design}: {len(errors)} passing errors, e.g. {errors[0]}", flush=True)
     print(f"{design}: {ended - started:.0f} s, annotators idle {100 * idle:.1f} % "
           f"({sum(p.samples for p in people)} samples)", flush=True)  # fmt: skip
-    row = {"design": design, "videos": len(videos), "annotators": args.annotators,
+    row = {"design": design, "videos": args.videos, "annotators": args.annotators,
            "wall_s": round(ended - started, 1), "annotator_idle_share": round(idle, 3),
            "rounds": args.rounds, "sample_s": args.sample_s, "budget": args.budget,
-           "repeat": repeat, "process_s": round(exited - started, 1)}  # fmt: skip
+           "repeat": repeat, "process_s": round(exited - started, 1),
+           "first_sample_s": round(first - started, 2)}  # fmt: skip
     events = [{"design": design, "repeat": repeat, "annotator": i, "video": v, "round": n,
                "start_s": round(t0 - started, 2), "end_s": round(t1 - started, 2),
                "truth_s": round(t, 2), "post_s": round(q, 2)}

@@ -85,9 +85,13 @@ def main() -> None:
 
     args = parse(__doc__, options)
     cfg, video, flow = open_run(args)
+    # the stand-in patches the host's label generator: on a GPU fusion would go to the device's
+    # chain walker (hvsa.rounds.steps.fusion_device) and the probe would measure nothing
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"device": "cpu"})})
     odds = args.odds if args.odds is not None else cfg.fusion.region_odds
     mask = None
     belief = None
+    human_before = None
     rows: list[dict] = []
     # the table gathers variants: rows of other runs, settings and odds are kept
     others: list[dict] = []
@@ -105,15 +109,15 @@ def main() -> None:
             state.named = state.human != VOID
         if mask is None:
             mask = np.zeros(state.human.shape, bool)
-        if r > 0 and belief is not None:
-            before = open_round(args.run, r - 1, cfg, video, flow)[2]
-            new = (state.human != VOID) & (before.human == VOID) & state.named
+        if r > 0 and belief is not None and human_before is not None:
+            new = (state.human != VOID) & (human_before == VOID) & state.named
             doubt = doubtful(belief, state.human, new, odds)
             wrong_new = new & (state.human != video.labels) & (video.labels != VOID)
             mask |= doubt
         else:
             new = doubt = wrong_new = np.zeros(state.human.shape, bool)
         LOCAL["mask"] = mask
+        human_before = state.human.copy()
         pred = predict(model, ctx.frames_t, cfg.output.batch_size, CPU)
         labels, view = label_round(ctx, pred, state, cfg)
         belief = view.belief.probs

@@ -52,11 +52,14 @@ def test_a_failed_resume_is_tried_again_until_it_goes_through(paused, monkeypatc
             raise ConnectionError("server busy")
 
     monkeypatch.setattr("prefect.flow_runs.resume_flow_run", flaky)
-    with caplog.at_level(logging.WARNING, logger="hvsa.app.resume"):
+    with caplog.at_level(logging.INFO, logger="hvsa.app.resume"):
         assert resume.resume_in_background(Path("ws"), "cam", 3, "inbox/cam/r3.npz") == "run-7"
         _join("resume-cam-r3")
     assert tries == ["run-7"] * 3  # four tries allowed: it stops at the one that went through
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    # how long it took, from the first try, and at which try it went through
+    (done,) = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert "cam round 3: flow run run-7 resumed in" in done and done.endswith("(try 3)")
 
 
 def test_a_try_whose_answer_was_lost_counts_as_delivered(paused, monkeypatch, caplog):

@@ -5,6 +5,9 @@ video's run starts when one before it has opened its round."""
 import threading
 import time
 
+import pytest
+
+from hvsa.campaign import flow
 from hvsa.campaign.flow import OpeningRamp, StepGate, round_opened
 
 
@@ -70,9 +73,14 @@ def _admit_in_thread(ramp: OpeningRamp, video: str) -> tuple[threading.Thread, t
         ramp.admit("/ws", video)
         admitted.set()
 
-    thread = threading.Thread(target=go)
+    thread = threading.Thread(target=go, daemon=True)  # a failed test leaves none blocked
     thread.start()
     return thread, admitted
+
+
+def _joined(thread: threading.Thread) -> None:
+    thread.join(5)
+    assert not thread.is_alive()
 
 
 def test_the_next_video_starts_when_one_before_it_opens_its_round():
@@ -80,19 +88,23 @@ def test_the_next_video_starts_when_one_before_it_opens_its_round():
     ramp.admit("/ws", "a")
     thread, admitted = _admit_in_thread(ramp, "b")
     assert not admitted.wait(0.2)  # a still prepares its first round
-    round_opened("/ws", "other")  # another campaign's or video's round frees nothing
+    round_opened("/ws", "other")  # another video's round frees nothing
+    round_opened("/elsewhere", "a")  # nor the same video's in another workspace
     assert not admitted.wait(0.1)
     round_opened("/ws", "a")
     assert admitted.wait(5)
-    thread.join(5)
+    _joined(thread)
     round_opened("/ws", "a")  # a's later rounds: its place was given back once only
     ramp.release("/ws", "a")  # and its run's end gives nothing back again
     thread, admitted = _admit_in_thread(ramp, "c")
     assert not admitted.wait(0.2)  # b holds the one place
     ramp.release("/ws", "b")  # b's run ended (or failed) before opening a round
     assert admitted.wait(5)
-    thread.join(5)
+    _joined(thread)
+    with pytest.raises(ValueError, match="already holds"):
+        ramp.admit("/ws", "c")  # a video holds one place, never two
     ramp.release("/ws", "c")
+    assert not flow._RAMPS  # every place given back, nothing left registered
 
 
 def test_as_many_videos_prepare_at_once_as_the_ramp_has_places():
@@ -103,6 +115,7 @@ def test_as_many_videos_prepare_at_once_as_the_ramp_has_places():
     assert not admitted.wait(0.2)
     round_opened("/ws", "b")
     assert admitted.wait(5)
-    thread.join(5)
+    _joined(thread)
     for video in "ac":
         ramp.release("/ws", video)
+    assert not flow._RAMPS

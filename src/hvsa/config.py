@@ -104,6 +104,7 @@ class CampaignConfig(_Section):
     task_runner: str | None = None
     dask_workers: int = Field(default=2, ge=1)
     parallel_steps: int | None = Field(default=None, ge=1)
+    opening_ramp: bool = True
     gpu_steps: list[HeavyStep] = Field(default_factory=list)
 
     @field_validator("task_runner")

@@ -100,16 +100,18 @@ def resume_in_background(
     by_hand = f"the labels are in {submission}: resume it with video={video!r}, round={round_no}"
 
     def send() -> None:
+        sent = time.perf_counter()
         for attempt, wait in enumerate((*RESUME_RETRY_S, None)):
             try:
-                sent = time.perf_counter()
                 resume_flow_run(run.id, run_input=labels)
-                log.info("%s round %d: flow run %s resumed in %.2f s", video, round_no, run.id,
-                         time.perf_counter() - sent)  # fmt: skip
+                log.info("%s round %d: flow run %s resumed in %.2f s (try %d)", video, round_no,
+                         run.id, time.perf_counter() - sent, attempt + 1)  # fmt: skip
                 return
             except NotPausedError:  # an earlier try went through, its answer lost
                 if attempt:
-                    log.info("%s round %d: flow run %s resumed", video, round_no, run.id)
+                    log.info("%s round %d: flow run %s resumed in %.2f s (try %d: a try before "
+                             "went through)", video, round_no, run.id,
+                             time.perf_counter() - sent, attempt + 1)  # fmt: skip
                     return
                 log.error("%s round %d: flow run %s was no longer paused; %s",
                           video, round_no, run.id, by_hand)  # fmt: skip

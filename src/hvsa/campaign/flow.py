@@ -1,5 +1,5 @@
 """The Prefect flows of a campaign: each video's rounds of DVC stages in a flow run of its own,
-all at once, until done; and an inbox that adds new videos on a schedule.
+the videos side by side, until done; and an inbox that adds new videos on a schedule.
 
 A video's round is advance → its stages → commit and tag → MLflow, the steps of
 :func:`hvsa.campaign.lifecycle.run_round` for one video, each a Prefect task: every stage runs
@@ -7,9 +7,9 @@ on its own, in the flow's process, and is recorded in the video's ``dvc.lock`` a
 data/<video>/dvc.yaml:<stage>`` would record it, so a step finished before a crash is skipped
 on restart — DVC knows it is up to date — and the ledger keys its events so nothing is
 recorded twice. The campaign flow starts one ``hvsa-video`` flow run per active video, in
-threads of its process (as many at once as steps compute side by side, the next one as soon
-as one of them has its first round open: :class:`OpeningRamp`): with human annotators each
-pauses after ``select`` until its own
+threads of its process; at most ``campaign.parallel_steps`` of them are still preparing their
+first round at any time, the next one starting as soon as one of them has its round open
+(:class:`OpeningRamp`). With human annotators each run pauses after ``select`` until its own
 round's labels are handed in (:class:`RoundLabels`), and the others go on meanwhile —
 annotators label video A while B fine-tunes. What the runs share (DVC's repository lock,
 campaign.yaml, a commit, MLflow's file) is changed under the workspace's lock; the heavy steps
@@ -149,10 +149,15 @@ class OpeningRamp:
     starts when one of them has opened its round (:func:`round_opened`) or ended.
 
     Why: a video run that starts costs Prefect's bookkeeping (creating the run, its first
-    task runs, their logs) in the flow's process, beside the steps. Started all at once, eight
-    runs' bookkeeping slowed the first two videos' steps by half, and people waited for the
-    first round (``benchmarks/campaign_scale.py``). Let in as rounds open, the first video's
-    round opens after its own steps and each next one while people label the ones before."""
+    task runs, their logs) in the flow's process, beside the steps. With eight runs started
+    together, the first two videos' first rounds opened 4.6-5.1 s after their runs began, and
+    2.1-4.1 s with the runs let in as rounds open; people took their first sample at 9.7-10.2 s
+    against 7.7-7.9 s (2026-12-05, 2 cores, ``benchmarks/campaign_scale.py``). Let in as rounds
+    open, the first video's round opens after its own steps and each next one while people
+    label the ones before.
+
+    A place is keyed by the workspace and the video: one campaign flow at a time per workspace
+    in a process (two would free each other's places early; the count stays right)."""
 
     def __init__(self, slots: int):
         self._free = threading.Semaphore(slots)
@@ -161,6 +166,9 @@ class OpeningRamp:
 
     def admit(self, root: str, video: str) -> None:
         """Wait for a free place, then hold it for the video until it opens a round."""
+        with self._lock:
+            if (root, video) in self._held:
+                raise ValueError(f"video {video!r} already holds a place")
         self._free.acquire()
         with self._lock:
             self._held.add((root, video))
@@ -270,7 +278,7 @@ def campaign(
 ) -> dict[str, dict | None]:
     """Run rounds over every active video until each is done, or ``rounds`` rounds ran.
 
-    Each video runs in a flow run of its own (``hvsa-video``), all at the same time: a video
+    Each video runs in a flow run of its own (``hvsa-video``), side by side: a video
     that waits for people holds up no other, and one video's fine-tuning runs while another's
     labels are drawn. What they share (DVC's record, campaign.yaml, commits, MLflow) is changed
     under the workspace's lock (:func:`hvsa.campaign.workspace.workspace_lock`).
@@ -296,9 +304,10 @@ def campaign(
                 ws = Workspace.open(root)
                 active = [k for k, v in ws.campaign.videos.items() if v.status == "active"]
         elif active:
-            # on a cluster the steps are the cluster's to share out: every run starts at once
-            slots = len(active) if cluster is not None else step_gate(ws).slots
-            ramp = OpeningRamp(slots)
+            # on a Dask cluster the heavy steps are the cluster's workers' to share out, and
+            # without the ramp (campaign.opening_ramp: false) every run starts at once
+            ramped = cluster is None and ws.cfg.campaign.opening_ramp
+            ramp = OpeningRamp(step_gate(ws).slots if ramped else len(active))
 
             def one(key: str) -> dict | None:
                 try:
@@ -310,7 +319,11 @@ def campaign(
                 runs = []
                 for key in active:
                     ramp.admit(root, key)
-                    runs.append(pool.submit(one, key))
+                    try:
+                        runs.append(pool.submit(one, key))
+                    except BaseException:
+                        ramp.release(root, key)
+                        raise
                 for run in runs:
                     run.result()
     ws = Workspace.open(root)
