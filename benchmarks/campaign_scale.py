@@ -159,20 +159,22 @@ def run_design(
     app_log.addHandler(resumes)
     app_log.setLevel(logging.INFO)
     try:
-        return _run_flow(design, repeat, args, ws, people, api, resumes)
+        return _run_flow(design, repeat, args, ws, people, stop, api, resumes)
     finally:
         app_log.removeHandler(resumes)
         app_log.setLevel(level)
 
 
-def _run_flow(design: str, repeat: int, args, ws, people: list, api: str, resumes: _Timed):
+def _run_flow(
+    design: str, repeat: int, args, ws, people: list, stop: threading.Event, api: str,
+    resumes: _Timed,
+):
     """The campaign flow of one design's run, with the annotators at work: its CSV row and its
     samples' events."""
     env = dict(os.environ, PREFECT_API_URL=api, PYTHONUNBUFFERED="1")
     serial = ["--serial"] if design == "serial" else []
     argv = [sys.executable, str(REPO / "flows" / "campaign.py"), str(ws.root),
             "--rounds", str(args.rounds), *serial]  # fmt: skip
-    stop = people[0].stop
     started = resumes.origin = time.perf_counter()
     flow = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip

@@ -38,7 +38,9 @@ from hvsa.rounds.steps import score
 
 LOCAL: dict[str, np.ndarray | None] = {"mask": None}
 _orig = fusion_mod.carried_votes
-_cache: dict[int, tuple] = {}
+# the labels last handed in and what is carried of them: a fusion asks for every frame of the
+# same labels (held here, so an identity check cannot mistake a new array for them)
+_last: list[tuple] = []
 
 
 def carried_votes(human, labelled, flow, t, num_classes, cfg, frames=None, spoken=None,
@@ -47,15 +49,13 @@ def carried_votes(human, labelled, flow, t, num_classes, cfg, frames=None, spoke
     mask = LOCAL["mask"]
     if mask is None or not mask.any():
         return _orig(human, labelled, flow, t, num_classes, cfg, frames, spoken, memo, named)
-    key = id(human)
-    if key not in _cache or _cache[key][0] is not human:
+    if not _last or _last[0][0] is not human:
         h2 = np.where(mask, VOID, human).astype(human.dtype)
         sp2 = None if spoken is None else spoken & ~mask
         nm2 = None if named is None else named & ~mask
         lab2 = (h2 != VOID).reshape(len(h2), -1).any(1)
-        _cache.clear()
-        _cache[key] = (human, h2, sp2, nm2, lab2)
-    _, h2, sp2, nm2, lab2 = _cache[key]
+        _last[:] = [(human, h2, sp2, nm2, lab2)]
+    _, h2, sp2, nm2, lab2 = _last[0]
     return _orig(h2, lab2, flow, t, num_classes, cfg, frames, sp2, memo, nm2)
 
 
