@@ -192,6 +192,11 @@ def test_the_estimate_interval_is_the_spread_over_resampled_probes():
 
     assert np.nanmean(estimate(summary, np.stack([mixed] * 4))) == pytest.approx(high3)
     assert low3 < high3 - 0.1
+    # the network's own vote at the probes reads the high end, the unseen one the low end
+    summary = summarise(belief, np.full(top.shape, 255, np.uint8))
+    low4, high4 = interval(summary, np.stack([bad] * 4), 0.9, high_counts=np.stack([good] * 4))
+    assert low4 == pytest.approx(interval(summary, np.stack([bad] * 4), 0.9)[0])
+    assert high4 == pytest.approx(high) and low4 < high4 - 0.1
 
 
 def test_without_ground_truth_the_stop_rule_holds_the_interval_low_end_to_the_target():
@@ -203,3 +208,106 @@ def test_without_ground_truth_the_stop_rule_holds_the_interval_low_end_to_the_ta
     assert stop_reason(m | {"miou_interval": [0.88, 0.95]}, cfg) is None
     assert "at least 0.910" in stop_reason(m | {"miou_interval": [0.91, 0.95]}, cfg)
     assert "estimated mIoU of 0.930" in stop_reason(m | {"miou_interval": None}, cfg)
+
+
+def test_a_mirrored_prediction_is_the_mirror_images_prediction_mirrored_back():
+    from hvsa.method.network import SegmentationNet
+    from hvsa.method.predict import predict, predict_mirrored
+
+    torch.manual_seed(0)
+    model = SegmentationNet("lraspp_mobilenet_v3_large", 3)
+    frames = torch.rand(3, 3, 32, 48) * 255
+    cpu = torch.device("cpu")
+    mirrored = predict_mirrored(model, frames, 2, cpu)
+    expected = predict(model, frames.flip(-1), 2, cpu).probs.flip(-1)
+    assert mirrored.shape == (3, 3, 32, 48) and mirrored.dtype == torch.float16
+    assert torch.equal(mirrored, expected)
+    assert not torch.equal(mirrored, predict(model, frames, 2, cpu).probs), "not the frame's own"
+
+
+def test_the_estimates_counts_take_the_unseen_vote_the_confusions_keep_the_networks_own():
+    """A network that speaks louder than the carried labels: probe 1's counts follow the vote
+    given for it, its confusion (what auto prices layers by) the network's own."""
+    from hvsa.method.calibrate import leave_one_out_probes
+
+    frames, _ = shifting_video(frames=4, shift=0)
+    flow = compute_flow(frames, CFG.flow)
+    human = np.full(frames.shape[:3], 2, np.uint8)
+    human[0] = 4
+    cfg = CFG.fusion.model_copy(update={"network_weight": 100.0, "guided_radius": 0})
+    net = torch.full((4, len(CLASSES), 32, 40), 1.0 / len(CLASSES))
+    net[:, 1] += 0.5  # the network's own vote: class 1
+    net /= net.sum(1, keepdim=True)
+    probes = np.array([1, 3])
+    cms, counts, own = leave_one_out_probes(net, human, frames, flow, cfg, None, probes)
+    assert np.array_equal(counts, own), "no other vote given: both counts alike"
+    unseen = torch.zeros(len(CLASSES), 32, 40)
+    unseen[3] = 1.0  # as if unseen: class 3
+    cms2, counts2, own2 = leave_one_out_probes(net, human, frames, flow, cfg, None, probes,
+                                               {1: unseen})  # fmt: skip
+    assert np.array_equal(cms, cms2), "the confusions keep the network's own vote"
+    assert np.array_equal(own, own2), "and so do the counts of the interval's high end"
+    assert counts[0, 1].sum() == counts[0].sum() and counts2[0, 3].sum() == counts2[0].sum()
+    assert np.array_equal(counts[1], counts2[1]), "probe 3 was given no other vote"
+    same = leave_one_out_probes(net, human, frames, flow, cfg, None, probes, {1: net[1]})[1]
+    assert np.array_equal(same, counts)
+
+
+def test_a_round_measures_with_the_probes_mirrored_votes(tiny_videos, pretrained, tmp_path,
+                                                          monkeypatch):  # fmt: skip
+    """`hvsa run` gives its rounds' views the network's vote at exactly the estimate's probes,
+    predicted from their mirror images."""
+    import hvsa.rounds.engine as engine
+    from hvsa.rounds.steps import estimate_probes
+
+    seen = []
+    real = engine.unseen_votes
+
+    def spy(model, ctx, state, cfg, device):
+        votes = real(model, ctx, state, cfg, device)
+        seen.append((sorted(votes), estimate_probes(state, cfg).tolist()))
+        return votes
+
+    monkeypatch.setattr(engine, "unseen_votes", spy)
+    out = tmp_path / "run"
+    args = run_args(tiny_videos[0], pretrained, out, "frame", 2, rounds=3)
+    assert main([*args, "--set", "finetune.steps=2", "--set", "fusion.calibration_probes=2"]) == 0
+    assert len(seen) == 4, "round 0 and each round after its fine-tuning"
+    assert [votes for votes, _ in seen] == [probes for _, probes in seen]
+    assert seen[0][0] == [] and all(len(votes) == 2 for votes, _ in seen[1:])
+    timings = json.loads((out / "round_02" / "metrics.json").read_text())["timings"]
+    assert "probe_votes" in timings
+
+
+def test_the_estimate_hides_as_many_frames_as_there_are_from_estimate_from_on():
+    from hvsa.rounds.state import LoopState
+    from hvsa.rounds.steps import estimate_probes
+
+    state = LoopState.empty(20, (4, 4))
+    cfg = CFG.model_copy(update={"fusion": CFG.fusion.model_copy(
+        update={"calibration_probes": 6, "estimate_from": 4})})  # fmt: skip
+    for n, auto, estimate in ((3, 0, 0), (4, 0, 4), (5, 0, 5), (6, 6, 6), (9, 6, 6)):
+        state.human[:] = VOID
+        state.annotated[:] = False
+        frames = np.linspace(0, 19, n).round().astype(int)
+        state.human[frames] = 1
+        state.annotated[frames] = True
+        state.human[1, 0, 0] = 1  # a frame labelled in part is never a probe
+        state.annotated[1, 0, 0] = True
+        assert len(estimate_probes(state, cfg)) == auto, n
+        assert len(estimate_probes(state, cfg, cfg.fusion.estimate_from)) == estimate, n
+
+
+def test_rounds_estimate_from_estimate_from_frames_while_the_radius_waits(tiny_videos, pretrained,
+                                                                         tmp_path):  # fmt: skip
+    out = tmp_path / "run"
+    args = run_args(tiny_videos[0], pretrained, out, "frame", 2, rounds=3)
+    sets = ["--set", "finetune.steps=2", "--set", "fusion.calibration_probes=6",
+            "--set", "fusion.estimate_from=2", "--set", "fusion.radius_choices=[0,1]"]  # fmt: skip
+    assert main([*args, *sets]) == 0
+    rounds = [json.loads((out / f"round_{r:02d}" / "metrics.json").read_text()) for r in range(4)]
+    assert [m["miou_estimate_from"] for m in rounds] == ["belief"] + ["leave-one-out"] * 3
+    assert all(m["miou_interval"] is not None for m in rounds[1:])
+    assert [m["timings"]["probe_votes"] > 0 for m in rounds[1:]] == [True] * 3
+    # the fusion's radius is still calibrated from fusion.calibration_probes frames on
+    assert [m["guided_radius"] for m in rounds[:3]] == [CFG.fusion.guided_radius] * 3

@@ -168,6 +168,9 @@ class FusionConfig(_Section):
     sparse_share: float = Field(ge=0, le=1)
     radius_choices: list[Annotated[int, Field(ge=0)]]
     calibration_probes: int = Field(ge=1)
+    # frames labelled in full before a round estimates its labels' quality (with as many probes,
+    # up to calibration_probes); auto and class layers still wait for calibration_probes
+    estimate_from: int = Field(default=4, ge=2)
     estimate_level: float = Field(gt=0, lt=1)
     # the network's vote: the mean of the predictions of this many of the latest networks that
     # differ (1 = the current network's alone); see hvsa.rounds.engine.network_vote

@@ -13,7 +13,7 @@ filter each.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,35 @@ def probe_frames(human: np.ndarray, count: int) -> np.ndarray:
 VOTE_FIELDS = ("window", "sigma", "distance_power", "photo_sigma", "min_remaining")
 
 
+def hidden_votes(
+    human: np.ndarray,
+    frames: np.ndarray,
+    flow: Flow,
+    cfgs: list[FusionConfig],
+    spoken: np.ndarray | None,
+    probes: np.ndarray,
+    num_classes: int,
+) -> Iterator[tuple[int, list[np.ndarray]]]:
+    """(probe index, each setting's (C,H,W) carried votes) of each probe with its own labels
+    hidden; carried once per distinct :data:`VOTE_FIELDS`, the costly part of a fusion."""
+    for k, p in enumerate(probes):
+        hidden = human.copy()
+        hidden[p] = VOID
+        quiet = None
+        if spoken is not None:
+            quiet = spoken.copy()
+            quiet[p] = False
+        labelled = (hidden != VOID).reshape(len(hidden), -1).any(1)
+        votes: dict[tuple, np.ndarray] = {}
+        for c in cfgs:
+            key = tuple(getattr(c, f) for f in VOTE_FIELDS)
+            if key not in votes:
+                votes[key] = carried_votes(
+                    hidden, labelled, flow, int(p), num_classes, c, frames, quiet
+                )
+        yield k, [votes[tuple(getattr(c, f) for f in VOTE_FIELDS)] for c in cfgs]
+
+
 def hidden_fusions(
     net_probs: torch.Tensor,
     human: np.ndarray,
@@ -65,24 +94,12 @@ def hidden_fusions(
     score flatters settings that lean on the network: compare guided radii with it, not
     network weights.
     """
-    num_classes = net_probs.shape[1]
     nothing = np.full(human.shape[1:], VOID, np.uint8)
-    for k, p in enumerate(probes):
-        hidden = human.copy()
-        hidden[p] = VOID
-        quiet = None
-        if spoken is not None:
-            quiet = spoken.copy()
-            quiet[p] = False
-        labelled = (hidden != VOID).reshape(len(hidden), -1).any(1)
-        votes: dict[tuple, np.ndarray] = {}
-        for i, c in enumerate(cfgs):
-            key = tuple(getattr(c, f) for f in VOTE_FIELDS)
-            if key not in votes:
-                votes[key] = carried_votes(
-                    hidden, labelled, flow, int(p), num_classes, c, frames, quiet
-                )
-            yield k, i, fuse_frame(net_probs[p], votes[key], frames[p], nothing, c)
+    carried = hidden_votes(human, frames, flow, cfgs, spoken, probes, net_probs.shape[1])
+    for k, votes in carried:
+        p = probes[k]
+        for i, (c, v) in enumerate(zip(cfgs, votes, strict=True)):
+            yield k, i, fuse_frame(net_probs[p], v, frames[p], nothing, c)
 
 
 def leave_one_out_confusions(
@@ -115,19 +132,35 @@ def leave_one_out_probes(
     cfg: FusionConfig,
     spoken: np.ndarray | None,
     probes: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
+    unseen: Mapping[int, torch.Tensor] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each probe's (P,C,C) confusion under ``cfg`` (as :func:`leave_one_out_confusions`) and
-    its (P,C,B,C) reliability counts (``hvsa.method.estimate``): the fused probabilities taken
-    to the network's size as a round's belief is, against the human's labels at that size."""
+    its (P,C,B,C) reliability counts (``hvsa.method.estimate``) twice: the fused probabilities
+    taken to the network's size as a round's belief is, against the human's labels at that
+    size, with the network's vote at the probe from ``unseen`` (frame → (C,h,w): as if it had
+    not been fine-tuned on it, ``predict.predict_mirrored``) where given, and with its own.
+    The confusions keep the network's own vote (what ``auto`` prices class layers by, as
+    measured)."""
     num_classes, size = net_probs.shape[1], tuple(net_probs.shape[2:])
     cms = np.zeros((len(probes), num_classes, num_classes), np.int64)
-    counts = np.zeros((len(probes), num_classes, len(EDGES) - 1, num_classes))
+    counts = np.zeros((2, len(probes), num_classes, len(EDGES) - 1, num_classes))
     small_human = resize_labels(human[probes], size)
-    for k, _, fused in hidden_fusions(net_probs, human, frames, flow, [cfg], spoken, probes):
-        cms[k] = confusion(human[probes[k]], fused.argmax(0).astype(np.uint8), num_classes)
+    nothing = np.full(human.shape[1:], VOID, np.uint8)
+
+    def count(fused: np.ndarray, k: int) -> np.ndarray:
         small = F.interpolate(torch.from_numpy(fused)[None], size=size, mode="area")[0]
-        counts[k] = reliability_counts(small.numpy(), small_human[k], num_classes)
-    return cms, counts
+        return reliability_counts(small.numpy(), small_human[k], num_classes)
+
+    for k, (votes,) in hidden_votes(human, frames, flow, [cfg], spoken, probes, num_classes):
+        p = int(probes[k])
+        fused = fuse_frame(net_probs[p], votes, frames[p], nothing, cfg)
+        cms[k] = confusion(human[p], fused.argmax(0).astype(np.uint8), num_classes)
+        counts[1, k] = count(fused, k)
+        if unseen is not None and p in unseen:
+            counts[0, k] = count(fuse_frame(unseen[p], votes, frames[p], nothing, cfg), k)
+        else:
+            counts[0, k] = counts[1, k]
+    return cms, counts[0], counts[1]
 
 
 def class_quality(cm: np.ndarray) -> np.ndarray:

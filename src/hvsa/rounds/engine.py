@@ -60,6 +60,7 @@ from hvsa.rounds.steps import (
     class_estimates,
     class_values,
     compose_labels,
+    estimate_probes,
     estimated_class_iou,
     finetune_model,
     fusion_settings,
@@ -70,6 +71,7 @@ from hvsa.rounds.steps import (
     score,
     select_layers,
     select_samples,
+    unseen_votes,
     within_cap,
 )
 
@@ -92,6 +94,9 @@ class View:
     # earlier network's that voted with it (None: ``pred`` is the current network's own)
     own: Prediction | None = None
     earlier: Prediction | None = None
+    # the network's vote at the estimate's probes as if it had not seen them (frame → (C,h,w),
+    # ``steps.unseen_votes``); None: its own vote (a view made without the network at hand)
+    unseen: dict[int, torch.Tensor] | None = None
 
     @property
     def network(self) -> Prediction:
@@ -130,13 +135,21 @@ def earlier_network_round(round_no: int, trained: Callable[[int], bool]) -> int 
     return r - 1 if r > 0 else None
 
 
-def probes_of(ctx: VideoContext, view: View, state: LoopState, cfg: Config) -> Estimates | None:
-    """:func:`class_estimates` of ``view``, taken once per view and human labels: a round
-    measures its labels with them, and the next round's ``auto`` prices its offers with the
-    same ones (hiding each probe and fusing it costs seconds a round)."""
-    key = (id(state), state.clicks_total, int(state.annotated.sum()), len(state.complete))
+def probes_of(
+    ctx: VideoContext, view: View, state: LoopState, cfg: Config, least: int | None = None
+) -> Estimates | None:
+    """:func:`class_estimates` of ``view``, taken once per view, human labels and probes: a
+    round measures its labels with them, and the next round's ``auto`` prices its offers with
+    the same ones (hiding each probe and fusing it costs seconds a round). ``least``: fewer
+    frames labelled in full will do (``steps.estimate_probes``; the round's measurement)."""
+    probes = estimate_probes(state, cfg, least)
+    if probes.size == 0:
+        return None
+    key = (id(state), state.clicks_total, int(state.annotated.sum()), len(state.complete),
+           tuple(probes.tolist()))  # fmt: skip
     if view.probed is None or view.probed[0] != key:
-        view.probed = (key, class_estimates(ctx, view.pred, state, cfg, view.fusion))
+        estimates = class_estimates(ctx, view.pred, state, cfg, view.fusion, view.unseen, least)
+        view.probed = (key, estimates)
     return view.probed[1]
 
 
@@ -186,12 +199,15 @@ def label_round(
     timings: dict[str, float] | None = None,
     previous: tuple[View, np.ndarray] | None = None,
     earlier: Prediction | None = None,
+    network: tuple[SegmentationNet, torch.device] | None = None,
 ) -> tuple[np.ndarray, View]:
     """Every frame's labels from the network's prediction and the human labels so far, and
     the :class:`View` they were made from (the fusion's radius calibrated on those labels).
     ``timings`` gets the seconds of ``calibrate`` and ``labels``. ``earlier`` is the earlier
     network's prediction, which votes with ``pred`` where ``fusion.vote_networks`` says so
-    (:func:`network_vote`).
+    (:func:`network_vote`). ``network`` (the model that made ``pred``, and its device): the
+    view then holds its vote at the estimate's probes as if unseen (``steps.unseen_votes``),
+    which the round's measurement takes; without it the estimate reads the network's own.
 
     ``previous`` is the last round's view and labels: when this round left the network as it
     was (a round of class layers) and calibrated the same fusion settings, only the frames
@@ -212,11 +228,20 @@ def label_round(
     labels, belief = compose_labels(ctx, pred, state, cfg, fusion, only, before)
     state.touched.clear()
     state.touched_layers.clear()
+    t2 = time.perf_counter()
+    unseen = None
+    if network is not None:
+        kept = previous[0].unseen if previous is not None and previous[0].pred is pred else None
+        probes = estimate_probes(state, cfg, cfg.fusion.estimate_from).tolist()
+        same = kept is not None and sorted(kept) == probes
+        unseen = kept if same else unseen_votes(network[0], ctx, state, cfg, network[1])
     if timings is not None:
-        timings |= {"calibrate": t1 - t0, "labels": time.perf_counter() - t1}
+        timings |= {"calibrate": t1 - t0, "labels": t2 - t1}
+        if network is not None:
+            timings["probe_votes"] = time.perf_counter() - t2
     voted = pred is not own
     return labels, View(pred, belief, fusion, fused=only, own=own if voted else None,
-                        earlier=earlier if voted else None)  # fmt: skip
+                        earlier=earlier if voted else None, unseen=unseen)  # fmt: skip
 
 
 def predict_video(
@@ -456,14 +481,15 @@ def measure_round(
     The estimate (``hvsa.method.estimate``) spreads every pixel nobody labelled over the
     classes it is in expectation, given the belief's class there and how clearly it wins, as
     measured on frames labelled in full and fused without their own labels (the probes of
-    :func:`class_estimates`), once ``fusion.calibration_probes`` frames are; its interval
-    resamples the probes. Before that, the mIoU the fused belief expects of itself, far lower
-    (the carried votes are soft): it stops nothing. ``started`` is when the round began
+    :func:`class_estimates`, up to ``fusion.calibration_probes`` of them), once
+    ``fusion.estimate_from`` frames are; its interval resamples the probes. Before that, the
+    mIoU the fused belief expects of itself, far lower (the carried votes are soft): it stops
+    nothing. ``started`` is when the round began
     (``time.perf_counter()``): its seconds include this measuring (``timings["measure"]``),
     part of every round's wall time."""
     t0 = time.perf_counter()
     value, per_class = score(ctx.video, labels, ctx.classes)
-    estimates = probes_of(ctx, view, state, cfg)
+    estimates = probes_of(ctx, view, state, cfg, cfg.fusion.estimate_from)
     h, w = view.belief.probs.shape[2:]
     # a named superpixel's pixels are evidence, not known: the belief says what they are
     human_small = resize_labels(state.drawn_human(), (h, w))
@@ -475,7 +501,8 @@ def measure_round(
         ious = iou_per_class(expected_confusion(summary, post))
         estimate, source = mean_iou(ious), "leave-one-out"
         class_estimate = class_values(ctx.classes, ious)
-        low, high = estimate_interval(summary, estimates.probe_counts, cfg.fusion.estimate_level)
+        low, high = estimate_interval(summary, estimates.probe_counts, cfg.fusion.estimate_level,
+                                      high_counts=estimates.own_counts)  # fmt: skip
         if np.isfinite(low):
             interval = [min(low, estimate), max(high, estimate)]
     else:

@@ -192,7 +192,9 @@ class AnnotationLoop:
                     self.video.name, cfg.annotation,
                 )  # fmt: skip
             pred = start_prediction(self.model, self.ctx, self.state, cfg, self.device, timings)
-            labels, self.view = label_round(self.ctx, pred, self.state, cfg, timings)
+            labels, self.view = label_round(
+                self.ctx, pred, self.state, cfg, timings, network=(self.model, self.device)
+            )
             self.labels = labels
             nothing = Selection("frame", self.ctx.samples.table.iloc[[]], [])
             self._write_round(0, labels, timings, started, recorded, nothing.table)
@@ -244,7 +246,9 @@ class AnnotationLoop:
                 t0 = time.perf_counter()
                 pred = predict_video(self.model, self.ctx, cfg, self.device)
                 timings["predict"] = time.perf_counter() - t0
-            labels, self.view = label_round(self.ctx, pred, state, cfg, timings, previous, earlier)
+            labels, self.view = label_round(
+                self.ctx, pred, state, cfg, timings, previous, earlier, (self.model, self.device)
+            )
             self.labels = labels
             result = self._write_round(
                 round_no, labels, timings, started, recorded, selection.table

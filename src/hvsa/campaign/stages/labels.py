@@ -47,7 +47,8 @@ def step(ws: Workspace, key: str) -> None:
         pred = predict_video(model, ctx, cfg, device)
         timings["predict"] = time.perf_counter() - t0
     earlier = earlier_prediction(ws, key, here)
-    labels, view = label_round(ctx, pred, state, cfg, timings, earlier=earlier)
+    labels, view = label_round(ctx, pred, state, cfg, timings, earlier=earlier,
+                               network=(model, device))  # fmt: skip
     t0 = time.perf_counter()
     save_fusion(here, view)
     keep_view(ws, key, here, view)

@@ -47,7 +47,7 @@ def step(ws: Workspace, key: str) -> None:
                                        cfg.annotation)  # fmt: skip
     timings: dict[str, float] = {}
     pred = start_prediction(model, ctx, state, cfg, device, timings)
-    labels, view = label_round(ctx, pred, state, cfg, timings)
+    labels, view = label_round(ctx, pred, state, cfg, timings, network=(model, device))
     save_checkpoint(folder / "model.pt", model, classes, meta | {"round": 0})
     save_state(folder / "human.npz", state)
     save_fusion(folder, view)
