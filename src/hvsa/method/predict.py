@@ -61,11 +61,12 @@ def predict_mirrored(
 
     Why: what a network says about a frame it was fine-tuned on is not what it says about the
     frames it has not seen — at 1 Hz it had 80.6 % of a labelled frame's pixels right against
-    74.3 % of the others' (0001TP, round 4, ``benchmarks/estimate_probe.py``). Mirrored, a
-    street is still a street but the texture at every place is new to it: 73.9 %. So frames
-    that stand in for the unlabelled ones (the estimate's probes, ``hvsa.method.estimate``)
-    take the network's vote from their mirror image. Fine-tuning crops but never mirrors, so
-    the mirror image is as unseen as an unlabelled frame.
+    73.7 % of the others' (0001TP, ``benchmarks/estimate_probe.py``). Mirrored, a street is
+    still a street but the texture at every place is new to it (73.9 %): fine-tuning crops but
+    never mirrors. It also loses what the network learned of the video's left-right layout
+    (0016E5_15hz from nothing: 49.5 % mirrored against 87.8 %), so the estimate's probes
+    (``hvsa.method.estimate``) take this vote for its low reading and the network's own for
+    its high one.
     """
     model.eval()
     out = []

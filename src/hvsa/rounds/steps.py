@@ -285,7 +285,7 @@ def unseen_votes(
     """The network's vote at each of the estimate's probes as if it had not been fine-tuned on
     them: the probe's frame mirrored (``predict.predict_mirrored``). Why: the probes stand in
     for the frames nobody labelled, and at 1 Hz, where the network decides most pixels, its
-    own vote there made the estimate read 4.6-7.7 points high on 0001TP (0.8 on average with
+    own vote there made the estimate read 4.4-7.4 points high on 0001TP (-1.3 to +0.1 with
     the mirror image; ``benchmarks/estimate_probe.py``)."""
     probes = estimate_probes(state, cfg, cfg.fusion.estimate_from)
     if probes.size == 0:
