@@ -256,27 +256,38 @@ def test_the_estimates_counts_take_the_unseen_vote_the_confusions_keep_the_netwo
 def test_a_round_measures_with_the_probes_mirrored_votes(tiny_videos, pretrained, tmp_path,
                                                           monkeypatch):  # fmt: skip
     """`hvsa run` gives its rounds' views the network's vote at exactly the estimate's probes,
-    predicted from their mirror images."""
+    predicted from their mirror images, and the measurement fuses the probes with it: from
+    ``fusion.estimate_from`` frames on, before ``auto``'s ``calibration_probes``."""
     import hvsa.rounds.engine as engine
-    from hvsa.rounds.steps import estimate_probes
+    import hvsa.rounds.steps as steps
 
-    seen = []
-    real = engine.unseen_votes
+    made, used = [], []
+    real_votes, real_probes = engine.unseen_votes, steps.leave_one_out_probes
 
-    def spy(model, ctx, state, cfg, device):
-        votes = real(model, ctx, state, cfg, device)
-        seen.append((sorted(votes), estimate_probes(state, cfg).tolist()))
+    def votes_spy(model, ctx, state, cfg, device):
+        votes = real_votes(model, ctx, state, cfg, device)
+        made.append(votes)
         return votes
 
-    monkeypatch.setattr(engine, "unseen_votes", spy)
+    def probes_spy(*args):
+        used.append((sorted(args[6].tolist()), args[7]))
+        return real_probes(*args)
+
+    monkeypatch.setattr(engine, "unseen_votes", votes_spy)
+    monkeypatch.setattr(steps, "leave_one_out_probes", probes_spy)
     out = tmp_path / "run"
     args = run_args(tiny_videos[0], pretrained, out, "frame", 2, rounds=3)
-    assert main([*args, "--set", "finetune.steps=2", "--set", "fusion.calibration_probes=2"]) == 0
-    assert len(seen) == 4, "round 0 and each round after its fine-tuning"
-    assert [votes for votes, _ in seen] == [probes for _, probes in seen]
-    assert seen[0][0] == [] and all(len(votes) == 2 for votes, _ in seen[1:])
+    sets = ["--set", "finetune.steps=2", "--set", "fusion.calibration_probes=6",
+            "--set", "fusion.estimate_from=2"]  # fmt: skip
+    assert main([*args, *sets]) == 0
+    assert len(made) == 4 and made[0] == {}, "round 0 (nothing labelled), then each round"
+    assert [len(v) for v in made[1:]] == [2, 4, 6]
+    # every measurement hid the frames it had mirrored votes for, and fused them with those
+    measured = [(probes, unseen) for probes, unseen in used if unseen is not None]
+    assert [probes for probes, _ in measured] == [sorted(v) for v in made[1:]]
+    assert all(unseen is votes for (_, unseen), votes in zip(measured, made[1:], strict=True))
     timings = json.loads((out / "round_02" / "metrics.json").read_text())["timings"]
-    assert "probe_votes" in timings
+    assert timings["probe_votes"] > 0
 
 
 def test_the_estimate_hides_as_many_frames_as_there_are_from_estimate_from_on():
@@ -295,7 +306,8 @@ def test_the_estimate_hides_as_many_frames_as_there_are_from_estimate_from_on():
         state.human[1, 0, 0] = 1  # a frame labelled in part is never a probe
         state.annotated[1, 0, 0] = True
         assert len(estimate_probes(state, cfg)) == auto, n
-        assert len(estimate_probes(state, cfg, cfg.fusion.estimate_from)) == estimate, n
+        probes = estimate_probes(state, cfg, cfg.fusion.estimate_from)
+        assert len(probes) == estimate and 1 not in probes, n
 
 
 def test_rounds_estimate_from_estimate_from_frames_while_the_radius_waits(tiny_videos, pretrained,

@@ -169,7 +169,8 @@ class FusionConfig(_Section):
     radius_choices: list[Annotated[int, Field(ge=0)]]
     calibration_probes: int = Field(ge=1)
     # frames labelled in full before a round estimates its labels' quality (with as many probes,
-    # up to calibration_probes); auto and class layers still wait for calibration_probes
+    # up to calibration_probes; above calibration_probes it starts there); auto and class
+    # layers wait for calibration_probes
     estimate_from: int = Field(default=4, ge=2)
     estimate_level: float = Field(gt=0, lt=1)
     # the network's vote: the mean of the predictions of this many of the latest networks that

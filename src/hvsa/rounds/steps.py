@@ -274,8 +274,9 @@ def estimate_probes(state: LoopState, cfg: Config, least: int | None = None) -> 
     full = state.annotated.reshape(len(state.annotated), -1).all(1)
     in_full = np.where(full[:, None, None], state.human, VOID)
     count = cfg.fusion.calibration_probes
-    if least is not None and least <= full.sum() < count:
-        count = int(full.sum())
+    labelled = int((in_full != VOID).reshape(len(in_full), -1).any(1).sum())
+    if least is not None and least <= labelled < count:
+        count = labelled
     return probe_frames(in_full, count)
 
 
@@ -286,7 +287,9 @@ def unseen_votes(
     them: the probe's frame mirrored (``predict.predict_mirrored``). Why: the probes stand in
     for the frames nobody labelled, and at 1 Hz, where the network decides most pixels, its
     own vote there made the estimate read 4.4-7.4 points high on 0001TP (-1.3 to +0.1 with
-    the mirror image; ``benchmarks/estimate_probe.py``)."""
+    the mirror image; ``benchmarks/estimate_probe.py``). With ``fusion.vote_networks: 2`` it
+    is the current network's mirror image alone, not the mean of two networks' (the earlier
+    network was fine-tuned on most probes too)."""
     probes = estimate_probes(state, cfg, cfg.fusion.estimate_from)
     if probes.size == 0:
         return {}
