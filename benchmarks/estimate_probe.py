@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from probe_common import CPU, unlabelled
 from tqdm import tqdm
 
 from hvsa.config import load_config, parse_set_option
@@ -36,8 +37,6 @@ from hvsa.method.samples import build_samples
 from hvsa.rounds.engine import label_round, measure_round, predict_video
 from hvsa.rounds.state import LoopState
 from hvsa.rounds.steps import VideoContext, estimate_probes
-
-CPU = torch.device("cpu")
 
 
 def right_share(probs: torch.Tensor, truth: np.ndarray, size: tuple[int, int]) -> float:
@@ -83,7 +82,7 @@ def main() -> None:
                 low, high = m.miou_interval or (np.nan, np.nan)
                 row |= {f"estimate_{name}": m.miou_estimate, f"low_{name}": low,
                         f"high_{name}": high}  # fmt: skip
-            free = np.flatnonzero(~(state.human != VOID).reshape(len(video), -1).any(1))[::4]
+            free = np.flatnonzero(unlabelled(state))[::4]
             for name, idx in (("probes", probes), ("free", free)):
                 pick = torch.from_numpy(idx)
                 own = torch.stack([pred.probs[int(i)] for i in idx])

@@ -264,8 +264,8 @@ def test_a_round_measures_with_the_probes_mirrored_votes(tiny_videos, pretrained
     made, used = [], []
     real_votes, real_probes = engine.unseen_votes, steps.leave_one_out_probes
 
-    def votes_spy(model, ctx, state, cfg, device):
-        votes = real_votes(model, ctx, state, cfg, device)
+    def votes_spy(model, ctx, probes, cfg, device):
+        votes = real_votes(model, ctx, probes, cfg, device)
         made.append(votes)
         return votes
 

@@ -58,6 +58,7 @@ def hidden_votes(
 ) -> Iterator[tuple[int, list[np.ndarray]]]:
     """(probe index, each setting's (C,H,W) carried votes) of each probe with its own labels
     hidden; carried once per distinct :data:`VOTE_FIELDS`, the costly part of a fusion."""
+    keys = [tuple(getattr(c, f) for f in VOTE_FIELDS) for c in cfgs]
     for k, p in enumerate(probes):
         hidden = human.copy()
         hidden[p] = VOID
@@ -67,13 +68,12 @@ def hidden_votes(
             quiet[p] = False
         labelled = (hidden != VOID).reshape(len(hidden), -1).any(1)
         votes: dict[tuple, np.ndarray] = {}
-        for c in cfgs:
-            key = tuple(getattr(c, f) for f in VOTE_FIELDS)
+        for c, key in zip(cfgs, keys, strict=True):
             if key not in votes:
                 votes[key] = carried_votes(
                     hidden, labelled, flow, int(p), num_classes, c, frames, quiet
                 )
-        yield k, [votes[tuple(getattr(c, f) for f in VOTE_FIELDS)] for c in cfgs]
+        yield k, [votes[key] for key in keys]
 
 
 def hidden_fusions(

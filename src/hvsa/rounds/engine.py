@@ -148,7 +148,7 @@ def probes_of(
     key = (id(state), state.clicks_total, int(state.annotated.sum()), len(state.complete),
            tuple(probes.tolist()))  # fmt: skip
     if view.probed is None or view.probed[0] != key:
-        estimates = class_estimates(ctx, view.pred, state, cfg, view.fusion, view.unseen, least)
+        estimates = class_estimates(ctx, view.pred, state, cfg, view.fusion, view.unseen, probes)
         view.probed = (key, estimates)
     return view.probed[1]
 
@@ -232,9 +232,9 @@ def label_round(
     unseen = None
     if network is not None:
         kept = previous[0].unseen if previous is not None and previous[0].pred is pred else None
-        probes = estimate_probes(state, cfg, cfg.fusion.estimate_from).tolist()
-        same = kept is not None and sorted(kept) == probes
-        unseen = kept if same else unseen_votes(network[0], ctx, state, cfg, network[1])
+        probes = estimate_probes(state, cfg, cfg.fusion.estimate_from)
+        same = kept is not None and sorted(kept) == probes.tolist()
+        unseen = kept if same else unseen_votes(network[0], ctx, probes, cfg, network[1])
     if timings is not None:
         timings |= {"calibrate": t1 - t0, "labels": t2 - t1}
         if network is not None:

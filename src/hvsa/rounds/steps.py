@@ -281,16 +281,16 @@ def estimate_probes(state: LoopState, cfg: Config, least: int | None = None) -> 
 
 
 def unseen_votes(
-    model: SegmentationNet, ctx: VideoContext, state: LoopState, cfg: Config, device: torch.device
-) -> dict[int, torch.Tensor]:
-    """The network's vote at each of the estimate's probes as if it had not been fine-tuned on
-    them: the probe's frame mirrored (``predict.predict_mirrored``). Why: the probes stand in
-    for the frames nobody labelled, and at 1 Hz, where the network decides most pixels, its
-    own vote there made the estimate read 4.4-7.4 points high on 0001TP (-1.3 to +0.1 with
-    the mirror image; ``benchmarks/estimate_probe.py``). With ``fusion.vote_networks: 2`` it
-    is the current network's mirror image alone, not the mean of two networks' (the earlier
-    network was fine-tuned on most probes too)."""
-    probes = estimate_probes(state, cfg, cfg.fusion.estimate_from)
+    model: SegmentationNet, ctx: VideoContext, probes: np.ndarray, cfg: Config,
+    device: torch.device,
+) -> dict[int, torch.Tensor]:  # fmt: skip
+    """The network's vote at each of the estimate's ``probes`` (:func:`estimate_probes`) as if
+    it had not been fine-tuned on them: the probe's frame mirrored (``predict.predict_mirrored``).
+    Why: the probes stand in for the frames nobody labelled, and at 1 Hz, where the network
+    decides most pixels, its own vote there made the estimate read 4.4-7.4 points high on
+    0001TP (-1.3 to +0.1 with the mirror image; ``benchmarks/estimate_probe.py``). With
+    ``fusion.vote_networks: 2`` it is the current network's mirror image alone, not the mean
+    of two networks' (the earlier network was fine-tuned on most probes too)."""
     if probes.size == 0:
         return {}
     votes = predict_mirrored(model, ctx.frames_t[torch.from_numpy(probes)],
@@ -305,17 +305,17 @@ def class_estimates(
     cfg: Config,
     fcfg: FusionConfig,
     unseen: dict[int, torch.Tensor] | None = None,
-    least: int | None = None,
+    probes: np.ndarray | None = None,
 ) -> Estimates | None:
     """What frames labelled in full say when each is fused without its own labels (network
     ``pred``, the round's fusion settings ``fcfg``): each class's IoU there, each layer's
     price (``layers.class_costs``) and the counts the round's estimate calibrates the belief
     by (with the network's vote at each probe from ``unseen`` where given,
-    :func:`unseen_votes`); None while fewer than ``fusion.calibration_probes`` frames (or
-    ``least``, :func:`estimate_probes`) are labelled in full.
+    :func:`unseen_votes`) at ``probes`` (default :func:`estimate_probes`: none while fewer
+    than ``fusion.calibration_probes`` frames are labelled in full); None without probes.
     """
     full = state.annotated.reshape(len(state.annotated), -1).all(1)
-    probes = estimate_probes(state, cfg, least)
+    probes = estimate_probes(state, cfg) if probes is None else probes
     if probes.size == 0:
         return None
     cms, counts, own = leave_one_out_probes(
