@@ -64,9 +64,28 @@ def test_layers_go_to_the_class_with_most_to_win_per_click_then_by_doubt():
     doubts = np.array([[1, 1, 3, 9], [1, 1, 5, 9], [1, 9, 1, 9]], float)
     eligible = np.ones((3, 4), bool)
     eligible[1, 1] = False
-    picked = choose_layers(quality, cost, doubts, eligible, 4)
+    picked = choose_layers(quality, cost, doubts, eligible, 4, order="class")
     assert picked == [(1, 2), (0, 2), (2, 2), (2, 1)]
-    assert all(c != 3 for _, c in choose_layers(quality, cost, doubts, eligible, 20))
+    assert all(c != 3 for _, c in choose_layers(quality, cost, doubts, eligible, 20, "class"))
+
+
+def test_layers_by_layer_weigh_each_frame_by_its_share_of_the_class_doubt():
+    quality = np.array([0.5, 0.5, np.nan])
+    cost = np.array([10.0, 10.0, 1.0])  # both classes worth .05 a click, the third unknown
+    # class 0's doubt lies almost all in frame 0; class 1's is spread over three frames
+    doubts = np.array([[9, 3, 5], [1, 3, 5], [0, 3, 5]], float)
+    eligible = np.ones((3, 3), bool)
+    by_layer = choose_layers(quality, cost, doubts, eligible, 5, order="layer")
+    # frame 0 holds .9 of class 0's doubt (.045 a click), each frame a third of class 1's
+    # (.017), frame 1 a tenth of class 0's (.005)
+    assert by_layer == [(0, 0), (0, 1), (1, 1), (2, 1), (1, 0)]
+    assert choose_layers(quality, cost, doubts, eligible, 5, order="class") == [
+        (0, 0), (1, 0), (2, 0), (0, 1), (1, 1)]  # fmt: skip
+    # a layer given is never asked again; an unknown class never asked
+    eligible[0, 0] = False
+    everything = choose_layers(quality, cost, doubts, eligible, 20, order="layer")
+    assert (0, 0) not in everything and len(everything) == 5
+    assert all(c != 2 for _, c in everything)
 
 
 def test_class_costs_come_from_frames_labelled_in_full():

@@ -186,11 +186,12 @@ class FusionConfig(_Section):
 
 class LayersConfig(_Section):
     """Class layers (``class_layers.py``): once enough frames are labelled in full, rounds ask
-    for one class's regions in a frame at a time, the class with most IoU to win per click
+    for one class's regions in a frame at a time, the layers with most IoU to win per click
     first."""
 
     enabled: bool
     per_round: int = Field(ge=1)
+    order: Literal["layer", "class"]
 
 
 class LoopConfig(_Section):

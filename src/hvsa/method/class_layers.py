@@ -11,8 +11,9 @@ it (the annotator was asked for all of them). Annotation tools offer the same ta
 
 Which layers: each class's quality is estimated where the truth is known, on labelled frames
 fused without their own labels (``calibrate.py``), and its price from the click model on the
-frames labelled in full; layers go to the class with most IoU to win per click first, within a
-class to the frames whose belief doubts it most.
+frames labelled in full; a (frame, class) layer is worth its class's IoU to win per click times
+the frame's share of the belief's doubt of that class, so a class's most doubtful frames go first
+and its surer ones wait behind another class's doubtful frames.
 """
 
 from __future__ import annotations
@@ -85,18 +86,30 @@ def choose_layers(
     doubts: np.ndarray,
     eligible: np.ndarray,
     count: int,
+    order: str = "layer",
 ) -> list[tuple[int, int]]:
-    """Up to ``count`` (frame, class) layers: classes by estimated IoU to win per click
-    ((1 − quality) / cost, unknown quality or cost left out), frames within a class by doubt.
+    """Up to ``count`` (frame, class) layers by estimated IoU to win per click.
 
+    A class's IoU to win per click is (1 − quality) / cost (unknown quality or cost: the class
+    is left out). ``order`` "class": whole classes in that order, frames within a class by
+    doubt. "layer": each layer by its own share of it — the class's worth times the frame's
+    share of the class's doubt over the video — so that once a class's most doubtful frames
+    are given, its remaining, surer frames give way to another class's doubtful ones.
     ``eligible`` (N,C) bool rules out layers already given and frames labelled in full.
     """
     with np.errstate(invalid="ignore", divide="ignore"):
         worth = (1 - quality) / cost
     known = np.isfinite(worth) & (worth > 0)
-    order = np.argsort(-np.where(known, worth, -np.inf), kind="stable")
+    if order == "layer":
+        total = doubts.sum(0)
+        share = np.divide(doubts, total, out=np.zeros(doubts.shape), where=total > 0)
+        value = np.where(eligible & known, share * np.where(known, worth, 0), -np.inf)
+        ranked = np.argsort(-value.ravel(), kind="stable")[: int((value > -np.inf).sum())]
+        frames, classes = np.unravel_index(ranked[:count], value.shape)
+        return [(int(f), int(c)) for f, c in zip(frames, classes, strict=True)]
+    classes = np.argsort(-np.where(known, worth, -np.inf), kind="stable")
     picked: list[tuple[int, int]] = []
-    for c in order[: int(known.sum())]:
+    for c in classes[: int(known.sum())]:
         frames = np.flatnonzero(eligible[:, c])
         frames = frames[np.argsort(-doubts[frames, c], kind="stable")]
         picked += [(int(f), int(c)) for f in frames[: count - len(picked)]]

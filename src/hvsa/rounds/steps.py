@@ -347,11 +347,13 @@ def layer_choice(
     state: LoopState,
     cfg: Config,
 ) -> list[tuple[int, int]]:
-    """``layers.per_round`` layers by :func:`class_estimates`: classes by estimated IoU to win
-    per click, frames within a class by how much the fused ``belief`` doubts it."""
+    """``layers.per_round`` layers by :func:`class_estimates` in ``layers.order``
+    (``class_layers.choose_layers``): by the class's estimated IoU to win per click and how
+    much the fused ``belief`` doubts the class in each frame."""
     quality, cost, full = estimates.quality, estimates.cost, estimates.full
     eligible = ~state.complete_mask(len(quality)) & ~full[:, None]
-    return choose_layers(quality, cost, doubt(belief.probs), eligible, cfg.layers.per_round)
+    return choose_layers(quality, cost, doubt(belief.probs), eligible, cfg.layers.per_round,
+                         cfg.layers.order)  # fmt: skip
 
 
 def select_layers(
