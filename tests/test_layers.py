@@ -219,3 +219,13 @@ def test_class_layer_clicks_count_for_their_class_in_the_audit(tmp_path):
     per_class = audit_summary(run, "ledger.sqlite")["class"]["clicks"]
     assert per_class[CLASSES.names[0]] == 1, "finding a class absent is charged to that class"
     assert per_class[CLASSES.names[1]] == 5
+
+
+def test_layers_of_no_doubt_go_to_the_worthier_class_first_and_an_unknown_order_is_refused():
+    quality = np.array([0.5, 0.2])
+    cost = np.array([10.0, 10.0])  # worth .05 and .08 a click
+    doubts = np.zeros((2, 2))  # nothing doubted: every layer's share is 0
+    picked = choose_layers(quality, cost, doubts, np.ones((2, 2), bool), 3, order="layer")
+    assert picked == [(0, 1), (1, 1), (0, 0)]
+    with pytest.raises(ValueError, match="layers.order"):
+        choose_layers(quality, cost, doubts, np.ones((2, 2), bool), 3, order="frame")

@@ -86,7 +86,7 @@ def choose_layers(
     doubts: np.ndarray,
     eligible: np.ndarray,
     count: int,
-    order: str = "layer",
+    order: str,
 ) -> list[tuple[int, int]]:
     """Up to ``count`` (frame, class) layers by estimated IoU to win per click.
 
@@ -100,12 +100,18 @@ def choose_layers(
     with np.errstate(invalid="ignore", divide="ignore"):
         worth = (1 - quality) / cost
     known = np.isfinite(worth) & (worth > 0)
+    if order not in ("layer", "class"):
+        raise ValueError(f"layers.order must be 'layer' or 'class', not {order!r}")
     if order == "layer":
         total = doubts.sum(0)
         share = np.divide(doubts, total, out=np.zeros(doubts.shape), where=total > 0)
-        value = np.where(eligible & known, share * np.where(known, worth, 0), -np.inf)
-        ranked = np.argsort(-value.ravel(), kind="stable")[: int((value > -np.inf).sum())]
-        frames, classes = np.unravel_index(ranked[:count], value.shape)
+        worthy = np.where(known, worth, 0.0)
+        value = np.where(eligible & known, share * worthy, -np.inf)
+        # ties (layers of no doubt above all) go to the worthier class, then the more doubted frame
+        rank = np.lexsort((-doubts.ravel(), -np.broadcast_to(worthy, value.shape).ravel(),
+                           -value.ravel()))  # fmt: skip
+        rank = rank[: min(max(count, 0), int((value > -np.inf).sum()))]
+        frames, classes = np.unravel_index(rank, value.shape)
         return [(int(f), int(c)) for f, c in zip(frames, classes, strict=True)]
     classes = np.argsort(-np.where(known, worth, -np.inf), kind="stable")
     picked: list[tuple[int, int]] = []
