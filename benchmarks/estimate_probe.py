@@ -8,9 +8,10 @@ labelled video this rebuilds the round's view from its network and human labels 
 resumed run does) and writes the truth beside the estimate and its interval taken two ways —
 with the network's own vote at the probes (``own``: both ends of the interval too) and as
 rounds take them (``unseen``: the estimate and the interval's low end from each probe's mirror
-image, its high end from the network's own vote) — and how often the network alone
-is right (pixels) on the probes and on frames nobody labelled (every 4th), its own prediction
-and its mirror image's.
+image, its high end from the network's own vote) — the interval's low end read two ways (the
+agreement bins no probe reaches at their class's average, as rounds read them, or as the bin
+below, as the estimate reads them) and how often the network alone is right (pixels) on the
+probes and on frames nobody labelled (every 4th), its own prediction and its mirror image's.
 
     .venv/bin/python benchmarks/estimate_probe.py ../shared/datasets/camvid/clips/0001TP \\
         runs/bn_tp --csv benchmarks/results/0001TP/estimate_probe.csv
@@ -28,13 +29,15 @@ from probe_common import CPU, unlabelled
 from tqdm import tqdm
 
 from hvsa.config import load_config, parse_set_option
-from hvsa.data.scaling import upsample_argmax
+from hvsa.data.scaling import resize_labels, upsample_argmax
 from hvsa.data.video import VOID, load_video
+from hvsa.method.estimate import estimate, summarise
+from hvsa.method.metrics import mean_iou
 from hvsa.method.motion import load_or_compute_flow
 from hvsa.method.network import load_checkpoint
 from hvsa.method.predict import predict_mirrored
 from hvsa.method.samples import build_samples
-from hvsa.rounds.engine import label_round, measure_round, predict_video
+from hvsa.rounds.engine import label_round, measure_round, predict_video, probes_of
 from hvsa.rounds.state import LoopState
 from hvsa.rounds.steps import VideoContext, estimate_probes
 
@@ -45,6 +48,34 @@ def right_share(probs: torch.Tensor, truth: np.ndarray, size: tuple[int, int]) -
     pred = upsample_argmax(probs, size)
     ok = truth != VOID
     return float((pred[ok] == truth[ok]).mean())
+
+
+def low_readings(ctx: VideoContext, view, state: LoopState, cfg) -> dict:
+    """The interval's low end read two ways from the mirrored votes (``view.unseen``), with the
+    probes resampled as ``estimate.interval`` resamples them: ``low_pessimistic`` with bins no
+    probe reached at their class's average (as rounds take it), ``low_below`` with them at the
+    bin below (the point estimate's reading), so that the share of the low end's distance from
+    the truth that the unreached bins make is seen."""
+    estimates = probes_of(ctx, view, state, cfg, cfg.fusion.estimate_from)
+    if estimates is None:
+        return {}
+    h, w = view.belief.probs.shape[2:]
+    human_small = resize_labels(state.drawn_human(), (h, w))
+    known = np.where(human_small != VOID, human_small, resize_labels(state.layers, (h, w)))
+    summary = summarise(view.belief.probs, known, state.complete_mask(len(ctx.classes)))
+    counts, tail = estimates.probe_counts, 100 * (1 - cfg.fusion.estimate_level) / 2
+    rng = np.random.default_rng(0)
+    draws = {True: [], False: []}
+    for _ in range(200):
+        pick = rng.integers(0, len(counts), len(counts))
+        for below in draws:
+            draws[below].append(mean_iou(estimate(summary, counts[pick], below=below)))
+    out = {}
+    for below, name in ((False, "low_pessimistic"), (True, "low_below")):
+        values = np.asarray(draws[below])
+        values = values[np.isfinite(values)]
+        out[name] = float(np.percentile(values, tail)) if values.size else np.nan
+    return out
 
 
 def main() -> None:
@@ -82,6 +113,7 @@ def main() -> None:
                 low, high = m.miou_interval or (np.nan, np.nan)
                 row |= {f"estimate_{name}": m.miou_estimate, f"low_{name}": low,
                         f"high_{name}": high}  # fmt: skip
+            row |= low_readings(ctx, view, state, cfg)
             free = np.flatnonzero(unlabelled(state))[::4]
             for name, idx in (("probes", probes), ("free", free)):
                 pick = torch.from_numpy(idx)
@@ -94,6 +126,11 @@ def main() -> None:
     table = pd.DataFrame(rows)
     args.csv.parent.mkdir(parents=True, exist_ok=True)
     table.round(4).to_csv(args.csv, index=False)
+    for name in ("low_pessimistic", "low_below"):
+        below_truth = int((table[name] <= table["miou"]).sum())
+        print(f"{name}: under the truth in {below_truth} of {len(table)} rounds, "
+              f"{100 * (table['miou'] - table[name]).min():.1f} to "
+              f"{100 * (table['miou'] - table[name]).max():.1f} points under it")
     for name in ("own", "unseen"):
         err = 100 * (table[f"estimate_{name}"] - table["miou"])
         holds = (table[f"low_{name}"] <= table["miou"]) & (table["miou"] <= table[f"high_{name}"])
