@@ -25,13 +25,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from probe_common import CPU, save_table  # the sibling module (scripts run from here)
+from probe_common import (  # the sibling module (scripts run from here)
+    CPU,
+    labelled_video,
+    save_table,
+)
 from tqdm import tqdm
 
 from hvsa.benchmark.report import SLACK
 from hvsa.config import load_config, parse_set_option
 from hvsa.data.scaling import upsample_argmax
-from hvsa.data.video import VOID, load_video
+from hvsa.data.video import VOID
 from hvsa.method.metrics import miou
 from hvsa.method.motion import load_or_compute_flow
 from hvsa.method.network import load_checkpoint
@@ -74,10 +78,7 @@ def main() -> None:
     ap.add_argument("--csv", type=Path, required=True)
     args = ap.parse_args()
 
-    base = load_config(None, parse_set_option(args.set))
-    video = load_video(args.video, base.data.classes_file, base.data.void_id)
-    if video.labels is None:
-        raise SystemExit(f"{args.video} has no labels/: the probe needs ground truth")
+    base, video = labelled_video(args.video, args.set)
     flow = load_or_compute_flow(video.frames, base.flow, args.cache)
     n = len(video)
     held_out = np.arange(n) % args.held_out_every == 1

@@ -25,19 +25,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from probe_common import CPU, unlabelled
+from probe_common import CPU, labelled_video, open_round, unlabelled
 from tqdm import tqdm
 
-from hvsa.config import load_config, parse_set_option
-from hvsa.data.scaling import resize_labels, upsample_argmax
-from hvsa.data.video import VOID, load_video
-from hvsa.method.estimate import estimate, summarise
-from hvsa.method.metrics import mean_iou
+from hvsa.config import Config
+from hvsa.data.scaling import upsample_argmax
+from hvsa.data.video import VOID
+from hvsa.method.estimate import interval
 from hvsa.method.motion import load_or_compute_flow
-from hvsa.method.network import load_checkpoint
 from hvsa.method.predict import predict_mirrored
-from hvsa.method.samples import build_samples
-from hvsa.rounds.engine import label_round, measure_round, predict_video, probes_of
+from hvsa.rounds.engine import (
+    View,
+    label_round,
+    measure_round,
+    predict_video,
+    probes_of,
+    round_summary,
+)
 from hvsa.rounds.state import LoopState
 from hvsa.rounds.steps import VideoContext, estimate_probes
 
@@ -50,32 +54,19 @@ def right_share(probs: torch.Tensor, truth: np.ndarray, size: tuple[int, int]) -
     return float((pred[ok] == truth[ok]).mean())
 
 
-def low_readings(ctx: VideoContext, view, state: LoopState, cfg) -> dict:
-    """The interval's low end read two ways from the mirrored votes (``view.unseen``), with the
-    probes resampled as ``estimate.interval`` resamples them: ``low_pessimistic`` with bins no
-    probe reached at their class's average (as rounds take it), ``low_below`` with them at the
-    bin below (the point estimate's reading), so that the share of the low end's distance from
-    the truth that the unreached bins make is seen."""
+def low_readings(ctx: VideoContext, view: View, state: LoopState, cfg: Config) -> dict:
+    """The interval's low end read two ways from the mirrored votes (``view.unseen``), the
+    probes resampled as rounds resample them (``estimate.interval``): ``low_pessimistic`` with
+    bins no probe reached at their class's average (as rounds take it), ``low_below`` with them
+    at the bin below (the point estimate's reading), so that the share of the low end's
+    distance from the truth that the unreached bins make is seen."""
     estimates = probes_of(ctx, view, state, cfg, cfg.fusion.estimate_from)
     if estimates is None:
         return {}
-    h, w = view.belief.probs.shape[2:]
-    human_small = resize_labels(state.drawn_human(), (h, w))
-    known = np.where(human_small != VOID, human_small, resize_labels(state.layers, (h, w)))
-    summary = summarise(view.belief.probs, known, state.complete_mask(len(ctx.classes)))
-    counts, tail = estimates.probe_counts, 100 * (1 - cfg.fusion.estimate_level) / 2
-    rng = np.random.default_rng(0)
-    draws = {True: [], False: []}
-    for _ in range(200):
-        pick = rng.integers(0, len(counts), len(counts))
-        for below in draws:
-            draws[below].append(mean_iou(estimate(summary, counts[pick], below=below)))
-    out = {}
-    for below, name in ((False, "low_pessimistic"), (True, "low_below")):
-        values = np.asarray(draws[below])
-        values = values[np.isfinite(values)]
-        out[name] = float(np.percentile(values, tail)) if values.size else np.nan
-    return out
+    summary, _ = round_summary(ctx, view, state)
+    level = cfg.fusion.estimate_level
+    return {name: interval(summary, estimates.probe_counts, level, low_below=below)[0]
+            for name, below in (("low_pessimistic", False), ("low_below", True))}  # fmt: skip
 
 
 def main() -> None:
@@ -85,19 +76,13 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--csv", type=Path, required=True)
     args = ap.parse_args()
-    cfg = load_config(None, parse_set_option(args.set))
-    video = load_video(args.video, cfg.data.classes_file, cfg.data.void_id)
-    if video.labels is None:
-        raise SystemExit(f"{args.video} has no labels/: the probe needs ground truth")
+    cfg, video = labelled_video(args.video, args.set)
     rows = []
     for run in args.runs:
         flow = load_or_compute_flow(video.frames, cfg.flow, run / "cache")
-        samples = build_samples(video.frames, cfg.samples, "frame")
         folders = sorted(run.glob("round_[0-9][0-9]"))
         for folder in tqdm(folders, desc=run.name, unit="round"):
-            model, classes, _ = load_checkpoint(folder / "model.pt", CPU)
-            ctx = VideoContext.build(video, classes, cfg, flow, samples)
-            state = LoopState.load(folder / "human.npz")
+            model, ctx, state = open_round(run, int(folder.name[-2:]), cfg, video, flow)
             probes = estimate_probes(state, cfg)
             if probes.size == 0:
                 continue
@@ -128,9 +113,11 @@ def main() -> None:
     table.round(4).to_csv(args.csv, index=False)
     for name in ("low_pessimistic", "low_below"):
         below_truth = int((table[name] <= table["miou"]).sum())
-        print(f"{name}: under the truth in {below_truth} of {len(table)} rounds, "
-              f"{100 * (table['miou'] - table[name]).min():.1f} to "
-              f"{100 * (table['miou'] - table[name]).max():.1f} points under it")
+        print(
+            f"{name}: under the truth in {below_truth} of {len(table)} rounds, "
+            f"{100 * (table['miou'] - table[name]).min():.1f} to "
+            f"{100 * (table['miou'] - table[name]).max():.1f} points under it"
+        )
     for name in ("own", "unseen"):
         err = 100 * (table[f"estimate_{name}"] - table["miou"])
         holds = (table[f"low_{name}"] <= table["miou"]) & (table["miou"] <= table[f"high_{name}"])

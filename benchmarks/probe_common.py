@@ -40,12 +40,19 @@ def parse(doc: str, add: Callable[[argparse.ArgumentParser], None]) -> argparse.
     return ap.parse_args()
 
 
+def labelled_video(path: str, sets: list[str]) -> tuple[Config, Video]:
+    """The settings (params.yaml with ``--set`` ``sets``) and the video at ``path``; refused in
+    one line when it has no ground truth, which every diagnosis scores against."""
+    cfg = load_config(None, parse_set_option(sets))
+    video = load_video(path, cfg.data.classes_file, cfg.data.void_id)
+    if video.labels is None:
+        raise SystemExit(f"{path} has no labels/: the diagnosis needs ground truth")
+    return cfg, video
+
+
 def open_run(args: argparse.Namespace) -> tuple[Config, Video, Flow]:
     """The settings, the video (with its ground truth) and the run's cached flow."""
-    cfg = load_config(None, parse_set_option(args.set))
-    video = load_video(args.video, cfg.data.classes_file, cfg.data.void_id)
-    if video.labels is None:
-        raise SystemExit(f"{args.video} has no labels/: the diagnosis needs ground truth")
+    cfg, video = labelled_video(args.video, args.set)
     flow = load_or_compute_flow(video.frames, cfg.flow, args.run.parents[1] / "cache")
     return cfg, video, flow
 

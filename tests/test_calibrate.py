@@ -192,6 +192,9 @@ def test_the_estimate_interval_is_the_spread_over_resampled_probes():
 
     assert np.nanmean(estimate(summary, np.stack([mixed] * 4))) == pytest.approx(high3)
     assert low3 < high3 - 0.1
+    # read as the bin below (low_below), the low end reads them as the estimate does
+    below3, _ = interval(summary, np.stack([mixed] * 4), 0.9, low_below=True)
+    assert below3 == pytest.approx(high3)
     # the network's own vote at the probes reads the high end, the unseen one the low end
     summary = summarise(belief, np.full(top.shape, 255, np.uint8))
     low4, high4 = interval(summary, np.stack([bad] * 4), 0.9, high_counts=np.stack([good] * 4))

@@ -39,6 +39,7 @@ from hvsa.method.auto import (
     region_class_pixels,
 )
 from hvsa.method.estimate import (
+    VideoSummary,
     expected_confusion,
     frame_accuracy,
     reliability,
@@ -151,6 +152,18 @@ def probes_of(
         estimates = class_estimates(ctx, view.pred, state, cfg, view.fusion, view.unseen, probes)
         view.probed = (key, estimates)
     return view.probed[1]
+
+
+def round_summary(
+    ctx: VideoContext, view: View, state: LoopState
+) -> tuple[VideoSummary, np.ndarray]:
+    """What the round's estimate counts of the video (``estimate.summarise``: the pixels people
+    gave, the belief's free pixels), and people's drawn labels at the belief's size."""
+    h, w = view.belief.probs.shape[2:]
+    # a named superpixel's pixels are evidence, not known: the belief says what they are
+    human_small = resize_labels(state.drawn_human(), (h, w))
+    known = np.where(human_small != VOID, human_small, resize_labels(state.layers, (h, w)))
+    return summarise(view.belief.probs, known, state.complete_mask(len(ctx.classes))), human_small
 
 
 def save_fusion(folder: Path, view: View) -> None:
@@ -490,11 +503,7 @@ def measure_round(
     t0 = time.perf_counter()
     value, per_class = score(ctx.video, labels, ctx.classes)
     estimates = probes_of(ctx, view, state, cfg, cfg.fusion.estimate_from)
-    h, w = view.belief.probs.shape[2:]
-    # a named superpixel's pixels are evidence, not known: the belief says what they are
-    human_small = resize_labels(state.drawn_human(), (h, w))
-    known = np.where(human_small != VOID, human_small, resize_labels(state.layers, (h, w)))
-    summary = summarise(view.belief.probs, known, state.complete_mask(len(ctx.classes)))
+    summary, human_small = round_summary(ctx, view, state)
     interval, class_estimate, post = None, None, None
     if estimates is not None:
         post = reliability(estimates.probe_counts.sum(0))
