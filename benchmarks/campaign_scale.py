@@ -8,7 +8,9 @@ app's HTTP API, spend a fixed time on it and hand in the oracle's labels. Writte
 (and per repeat, ``--repeats``): wall time from the flow's start to its end (its run's end; the
 process's teardown after it, which nobody waits for, is ``process_s``), and the annotators' idle
 share — the time between the first round opening and the flow's end in which they had nothing
-to label — and when the first sample was taken (``first_sample_s``). Beside the CSV: every
+to label — and when the first sample was taken (``first_sample_s``); beside it the same share
+up to the last hand-in (``idle_to_last_hand_in``: while something was still to be labelled) and
+the wait from the last hand-in to the end (``tail_s``). Beside the CSV: every
 sample's start and end (``…_events.csv``) and a timeline of the first repeat
 (``…_timeline.png``); with ``--flow-log DIR``, the flow's output and the app's resumes, timed.
 
@@ -212,6 +214,10 @@ def _run_flow(
     first = min((p.first_work for p in people if p.first_work is not None), default=ended)
     span = [ended - first for _ in people]
     idle = 1 - sum(p.busy_s for p in people) / max(sum(span), 1e-9)
+    # the same share up to the last hand-in: after it nothing is left to label, and the wait to
+    # the end (the last round's fine-tuning and labels, which need its labels) is no one's
+    last = max((e[3] for p in people for e in p.events), default=ended)
+    working = 1 - sum(p.busy_s for p in people) / max(len(people) * (last - first), 1e-9)
     errors = [e for p in people for e in p.errors]
     if errors:
         print(f"{design}: {len(errors)} passing errors, e.g. {errors[0]}", flush=True)
@@ -221,7 +227,8 @@ def _run_flow(
            "wall_s": round(ended - started, 1), "annotator_idle_share": round(idle, 3),
            "rounds": args.rounds, "sample_s": args.sample_s, "budget": args.budget,
            "repeat": repeat, "process_s": round(exited - started, 1),
-           "first_sample_s": round(first - started, 2)}  # fmt: skip
+           "first_sample_s": round(first - started, 2),
+           "idle_to_last_hand_in": round(working, 3), "tail_s": round(ended - last, 2)}  # fmt: skip
     events = [{"design": design, "repeat": repeat, "annotator": i, "video": v, "round": n,
                "start_s": round(t0 - started, 2), "end_s": round(t1 - started, 2),
                "truth_s": round(t, 2), "post_s": round(q, 2)}
@@ -309,7 +316,7 @@ def main() -> None:
     table = pd.DataFrame([row for row, _ in done])
     print(table.to_string(index=False))
     if args.repeats > 1:
-        means = table.groupby("design")[["wall_s", "annotator_idle_share"]]
+        means = table.groupby("design")[["wall_s", "annotator_idle_share", "idle_to_last_hand_in"]]
         print(means.agg(["mean", "min", "max"]).round(3).to_string())
     if args.csv:
         table.to_csv(args.csv, index=False)

@@ -119,3 +119,46 @@ def test_as_many_videos_prepare_at_once_as_the_ramp_has_places():
     for video in "ac":
         ramp.release("/ws", video)
     assert not flow._RAMPS
+
+
+def test_flow_runs_started_under_heartbeats_send_them_as_set(prefect_api):
+    """A video's run starts in a thread of its own, which does not inherit the campaign's
+    context: :func:`flow.heartbeats` sets Prefect's heartbeat there, none by default
+    (``campaign.heartbeat_s``), so no run's end waits for a heartbeat thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from prefect import flow as prefect_flow
+    from prefect.settings import get_current_settings
+
+    from hvsa.config import load_config
+
+    seen: list[int | None] = []
+
+    @prefect_flow(name="hvsa-heartbeat-probe")
+    def probe() -> None:
+        seen.append(get_current_settings().flows.heartbeat_frequency)
+
+    default = load_config().campaign.heartbeat_s
+    assert default is None
+    for seconds in (default, 60):
+        with ThreadPoolExecutor(1) as pool:
+
+            def one(s=seconds) -> None:
+                with flow.heartbeats(s):
+                    probe()
+
+            pool.submit(one).result()
+    assert seen == [None, 60]
+    with ThreadPoolExecutor(1) as pool:  # a thread left alone sees Prefect's own setting
+        pool.submit(probe).result()
+    assert seen[-1] == get_current_settings().flows.heartbeat_frequency is not None
+
+
+def test_a_heartbeat_under_thirty_seconds_is_refused():
+    from pydantic import ValidationError
+
+    from hvsa.config import load_config
+
+    cfg = load_config()
+    with pytest.raises(ValidationError):
+        type(cfg.campaign).model_validate({**cfg.campaign.model_dump(), "heartbeat_s": 10})

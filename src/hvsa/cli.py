@@ -347,9 +347,10 @@ def cmd_campaign(args: argparse.Namespace) -> None:
             _print_campaign(Workspace.open(root))
         return
     if args.action == "run":
-        from hvsa.campaign.flow import campaign
+        from hvsa.campaign.flow import campaign, heartbeats
 
-        campaign(str(root.resolve()), args.rounds)
+        with heartbeats(Workspace.open(root).cfg.campaign.heartbeat_s):
+            campaign(str(root.resolve()), args.rounds)
     _print_campaign(Workspace.open(root))
 
 

@@ -106,6 +106,7 @@ class CampaignConfig(_Section):
     parallel_steps: int | None = Field(default=None, ge=1)
     opening_ramp: bool = True
     gpu_steps: list[HeavyStep] = Field(default_factory=list)
+    heartbeat_s: int | None = Field(default=None, ge=30)
 
     @field_validator("task_runner")
     @classmethod

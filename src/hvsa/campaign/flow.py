@@ -36,6 +36,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, pause_flow_run, task
 from prefect.input import RunInput
+from prefect.settings import temporary_settings
 
 from hvsa.annotation.submission import submission_paths
 from hvsa.campaign.cluster import HEAVY, resources, scheduler, task_runner
@@ -272,6 +273,18 @@ def video_flow(cluster: str | None):
     )
 
 
+@contextlib.contextmanager
+def heartbeats(seconds: int | None) -> Iterator[None]:
+    """Prefect flow-run heartbeats every ``seconds`` (None: none) for the flow runs started in
+    this thread (``campaign.heartbeat_s``).
+
+    Why a context and not the environment: Prefect's setting takes no "none" from the
+    environment, and a thread does not inherit the context of the one that started it, so the
+    campaign's run and each video's thread set it themselves."""
+    with temporary_settings(updates={"flows.heartbeat_frequency": seconds}):
+        yield
+
+
 @flow(name="hvsa-campaign", log_prints=True)
 def campaign(
     workspace: str, rounds: int | None = None, serial: bool = False
@@ -299,7 +312,8 @@ def campaign(
             done = 0
             while active and (rounds is None or done < rounds):
                 for key in active:
-                    one_video(root, key, 1, cluster)
+                    with heartbeats(ws.cfg.campaign.heartbeat_s):
+                        one_video(root, key, 1, cluster)
                 done += 1
                 ws = Workspace.open(root)
                 active = [k for k, v in ws.campaign.videos.items() if v.status == "active"]
@@ -311,7 +325,8 @@ def campaign(
 
             def one(key: str) -> dict | None:
                 try:
-                    return one_video(root, key, rounds, cluster)
+                    with heartbeats(ws.cfg.campaign.heartbeat_s):
+                        return one_video(root, key, rounds, cluster)
                 finally:
                     ramp.release(root, key)
 
@@ -348,7 +363,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="one video's round after another (for comparison)")  # fmt: skip
     args = parser.parse_args(argv)
     root = str(Path(args.workspace).resolve())
-    for key, metrics in campaign(root, args.rounds, args.serial).items():
+    with heartbeats(Workspace.open(root).cfg.campaign.heartbeat_s):
+        ends = campaign(root, args.rounds, args.serial)
+    for key, metrics in ends.items():
         print(key, metrics and {k: metrics[k] for k in ("round", "clicks_total", "miou")})
 
 
