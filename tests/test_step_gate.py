@@ -123,7 +123,7 @@ def test_as_many_videos_prepare_at_once_as_the_ramp_has_places():
 
 def test_flow_runs_started_under_heartbeats_send_them_as_set(prefect_api):
     """A video's run starts in a thread of its own, which does not inherit the campaign's
-    context: :func:`flow.heartbeats` sets Prefect's heartbeat there, none by default
+    context: :class:`flow.Heartbeats` sets Prefect's heartbeat there, none by default
     (``campaign.heartbeat_s``), so no run's end waits for a heartbeat thread."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -143,8 +143,10 @@ def test_flow_runs_started_under_heartbeats_send_them_as_set(prefect_api):
     for seconds in (default, 60):
         with ThreadPoolExecutor(1) as pool:
 
-            def one(s=seconds) -> None:
-                with flow.heartbeats(s):
+            beats = flow.Heartbeats(seconds)  # built here, entered in the thread
+
+            def one(beats=beats) -> None:
+                with beats():
                     probe()
 
             pool.submit(one).result()

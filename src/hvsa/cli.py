@@ -347,9 +347,9 @@ def cmd_campaign(args: argparse.Namespace) -> None:
             _print_campaign(Workspace.open(root))
         return
     if args.action == "run":
-        from hvsa.campaign.flow import campaign, heartbeats
+        from hvsa.campaign.flow import Heartbeats, campaign
 
-        with heartbeats(Workspace.open(root).cfg.campaign.heartbeat_s):
+        with Heartbeats(Workspace.open(root).cfg.campaign.heartbeat_s)():
             campaign(str(root.resolve()), args.rounds)
     _print_campaign(Workspace.open(root))
 

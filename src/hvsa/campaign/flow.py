@@ -35,8 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from prefect import flow, get_run_logger, pause_flow_run, task
+from prefect.context import SettingsContext, get_settings_context
 from prefect.input import RunInput
-from prefect.settings import temporary_settings
 
 from hvsa.annotation.submission import submission_paths
 from hvsa.campaign.cluster import HEAVY, resources, scheduler, task_runner
@@ -273,16 +273,25 @@ def video_flow(cluster: str | None):
     )
 
 
-@contextlib.contextmanager
-def heartbeats(seconds: int | None) -> Iterator[None]:
-    """Prefect flow-run heartbeats every ``seconds`` (None: none) for the flow runs started in
-    this thread (``campaign.heartbeat_s``).
+class Heartbeats:
+    """Prefect's settings with flow-run heartbeats every ``seconds`` (None: none;
+    ``campaign.heartbeat_s``), for the flow runs started under ``with beats():``.
 
     Why a context and not the environment: Prefect's setting takes no "none" from the
     environment, and a thread does not inherit the context of the one that started it, so the
-    campaign's run and each video's thread set it themselves."""
-    with temporary_settings(updates={"flows.heartbeat_frequency": seconds}):
-        yield
+    campaign's run and each video's thread enter it themselves. Why built once, before the
+    threads: building Prefect's settings reads ``pyproject.toml`` from the working directory,
+    which a stage running in another thread changes (``stages.run_here``)."""
+
+    def __init__(self, seconds: int | None):
+        current = get_settings_context()
+        self.profile = current.profile
+        update = {"flows.heartbeat_frequency": seconds}
+        self.settings = current.settings.copy_with_update(updates=update)
+
+    def __call__(self) -> SettingsContext:
+        """A context to enter (one per use: it holds the token of the thread that entered it)."""
+        return SettingsContext(profile=self.profile, settings=self.settings)
 
 
 @flow(name="hvsa-campaign", log_prints=True)
@@ -304,6 +313,7 @@ def campaign(
     root = str(Path(workspace).resolve())
     ws = Workspace.open(root)
     active = [k for k, v in ws.campaign.videos.items() if v.status == "active"]
+    beats = Heartbeats(ws.cfg.campaign.heartbeat_s)
     with scheduler(ws.cfg) as cluster:
         if cluster is not None:
             get_run_logger().info("heavy steps on the Dask cluster at %s", cluster)
@@ -312,7 +322,7 @@ def campaign(
             done = 0
             while active and (rounds is None or done < rounds):
                 for key in active:
-                    with heartbeats(ws.cfg.campaign.heartbeat_s):
+                    with beats():
                         one_video(root, key, 1, cluster)
                 done += 1
                 ws = Workspace.open(root)
@@ -325,7 +335,7 @@ def campaign(
 
             def one(key: str) -> dict | None:
                 try:
-                    with heartbeats(ws.cfg.campaign.heartbeat_s):
+                    with beats():
                         return one_video(root, key, rounds, cluster)
                 finally:
                     ramp.release(root, key)
@@ -363,7 +373,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="one video's round after another (for comparison)")  # fmt: skip
     args = parser.parse_args(argv)
     root = str(Path(args.workspace).resolve())
-    with heartbeats(Workspace.open(root).cfg.campaign.heartbeat_s):
+    with Heartbeats(Workspace.open(root).cfg.campaign.heartbeat_s)():
         ends = campaign(root, args.rounds, args.serial)
     for key, metrics in ends.items():
         print(key, metrics and {k: metrics[k] for k in ("round", "clicks_total", "miou")})
