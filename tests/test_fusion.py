@@ -12,6 +12,7 @@ from hvsa.method.fusion import (
     fuse,
     fuse_frame,
     guided_filter,
+    named_trust,
     one_hot,
     reach,
     weigh_named,
@@ -323,13 +324,16 @@ def _devices():
     return [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
 
 
-@pytest.mark.parametrize("shadow", [True, False], ids=["named-shadow", "named-walk"])
+@pytest.mark.parametrize(
+    "shadow,sigma", [(True, None), (False, None), (True, 20.0)],
+    ids=["named-shadow", "named-walk", "named-weighed"],
+)  # fmt: skip
 @pytest.mark.parametrize("device", _devices(), ids=str)
-def test_fusion_on_a_torch_device_gives_the_labels_of_the_host_kernels(device, shadow):
+def test_fusion_on_a_torch_device_gives_the_labels_of_the_host_kernels(device, shadow, sigma):
     """The same rule on a device (fusion_device) as on the host: full keyframes, pieces with
     void answers, a class layer and a frame's own labels; OpenCV samples bilinearly in 1/32
     pixel steps, so a few pixels near a tie may differ, never a human label."""
-    cfg = CFG.fusion.model_copy(update={"named_shadow": shadow})
+    cfg = CFG.fusion.model_copy(update={"named_shadow": shadow, "named_colour_sigma": sigma})
     frames, labels, _ = generate(10, 64, 80, seed=4)
     flow = compute_flow(frames, CFG.flow)
     c = len(CLASSES)
@@ -355,9 +359,12 @@ def test_fusion_on_a_torch_device_gives_the_labels_of_the_host_kernels(device, s
     net = torch.softmax(torch.randn(10, c, 32, 40, generator=torch.Generator().manual_seed(0)), 1)
     truth6 = torch.from_numpy(one_hot(labels[6, ::2, ::2], c))
     net[6] = 0.97 * truth6 + 0.03 / c
-    host = fuse(net, human, frames, flow, cfg, spoken, layers, complete, named=named)
+    regions = np.zeros(labels.shape, np.int32)
+    regions[6][named[6]] = 7
+    host = fuse(net, human, frames, flow, cfg, spoken, layers, complete, named=named,
+                regions=regions)  # fmt: skip
     dev = fuse(net, human, frames, flow, cfg, spoken, layers, complete, device=device,
-               named=named)  # fmt: skip
+               named=named, regions=regions)  # fmt: skip
     given = (human != VOID) & ~named
     assert (dev[0][given] == human[given]).all()
     overruled = named & (host[0] != human)
@@ -371,7 +378,7 @@ def test_fusion_on_a_torch_device_gives_the_labels_of_the_host_kernels(device, s
     only = np.zeros(10, bool)
     only[[2, 7]] = True
     again = fuse(net, human, frames, flow, cfg, spoken, layers, complete, only, dev,
-                 device=device, named=named)  # fmt: skip
+                 device=device, named=named, regions=regions)  # fmt: skip
     np.testing.assert_array_equal(again[0], dev[0])
     assert torch.equal(again[1], dev[1])
 
@@ -435,3 +442,56 @@ def test_a_named_label_ends_the_chain_unless_named_shadow_is_off():
     np.testing.assert_allclose(votes[1][inner], votes[0][inner] / 3, rtol=1e-2)
     as_drawn = carried_votes(human, labelled, flow, 0, 2, CFG.fusion, spoken=spoken, named=named)
     np.testing.assert_array_equal(as_drawn, drawn)
+
+
+def test_named_trust_weighs_a_named_pixel_by_its_colour_against_its_regions():
+    """Region 1: eight dark pixels and two bright ones (the minority its name is wrong for);
+    region 2: all mid grey; a drawn pixel and one nobody labelled count fully."""
+    colours = np.zeros((3, 6, 3), np.uint8)
+    named = np.zeros((3, 6), bool)
+    regions = np.zeros((3, 6), np.int32)
+    named[:2, :5] = True
+    regions[:2, :5] = 1
+    colours[0, 3:5] = 200  # two of region 1's ten pixels far from its median (0)
+    named[2, :4] = True
+    regions[2, :4] = 2
+    colours[2, :4] = 128
+    trust = named_trust(colours, named, regions, sigma=20.0)
+    assert trust.dtype == np.float32
+    np.testing.assert_allclose(trust[0, 3:5], np.exp(-200 / 20), rtol=1e-5)
+    assert (trust[0, :3] == 1).all() and (trust[1, :5] == 1).all()
+    assert (trust[2, :4] == 1).all(), "a region of one colour: every pixel as its median"
+    assert trust[0, 5] == trust[2, 5] == 1, "not named: counts fully"
+
+
+def test_a_doubtful_named_pixel_votes_less_and_leaves_the_chain_to_farther_labels():
+    """A still video: frame 1 named class 0 over a square whose top rows are another colour
+    (the minority the name is wrong for), frame 3 drawn class 1 over it. Seen from frame 0,
+    with ``named_colour_sigma`` the top rows' vote from frame 1 nearly vanishes and frame 3's
+    takes the pixel; the rest of the square stays frame 1's, as without it."""
+    frames = np.full((4, 32, 32, 3), 40, np.uint8)
+    frames[:, 8:12, 8:24] = 220
+    flow = compute_flow(frames, CFG.flow)
+    human = np.full((4, 32, 32), VOID, np.uint8)
+    human[1, 8:24, 8:24] = 0
+    human[3, 8:24, 8:24] = 1
+    labelled = np.array([False, True, False, True])
+    spoken = human != VOID
+    named = np.zeros(human.shape, bool)
+    named[1] = spoken[1]
+    regions = np.where(named, 5, 0).astype(np.int32)
+    plain = carried_votes(human, labelled, flow, 0, 2, CFG.fusion, frames, spoken, named=named,
+                          regions=regions)  # fmt: skip
+    weighed = CFG.fusion.model_copy(update={"named_colour_sigma": 20.0})
+    votes = carried_votes(human, labelled, flow, 0, 2, weighed, frames, spoken, named=named,
+                          regions=regions)  # fmt: skip
+    top, rest = (slice(9, 11), slice(10, 22)), (slice(14, 22), slice(10, 22))
+    assert (plain.argmax(0)[top] == 0).all() and plain[1][top].max() == 0
+    assert (votes.argmax(0)[top] == 1).all(), "frame 3's label takes the doubtful rows"
+    assert votes[0][top].max() < 1e-3
+    np.testing.assert_allclose(votes[:, rest[0], rest[1]], plain[:, rest[0], rest[1]], rtol=1e-5)
+    # in its own frame the doubtful rows keep the naming's odds times their trust
+    odds = np.array([9.0, 0.9])
+    belief = np.array([[0.5, 0.5], [0.5, 0.5]], np.float32)
+    out = weigh_named(belief, np.array([0, 0]), odds)
+    np.testing.assert_allclose(out[0], [10 / 11, 1.9 / 2.9], rtol=1e-6)

@@ -183,6 +183,10 @@ class FusionConfig(_Section):
     region_odds: float | None = Field(default=9.0, gt=0)
     # whether a named label ends a chain as a drawn one does (shadowing farther labels)
     named_shadow: bool = True
+    # a named pixel's colour against its region's median colour (mean absolute RGB difference)
+    # at which its label counts 1/e as much, in its own frame and carried; None: every named
+    # pixel alike (hvsa.method.fusion.named_trust)
+    named_colour_sigma: float | None = Field(default=None, gt=0)
 
 
 class LayersConfig(_Section):

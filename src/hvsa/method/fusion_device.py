@@ -86,7 +86,8 @@ class ChainWalker:
     ``frames`` (N,H,W,3) uint8 or None (no colour term), ``limit`` the frames a chain walks at
     most each way (:func:`hvsa.method.fusion.carry_limit`), ``named`` (N,H,W) bool or None the
     labels named for a whole region, which with ``cfg.named_shadow`` off vote but do not end a
-    chain.
+    chain; ``trust`` frame → how much each of its labels counts
+    (:func:`hvsa.method.fusion.named_trust`) or None, for labelled frames.
     """
 
     def __init__(
@@ -101,8 +102,11 @@ class ChainWalker:
         spoken: np.ndarray | None = None,
         cache: DeviceCache | None = None,
         named: np.ndarray | None = None,
+        trust: Callable[[int], np.ndarray | None] | None = None,
     ):
         self.human, self.flow, self.cfg, self.limit = human, flow, cfg, limit
+        self.trust = trust
+        self._weighed: dict[int, bool] = {}
         self.num_classes, self.device = num_classes, device
         self.frames, self.spoken = frames, spoken
         self.named = None if cfg.named_shadow else named  # walked past: they end no chain
@@ -207,8 +211,25 @@ class ChainWalker:
         if here is not None:
             there = _sample(self._colour(k).float(), grid, border=False)
             trust = trust * torch.exp(-(there - here).abs().mean(0) / self.cfg.photo_sigma)
+        weight = self._weight(k)
+        if weight is not None:  # hvsa.method.fusion._vote: doubtful named pixels count less
+            weight = _sample(weight[None], grid, border=False)[0]
+            carried = carried * weight[None]
+            cover = cover * weight
         votes += carried * (remaining * trust)[None]
         remaining *= 1 - cover.clamp(0, 1)
+
+    def _weight(self, k: int) -> torch.Tensor | None:
+        """Frame k's named_trust on the device, or None where its labels all count fully."""
+        if self.trust is None or self._weighed.get(k) is False:
+            return None
+        if k not in self._weighed:
+            weight = self.trust(k)
+            self._weighed[k] = weight is not None
+            if weight is None:
+                return None
+            return self.cache.get(("trust", k), lambda: weight)
+        return self.cache.get(("trust", k), lambda: self.trust(k))
 
 
 def _box(a: torch.Tensor, radius: int) -> torch.Tensor:
@@ -241,6 +262,7 @@ def fuse_frame(
     layer: np.ndarray | None = None,
     complete: np.ndarray | None = None,
     named: np.ndarray | None = None,
+    trust: np.ndarray | None = None,
 ) -> torch.Tensor:
     """:func:`hvsa.method.fusion.fuse_frame` on ``votes``'s device: (C,H,W) fused
     probabilities of one frame, on that device."""
@@ -266,7 +288,10 @@ def fuse_frame(
             # hvsa.method.fusion.weigh_named: the named class's belief times 1 + odds
             soft = mine & torch.from_numpy(np.asarray(named)).to(device)
             if soft.any():
-                weighted = fused * (1 + cfg.region_odds * hot)
+                odds = cfg.region_odds
+                if trust is not None:
+                    odds = odds * torch.from_numpy(np.asarray(trust, np.float32)).to(device)
+                weighted = fused * (1 + odds * hot)
                 weighted /= weighted.sum(0, keepdim=True).clamp_min(1e-8)
                 fused = torch.where(soft[None], weighted, fused)
                 mine &= ~soft

@@ -615,7 +615,8 @@ def _add_pseudo_labels(
     # without class layers: a layer says nothing of its frame's other classes, so the
     # network must not learn the classes it rules out as if a human had named them
     _, belief = fuse(pred.probs, state.human, ctx.video.frames, ctx.flow, fcfg, state.annotated,
-                     device=fusion_device(cfg), named=state.named)  # fmt: skip
+                     device=fusion_device(cfg), named=state.named,
+                     regions=state.provenance)  # fmt: skip
     conf = torch.empty(labels.shape, dtype=torch.float16)
     guess = torch.empty(labels.shape, dtype=torch.uint8)
     for start in range(0, len(belief), 16):  # a few frames at a time: belief may be on disk
@@ -694,7 +695,7 @@ def compose_labels(
         labels, probs = fuse(
             pred.probs, state.human, ctx.video.frames, ctx.flow, fcfg, state.annotated,
             state.layers, state.complete_mask(len(ctx.classes)), only, previous,
-            fusion_device(cfg), state.named,
+            fusion_device(cfg), state.named, state.provenance,
         )  # fmt: skip
         return labels, Prediction(probs, pred.features)
     if state.complete:
