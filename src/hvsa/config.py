@@ -186,7 +186,7 @@ class FusionConfig(_Section):
     # a named pixel's colour against its region's median colour (mean absolute RGB difference)
     # at which its label counts 1/e as much, in its own frame and carried; None: every named
     # pixel alike (hvsa.method.fusion.named_trust)
-    named_colour_sigma: float | None = Field(default=None, gt=0)
+    named_colour_sigma: float | None = Field(default=10.0, gt=0)
 
 
 class LayersConfig(_Section):
