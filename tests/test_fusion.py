@@ -480,7 +480,8 @@ def test_a_doubtful_named_pixel_votes_less_and_leaves_the_chain_to_farther_label
     named = np.zeros(human.shape, bool)
     named[1] = spoken[1]
     regions = np.where(named, 5, 0).astype(np.int32)
-    plain = carried_votes(human, labelled, flow, 0, 2, CFG.fusion, frames, spoken, named=named,
+    alike = CFG.fusion.model_copy(update={"named_colour_sigma": None})
+    plain = carried_votes(human, labelled, flow, 0, 2, alike, frames, spoken, named=named,
                           regions=regions)  # fmt: skip
     weighed = CFG.fusion.model_copy(update={"named_colour_sigma": 20.0})
     votes = carried_votes(human, labelled, flow, 0, 2, weighed, frames, spoken, named=named,
