@@ -325,8 +325,8 @@ def _devices():
 
 
 @pytest.mark.parametrize(
-    "shadow,sigma", [(True, None), (False, None), (True, 20.0)],
-    ids=["named-shadow", "named-walk", "named-weighed"],
+    "shadow,sigma", [(True, None), (False, None), (True, 20.0), (False, 20.0)],
+    ids=["named-shadow", "named-walk", "named-weighed", "named-walk-weighed"],
 )  # fmt: skip
 @pytest.mark.parametrize("device", _devices(), ids=str)
 def test_fusion_on_a_torch_device_gives_the_labels_of_the_host_kernels(device, shadow, sigma):
@@ -496,3 +496,23 @@ def test_a_doubtful_named_pixel_votes_less_and_leaves_the_chain_to_farther_label
     belief = np.array([[0.5, 0.5], [0.5, 0.5]], np.float32)
     out = weigh_named(belief, np.array([0, 0]), odds)
     np.testing.assert_allclose(out[0], [10 / 11, 1.9 / 2.9], rtol=1e-6)
+    # and fuse_frame gives each named pixel region_odds x its trust, on the host and a device
+    from hvsa.method import fusion_device
+
+    c, h, w = 2, 4, 4
+    net = torch.full((c, h, w), 0.5)
+    frame = np.zeros((h, w, 3), np.uint8)
+    own = np.zeros((h, w), np.uint8)
+    everywhere = np.ones((h, w), bool)
+    trust = np.ones((h, w), np.float32)
+    trust[0] = 0.1
+    still = np.zeros((c, h, w), np.float32)
+    cfg = CFG.fusion.model_copy(update={"guided_radius": 0})
+    got = fuse_frame(net, still, frame, own, cfg, named=everywhere, trust=trust)
+    before = fuse_frame(net, still, frame, np.full((h, w), VOID, np.uint8), cfg)
+    want = weigh_named(before.reshape(c, -1), own.reshape(-1), cfg.region_odds * trust.ravel())
+    np.testing.assert_allclose(got, want.reshape(c, h, w), rtol=1e-5)
+    assert got[0, 0, 0] < got[0, 1, 0], "the doubtful row keeps less of the naming"
+    dev = fusion_device.fuse_frame(net, torch.from_numpy(still), frame, own, cfg,
+                                   named=everywhere, trust=trust)  # fmt: skip
+    np.testing.assert_allclose(dev.numpy(), got, rtol=1e-5)

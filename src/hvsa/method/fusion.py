@@ -109,7 +109,9 @@ def named_trust(
     median colour of the named pixels of its region (``regions`` (H,W) int, e.g. the ledger
     event that gave them), 1 for every other pixel.
 
-    Why the median: the one click names the region's dominant class, and the dominant class's
+    Every region's pixels should share an id (a run gives each hand-in its ledger event);
+    named pixels of one id share one median. Why the median: the one click names the region's
+    dominant class, and the dominant class's
     pixels set the median colour; the pixels far from it are the minority the name is wrong
     for. Why not drop them: most of them are still named right (on CamVid 0016E5_15hz 61 % of
     those 80+ levels away), so they count less rather than not at all.
@@ -150,7 +152,8 @@ def carried_votes(
     too, else every frame's few void pixels kept each chain walking the whole window.
     ``memo`` keeps what is looked up per labelled frame across calls (:func:`fuse` passes one),
     keyed by frame index: share one only between calls on the same ``human``, ``spoken``,
-    ``named``, ``cfg.sparse_share`` and ``cfg.named_shadow``. ``named`` (N,H,W) bool: labels
+    ``named``, ``regions``, ``frames``, ``cfg.sparse_share``, ``cfg.named_shadow`` and
+    ``cfg.named_colour_sigma``. ``named`` (N,H,W) bool: labels
     named for a whole region, which with ``cfg.named_shadow`` off vote but cover nothing (the
     chain walks on past them; see the module's docstring); ``regions`` (N,H,W) int the region
     each label was named for, which with ``cfg.named_colour_sigma`` weighs each named pixel
@@ -292,6 +295,10 @@ def _vote(votes, remaining, human, spoken, frames, k, t, x, y, fit, cfg, at, fac
     its pixels land on a label, and resampling and weighting those alone is what makes fusion
     of partial labels cheap. ``at=None`` works on every pixel. Where ``facts.ends`` is given,
     only its pixels shade ``remaining`` (named labels walked past vote but end no chain).
+    Where ``facts.trust`` is given, its weight, sampled at the same points, scales both the
+    vote and the shading (a doubtful named pixel votes less and ends less of the chain);
+    sampled apart from the labels, so within a pixel of a weighed named pixel a drawn label's
+    vote is scaled by the blend of the two weights.
     """
     if at is None:
         pick, here = (lambda a: a), frames[t].transpose(2, 0, 1) if frames is not None else None
