@@ -31,6 +31,7 @@ import base64
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -313,6 +314,7 @@ def main() -> None:
                 for k in range(args.repeats) for d in args.designs.split(",")]  # fmt: skip
     finally:
         stack.down(base / "stack")
+        shutil.rmtree(base, ignore_errors=True)  # the workspaces of every run: gigabytes
     table = pd.DataFrame([row for row, _ in done])
     print(table.to_string(index=False))
     if args.repeats > 1:

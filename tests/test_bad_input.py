@@ -635,3 +635,20 @@ def test_an_out_folder_nobody_may_write_is_refused_in_one_line(env, tmp_path):
     assert done.returncode == 2, err
     assert err == f"hvsa: error: cannot write to {out}: {locked} is not writable", err
     assert not out.exists() and not any(locked.iterdir())
+
+
+def test_a_refused_run_from_nothing_leaves_no_network_behind(env, tmp_path, monkeypatch, capsys):
+    """Without --model the run makes a network that knows nothing in a temporary folder and
+    moves it into the run's folder once that is its own; refused before (here: the oracle
+    without ground truth), the temporary folder goes too."""
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    video = _video(tmp_path, env)
+    shutil.rmtree(video / "labels")
+    argv = ["run", str(video), "--out", str(tmp_path / "out"), "--set", "model.device=cpu"]
+    assert main(argv) != 0
+    assert "needs ground truth" in capsys.readouterr().err
+    assert list(scratch.iterdir()) == []

@@ -139,25 +139,28 @@ def _run(
         if not Path(model_path).is_file():  # made aside, moved in once the folder is ours
             new_start = _start_from_nothing(video, cfg, classes_file)
             model_path = str(new_start)
-    model, classes, _ = load_checkpoint(model_path, device)
-    check_classes(video, classes)
-    annotator = make_annotator(cfg.annotation)
-    if cfg.annotation.annotator != "human" and video.labels is None:
-        raise HvsaError(
-            f"the {cfg.annotation.annotator} annotator needs ground truth, and {video_path} has "
-            "no labels/"
-        )
-    existing = None
-    if labels is not None and labels.get("source") is not None:
-        existing = load_existing(labels["source"], video, classes, labels["fmt"], labels["by"],
-                                 labels["clicks"], video.void_id)  # fmt: skip
-        print(f"existing labels: {len(existing.labels)} frames from {existing.source} "
-              f"({existing.fmt}), clicks {existing.clicks}")  # fmt: skip
-    manifest = run_manifest(cfg, Path(video_path), Path(model_path), existing)
-    last = open_out(Path(out), manifest, cfg.campaign.ledger, fresh)
-    if new_start is not None:
-        shutil.move(new_start, Path(out) / FRESH_MODEL)
-        shutil.rmtree(new_start.parent, ignore_errors=True)
+    try:
+        model, classes, _ = load_checkpoint(model_path, device)
+        check_classes(video, classes)
+        annotator = make_annotator(cfg.annotation)
+        if cfg.annotation.annotator != "human" and video.labels is None:
+            raise HvsaError(
+                f"the {cfg.annotation.annotator} annotator needs ground truth, and {video_path} "
+                "has no labels/"
+            )
+        existing = None
+        if labels is not None and labels.get("source") is not None:
+            existing = load_existing(labels["source"], video, classes, labels["fmt"],
+                                     labels["by"], labels["clicks"], video.void_id)  # fmt: skip
+            print(f"existing labels: {len(existing.labels)} frames from {existing.source} "
+                  f"({existing.fmt}), clicks {existing.clicks}")  # fmt: skip
+        manifest = run_manifest(cfg, Path(video_path), Path(model_path), existing)
+        last = open_out(Path(out), manifest, cfg.campaign.ledger, fresh)
+        if new_start is not None:
+            shutil.move(new_start, Path(out) / FRESH_MODEL)
+    finally:  # a refused run leaves no network behind in the temporary folder
+        if new_start is not None:
+            shutil.rmtree(new_start.parent, ignore_errors=True)
     if last is not None:
         print(f"resuming the run in {out} after round {last}")
     loop = AnnotationLoop(
