@@ -213,12 +213,16 @@ def _run_flow(
     if flow.returncode != 0:
         raise SystemExit(f"{design}: the campaign flow failed:\n{output[-3000:]}")
     first = min((p.first_work for p in people if p.first_work is not None), default=ended)
-    span = [ended - first for _ in people]
-    idle = 1 - sum(p.busy_s for p in people) / max(sum(span), 1e-9)
+    busy = sum(p.busy_s for p in people)
+
+    def idle_until(end: float) -> float:
+        return 1 - busy / max(len(people) * (end - first), 1e-9)
+
+    idle = idle_until(ended)
     # the same share up to the last hand-in: after it nothing is left to label, and the wait to
     # the end (the last round's fine-tuning and labels, which need its labels) is no one's
     last = max((e[3] for p in people for e in p.events), default=ended)
-    working = 1 - sum(p.busy_s for p in people) / max(len(people) * (last - first), 1e-9)
+    working = idle_until(last)
     errors = [e for p in people for e in p.errors]
     if errors:
         print(f"{design}: {len(errors)} passing errors, e.g. {errors[0]}", flush=True)

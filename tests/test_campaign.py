@@ -18,14 +18,16 @@ pytestmark = pytest.mark.slow  # real git, DVC, Prefect and MLflow
 
 @pytest.fixture(scope="module")
 def two_rounds(tiny_videos, pretrained, tmp_path_factory, prefect_api):
-    """Two rounds of the real Prefect flow over real DVC stages in a git+DVC workspace."""
-    from hvsa.campaign.flow import campaign
+    """Two rounds of the real Prefect flow over real DVC stages in a git+DVC workspace: the
+    first as the flow itself, the second as ``hvsa campaign run`` starts it (``run_campaign``,
+    the workspace's heartbeat setting around the campaign's run)."""
+    from hvsa.campaign.flow import campaign, run_campaign
 
     base = tmp_path_factory.mktemp("campaign")
     params = write_fast_params(base / "params.yaml")
     ws = init_workspace(base / "ws", "test", pretrained, {"cam": str(tiny_videos[0])}, params)
     first = campaign(str(ws.root), rounds=1)
-    second = campaign(str(ws.root), rounds=1)
+    second = run_campaign(str(ws.root), rounds=1)
     return ws.root, first, second
 
 

@@ -350,10 +350,9 @@ def cmd_campaign(args: argparse.Namespace) -> None:
             _print_campaign(Workspace.open(root))
         return
     if args.action == "run":
-        from hvsa.campaign.flow import Heartbeats, campaign
+        from hvsa.campaign.flow import run_campaign
 
-        with Heartbeats(Workspace.open(root).cfg.campaign.heartbeat_s)():
-            campaign(str(root.resolve()), args.rounds)
+        run_campaign(str(root), args.rounds)
     _print_campaign(Workspace.open(root))
 
 

@@ -355,6 +355,16 @@ def campaign(
     return {key: round_metrics(ws, key) for key in ws.campaign.videos}
 
 
+def run_campaign(
+    workspace: str, rounds: int | None = None, serial: bool = False
+) -> dict[str, dict | None]:
+    """:func:`campaign` started in this process with the workspace's ``campaign.heartbeat_s``
+    for its own run too: what ``hvsa campaign run`` and ``flows/campaign.py`` start."""
+    root = str(Path(workspace).resolve())
+    with Heartbeats(Workspace.open(root).cfg.campaign.heartbeat_s)():
+        return campaign(root, rounds, serial)
+
+
 @flow(name="hvsa-campaign-inbox")
 def scan_and_run(workspace: str, inbox: str, rounds: int | None = None) -> list[str]:
     """Add new inbox videos to the campaign, then run its rounds; returns the added keys."""
@@ -372,10 +382,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--serial", action="store_true",
                         help="one video's round after another (for comparison)")  # fmt: skip
     args = parser.parse_args(argv)
-    root = str(Path(args.workspace).resolve())
-    with Heartbeats(Workspace.open(root).cfg.campaign.heartbeat_s)():
-        ends = campaign(root, args.rounds, args.serial)
-    for key, metrics in ends.items():
+    for key, metrics in run_campaign(args.workspace, args.rounds, args.serial).items():
         print(key, metrics and {k: metrics[k] for k in ("round", "clicks_total", "miou")})
 
 
