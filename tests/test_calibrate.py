@@ -69,6 +69,38 @@ def test_calibration_takes_the_best_radius_keeps_the_configured_one_on_a_tie(mon
     assert calibrated(cfg, None, few, None, None) is cfg, "too few labelled frames to probe"
 
 
+def test_the_network_weight_is_scored_by_the_network_as_if_unseen_and_by_its_own_vote():
+    """Labelled frames alternate classes 2 and 4, so a probe fused from its neighbours gets
+    the other class. A network whose votes (as if unseen, and its own) say the probe's class
+    wins at a large weight; one whose votes are wrong keeps the configured weight."""
+    frames, _ = shifting_video(frames=6, shift=0)
+    flow = compute_flow(frames, CFG.flow)
+    human = np.stack([np.full(frames.shape[1:3], 2 if f % 2 == 0 else 4, np.uint8)
+                      for f in range(6)])  # fmt: skip
+    cfg = CFG.fusion.model_copy(update={
+        "radius_choices": [], "calibration_probes": 2, "network_weight_choices": [10.0],
+    })  # fmt: skip
+
+    def one_hot(cls: np.ndarray) -> torch.Tensor:
+        return torch.nn.functional.one_hot(torch.from_numpy(cls).long(), len(CLASSES)).permute(
+            0, 3, 1, 2
+        ).float()[..., :32, :40]
+
+    own = one_hot(human)  # right everywhere
+    right = {2: own[2], 3: own[3]}
+    wrong = {2: own[3], 3: own[2]}
+    readings = calibrate.weight_scores(own, human, frames, flow, cfg, None, [0.005, 10.0], wrong)
+    assert np.allclose(readings, [[0, 0], [0, 1]]), "(unseen, own) x (carried wins, net wins)"
+    assert calibrated(cfg, own, human, frames, flow, None, right).network_weight == 10.0
+    # both readings wrong: the carried labels are no worse, and the configured weight stays
+    swapped = torch.stack([own[1], own[0], own[3], own[2], own[5], own[4]])
+    assert calibrated(cfg, swapped, human, frames, flow, None, wrong).network_weight == 0.005
+    assert calibrated(cfg, own, human, frames, flow, None, None) is cfg, "no unseen vote"
+    assert calibrated(cfg, own, human, frames, flow, None, {2: own[2]}) is cfg, "too few probes"
+    off = cfg.model_copy(update={"network_weight_choices": []})
+    assert calibrated(off, own, human, frames, flow, None, right) is off
+
+
 def test_the_loop_records_the_radius_it_calibrated(tiny_videos, pretrained, tmp_path, monkeypatch):
     calls = []
 
@@ -86,6 +118,26 @@ def test_the_loop_records_the_radius_it_calibrated(tiny_videos, pretrained, tmp_
              for r in (0, 1, 2)]  # fmt: skip
     assert radii == [CFG.fusion.guided_radius, 0, 0], "nothing labelled yet, then calibrated"
     assert calls and all(n == 2 for n in calls)
+
+
+def test_the_loop_records_the_network_weight_it_calibrated(tiny_videos, pretrained, tmp_path,
+                                                           monkeypatch):  # fmt: skip
+    probed = []
+
+    def prefer_half(net, human, frames, flow, cfg, spoken, weights, unseen):
+        probed.append(sorted(unseen))
+        return np.array([[1.0 if w == 0.5 else 0.5 for w in weights]] * 2)
+
+    monkeypatch.setattr(calibrate, "weight_scores", prefer_half)
+    out = tmp_path / "weighed"
+    args = run_args(tiny_videos[0], pretrained, out, "frame", 2, rounds=2)
+    sets = ["--set", "finetune.steps=2", "--set", "fusion.calibration_probes=2",
+            "--set", "fusion.estimate_from=2", "--set", "fusion.network_weight_choices=[0.5]"]
+    assert main([*args, *sets]) == 0
+    weights = [json.loads((out / f"round_{r:02d}" / "metrics.json").read_text())["network_weight"]
+               for r in (0, 1, 2)]  # fmt: skip
+    assert weights == [CFG.fusion.network_weight, 0.5, 0.5], "nothing labelled yet, then probed"
+    assert [len(p) for p in probed] == [2, 2], "the estimate's probes, each round"
 
 
 def _probs(top: np.ndarray, second: float) -> np.ndarray:

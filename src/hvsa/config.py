@@ -187,6 +187,10 @@ class FusionConfig(_Section):
     # at which its label counts 1/e as much, in its own frame and carried; None: every named
     # pixel alike (hvsa.method.fusion.named_trust)
     named_colour_sigma: float | None = Field(default=10.0, gt=0)
+    # the network's vote weights a round picks among by the estimate's probes, each fused
+    # without its own labels and with the network's vote as if unseen (mirrored); [] = always
+    # network_weight (hvsa.method.calibrate.calibrated)
+    network_weight_choices: list[Annotated[float, Field(gt=0)]] = []
 
 
 class LayersConfig(_Section):

@@ -84,6 +84,7 @@ def hidden_fusions(
     cfgs: list[FusionConfig],
     spoken: np.ndarray | None,
     probes: np.ndarray,
+    unseen: Mapping[int, torch.Tensor] | None = None,
 ) -> Iterator[tuple[int, int, np.ndarray]]:
     """(probe index, setting index, (C,H,W) fused probabilities) of each probe fused without
     its own labels under each setting of ``cfgs``.
@@ -91,15 +92,17 @@ def hidden_fusions(
     Votes are carried once per probe and distinct :data:`VOTE_FIELDS`, so settings that differ
     only in how the votes are fused (radius, ε, network weight) cost one fusion each. The
     network's vote at a probe comes from a network fine-tuned on that probe's labels, so a
-    score flatters settings that lean on the network: compare guided radii with it, not
-    network weights.
+    score flatters settings that lean on the network: compare guided radii with it, and
+    network weights only with ``unseen`` (frame → (C,h,w), the vote as if the network had not
+    seen the probe, ``predict.predict_mirrored``) in its place.
     """
     nothing = np.full(human.shape[1:], VOID, np.uint8)
     carried = hidden_votes(human, frames, flow, cfgs, spoken, probes, net_probs.shape[1])
     for k, votes in carried:
-        p = probes[k]
+        p = int(probes[k])
+        net = unseen[p] if unseen is not None and p in unseen else net_probs[p]
         for i, (c, v) in enumerate(zip(cfgs, votes, strict=True)):
-            yield k, i, fuse_frame(net_probs[p], v, frames[p], nothing, c)
+            yield k, i, fuse_frame(net, v, frames[p], nothing, c)
 
 
 def leave_one_out_confusions(
@@ -111,14 +114,15 @@ def leave_one_out_confusions(
     spoken: np.ndarray | None,
     probes: np.ndarray,
     by_probe: bool = False,
+    unseen: Mapping[int, torch.Tensor] | None = None,
 ) -> np.ndarray:
     """(S,C,C) confusion of each fusion setting on the ``probes``' human labels, each probe
     fused without its own (rows: the human's class); (S,P,C,C), one per probe, with
     ``by_probe``. Pooled over the probes, so a class seen on one probe counts as much as on
-    all (:func:`hidden_fusions`)."""
+    all (:func:`hidden_fusions`, which ``unseen`` is passed to)."""
     num_classes = net_probs.shape[1]
     cms = np.zeros((len(cfgs), len(probes), num_classes, num_classes), np.int64)
-    fusions = hidden_fusions(net_probs, human, frames, flow, cfgs, spoken, probes)
+    fusions = hidden_fusions(net_probs, human, frames, flow, cfgs, spoken, probes, unseen)
     for k, i, fused in fusions:
         cms[i, k] = confusion(human[probes[k]], fused.argmax(0).astype(np.uint8), num_classes)
     return cms if by_probe else cms.sum(1)
@@ -171,10 +175,10 @@ def class_quality(cm: np.ndarray) -> np.ndarray:
     return out
 
 
-def leave_one_out_scores(*args: Any) -> np.ndarray:
+def leave_one_out_scores(*args: Any, **kwargs: Any) -> np.ndarray:
     """mIoU of each fusion setting by :func:`leave_one_out_confusions` (same arguments); NaN
     where the probes hold no labelled pixel."""
-    cms = leave_one_out_confusions(*args)
+    cms = leave_one_out_confusions(*args, **kwargs)
     out = np.full(len(cms), np.nan)
     for i, cm in enumerate(cms):
         truth_pixels = cm.sum(1)
@@ -198,6 +202,46 @@ def radius_scores(
     return leave_one_out_scores(net_probs, human, frames, flow, cfgs, spoken, probes)
 
 
+def weight_scores(
+    net_probs: torch.Tensor,
+    human: np.ndarray,
+    frames: np.ndarray,
+    flow: Flow,
+    cfg: FusionConfig,
+    spoken: np.ndarray | None,
+    weights: list[float],
+    unseen: Mapping[int, torch.Tensor],
+) -> np.ndarray:
+    """(2,W) mIoU of ``cfg`` with each network weight in ``weights`` at the frames of
+    ``unseen``, each fused without its own labels: row 0 with the network's vote there from
+    ``unseen`` (as if it had not seen the probe), row 1 with its own (it was fine-tuned on the
+    probe). The votes are carried once per probe; NaN where the probes hold no label."""
+    probes = np.array(sorted(unseen), np.intp)
+    n = net_probs.shape[1]
+    cms = np.zeros((2, len(weights), n, n), np.int64)
+    cfgs = [cfg.model_copy(update={"network_weight": w}) for w in weights]
+    nothing = np.full(human.shape[1:], VOID, np.uint8)
+    for k, (votes,) in hidden_votes(human, frames, flow, [cfg], spoken, probes, n):
+        p = int(probes[k])
+        for j, net in enumerate((unseen[p], net_probs[p])):
+            for i, c in enumerate(cfgs):
+                fused = fuse_frame(net, votes, frames[p], nothing, c)
+                cms[j, i] += confusion(human[p], fused.argmax(0).astype(np.uint8), n)
+    out = np.full((2, len(weights)), np.nan)
+    for j, i in np.ndindex(out.shape):
+        truth_pixels = cms[j, i].sum(1)
+        if truth_pixels.sum():
+            out[j, i] = np.nanmean(iou_per_class(cms[j, i], truth_pixels))
+    return out
+
+
+def _preferred(values: list, scores: np.ndarray, configured: Any) -> Any:
+    """The value of the best score; a tie keeps ``configured``, then the first (smallest)."""
+    best = np.nanmax(scores)
+    winners = [v for v, s in zip(values, scores, strict=True) if s >= best - 1e-12]
+    return configured if configured in winners else winners[0]
+
+
 def calibrated(
     cfg: FusionConfig,
     net_probs: torch.Tensor,
@@ -205,22 +249,36 @@ def calibrated(
     frames: np.ndarray,
     flow: Flow,
     spoken: np.ndarray | None = None,
+    unseen: Mapping[int, torch.Tensor] | None = None,
 ) -> FusionConfig:
-    """``cfg`` with the guided radius its leave-one-out score prefers.
+    """``cfg`` with the guided radius its leave-one-out score prefers, then the network weight.
 
-    Unchanged when fusion or calibration is off (``cfg.radius_choices`` empty) or there is
-    nothing to probe yet; a tie keeps the configured radius, then the smaller one.
+    The radius: unchanged when fusion or calibration is off (``cfg.radius_choices`` empty) or
+    there is nothing to probe yet; a tie keeps the configured radius, then the smaller one.
+
+    The network weight (``cfg.network_weight_choices``): scored at the frames of ``unseen``
+    (the round's estimate probes, labelled in full) once there are ``calibration_probes`` of
+    them, by the mean of two readings (:func:`weight_scores`): the network's vote there as if
+    it had not been fine-tuned on them (its mirror image, ``steps.unseen_votes``), which reads
+    it low (the mirror loses the video's left-right layout), and its own vote, which reads it
+    high. Why: how good the network is beside the carried labels differs by video and by
+    round; at 1 Hz a label carried one second along the flow outvotes at the configured
+    weight a network that by then has most pixels right.
     """
-    if not cfg.enabled or not cfg.radius_choices:
+    if not cfg.enabled:
         return cfg
-    probes = probe_frames(human, cfg.calibration_probes)
-    if probes.size == 0:
-        return cfg
-    radii = sorted(set(cfg.radius_choices) | {cfg.guided_radius})
-    scores = radius_scores(net_probs, human, frames, flow, cfg, spoken, radii, probes)
-    if np.isnan(scores).all():
-        return cfg
-    best = np.nanmax(scores)
-    winners = [r for r, s in zip(radii, scores, strict=True) if s >= best - 1e-12]
-    radius = cfg.guided_radius if cfg.guided_radius in winners else winners[0]
-    return cfg.model_copy(update={"guided_radius": radius})
+    probes = probe_frames(human, cfg.calibration_probes) if cfg.radius_choices else []
+    if len(probes):
+        radii = sorted(set(cfg.radius_choices) | {cfg.guided_radius})
+        scores = radius_scores(net_probs, human, frames, flow, cfg, spoken, radii, probes)
+        if not np.isnan(scores).all():
+            radius = _preferred(radii, scores, cfg.guided_radius)
+            cfg = cfg.model_copy(update={"guided_radius": radius})
+    if cfg.network_weight_choices and unseen and len(unseen) >= cfg.calibration_probes:
+        weights = sorted(set(cfg.network_weight_choices) | {cfg.network_weight})
+        readings = weight_scores(net_probs, human, frames, flow, cfg, spoken, weights, unseen)
+        scores = readings.mean(0)
+        if not np.isnan(scores).all():
+            weight = _preferred(weights, scores, cfg.network_weight)
+            cfg = cfg.model_copy(update={"network_weight": weight})
+    return cfg

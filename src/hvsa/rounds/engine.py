@@ -220,7 +220,9 @@ def label_round(
     network's prediction, which votes with ``pred`` where ``fusion.vote_networks`` says so
     (:func:`network_vote`). ``network`` (the model that made ``pred``, and its device): the
     view then holds its vote at the estimate's probes as if unseen (``steps.unseen_votes``),
-    which the round's measurement takes; without it the estimate reads the network's own.
+    which the network weight is calibrated by (``fusion.network_weight_choices``) and the
+    round's measurement takes; without it the weight stays as configured and the estimate
+    reads the network's own.
 
     ``previous`` is the last round's view and labels: when this round left the network as it
     was (a round of class layers) and calibrated the same fusion settings, only the frames
@@ -230,7 +232,14 @@ def label_round(
     t0 = time.perf_counter()
     own = pred
     pred = network_vote(own, earlier, cfg, previous[0] if previous is not None else None)
-    fusion = fusion_settings(ctx, pred, state, cfg)
+    unseen = None
+    if network is not None:
+        kept = previous[0].unseen if previous is not None and previous[0].pred is pred else None
+        probes = estimate_probes(state, cfg, cfg.fusion.estimate_from)
+        same = kept is not None and sorted(kept) == probes.tolist()
+        unseen = kept if same else unseen_votes(network[0], ctx, probes, cfg, network[1])
+    t_votes = time.perf_counter()
+    fusion = fusion_settings(ctx, pred, state, cfg, unseen)
     t1 = time.perf_counter()
     only, before = None, None
     if previous is not None and cfg.fusion.enabled:
@@ -242,16 +251,10 @@ def label_round(
     state.touched.clear()
     state.touched_layers.clear()
     t2 = time.perf_counter()
-    unseen = None
-    if network is not None:
-        kept = previous[0].unseen if previous is not None and previous[0].pred is pred else None
-        probes = estimate_probes(state, cfg, cfg.fusion.estimate_from)
-        same = kept is not None and sorted(kept) == probes.tolist()
-        unseen = kept if same else unseen_votes(network[0], ctx, probes, cfg, network[1])
     if timings is not None:
-        timings |= {"calibrate": t1 - t0, "labels": t2 - t1}
+        timings |= {"calibrate": t1 - t_votes, "labels": t2 - t1}
         if network is not None:
-            timings["probe_votes"] = time.perf_counter() - t2
+            timings["probe_votes"] = t_votes - t0
     voted = pred is not own
     return labels, View(pred, belief, fusion, fused=only, own=own if voted else None,
                         earlier=earlier if voted else None, unseen=unseen)  # fmt: skip
@@ -530,6 +533,7 @@ def measure_round(
         timings={k: round(v, 3) for k, v in timings.items()},
         peak_memory_mb=peak_mb,
         guided_radius=view.fusion.guided_radius if cfg.fusion.enabled else None,
+        network_weight=view.fusion.network_weight if cfg.fusion.enabled else None,
         miou_estimate=None if np.isnan(estimate) else estimate,
         miou_estimate_from=source,
         miou_interval=interval,

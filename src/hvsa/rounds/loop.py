@@ -156,8 +156,9 @@ class AnnotationLoop:
             self.results.append(RoundResult(**metrics))
         pred = predict_video(self.model, self.ctx, self.cfg, self.device)
         self.labels, self.view = label_round(
-            self.ctx, pred, self.state, self.cfg, earlier=self._earlier_prediction()
-        )
+            self.ctx, pred, self.state, self.cfg, earlier=self._earlier_prediction(),
+            network=(self.model, self.device),
+        )  # fmt: skip
         return done[-1]
 
     def _earlier_prediction(self) -> Prediction | None:

@@ -21,6 +21,7 @@ class RoundResult:
     timings: dict[str, float] = field(default_factory=dict)
     peak_memory_mb: float | None = None
     guided_radius: int | None = None  # the fusion's guided radius this round (calibrate.py)
+    network_weight: float | None = None  # the network's vote weight this round (calibrate.py)
     miou_estimate: float | None = None  # the labels' mIoU estimated without truth (engine.py)
     miou_estimate_from: str | None = None  # "leave-one-out" (labelled frames hidden) | "belief"
     # [low, high] of the estimate at fusion.estimate_level (leave-one-out only: engine.py)

@@ -656,13 +656,19 @@ def finetune_model(
 
 
 def fusion_settings(
-    ctx: VideoContext, pred: Prediction, state: LoopState, cfg: Config
+    ctx: VideoContext,
+    pred: Prediction,
+    state: LoopState,
+    cfg: Config,
+    unseen: dict[int, torch.Tensor] | None = None,
 ) -> FusionConfig:
     """This round's fusion settings: params.yaml's, with the guided radius calibrated on the
-    human labels so far (``calibrate.py``)."""
+    human labels so far, and the network weight on the estimate's probes with the network's
+    vote there from ``unseen`` where given (:func:`unseen_votes`; ``calibrate.py``)."""
     return calibrated(
-        cfg.fusion, pred.probs, state.human, ctx.video.frames, ctx.flow, state.annotated
-    )
+        cfg.fusion, pred.probs, state.human, ctx.video.frames, ctx.flow, state.annotated,
+        unseen,
+    )  # fmt: skip
 
 
 def fusion_device(cfg: Config) -> torch.device | None:

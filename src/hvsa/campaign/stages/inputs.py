@@ -255,7 +255,7 @@ def read_view(ws: Workspace, key: str, folder: Path) -> View:
     if pred is None:
         pred = predict_video(model, ctx, ws.cfg, device)
     state = read_state(folder / "human.npz")
-    _, view = label_round(ctx, pred, state, ws.cfg, earlier=earlier)
+    _, view = label_round(ctx, pred, state, ws.cfg, earlier=earlier, network=(model, device))
     keep_view(ws, key, folder, view)
     return view
 
