@@ -18,8 +18,12 @@ pixels people labelled in it and the share of them the ground truth disagrees wi
 class): what a round's new human labels hand in wrong. ``--region-odds V [V ...]`` fuses both
 rounds again with each ``fusion.region_odds`` (0 = the labels certain) and every human label
 named (``region_odds_V_before``, ``region_odds_V``): what weighing a superpixel's one-class label
-as evidence does to the fall. Every label of a superpixel run was handed in as one class by the
-oracle, so a run saved before the marks existed is marked in full.
+as evidence does to the fall. ``--settings`` fuses each of the two rounds (its human labels and
+its network) with each round's recorded fusion settings, the guided radius and the network
+weight, held fixed (``settings_<labels round>_<settings round>``): did a change of the
+calibrated settings lower the labels, or the new labels under the same settings? Every label
+of a superpixel run was handed in as one class by the oracle, so a run saved before the marks
+existed is marked in full.
 
     .venv/bin/python benchmarks/blame_probe.py ../shared/datasets/camvid/clips/0016E5_15hz \\
         runs/sp_e16/runs/hvsa-superpixel-paper --rounds 7 --erode 3 \\
@@ -38,7 +42,7 @@ from probe_common import CPU, open_round, open_run, parse, save_table
 from hvsa.data.video import VOID
 from hvsa.method.predict import predict
 from hvsa.rounds.engine import label_round
-from hvsa.rounds.steps import score
+from hvsa.rounds.steps import compose_labels, score
 
 
 def eroded(human: np.ndarray, d: int) -> np.ndarray:
@@ -72,6 +76,8 @@ def main() -> None:
                         help="only what each round's new human labels hand in wrong")
         ap.add_argument("--erode", type=int, default=0,
                         help="also fuse both rounds with the human labels' regions shrunk by D px")
+        ap.add_argument("--settings", action="store_true",
+                        help="also fuse both rounds under both rounds' recorded fusion settings")
         ap.add_argument("--region-odds", type=float, nargs="+", default=[],
                         help="also fuse both rounds with the labels named at these odds")
 
@@ -114,6 +120,15 @@ def main() -> None:
                 shrunk[name] = score(video, labels, ctx.classes)[0]
         metrics = [json.loads((args.run / f"round_{k:02d}" / "metrics.json").read_text())
                    for k in (r - 1, r)]  # fmt: skip
+        if args.settings:
+            recorded = [cfg.fusion.model_copy(update={
+                "guided_radius": m["guided_radius"],
+                "network_weight": m.get("network_weight") or cfg.fusion.network_weight,
+            }) for m in metrics]  # fmt: skip
+            for k_labels, st, pred in ((r - 1, state_before, net_before), (r, state, net)):
+                for k_set, fcfg in zip((r - 1, r), recorded, strict=True):
+                    labels, _ = compose_labels(ctx, pred, st, cfg, fcfg)
+                    shrunk[f"settings_{k_labels}_{k_set}"] = score(video, labels, ctx.classes)[0]
         rows.append({
             "round": r, "clicks": state.clicks_total,
             "labels_miou_before": metrics[0]["miou"], "labels_miou": metrics[1]["miou"],

@@ -14,7 +14,10 @@ tuning: the method must find its weight without ground truth.
 
 ``--powers`` and ``--sigmas`` also vary how a carried vote falls with distance
 (``fusion.distance_power``) and chain error (``fusion.sigma``); the votes are carried once per
-pair.
+pair. ``--calibration`` also writes, per weight, what the round's calibration scores it by
+without ground truth (``calibration_score``: the estimate's probes fused without their own
+labels, the network's vote there its mirror image, ``calibrate.weight_scores``) and the same
+with the network's own vote at the probes (``own_vote_score``, which it was fine-tuned on).
 """
 
 from __future__ import annotations
@@ -33,9 +36,11 @@ from probe_common import (  # the sibling module (scripts run from here)
 )
 from tqdm import tqdm
 
+from hvsa.method.calibrate import weight_scores
 from hvsa.method.fusion import carried_votes, fuse_frame
 from hvsa.method.metrics import miou
 from hvsa.method.predict import predict
+from hvsa.rounds.steps import estimate_probes, unseen_votes
 
 WEIGHTS = (0.0, 0.005, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
@@ -46,6 +51,8 @@ def main() -> None:
         ap.add_argument("--weights", type=float, nargs="+", default=list(WEIGHTS))
         ap.add_argument("--powers", type=float, nargs="+", help="distance powers (default: cfg's)")
         ap.add_argument("--sigmas", type=float, nargs="+", help="chain sigmas (default: cfg's)")
+        ap.add_argument("--calibration", action="store_true",
+                        help="also the calibration's scores of each weight")  # fmt: skip
 
     args = parse(__doc__, options)
     cfg, video, flow = open_run(args)
@@ -57,6 +64,14 @@ def main() -> None:
         human, free = state.human, unlabelled(state)
         n_cls, names = len(ctx.classes), ctx.classes.names
         labelled = int((~free).sum())
+        scored: dict[float, tuple[float, float]] = {}
+        if args.calibration:
+            probes = estimate_probes(state, cfg, cfg.fusion.estimate_from)
+            unseen = unseen_votes(model, ctx, probes, cfg, CPU)
+            readings = weight_scores(probs, human, video.frames, flow, cfg.fusion,
+                                     state.annotated, args.weights, unseen)  # fmt: skip
+            for i, w in enumerate(args.weights):
+                scored[w] = (float(readings[0, i]), float(readings[1, i]))
         rows.append({"round": r, "labelled": labelled, "weight": "network alone",
                      "miou_unlabelled": network_miou(model, ctx, state, cfg)})  # fmt: skip
         powers = args.powers or [cfg.fusion.distance_power]
@@ -78,10 +93,14 @@ def main() -> None:
                 rows.append({"round": r, "labelled": labelled, "distance_power": power,
                              "sigma": sigma, "weight": wgt, "miou_unlabelled": value,
                              **per_class})  # fmt: skip
-                print(r, power, sigma, wgt, round(value, 4), flush=True)
+                if wgt in scored:
+                    rows[-1] |= dict(zip(("calibration_score", "own_vote_score"), scored[wgt],
+                                         strict=True))  # fmt: skip
+                print(r, power, sigma, wgt, round(value, 4), scored.get(wgt), flush=True)
     table = save_table(rows, args.csv)
     shown = [c for c in ("round", "labelled", "distance_power", "sigma", "weight",
-                         "miou_unlabelled") if c in table]  # fmt: skip
+                         "miou_unlabelled", "calibration_score", "own_vote_score")
+             if c in table]  # fmt: skip
     print(table[shown].to_string(index=False))
 
 
