@@ -72,7 +72,7 @@ def test_calibration_takes_the_best_radius_keeps_the_configured_one_on_a_tie(mon
 def test_the_network_weight_is_scored_by_the_network_as_if_unseen_and_by_its_own_vote():
     """Labelled frames alternate classes 2 and 4, so a probe fused from its neighbours gets
     the other class. A network whose votes (as if unseen, and its own) say the probe's class
-    wins at a large weight; one whose votes are wrong keeps the configured weight."""
+    wins at a large weight; where the two readings disagree, the reading setting decides."""
     frames, _ = shifting_video(frames=6, shift=0)
     flow = compute_flow(frames, CFG.flow)
     human = np.stack([np.full(frames.shape[1:3], 2 if f % 2 == 0 else 4, np.uint8)
@@ -82,9 +82,8 @@ def test_the_network_weight_is_scored_by_the_network_as_if_unseen_and_by_its_own
     })  # fmt: skip
 
     def one_hot(cls: np.ndarray) -> torch.Tensor:
-        return torch.nn.functional.one_hot(torch.from_numpy(cls).long(), len(CLASSES)).permute(
-            0, 3, 1, 2
-        ).float()[..., :32, :40]
+        onehot = torch.nn.functional.one_hot(torch.from_numpy(cls).long(), len(CLASSES))
+        return onehot.permute(0, 3, 1, 2).float()
 
     own = one_hot(human)  # right everywhere
     right = {2: own[2], 3: own[3]}
@@ -92,7 +91,13 @@ def test_the_network_weight_is_scored_by_the_network_as_if_unseen_and_by_its_own
     readings = calibrate.weight_scores(own, human, frames, flow, cfg, None, [0.005, 10.0], wrong)
     assert np.allclose(readings, [[0, 0], [0, 1]]), "(unseen, own) x (carried wins, net wins)"
     assert calibrated(cfg, own, human, frames, flow, None, right).network_weight == 10.0
-    # both readings wrong: the carried labels are no worse, and the configured weight stays
+    # the readings disagree: their mean (0, 0.5) picks the network; either alone decides
+    assert calibrated(cfg, own, human, frames, flow, None, wrong).network_weight == 10.0
+    unseen_only = cfg.model_copy(update={"network_weight_reading": "unseen"})
+    assert calibrated(unseen_only, own, human, frames, flow, None, wrong).network_weight == 0.005
+    own_only = cfg.model_copy(update={"network_weight_reading": "own"})
+    assert calibrated(own_only, own, human, frames, flow, None, wrong).network_weight == 10.0
+    # both readings wrong: a tie, and the configured weight stays
     swapped = torch.stack([own[1], own[0], own[3], own[2], own[5], own[4]])
     assert calibrated(cfg, swapped, human, frames, flow, None, wrong).network_weight == 0.005
     assert calibrated(cfg, own, human, frames, flow, None, None) is cfg, "no unseen vote"

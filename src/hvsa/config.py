@@ -188,9 +188,11 @@ class FusionConfig(_Section):
     # pixel alike (hvsa.method.fusion.named_trust)
     named_colour_sigma: float | None = Field(default=10.0, gt=0)
     # the network's vote weights a round picks among by the estimate's probes, each fused
-    # without its own labels and with the network's vote as if unseen (mirrored); [] = always
-    # network_weight (hvsa.method.calibrate.calibrated)
+    # without its own labels; [] = always network_weight (hvsa.method.calibrate.calibrated)
     network_weight_choices: list[Annotated[float, Field(gt=0)]] = []
+    # which reading of the network at the probes scores them: its vote as if unseen (mirror
+    # image), its own vote, or the mean of the two scores
+    network_weight_reading: Literal["mean", "unseen", "own"] = "mean"
 
 
 class LayersConfig(_Section):

@@ -84,7 +84,6 @@ def hidden_fusions(
     cfgs: list[FusionConfig],
     spoken: np.ndarray | None,
     probes: np.ndarray,
-    unseen: Mapping[int, torch.Tensor] | None = None,
 ) -> Iterator[tuple[int, int, np.ndarray]]:
     """(probe index, setting index, (C,H,W) fused probabilities) of each probe fused without
     its own labels under each setting of ``cfgs``.
@@ -92,17 +91,15 @@ def hidden_fusions(
     Votes are carried once per probe and distinct :data:`VOTE_FIELDS`, so settings that differ
     only in how the votes are fused (radius, ε, network weight) cost one fusion each. The
     network's vote at a probe comes from a network fine-tuned on that probe's labels, so a
-    score flatters settings that lean on the network: compare guided radii with it, and
-    network weights only with ``unseen`` (frame → (C,h,w), the vote as if the network had not
-    seen the probe, ``predict.predict_mirrored``) in its place.
+    score flatters settings that lean on the network: compare guided radii with it, network
+    weights with :func:`weight_scores`.
     """
     nothing = np.full(human.shape[1:], VOID, np.uint8)
     carried = hidden_votes(human, frames, flow, cfgs, spoken, probes, net_probs.shape[1])
     for k, votes in carried:
-        p = int(probes[k])
-        net = unseen[p] if unseen is not None and p in unseen else net_probs[p]
+        p = probes[k]
         for i, (c, v) in enumerate(zip(cfgs, votes, strict=True)):
-            yield k, i, fuse_frame(net, v, frames[p], nothing, c)
+            yield k, i, fuse_frame(net_probs[p], v, frames[p], nothing, c)
 
 
 def leave_one_out_confusions(
@@ -114,15 +111,14 @@ def leave_one_out_confusions(
     spoken: np.ndarray | None,
     probes: np.ndarray,
     by_probe: bool = False,
-    unseen: Mapping[int, torch.Tensor] | None = None,
 ) -> np.ndarray:
     """(S,C,C) confusion of each fusion setting on the ``probes``' human labels, each probe
     fused without its own (rows: the human's class); (S,P,C,C), one per probe, with
     ``by_probe``. Pooled over the probes, so a class seen on one probe counts as much as on
-    all (:func:`hidden_fusions`, which ``unseen`` is passed to)."""
+    all (:func:`hidden_fusions`)."""
     num_classes = net_probs.shape[1]
     cms = np.zeros((len(cfgs), len(probes), num_classes, num_classes), np.int64)
-    fusions = hidden_fusions(net_probs, human, frames, flow, cfgs, spoken, probes, unseen)
+    fusions = hidden_fusions(net_probs, human, frames, flow, cfgs, spoken, probes)
     for k, i, fused in fusions:
         cms[i, k] = confusion(human[probes[k]], fused.argmax(0).astype(np.uint8), num_classes)
     return cms if by_probe else cms.sum(1)
@@ -175,10 +171,10 @@ def class_quality(cm: np.ndarray) -> np.ndarray:
     return out
 
 
-def leave_one_out_scores(*args: Any, **kwargs: Any) -> np.ndarray:
+def leave_one_out_scores(*args: Any) -> np.ndarray:
     """mIoU of each fusion setting by :func:`leave_one_out_confusions` (same arguments); NaN
     where the probes hold no labelled pixel."""
-    cms = leave_one_out_confusions(*args, **kwargs)
+    cms = leave_one_out_confusions(*args)
     out = np.full(len(cms), np.nan)
     for i, cm in enumerate(cms):
         truth_pixels = cm.sum(1)
@@ -258,12 +254,15 @@ def calibrated(
 
     The network weight (``cfg.network_weight_choices``): scored at the frames of ``unseen``
     (the round's estimate probes, labelled in full) once there are ``calibration_probes`` of
-    them, by the mean of two readings (:func:`weight_scores`): the network's vote there as if
-    it had not been fine-tuned on them (its mirror image, ``steps.unseen_votes``), which reads
-    it low (the mirror loses the video's left-right layout), and its own vote, which reads it
-    high. Why: how good the network is beside the carried labels differs by video and by
-    round; at 1 Hz a label carried one second along the flow outvotes at the configured
-    weight a network that by then has most pixels right.
+    them, by the mean of two readings (:func:`weight_scores`; ``cfg.network_weight_reading``
+    takes one alone): the network's vote there as if it had not been fine-tuned on them (its
+    mirror image, ``steps.unseen_votes``), which reads it low (the mirror loses the video's
+    left-right layout), and its own vote, which reads it high. Why: how good the network is
+    beside the carried labels differs by video and by round: on 0006R0 (1 Hz) the best weight
+    for the frames nobody labelled rose from 0.005 to 0.1 as the network learnt the video,
+    worth up to 1.9 points there. Off by default: on 0006R0 the pick changed from round to
+    round and a change lowered the labels (benchmarks/RESULTS.md "The network's weight from
+    the probes").
     """
     if not cfg.enabled:
         return cfg
@@ -277,7 +276,9 @@ def calibrated(
     if cfg.network_weight_choices and unseen and len(unseen) >= cfg.calibration_probes:
         weights = sorted(set(cfg.network_weight_choices) | {cfg.network_weight})
         readings = weight_scores(net_probs, human, frames, flow, cfg, spoken, weights, unseen)
-        scores = readings.mean(0)
+        scores = {"mean": readings.mean(0), "unseen": readings[0], "own": readings[1]}[
+            cfg.network_weight_reading
+        ]
         if not np.isnan(scores).all():
             weight = _preferred(weights, scores, cfg.network_weight)
             cfg = cfg.model_copy(update={"network_weight": weight})

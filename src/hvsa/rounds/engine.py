@@ -232,13 +232,14 @@ def label_round(
     t0 = time.perf_counter()
     own = pred
     pred = network_vote(own, earlier, cfg, previous[0] if previous is not None else None)
+    t_vote = time.perf_counter()
     unseen = None
     if network is not None:
         kept = previous[0].unseen if previous is not None and previous[0].pred is pred else None
         probes = estimate_probes(state, cfg, cfg.fusion.estimate_from)
         same = kept is not None and sorted(kept) == probes.tolist()
         unseen = kept if same else unseen_votes(network[0], ctx, probes, cfg, network[1])
-    t_votes = time.perf_counter()
+    t_probes = time.perf_counter()
     fusion = fusion_settings(ctx, pred, state, cfg, unseen)
     t1 = time.perf_counter()
     only, before = None, None
@@ -252,9 +253,9 @@ def label_round(
     state.touched_layers.clear()
     t2 = time.perf_counter()
     if timings is not None:
-        timings |= {"calibrate": t1 - t_votes, "labels": t2 - t1}
+        timings |= {"calibrate": (t_vote - t0) + (t1 - t_probes), "labels": t2 - t1}
         if network is not None:
-            timings["probe_votes"] = t_votes - t0
+            timings["probe_votes"] = t_probes - t_vote
     voted = pred is not own
     return labels, View(pred, belief, fusion, fused=only, own=own if voted else None,
                         earlier=earlier if voted else None, unseen=unseen)  # fmt: skip
