@@ -96,10 +96,10 @@ def main() -> None:
             save_table(rows, args.csv)
             continue
         net_before = predict(model_before, ctx.frames_t, cfg.output.batch_size, CPU)
-        labels, _ = label_round(ctx, net_before, state, cfg)
+        labels, _ = label_round(ctx, net_before, state, cfg, network=(model_before, CPU))
         earlier_network = score(video, labels, ctx.classes)[0]
         net = predict(model, ctx.frames_t, cfg.output.batch_size, CPU)
-        labels, _ = label_round(ctx, net, state_before, cfg)
+        labels, _ = label_round(ctx, net, state_before, cfg, network=(model, CPU))
         earlier_labels = score(video, labels, ctx.classes)[0]
         shrunk = {}
         if args.erode > 0:
@@ -125,7 +125,8 @@ def main() -> None:
                 "guided_radius": m["guided_radius"],
                 "network_weight": m.get("network_weight") or cfg.fusion.network_weight,
             }) for m in metrics]  # fmt: skip
-            for k_labels, st, pred in ((r - 1, state_before, net_before), (r, state, net)):
+            for k_labels, pred in ((r - 1, net_before), (r, net)):
+                st = open_round(args.run, k_labels, cfg, video, flow)[2]  # not eroded
                 for k_set, fcfg in zip((r - 1, r), recorded, strict=True):
                     labels, _ = compose_labels(ctx, pred, st, cfg, fcfg)
                     shrunk[f"settings_{k_labels}_{k_set}"] = score(video, labels, ctx.classes)[0]

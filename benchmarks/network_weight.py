@@ -17,7 +17,8 @@ tuning: the method must find its weight without ground truth.
 pair. ``--calibration`` also writes, per weight, what the round's calibration scores it by
 without ground truth (``calibration_score``: the estimate's probes fused without their own
 labels, the network's vote there its mirror image, ``calibrate.weight_scores``) and the same
-with the network's own vote at the probes (``own_vote_score``, which it was fine-tuned on).
+with the network's own vote at the probes (``own_vote_score``, which it was fine-tuned on), at
+params.yaml's guided radius and carried votes (the same on every ``--powers``/``--sigmas`` row).
 """
 
 from __future__ import annotations
