@@ -106,6 +106,26 @@ def test_the_network_weight_is_scored_by_the_network_as_if_unseen_and_by_its_own
     assert calibrated(off, own, human, frames, flow, None, right) is off
 
 
+def test_another_radius_only_where_it_wins_across_resampled_probes():
+    """Two settings, two classes, 8 probes. Where setting 1 is better at every probe it is
+    chosen; where it is far better at one probe and a little worse at the other seven, its
+    pooled score is higher but it loses most resamples, and the configured setting stays."""
+    from hvsa.method.calibrate import confident_choice
+
+    def cm(right: int, wrong: int) -> np.ndarray:
+        return np.array([[right, wrong], [wrong, right]])
+
+    everywhere = np.stack([np.stack([cm(90, 10)] * 8), np.stack([cm(95, 5)] * 8)])
+    assert confident_choice(everywhere, [2, 0], 2, 0.9) == 0
+    one_probe = np.stack([
+        np.stack([cm(90, 10)] * 7 + [cm(10, 90)]),
+        np.stack([cm(89, 11)] * 7 + [cm(90, 10)]),
+    ])  # fmt: skip
+    pooled = [confident_choice(one_probe[:, :], [2, 0], 2, level) for level in (0.01, 0.9)]
+    assert pooled == [0, 2], "higher pooled, but not across resamples"
+    assert confident_choice(everywhere, [2, 0], 0, 0.9) == 0, "the configured one is best"
+
+
 def test_the_loop_records_the_radius_it_calibrated(tiny_videos, pretrained, tmp_path, monkeypatch):
     calls = []
 

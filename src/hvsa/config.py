@@ -168,6 +168,9 @@ class FusionConfig(_Section):
     guided_eps: float = Field(gt=0)
     sparse_share: float = Field(ge=0, le=1)
     radius_choices: list[Annotated[int, Field(ge=0)]]
+    # another radius than guided_radius only where it beats it in this share of the probes
+    # resampled (hvsa.method.calibrate.confident_choice); None: wherever it scores higher
+    radius_confidence: float | None = Field(default=None, gt=0, lt=1)
     calibration_probes: int = Field(ge=1)
     # frames labelled in full before a round estimates its labels' quality (with as many probes,
     # up to calibration_probes; above calibration_probes it starts there); auto and class

@@ -231,6 +231,39 @@ def weight_scores(
     return out
 
 
+def _pooled_miou(cm: np.ndarray) -> float:
+    truth_pixels = cm.sum(1)
+    return float(np.nanmean(iou_per_class(cm, truth_pixels))) if truth_pixels.sum() else np.nan
+
+
+def confident_choice(
+    cms: np.ndarray, values: list, configured: Any, level: float, resamples: int = 200
+) -> Any:
+    """The value whose pooled leave-one-out mIoU is best, if it beats ``configured`` in at
+    least ``level`` of the probes resampled with replacement; else ``configured``.
+
+    ``cms``: (S,P,C,C) each setting's confusion at each probe
+    (:func:`leave_one_out_confusions` with ``by_probe``). Why: a choice made on 8 probes
+    swings when a round's new labels move the probes; on 0006R0 round 33's probes preferred
+    radius 0 by 0.6 points where round 32's, and the whole video, preferred 2, and the switch
+    lowered the labels 0.31 points (benchmarks/RESULTS.md, 0006R0 as the target).
+    """
+    scores = np.array([_pooled_miou(cm.sum(0)) for cm in cms])
+    if np.isnan(scores).all():
+        return configured
+    best = _preferred(values, scores, configured)
+    if best == configured:
+        return configured
+    b, c = values.index(best), values.index(configured)
+    rng = np.random.default_rng(0)
+    probes = cms.shape[1]
+    wins = 0
+    for _ in range(resamples):
+        pick = rng.integers(0, probes, probes)
+        wins += _pooled_miou(cms[b, pick].sum(0)) > _pooled_miou(cms[c, pick].sum(0))
+    return best if wins >= level * resamples else configured
+
+
 def _preferred(values: list, scores: np.ndarray, configured: Any) -> Any:
     """The value of the best score; a tie keeps ``configured``, then the first (smallest)."""
     best = np.nanmax(scores)
@@ -250,7 +283,9 @@ def calibrated(
     """``cfg`` with the guided radius its leave-one-out score prefers, then the network weight.
 
     The radius: unchanged when fusion or calibration is off (``cfg.radius_choices`` empty) or
-    there is nothing to probe yet; a tie keeps the configured radius, then the smaller one.
+    there is nothing to probe yet; a tie keeps the configured radius, then the smaller one;
+    with ``cfg.radius_confidence`` another radius only where it wins with that confidence
+    (:func:`confident_choice`).
 
     The network weight (``cfg.network_weight_choices``): scored at the frames of ``unseen``
     (the round's estimate probes, labelled in full) once there are ``calibration_probes`` of
@@ -269,9 +304,17 @@ def calibrated(
     probes = probe_frames(human, cfg.calibration_probes) if cfg.radius_choices else []
     if len(probes):
         radii = sorted(set(cfg.radius_choices) | {cfg.guided_radius})
-        scores = radius_scores(net_probs, human, frames, flow, cfg, spoken, radii, probes)
-        if not np.isnan(scores).all():
-            radius = _preferred(radii, scores, cfg.guided_radius)
+        if cfg.radius_confidence is None:
+            scores = radius_scores(net_probs, human, frames, flow, cfg, spoken, radii, probes)
+            if not np.isnan(scores).all():
+                radius = _preferred(radii, scores, cfg.guided_radius)
+                cfg = cfg.model_copy(update={"guided_radius": radius})
+        else:
+            cfgs = [cfg.model_copy(update={"guided_radius": r}) for r in radii]
+            cms = leave_one_out_confusions(
+                net_probs, human, frames, flow, cfgs, spoken, probes, by_probe=True
+            )
+            radius = confident_choice(cms, radii, cfg.guided_radius, cfg.radius_confidence)
             cfg = cfg.model_copy(update={"guided_radius": radius})
     if cfg.network_weight_choices and unseen and len(unseen) >= cfg.calibration_probes:
         weights = sorted(set(cfg.network_weight_choices) | {cfg.network_weight})
