@@ -171,16 +171,16 @@ def class_quality(cm: np.ndarray) -> np.ndarray:
     return out
 
 
+def pooled_miou(cm: np.ndarray) -> float:
+    """mIoU of a (C,C) confusion over the classes its truth shows; NaN where it shows none."""
+    truth_pixels = cm.sum(1)
+    return float(np.nanmean(iou_per_class(cm, truth_pixels))) if truth_pixels.sum() else np.nan
+
+
 def leave_one_out_scores(*args: Any) -> np.ndarray:
     """mIoU of each fusion setting by :func:`leave_one_out_confusions` (same arguments); NaN
     where the probes hold no labelled pixel."""
-    cms = leave_one_out_confusions(*args)
-    out = np.full(len(cms), np.nan)
-    for i, cm in enumerate(cms):
-        truth_pixels = cm.sum(1)
-        if truth_pixels.sum():
-            out[i] = np.nanmean(iou_per_class(cm, truth_pixels))
-    return out
+    return np.array([pooled_miou(cm) for cm in leave_one_out_confusions(*args)])
 
 
 def radius_scores(
@@ -223,17 +223,7 @@ def weight_scores(
             for i, c in enumerate(cfgs):
                 fused = fuse_frame(net, votes, frames[p], nothing, c)
                 cms[j, i] += confusion(human[p], fused.argmax(0).astype(np.uint8), n)
-    out = np.full((2, len(weights)), np.nan)
-    for j, i in np.ndindex(out.shape):
-        truth_pixels = cms[j, i].sum(1)
-        if truth_pixels.sum():
-            out[j, i] = np.nanmean(iou_per_class(cms[j, i], truth_pixels))
-    return out
-
-
-def _pooled_miou(cm: np.ndarray) -> float:
-    truth_pixels = cm.sum(1)
-    return float(np.nanmean(iou_per_class(cm, truth_pixels))) if truth_pixels.sum() else np.nan
+    return np.array([[pooled_miou(cm) for cm in row] for row in cms])
 
 
 def confident_choice(
@@ -248,7 +238,7 @@ def confident_choice(
     radius 0 by 0.6 points where round 32's, and the whole video, preferred 2, and the switch
     lowered the labels 0.31 points (benchmarks/RESULTS.md, 0006R0 as the target).
     """
-    scores = np.array([_pooled_miou(cm.sum(0)) for cm in cms])
+    scores = np.array([pooled_miou(cm.sum(0)) for cm in cms])
     if np.isnan(scores).all():
         return configured
     best = _preferred(values, scores, configured)
@@ -260,7 +250,7 @@ def confident_choice(
     wins = 0
     for _ in range(resamples):
         pick = rng.integers(0, probes, probes)
-        wins += _pooled_miou(cms[b, pick].sum(0)) > _pooled_miou(cms[c, pick].sum(0))
+        wins += pooled_miou(cms[b, pick].sum(0)) > pooled_miou(cms[c, pick].sum(0))
     return best if wins >= level * resamples else configured
 
 
