@@ -122,7 +122,7 @@ def main() -> None:
                    for k in (r - 1, r)]  # fmt: skip
         if args.settings:
             recorded = [cfg.fusion.model_copy(update={
-                "guided_radius": m["guided_radius"],
+                "guided_radius": m.get("guided_radius") or cfg.fusion.guided_radius,
                 "network_weight": m.get("network_weight") or cfg.fusion.network_weight,
             }) for m in metrics]  # fmt: skip
             for k_labels, pred in ((r - 1, net_before), (r, net)):

@@ -106,10 +106,12 @@ def test_the_network_weight_is_scored_by_the_network_as_if_unseen_and_by_its_own
     assert calibrated(off, own, human, frames, flow, None, right) is off
 
 
-def test_another_radius_only_where_it_wins_across_resampled_probes():
+def test_another_radius_only_where_it_wins_across_resampled_probes(monkeypatch):
     """Two settings, two classes, 8 probes. Where setting 1 is better at every probe it is
     chosen; where it is far better at one probe and a little worse at the other seven, its
-    pooled score is higher but it loses most resamples, and the configured setting stays."""
+    pooled score is higher but it wins only the resamples that draw that probe (about 66 %),
+    so at a confidence of 0.9 the configured setting stays. ``calibrated`` takes the per-probe
+    confusions of each radius to it."""
     from hvsa.method.calibrate import confident_choice
 
     def cm(right: int, wrong: int) -> np.ndarray:
@@ -121,9 +123,25 @@ def test_another_radius_only_where_it_wins_across_resampled_probes():
         np.stack([cm(90, 10)] * 7 + [cm(10, 90)]),
         np.stack([cm(89, 11)] * 7 + [cm(90, 10)]),
     ])  # fmt: skip
-    pooled = [confident_choice(one_probe[:, :], [2, 0], 2, level) for level in (0.01, 0.9)]
-    assert pooled == [0, 2], "higher pooled, but not across resamples"
+    chosen = [confident_choice(one_probe, [2, 0], 2, level) for level in (0.5, 0.9)]
+    assert chosen == [0, 2], "higher pooled, but not across 90 % of the resamples"
     assert confident_choice(everywhere, [2, 0], 0, 0.9) == 0, "the configured one is best"
+
+    labels = np.zeros((10, 8, 8), np.uint8)
+    human = _labelled_at(labels, list(range(10)))
+    cfg = CFG.fusion.model_copy(update={"guided_radius": 2, "radius_choices": [0],
+                                        "radius_confidence": 0.9})  # fmt: skip
+    seen = {}
+
+    def per_probe(net, hum, frames, flow, cfgs, spoken, probes, by_probe=False):
+        seen["radii"], seen["by_probe"] = [c.guided_radius for c in cfgs], by_probe
+        return one_probe[::-1]  # radius 0 first: the one that wins the pooled score
+
+    monkeypatch.setattr(calibrate, "leave_one_out_confusions", per_probe)
+    assert calibrated(cfg, None, human, None, None).guided_radius == 2
+    assert seen == {"radii": [0, 2], "by_probe": True}
+    sure = cfg.model_copy(update={"radius_confidence": 0.5})
+    assert calibrated(sure, None, human, None, None).guided_radius == 0
 
 
 def test_the_loop_records_the_radius_it_calibrated(tiny_videos, pretrained, tmp_path, monkeypatch):

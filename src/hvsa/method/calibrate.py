@@ -233,10 +233,12 @@ def confident_choice(
     least ``level`` of the probes resampled with replacement; else ``configured``.
 
     ``cms``: (S,P,C,C) each setting's confusion at each probe
-    (:func:`leave_one_out_confusions` with ``by_probe``). Why: a choice made on 8 probes
-    swings when a round's new labels move the probes; on 0006R0 round 33's probes preferred
-    radius 0 by 0.6 points where round 32's, and the whole video, preferred 2, and the switch
-    lowered the labels 0.31 points (benchmarks/RESULTS.md, 0006R0 as the target).
+    (:func:`leave_one_out_confusions` with ``by_probe``); ``configured`` must be among
+    ``values``; a resample where the two tie counts against the change. Why: a choice made on
+    8 probes swings when a round's new labels move the probes; on 0006R0 round 33's probes
+    preferred radius 0 by 0.6 points where round 32's, and the whole video, preferred 2, and
+    the switch cost the video's labels 0.60 points (87.63 → 87.03 %; benchmarks/RESULTS.md,
+    0006R0 as the target).
     """
     scores = np.array([pooled_miou(cm.sum(0)) for cm in cms])
     if np.isnan(scores).all():
