@@ -31,6 +31,22 @@ def test_probes_wait_for_enough_labelled_frames_then_spread_over_them():
     assert list(probe_frames(human, 7)) == [0, 3, 5, 7, 8, 12, 19]
 
 
+def test_the_radius_is_probed_on_every_labelled_frame_once_enough_hold_labels():
+    """Eight frames spread over the labelled ones are a new eight whenever frames are labelled;
+    every labelled frame changes by the new frames alone."""
+    labels = np.zeros((20, 4, 4), np.uint8)
+    assert calibrate.radius_probes(_labelled_at(labels, [2, 9, 15]), 4, None).size == 0
+    human = _labelled_at(labels, [0, 3, 5, 8, 12, 19])
+    human[7, 0, 0] = 1
+    assert list(calibrate.radius_probes(human, 4, None)) == [0, 3, 5, 7, 8, 12, 19]
+    assert list(calibrate.radius_probes(human, 4, 3)) == [0, 7, 19]
+    more = human.copy()
+    more[10] = 0
+    assert list(probe_frames(more, 4)) == [0, 5, 10, 19], "spread probes lose frame 8"
+    old, new = (set(calibrate.radius_probes(h, 4, None)) for h in (human, more))
+    assert new - old == {10} and old <= new, "every labelled frame: only the new one added"
+
+
 def test_a_probe_is_scored_without_its_own_labels():
     """Frames 1 and 3 say class 2 everywhere, frame 0 says 4: frame 1 left out gets frame 0's
     4 (one frame away, where frame 3 is two), so it scores 0; with its own labels it would
@@ -60,7 +76,10 @@ def test_calibration_takes_the_best_radius_keeps_the_configured_one_on_a_tie(mon
 
     monkeypatch.setattr(calibrate, "radius_scores", fake)
     assert calibrated(cfg, None, human, None, None).guided_radius == 1
-    assert seen["radii"] == [0, 1, 2, 3] and len(seen["probes"]) == cfg.calibration_probes
+    assert seen["radii"] == [0, 1, 2, 3] and seen["probes"] == list(range(10)), "every one"
+    capped = cfg.model_copy(update={"calibration_probe_limit": 4})
+    calibrated(capped, None, human, None, None)
+    assert seen["probes"] == [0, 3, 6, 9], "at most calibration_probe_limit, spread evenly"
     monkeypatch.setattr(calibrate, "radius_scores", lambda *a: np.array([0.7, 0.7, 0.7, 0.2]))
     assert calibrated(cfg, None, human, None, None).guided_radius == 2
     off = cfg.model_copy(update={"radius_choices": []})
@@ -160,7 +179,7 @@ def test_the_loop_records_the_radius_it_calibrated(tiny_videos, pretrained, tmp_
     radii = [json.loads((out / f"round_{r:02d}" / "metrics.json").read_text())["guided_radius"]
              for r in (0, 1, 2)]  # fmt: skip
     assert radii == [CFG.fusion.guided_radius, 0, 0], "nothing labelled yet, then calibrated"
-    assert calls and all(n == 2 for n in calls)
+    assert calls == [2, 4], "every labelled frame, once calibration_probes frames are"
 
 
 def test_the_loop_records_the_network_weight_it_calibrated(tiny_videos, pretrained, tmp_path,

@@ -172,6 +172,9 @@ class FusionConfig(_Section):
     # resampled (hvsa.method.calibrate.confident_choice); None: wherever it scores higher
     radius_confidence: float | None = Field(default=None, gt=0, lt=1)
     calibration_probes: int = Field(ge=1)
+    # the most labelled frames the radius calibration hides in turn (spread evenly); None:
+    # every labelled frame (hvsa.method.calibrate.radius_probes)
+    calibration_probe_limit: int | None = Field(default=None, ge=1)
     # frames labelled in full before a round estimates its labels' quality (with as many probes,
     # up to calibration_probes; above calibration_probes it starts there); auto and class
     # layers wait for calibration_probes

@@ -43,6 +43,27 @@ def probe_frames(human: np.ndarray, count: int) -> np.ndarray:
     return labelled[np.linspace(0, len(labelled) - 1, count).round().astype(np.intp)]
 
 
+def radius_probes(human: np.ndarray, least: int, most: int | None) -> np.ndarray:
+    """The frames the radius calibration hides in turn: every labelled frame once ``least``
+    hold labels (at most ``most`` of them, spread evenly by :func:`probe_frames`); empty before.
+
+    Why every one: the radii's scores differ by tenths of a point, and eight probes spread over
+    the labelled frames are a new eight whenever two frames are labelled, so the choice swung
+    with the probes: on 0006R0 (rounds 8-33 of one run, ``results/0006R0/target/
+    radius_probe_sets.csv``) eight probes changed the radius 14 times and picked one 0.09 points
+    below the video's best on average (0.60 in round 33, the switch that lowered its labels
+    0.31 points); every labelled frame changed it twice and picked within 0.05 of the best in
+    every round (0.007 on average); 32 spread probes changed it 9 times (0.027 below). The
+    cost grows with the labelled frames: about 0.13 s a probe there (2 CPU cores, 360x480).
+    """
+    labelled = np.flatnonzero((human != VOID).reshape(len(human), -1).any(1))
+    if least < 1 or len(labelled) < least:
+        return np.array([], np.intp)
+    if most is not None and len(labelled) > most:
+        return probe_frames(human, most)
+    return labelled
+
+
 # the settings that shape the carried votes; the others only act when votes are fused
 VOTE_FIELDS = ("window", "sigma", "distance_power", "photo_sigma", "min_remaining")
 
@@ -274,10 +295,10 @@ def calibrated(
 ) -> FusionConfig:
     """``cfg`` with the guided radius its leave-one-out score prefers, then the network weight.
 
-    The radius: unchanged when fusion or calibration is off (``cfg.radius_choices`` empty) or
-    there is nothing to probe yet; a tie keeps the configured radius, then the smaller one;
-    with ``cfg.radius_confidence`` another radius only where it wins with that confidence
-    (:func:`confident_choice`).
+    The radius: scored on every labelled frame (:func:`radius_probes`); unchanged when fusion
+    or calibration is off (``cfg.radius_choices`` empty) or there is nothing to probe yet; a
+    tie keeps the configured radius, then the smaller one; with ``cfg.radius_confidence``
+    another radius only where it wins with that confidence (:func:`confident_choice`).
 
     The network weight (``cfg.network_weight_choices``): scored at the frames of ``unseen``
     (the round's estimate probes, labelled in full) once there are ``calibration_probes`` of
@@ -293,7 +314,8 @@ def calibrated(
     """
     if not cfg.enabled:
         return cfg
-    probes = probe_frames(human, cfg.calibration_probes) if cfg.radius_choices else []
+    probes = (radius_probes(human, cfg.calibration_probes, cfg.calibration_probe_limit)
+              if cfg.radius_choices else [])  # fmt: skip
     if len(probes):
         radii = sorted(set(cfg.radius_choices) | {cfg.guided_radius})
         if cfg.radius_confidence is None:
