@@ -52,8 +52,9 @@ def main() -> None:
         model, ctx, state = open_round(args.run, r, cfg, video, flow)
         probs = predict(model, ctx.frames_t, cfg.output.batch_size, CPU).probs
         human, free, n_cls = state.human, unlabelled(state), len(ctx.classes)
-        # as many probes as the loop takes; where the loop would not calibrate yet (fewer
-        # labelled frames than probes), every labelled frame, to show what it would pick
+        # calibration_probes frames spread over the labelled ones (probe_frames; the committed
+        # CSVs were measured so; the loop probes every labelled frame, calibrate.radius_probes);
+        # where fewer frames are labelled, every labelled frame, to show what it would pick
         labelled = int((~free).sum())
         probes = probe_frames(human, min(cfg.fusion.calibration_probes, labelled))
         loo = leave_one_out_scores(probs, human, video.frames, flow, cfgs, state.annotated, probes)

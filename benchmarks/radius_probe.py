@@ -7,10 +7,10 @@ score on several sets of probes beside the mIoU of the whole video's labels fuse
 radius against the ground truth (``video_miou``). The probe sets:
 
 - ``probes_any``: ``calibration_probes`` frames holding any label, spread evenly over them in
-  time order (``calibrate.probe_frames``; the calibration's probes up to 2026-12-05);
+  time order (``calibrate.probe_frames``, as the estimate takes its probes);
 - ``probes_full``: frames labelled in full, the estimate's probes;
-- ``probes_all``: every frame holding a label (the calibration's probes,
-  ``calibrate.radius_probes``);
+- ``probes_all``: every frame holding a label (``calibrate.radius_probes`` without its wait
+  and its limit);
 - ``probes_binned``: in each of ``calibration_probes`` equal stretches of the video, the
   labelled frame nearest its middle (a frame labelled later moves a probe only where it is
   nearer a middle than the one before);
@@ -19,9 +19,9 @@ radius against the ground truth (``video_miou``). The probe sets:
     .venv/bin/python benchmarks/radius_probe.py ../shared/datasets/camvid/clips/0006R0 \\
         runs/b06/base/runs/auto --rounds 32 33 \\
         --csv benchmarks/results/0006R0/target/radius_probe.csv
-    .venv/bin/python benchmarks/radius_probe.py ... --rounds 8 9 ... 33 --sets any,all,binned \
+    .venv/bin/python benchmarks/radius_probe.py ... --rounds 8 9 ... 33 --sets any,all,binned \\
         --csv benchmarks/results/0006R0/target/radius_probe_sets.csv
-    .venv/bin/python benchmarks/radius_probe.py ... --rounds 8 9 ... 33 --sets spread16,spread32 \
+    .venv/bin/python benchmarks/radius_probe.py ... --rounds 8 9 ... 33 --sets spread16,spread32 \\
         --no-video --csv benchmarks/results/0006R0/target/radius_probe_spread.csv
 """
 

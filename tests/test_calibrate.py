@@ -47,6 +47,18 @@ def test_the_radius_is_probed_on_every_labelled_frame_once_enough_hold_labels():
     assert new - old == {10} and old <= new, "every labelled frame: only the new one added"
 
 
+def test_a_probe_limit_below_the_frames_calibration_waits_for_is_one_clear_error():
+    from hvsa.config import FusionConfig, parse_set_option
+    from hvsa.errors import HvsaError
+
+    with pytest.raises(HvsaError, match="calibration_probe_limit"):
+        load_config(None, parse_set_option(["fusion.calibration_probe_limit=4"]))
+    unset = CFG.fusion.model_dump(exclude={"calibration_probe_limit"})
+    assert FusionConfig(**unset).calibration_probe_limit == CFG.fusion.calibration_probe_limit, (
+        "the typed default is params.yaml's"
+    )
+
+
 def test_a_probe_is_scored_without_its_own_labels():
     """Frames 1 and 3 say class 2 everywhere, frame 0 says 4: frame 1 left out gets frame 0's
     4 (one frame away, where frame 3 is two), so it scores 0; with its own labels it would
@@ -77,7 +89,7 @@ def test_calibration_takes_the_best_radius_keeps_the_configured_one_on_a_tie(mon
     monkeypatch.setattr(calibrate, "radius_scores", fake)
     assert calibrated(cfg, None, human, None, None).guided_radius == 1
     assert seen["radii"] == [0, 1, 2, 3] and seen["probes"] == list(range(10)), "every one"
-    capped = cfg.model_copy(update={"calibration_probe_limit": 4})
+    capped = cfg.model_copy(update={"calibration_probes": 4, "calibration_probe_limit": 4})
     calibrated(capped, None, human, None, None)
     assert seen["probes"] == [0, 3, 6, 9], "at most calibration_probe_limit, spread evenly"
     monkeypatch.setattr(calibrate, "radius_scores", lambda *a: np.array([0.7, 0.7, 0.7, 0.2]))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hvsa.errors import HvsaError
 
@@ -174,7 +174,7 @@ class FusionConfig(_Section):
     calibration_probes: int = Field(ge=1)
     # the most labelled frames the radius calibration hides in turn (spread evenly); None:
     # every labelled frame (hvsa.method.calibrate.radius_probes)
-    calibration_probe_limit: int | None = Field(default=None, ge=1)
+    calibration_probe_limit: int | None = Field(default=64, ge=1)
     # frames labelled in full before a round estimates its labels' quality (with as many probes,
     # up to calibration_probes; above calibration_probes it starts there); auto and class
     # layers wait for calibration_probes
@@ -199,6 +199,16 @@ class FusionConfig(_Section):
     # which reading of the network at the probes scores them: its vote as if unseen (mirror
     # image), its own vote, or the mean of the two scores
     network_weight_reading: Literal["mean", "unseen", "own"] = "mean"
+
+    @model_validator(mode="after")
+    def _limit_holds_the_probes(self) -> FusionConfig:
+        limit = self.calibration_probe_limit
+        if limit is not None and limit < self.calibration_probes:
+            raise ValueError(
+                f"calibration_probe_limit ({limit}) is below calibration_probes "
+                f"({self.calibration_probes}), the frames the calibration waits for"
+            )
+        return self
 
 
 class LayersConfig(_Section):

@@ -52,8 +52,9 @@ def radius_probes(human: np.ndarray, least: int, most: int | None) -> np.ndarray
     with the probes: on 0006R0 (rounds 8-33 of one run, ``results/0006R0/target/
     radius_probe_sets.csv``) eight probes changed the radius 14 times and picked one 0.09 points
     below the video's best on average (0.60 in round 33, the switch that lowered its labels
-    0.31 points); every labelled frame changed it twice and picked within 0.05 of the best in
-    every round (0.007 on average); 32 spread probes changed it 9 times (0.027 below). The
+    0.31 points); every labelled frame changed it twice and picked within 0.06 of the best in
+    every round (0.007 on average); 32 spread probes (all while fewer are labelled) changed it
+    9 times (0.027 below). The
     cost grows with the labelled frames: about 0.13 s a probe there (2 CPU cores, 360x480).
     """
     labelled = np.flatnonzero((human != VOID).reshape(len(human), -1).any(1))
