@@ -33,8 +33,7 @@ import numpy as np
 from probe_common import CPU, open_round, open_run, parse, save_table  # the sibling module
 
 from hvsa.config import Config
-from hvsa.data.video import VOID
-from hvsa.method.calibrate import probe_frames, radius_scores
+from hvsa.method.calibrate import labelled_frames, probe_frames, radius_scores
 from hvsa.method.predict import predict
 from hvsa.rounds.state import LoopState
 from hvsa.rounds.steps import compose_labels, estimate_probes, score
@@ -45,7 +44,7 @@ RADII = [0, 1, 2, 3]
 def binned_probes(human: np.ndarray, count: int) -> np.ndarray:
     """In each of ``count`` equal stretches of the video, the labelled frame nearest its middle
     (none where a stretch holds no label)."""
-    labelled = np.flatnonzero((human != VOID).reshape(len(human), -1).any(1))
+    labelled = labelled_frames(human)
     if len(labelled) < count:
         return np.array([], np.intp)
     edges = np.linspace(0, len(human), count + 1)
@@ -65,7 +64,7 @@ def probe_set(kind: str, state: LoopState, cfg: Config) -> np.ndarray:
     if kind == "full":
         return estimate_probes(state, cfg)
     if kind == "all":
-        return np.flatnonzero((human != VOID).reshape(len(human), -1).any(1))
+        return labelled_frames(human)
     if kind == "binned":
         return binned_probes(human, count)
     return probe_frames(human, int(kind.removeprefix("spread")))
@@ -87,11 +86,12 @@ def main() -> None:
         pred = predict(model, ctx.frames_t, cfg.output.batch_size, CPU)
         fusion, human = cfg.fusion, state.human
         probes = {f"probes_{k}": probe_set(k, state, cfg) for k in args.sets.split(",")}
+        labelled = len(labelled_frames(human))
         scores = {k: radius_scores(pred.probs, human, video.frames, flow, fusion,
                                    state.annotated, RADII, p)
                   for k, p in probes.items()}  # fmt: skip
         for i, radius in enumerate(RADII):
-            row = {"round": r, "radius": radius, "labelled": len(probe_set("all", state, cfg))}
+            row = {"round": r, "radius": radius, "labelled": labelled}
             row |= {k: float(v[i]) for k, v in scores.items()}
             if not args.no_video:
                 fcfg = fusion.model_copy(update={"guided_radius": radius})

@@ -29,6 +29,11 @@ from hvsa.method.metrics import confusion, iou_per_class
 from hvsa.method.motion import Flow
 
 
+def labelled_frames(human: np.ndarray) -> np.ndarray:
+    """Indices of the frames holding at least one human label."""
+    return np.flatnonzero((human != VOID).reshape(len(human), -1).any(1))
+
+
 def probe_frames(human: np.ndarray, count: int) -> np.ndarray:
     """``count`` labelled frames, spread evenly over the labelled ones in time order.
 
@@ -37,7 +42,7 @@ def probe_frames(human: np.ndarray, count: int) -> np.ndarray:
     score (measured: 4 labelled frames of CamVid 0016E5) then prefers a radius that loses on
     the frames it is for.
     """
-    labelled = np.flatnonzero((human != VOID).reshape(len(human), -1).any(1))
+    labelled = labelled_frames(human)
     if count < 1 or len(labelled) < count:
         return np.array([], np.intp)
     return labelled[np.linspace(0, len(labelled) - 1, count).round().astype(np.intp)]
@@ -54,10 +59,10 @@ def radius_probes(human: np.ndarray, least: int, most: int | None) -> np.ndarray
     below the video's best on average (0.60 in round 33, the switch that lowered its labels
     0.31 points); every labelled frame changed it twice and picked within 0.06 of the best in
     every round (0.007 on average); 32 spread probes (all while fewer are labelled) changed it
-    9 times (0.027 below). The
-    cost grows with the labelled frames: about 0.13 s a probe there (2 CPU cores, 360x480).
+    9 times (0.027 below). The cost grows with the labelled frames: about 0.13 s a probe there
+    (2 CPU cores, 360x480).
     """
-    labelled = np.flatnonzero((human != VOID).reshape(len(human), -1).any(1))
+    labelled = labelled_frames(human)
     if least < 1 or len(labelled) < least:
         return np.array([], np.intp)
     if most is not None and len(labelled) > most:
