@@ -82,17 +82,23 @@ def test_calibration_takes_the_best_radius_keeps_the_configured_one_on_a_tie(mon
     cfg = CFG.fusion.model_copy(update={"guided_radius": 2, "radius_choices": [0, 1, 3]})
     seen = {}
 
-    def fake(net, hum, frames, flow, c, spoken, radii, probes):
-        seen["radii"], seen["probes"] = radii, list(probes)
-        return np.array([0.5, 0.7, 0.6, 0.2])
+    def scoring(*scores: float):
+        """Per-probe confusions of two classes whose pooled mIoU is each of ``scores``."""
 
-    monkeypatch.setattr(calibrate, "radius_scores", fake)
+        def fake(net, hum, frames, flow, cfgs, spoken, probes, by_probe=False):
+            seen["radii"], seen["probes"] = [c.guided_radius for c in cfgs], list(probes)
+            one = [np.array([[s, (1 - s) / 2], [(1 - s) / 2, s]]) for s in scores]
+            return np.stack([np.stack([cm] * len(probes)) for cm in one])
+
+        return fake
+
+    monkeypatch.setattr(calibrate, "leave_one_out_confusions", scoring(0.5, 0.7, 0.6, 0.2))
     assert calibrated(cfg, None, human, None, None).guided_radius == 1
     assert seen["radii"] == [0, 1, 2, 3] and seen["probes"] == list(range(10)), "every one"
     capped = cfg.model_copy(update={"calibration_probes": 4, "calibration_probe_limit": 4})
     calibrated(capped, None, human, None, None)
     assert seen["probes"] == [0, 3, 6, 9], "at most calibration_probe_limit, spread evenly"
-    monkeypatch.setattr(calibrate, "radius_scores", lambda *a: np.array([0.7, 0.7, 0.7, 0.2]))
+    monkeypatch.setattr(calibrate, "leave_one_out_confusions", scoring(0.7, 0.7, 0.7, 0.2))
     assert calibrated(cfg, None, human, None, None).guided_radius == 2
     off = cfg.model_copy(update={"radius_choices": []})
     assert calibrated(off, None, human, None, None) is off
@@ -178,11 +184,12 @@ def test_another_radius_only_where_it_wins_across_resampled_probes(monkeypatch):
 def test_the_loop_records_the_radius_it_calibrated(tiny_videos, pretrained, tmp_path, monkeypatch):
     calls = []
 
-    def prefer_radius_0(net, human, frames, flow, cfgs, spoken, probes):
+    def prefer_radius_0(net, human, frames, flow, cfgs, spoken, probes, by_probe=False):
         calls.append(len(probes))
-        return np.array([1.0 if c.guided_radius == 0 else 0.5 for c in cfgs])
+        right = [np.diag([1, 1]) if c.guided_radius == 0 else np.ones((2, 2)) for c in cfgs]
+        return np.stack([np.stack([cm] * len(probes)) for cm in right])
 
-    monkeypatch.setattr(calibrate, "leave_one_out_scores", prefer_radius_0)
+    monkeypatch.setattr(calibrate, "leave_one_out_confusions", prefer_radius_0)
     out = tmp_path / "calibrated"
     args = run_args(tiny_videos[0], pretrained, out, "frame", 2, rounds=2)
     sets = ["--set", "finetune.steps=2", "--set", "fusion.calibration_probes=2",

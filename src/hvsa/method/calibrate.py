@@ -254,10 +254,11 @@ def weight_scores(
 
 
 def confident_choice(
-    cms: np.ndarray, values: list, configured: Any, level: float, resamples: int = 200
+    cms: np.ndarray, values: list, configured: Any, level: float | None, resamples: int = 200
 ) -> Any:
     """The value whose pooled leave-one-out mIoU is best, if it beats ``configured`` in at
-    least ``level`` of the probes resampled with replacement; else ``configured``.
+    least ``level`` of the probes resampled with replacement; else ``configured``. With
+    ``level`` None, the best pooled score alone decides (a tie keeps ``configured``).
 
     ``cms``: (S,P,C,C) each setting's confusion at each probe
     (:func:`leave_one_out_confusions` with ``by_probe``); ``configured`` must be among
@@ -271,8 +272,8 @@ def confident_choice(
     if np.isnan(scores).all():
         return configured
     best = _preferred(values, scores, configured)
-    if best == configured:
-        return configured
+    if best == configured or level is None:
+        return best
     b, c = values.index(best), values.index(configured)
     rng = np.random.default_rng(0)
     probes = cms.shape[1]
@@ -324,18 +325,12 @@ def calibrated(
               if cfg.radius_choices else [])  # fmt: skip
     if len(probes):
         radii = sorted(set(cfg.radius_choices) | {cfg.guided_radius})
-        if cfg.radius_confidence is None:
-            scores = radius_scores(net_probs, human, frames, flow, cfg, spoken, radii, probes)
-            if not np.isnan(scores).all():
-                radius = _preferred(radii, scores, cfg.guided_radius)
-                cfg = cfg.model_copy(update={"guided_radius": radius})
-        else:
-            cfgs = [cfg.model_copy(update={"guided_radius": r}) for r in radii]
-            cms = leave_one_out_confusions(
-                net_probs, human, frames, flow, cfgs, spoken, probes, by_probe=True
-            )
-            radius = confident_choice(cms, radii, cfg.guided_radius, cfg.radius_confidence)
-            cfg = cfg.model_copy(update={"guided_radius": radius})
+        cfgs = [cfg.model_copy(update={"guided_radius": r}) for r in radii]
+        cms = leave_one_out_confusions(
+            net_probs, human, frames, flow, cfgs, spoken, probes, by_probe=True
+        )
+        radius = confident_choice(cms, radii, cfg.guided_radius, cfg.radius_confidence)
+        cfg = cfg.model_copy(update={"guided_radius": radius})
     if cfg.network_weight_choices and unseen and len(unseen) >= cfg.calibration_probes:
         weights = sorted(set(cfg.network_weight_choices) | {cfg.network_weight})
         readings = weight_scores(net_probs, human, frames, flow, cfg, spoken, weights, unseen)
