@@ -74,3 +74,33 @@ def test_a_run_without_named_labels_holds_no_marks(tmp_path):
     state.save(tmp_path / "human.npz")
     assert "named" not in np.load(tmp_path / "human.npz").files
     assert LoopState.load(tmp_path / "human.npz").named is None
+
+
+def test_named_labels_take_no_part_in_the_radius_calibration(monkeypatch):
+    """A superpixel's fill is no truth to score a radius against: the calibration sees the
+    drawn labels alone, and the fills' pixels as never answered (they end no chain there)."""
+    from types import SimpleNamespace
+
+    from hvsa.rounds import steps
+
+    frames, truth, _ = generate(3, 48, 64, seed=2)
+    sp = build_samples(frames, CFG.samples, "superpixel")
+    fr = build_samples(frames, CFG.samples, "frame")
+    state = LoopState.empty(3, truth.shape[1:])
+    one = int(sp.table.sample_id[sp.table.frame == 1].to_numpy()[0])
+    state.apply([_annotation(sp, one, lambda f, b, m: np.full(m.shape, 2, np.uint8))], sp, [1])
+    state.apply([_annotation(fr, 0, lambda f, b, m: truth[f][b])], fr, [2])
+    seen = {}
+
+    def calibrated(cfg, probs, human, frames, flow, spoken, unseen):
+        seen["human"], seen["spoken"] = human, spoken
+        return cfg
+
+    monkeypatch.setattr(steps, "calibrated", calibrated)
+    ctx = SimpleNamespace(video=SimpleNamespace(frames=frames), flow=None)
+    steps.fusion_settings(ctx, SimpleNamespace(probs=None), state, CFG)
+    named = state.named
+    assert named.any() and (seen["human"][named] == VOID).all(), "fills left out"
+    assert (seen["human"][0] == truth[0]).all(), "drawn frame kept"
+    assert not seen["spoken"][named].any() and seen["spoken"][0].all()
+    assert (state.human[named] == 2).all(), "the round's own labels untouched"
