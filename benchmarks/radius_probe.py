@@ -58,7 +58,7 @@ def binned_probes(human: np.ndarray, count: int) -> np.ndarray:
 
 def probe_set(kind: str, state: LoopState, cfg: Config) -> np.ndarray:
     """The frames of probe set ``kind`` (``any``, ``full``, ``all``, ``binned``, ``spreadN``)."""
-    human, count = state.human, cfg.fusion.calibration_probes
+    human, count = state.drawn_human(), cfg.fusion.calibration_probes  # fills are no probes
     if kind == "any":
         return probe_frames(human, count)
     if kind == "full":
@@ -86,9 +86,10 @@ def main() -> None:
         pred = predict(model, ctx.frames_t, cfg.output.batch_size, CPU)
         fusion, human = cfg.fusion, state.human
         probes = {f"probes_{k}": probe_set(k, state, cfg) for k in args.sets.split(",")}
-        labelled = len(labelled_frames(human))
+        truth = state.drawn_human()  # scored on drawn labels, as steps.fusion_settings does
+        labelled = len(labelled_frames(truth))
         scores = {k: radius_scores(pred.probs, human, video.frames, flow, fusion,
-                                   state.annotated, RADII, p)
+                                   state.annotated, RADII, p, truth)
                   for k, p in probes.items()}  # fmt: skip
         for i, radius in enumerate(RADII):
             row = {"round": r, "radius": radius, "labelled": labelled}

@@ -85,7 +85,7 @@ def test_calibration_takes_the_best_radius_keeps_the_configured_one_on_a_tie(mon
     def scoring(*scores: float):
         """Per-probe confusions of two classes whose pooled mIoU is each of ``scores``."""
 
-        def fake(net, hum, frames, flow, cfgs, spoken, probes, by_probe=False):
+        def fake(net, hum, frames, flow, cfgs, spoken, probes, by_probe=False, truth=None):
             seen["radii"], seen["probes"] = [c.guided_radius for c in cfgs], list(probes)
             one = [np.array([[s, (1 - s) / 2], [(1 - s) / 2, s]]) for s in scores]
             return np.stack([np.stack([cm] * len(probes)) for cm in one])
@@ -170,7 +170,7 @@ def test_another_radius_only_where_it_wins_across_resampled_probes(monkeypatch):
                                         "radius_confidence": 0.9})  # fmt: skip
     seen = {}
 
-    def per_probe(net, hum, frames, flow, cfgs, spoken, probes, by_probe=False):
+    def per_probe(net, hum, frames, flow, cfgs, spoken, probes, by_probe=False, truth=None):
         seen["radii"], seen["by_probe"] = [c.guided_radius for c in cfgs], by_probe
         return one_probe[::-1]  # radius 0 first: the one that wins the pooled score
 
@@ -184,7 +184,7 @@ def test_another_radius_only_where_it_wins_across_resampled_probes(monkeypatch):
 def test_the_loop_records_the_radius_it_calibrated(tiny_videos, pretrained, tmp_path, monkeypatch):
     calls = []
 
-    def prefer_radius_0(net, human, frames, flow, cfgs, spoken, probes, by_probe=False):
+    def prefer_radius_0(net, human, frames, flow, cfgs, spoken, probes, by_probe=False, truth=None):
         calls.append(len(probes))
         right = [np.diag([1, 1]) if c.guided_radius == 0 else np.ones((2, 2)) for c in cfgs]
         return np.stack([np.stack([cm] * len(probes)) for cm in right])

@@ -76,31 +76,65 @@ def test_a_run_without_named_labels_holds_no_marks(tmp_path):
     assert LoopState.load(tmp_path / "human.npz").named is None
 
 
-def test_named_labels_take_no_part_in_the_radius_calibration(monkeypatch):
-    """A superpixel's fill is no truth to score a radius against: the calibration sees the
-    drawn labels alone, and the fills' pixels as never answered (they end no chain there)."""
+def _fill_and_frame(fill_frames, drawn_frame):
+    """A state with a one-class superpixel fill on each of ``fill_frames`` and, where given,
+    ``drawn_frame`` drawn in full from the truth."""
+    frames, truth, _ = generate(len(fill_frames) + 2, 48, 64, seed=2)
+    sp = build_samples(frames, CFG.samples, "superpixel")
+    state = LoopState.empty(len(frames), truth.shape[1:])
+    fill = [int(sp.table.sample_id[sp.table.frame == f].to_numpy()[0]) for f in fill_frames]
+    state.apply([_annotation(sp, sid, lambda f, b, m: np.full(m.shape, 2, np.uint8))
+                 for sid in fill], sp, list(range(1, len(fill) + 1)))  # fmt: skip
+    if drawn_frame is not None:
+        fr = build_samples(frames, CFG.samples, "frame")
+        state.apply([_annotation(fr, drawn_frame, lambda f, b, m: truth[f][b])], fr, [99])
+    return frames, truth, state
+
+
+def test_named_labels_carry_votes_but_are_no_truth_for_the_radius_calibration(monkeypatch):
+    """A superpixel's fill is no truth to score a radius against: the calibration probes and
+    scores the drawn labels alone, while every label, fills included, still carries votes and
+    ends chains as in the round's fusion."""
     from types import SimpleNamespace
 
     from hvsa.rounds import steps
 
-    frames, truth, _ = generate(3, 48, 64, seed=2)
-    sp = build_samples(frames, CFG.samples, "superpixel")
-    fr = build_samples(frames, CFG.samples, "frame")
-    state = LoopState.empty(3, truth.shape[1:])
-    one = int(sp.table.sample_id[sp.table.frame == 1].to_numpy()[0])
-    state.apply([_annotation(sp, one, lambda f, b, m: np.full(m.shape, 2, np.uint8))], sp, [1])
-    state.apply([_annotation(fr, 0, lambda f, b, m: truth[f][b])], fr, [2])
+    frames, truth, state = _fill_and_frame([1], drawn_frame=0)
     seen = {}
 
-    def calibrated(cfg, probs, human, frames, flow, spoken, unseen):
-        seen["human"], seen["spoken"] = human, spoken
+    def calibrated(cfg, probs, human, frames, flow, spoken, unseen, truth):
+        seen.update(human=human, spoken=spoken, truth=truth)
         return cfg
 
     monkeypatch.setattr(steps, "calibrated", calibrated)
     ctx = SimpleNamespace(video=SimpleNamespace(frames=frames), flow=None)
     steps.fusion_settings(ctx, SimpleNamespace(probs=None), state, CFG)
     named = state.named
-    assert named.any() and (seen["human"][named] == VOID).all(), "fills left out"
-    assert (seen["human"][0] == truth[0]).all(), "drawn frame kept"
-    assert not seen["spoken"][named].any() and seen["spoken"][0].all()
+    assert named.any() and (seen["truth"][named] == VOID).all(), "fills are no truth"
+    assert (seen["truth"][~named] == state.human[~named]).all(), "drawn labels are"
+    assert (seen["truth"][0] == truth[0]).all()
+    assert seen["human"] is state.human and seen["spoken"] is state.annotated, "fills vote"
     assert (state.human[named] == 2).all(), "the round's own labels untouched"
+
+
+def test_a_run_of_superpixels_alone_keeps_the_configured_radius(monkeypatch):
+    """Fills on more frames than the calibration waits for, and no drawn label: nothing is
+    fused to score a radius, and the configured one stays."""
+    from types import SimpleNamespace
+
+    from hvsa.method import calibrate
+    from hvsa.rounds import steps
+
+    count = CFG.fusion.calibration_probes + 1
+    frames, _, state = _fill_and_frame(list(range(count)), drawn_frame=None)
+    assert len(calibrate.labelled_frames(state.human)) == count
+
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("a radius was scored on fills")
+
+    monkeypatch.setattr(calibrate, "leave_one_out_confusions", no_scoring)
+    cfg = CFG.model_copy(update={"fusion": CFG.fusion.model_copy(
+        update={"guided_radius": 1, "radius_choices": [0, 1, 2, 3]})})  # fmt: skip
+    ctx = SimpleNamespace(video=SimpleNamespace(frames=frames), flow=None)
+    out = steps.fusion_settings(ctx, SimpleNamespace(probs=None), state, cfg)
+    assert out.guided_radius == 1

@@ -138,16 +138,18 @@ def leave_one_out_confusions(
     spoken: np.ndarray | None,
     probes: np.ndarray,
     by_probe: bool = False,
+    truth: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(S,C,C) confusion of each fusion setting on the ``probes``' human labels, each probe
-    fused without its own (rows: the human's class); (S,P,C,C), one per probe, with
-    ``by_probe``. Pooled over the probes, so a class seen on one probe counts as much as on
-    all (:func:`hidden_fusions`)."""
+    """(S,C,C) confusion of each fusion setting on the ``probes``' human labels (``truth``
+    where given), each probe fused without its own (rows: the human's class); (S,P,C,C), one
+    per probe, with ``by_probe``. Pooled over the probes, so a class seen on one probe counts
+    as much as on all (:func:`hidden_fusions`)."""
     num_classes = net_probs.shape[1]
+    truth = human if truth is None else truth
     cms = np.zeros((len(cfgs), len(probes), num_classes, num_classes), np.int64)
     fusions = hidden_fusions(net_probs, human, frames, flow, cfgs, spoken, probes)
     for k, i, fused in fusions:
-        cms[i, k] = confusion(human[probes[k]], fused.argmax(0).astype(np.uint8), num_classes)
+        cms[i, k] = confusion(truth[probes[k]], fused.argmax(0).astype(np.uint8), num_classes)
     return cms if by_probe else cms.sum(1)
 
 
@@ -219,10 +221,12 @@ def radius_scores(
     spoken: np.ndarray | None,
     radii: list[int],
     probes: np.ndarray,
+    truth: np.ndarray | None = None,
 ) -> np.ndarray:
-    """:func:`leave_one_out_scores` of ``cfg`` with each guided radius in ``radii``."""
+    """:func:`leave_one_out_scores` of ``cfg`` with each guided radius in ``radii``, scored
+    against ``truth`` where given (as :func:`calibrated`)."""
     cfgs = [cfg.model_copy(update={"guided_radius": r}) for r in radii]
-    return leave_one_out_scores(net_probs, human, frames, flow, cfgs, spoken, probes)
+    return leave_one_out_scores(net_probs, human, frames, flow, cfgs, spoken, probes, False, truth)
 
 
 def weight_scores(
@@ -299,13 +303,18 @@ def calibrated(
     flow: Flow,
     spoken: np.ndarray | None = None,
     unseen: Mapping[int, torch.Tensor] | None = None,
+    truth: np.ndarray | None = None,
 ) -> FusionConfig:
     """``cfg`` with the guided radius its leave-one-out score prefers, then the network weight.
 
-    The radius: scored on every labelled frame (:func:`radius_probes`); unchanged when fusion
-    or calibration is off (``cfg.radius_choices`` empty) or there is nothing to probe yet; a
-    tie keeps the configured radius, then the smaller one; with ``cfg.radius_confidence``
-    another radius only where it wins with that confidence (:func:`confident_choice`).
+    The radius: scored on every frame holding ``truth`` (:func:`radius_probes`), each probe
+    fused from all of ``human`` but its own frame and scored against its ``truth``;
+    ``truth`` defaults to ``human`` and is smaller where some labels are no truth to score
+    against (superpixel fills, ``steps.fusion_settings``), which still carry votes as in the
+    round's fusion. Unchanged when fusion or calibration is off (``cfg.radius_choices``
+    empty) or there is nothing to probe yet; a tie keeps the configured radius, then the
+    smaller one; with ``cfg.radius_confidence`` another radius only where it wins with that
+    confidence (:func:`confident_choice`).
 
     The network weight (``cfg.network_weight_choices``): scored at the frames of ``unseen``
     (the round's estimate probes, labelled in full) once there are ``calibration_probes`` of
@@ -321,13 +330,14 @@ def calibrated(
     """
     if not cfg.enabled:
         return cfg
-    probes = (radius_probes(human, cfg.calibration_probes, cfg.calibration_probe_limit)
+    truth = human if truth is None else truth
+    probes = (radius_probes(truth, cfg.calibration_probes, cfg.calibration_probe_limit)
               if cfg.radius_choices else [])  # fmt: skip
     if len(probes):
         radii = sorted(set(cfg.radius_choices) | {cfg.guided_radius})
         cfgs = [cfg.model_copy(update={"guided_radius": r}) for r in radii]
         cms = leave_one_out_confusions(
-            net_probs, human, frames, flow, cfgs, spoken, probes, by_probe=True
+            net_probs, human, frames, flow, cfgs, spoken, probes, by_probe=True, truth=truth
         )
         radius = confident_choice(cms, radii, cfg.guided_radius, cfg.radius_confidence)
         cfg = cfg.model_copy(update={"guided_radius": radius})

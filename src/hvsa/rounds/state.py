@@ -185,7 +185,8 @@ def named_region(samples: SampleSet, given: np.ndarray) -> bool:
     what was handed in, not by the tool, so the oracle's fill, the app's superpixel click and an
     imported one-class mask are alike; a superpixel a person drew that truly is one class is
     taken as named, which costs little: it is overruled only where the belief holds another
-    class more than ``1 + fusion.region_odds`` times as likely."""
+    class more than ``1 + fusion.region_odds`` times as likely, and is no truth for the guided
+    radius's calibration (it still carries votes there)."""
     if samples.granularity != "superpixel" or given.size == 0:
         return False
     return bool((given == given[0]).all())
