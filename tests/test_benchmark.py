@@ -111,6 +111,14 @@ def test_summary_lines_judge_each_target_only_beside_propagation():
     assert "goal" not in summary_markdown(summary, rows)  # no share given: no verdict
 
 
+def test_a_target_not_reached_names_the_clicks_where_the_best_was_reached():
+    """The best mIoU of a run that fell back is quoted at the round that reached it, not at
+    the run's last round."""
+    rows = _rows({"hvsa-superpixel-paper": [0.3, 0.6, 0.7, 0.65, 0.69]})
+    text = summary_markdown(clicks_to_targets(rows, [0.8]), rows)
+    assert "not reached (best 70.0 % at 40)" in text
+
+
 def _rows(curves: dict[str, list[float]], video: str = "v") -> pd.DataFrame:
     """Benchmark rows: per strategy, mIoU after rounds of 20 % of the manual clicks each."""
     out = []

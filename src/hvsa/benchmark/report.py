@@ -76,7 +76,8 @@ def summary_markdown(
     whether the best hvsa strategy met :func:`goal_verdict`.
     """
     targets = sorted(summary["target"].unique())
-    spent = rows.groupby("strategy")["clicks"].max()
+    # the clicks at which each strategy first reached its best mIoU (not its last round's)
+    at_best = rows.loc[rows.groupby("strategy")["miou"].idxmax()].set_index("strategy")["clicks"]
     head = "| strategy | " + " | ".join(f"{100 * t:.0f} % mIoU" for t in targets) + " | best mIoU |"
     lines = [head, "|---" * (len(targets) + 2) + "|"]
     for strategy, part in summary.groupby("strategy", sort=False):
@@ -84,7 +85,7 @@ def summary_markdown(
         for t in targets:
             r = part[part["target"] == t].iloc[0]
             if pd.isna(r["clicks"]):
-                best = f"{100 * r['best_miou']:.1f} % at {spent[strategy]:,}"
+                best = f"{100 * r['best_miou']:.1f} % at {int(at_best[strategy]):,}"
                 cells.append(f"not reached (best {best})")
             else:
                 cells.append(f"{int(r['clicks']):,} ({r['clicks_pct']:.1f} %)")
