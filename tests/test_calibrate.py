@@ -76,6 +76,22 @@ def test_a_probe_is_scored_without_its_own_labels():
     assert np.allclose(same, 1.0), "frame 3 is what frames 0 and 1 carry"
 
 
+def test_a_probe_is_scored_against_its_truth_not_its_fill():
+    """Frame 1 holds a fill of class 4 over pixels a person drew as 2 (its truth); the other
+    frames say 2. Left out, frame 1 gets their 2: scored against the fill that is 0, against
+    the truth 1; only the truth's pixels count."""
+    frames, _ = shifting_video(frames=4, shift=0)
+    flow = compute_flow(frames, CFG.flow)
+    human = np.full(frames.shape[:3], 2, np.uint8)
+    human[1] = 4
+    truth = np.full_like(human, VOID)
+    truth[1, :4, :4] = 2
+    net = torch.full((4, len(CLASSES), 32, 40), 1.0 / len(CLASSES))
+    args = (net, human, frames, flow, CFG.fusion, None, [0, 2], np.array([1]))
+    assert np.allclose(radius_scores(*args), 0.0), "scored against the fill"
+    assert np.allclose(radius_scores(*args, truth), 1.0), "scored against the truth"
+
+
 def test_calibration_takes_the_best_radius_keeps_the_configured_one_on_a_tie(monkeypatch):
     labels = np.zeros((10, 8, 8), np.uint8)
     human = _labelled_at(labels, list(range(10)))

@@ -668,13 +668,14 @@ def fusion_settings(
 
     Named labels (a superpixel given its dominant class with one click) are no probes and no
     truth to score a radius against — 8-14 % of a round's fills are another class on
-    0016E5_15hz — but still carry votes to the probes, as in the round's fusion. A run of
+    0016E5_15hz — but still carry votes to the probes (at full weight, as drawn labels). A run of
     superpixels alone has nothing to probe and keeps ``guided_radius``. One run of 8 rounds
     of 400 superpixels each way (benchmarks/RESULTS.md "Which frames to probe"): on
     0016E5_15hz, scored on every frame's fills, the radius moved to 3 and one round lowered
     the labels 0.29 points (68.3 % at the end); kept at 2, no round fell more than 0.13
     (68.9 %). On a generated video whose fills are 3-5 % wrong the fills-scored run ended
     0.7 points higher (94.0 against 93.3 %), neither falling more than 0.11."""
+    # the network weight (off by default) is scored on every label at the estimate's probes
     truth = None
     if state.named is not None and cfg.fusion.radius_choices:
         truth = state.drawn_human()
