@@ -77,7 +77,9 @@ def summary_markdown(
     """
     targets = sorted(summary["target"].unique())
     # the clicks at which each strategy first reached its best mIoU (not its last round's)
-    at_best = rows.loc[rows.groupby("strategy")["miou"].idxmax()].set_index("strategy")["clicks"]
+    scored = rows.dropna(subset=["miou"]).sort_values(["clicks", "round"], kind="stable")
+    at_best = scored.loc[scored.groupby("strategy")["miou"].idxmax()]
+    at_best = at_best.set_index("strategy")["clicks"]
     head = "| strategy | " + " | ".join(f"{100 * t:.0f} % mIoU" for t in targets) + " | best mIoU |"
     lines = [head, "|---" * (len(targets) + 2) + "|"]
     for strategy, part in summary.groupby("strategy", sort=False):
@@ -85,7 +87,9 @@ def summary_markdown(
         for t in targets:
             r = part[part["target"] == t].iloc[0]
             if pd.isna(r["clicks"]):
-                best = f"{100 * r['best_miou']:.1f} % at {int(at_best[strategy]):,}"
+                clicks = at_best.get(strategy)  # none where no round was scored
+                at = "" if clicks is None else f" at {int(clicks):,}"
+                best = f"{100 * r['best_miou']:.1f} %{at}"
                 cells.append(f"not reached (best {best})")
             else:
                 cells.append(f"{int(r['clicks']):,} ({r['clicks_pct']:.1f} %)")
