@@ -310,8 +310,8 @@ def calibrated(
     The radius: scored on every frame holding ``truth`` (:func:`radius_probes`), each probe
     fused from all of ``human`` but its own frame and scored against its ``truth``;
     ``truth`` defaults to ``human`` and is smaller where some labels are no truth to score
-    against (superpixel fills, ``steps.fusion_settings``), which still carry votes as in the
-    round's fusion. Unchanged when fusion or calibration is off (``cfg.radius_choices``
+    against (superpixel fills, ``steps.fusion_settings``), which still carry votes, at full
+    weight. Unchanged when fusion or calibration is off (``cfg.radius_choices``
     empty) or there is nothing to probe yet; a tie keeps the configured radius, then the
     smaller one; with ``cfg.radius_confidence`` another radius only where it wins with that
     confidence (:func:`confident_choice`).
