@@ -320,6 +320,40 @@ def test_the_vote_of_two_networks_is_their_mean_and_is_made_once_per_pair(tmp_pa
     torch.testing.assert_close(on_disk.probs[0:5], vote.probs)
 
 
+def test_a_vote_for_the_labels_alone_writes_its_labels_and_leaves_the_belief_as_it_was():
+    """``fuse(label_probs=...)``: the labels of fusing with that vote, the belief of fusing with
+    the network's own, from one gathering of the carried votes; and ``split_vote`` takes the
+    vote of two networks in the labels alone unless ``fusion.vote_for`` is ``all``."""
+    from hvsa.method.predict import Prediction
+    from hvsa.rounds.engine import split_vote
+
+    frames, labels, _ = generate(8, 32, 40, seed=2)
+    flow = compute_flow(frames, CFG.flow)
+    c = len(CLASSES)
+    gen = torch.Generator().manual_seed(3)
+    own = torch.rand(8, c, 32, 40, generator=gen).softmax(1)
+    other = torch.rand(8, c, 32, 40, generator=gen).softmax(1)
+    cfg = CFG.fusion.model_copy(update={"network_weight": 1.0})  # the vote decides unlabelled px
+    human = np.full_like(labels, VOID)
+    human[[0, 7]] = labels[[0, 7]]
+    human[3, :8, :8] = labels[3, :8, :8]  # a piece: its frame holds both kinds of pixel
+    by_own, belief_own = fuse(own, human, frames, flow, cfg, human != VOID)
+    by_other, _ = fuse(other, human, frames, flow, cfg, human != VOID)
+    both, belief = fuse(own, human, frames, flow, cfg, human != VOID, label_probs=other)
+    assert (by_own != by_other).any()  # the two votes write different labels
+    np.testing.assert_array_equal(both, by_other)
+    assert torch.equal(belief, belief_own)
+    np.testing.assert_array_equal(both[human != VOID], human[human != VOID])
+
+    now, mean = Prediction(own, own), Prediction(other, own)
+    labels_only = load_config(REPO / "params.yaml")
+    assert labels_only.fusion.vote_for == "labels"
+    assert split_vote(now, mean, labels_only) == (now, mean)
+    assert split_vote(now, now, labels_only) == (now, None)  # one network: nothing to split
+    labels_only.fusion.vote_for = "all"
+    assert split_vote(now, mean, labels_only) == (mean, None)
+
+
 def _devices():
     return [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
 

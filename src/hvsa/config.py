@@ -182,7 +182,10 @@ class FusionConfig(_Section):
     estimate_level: float = Field(gt=0, lt=1)
     # the network's vote: the mean of the predictions of this many of the latest networks that
     # differ (1 = the current network's alone); see hvsa.rounds.engine.network_vote
-    vote_networks: int = Field(default=1, ge=1, le=2)
+    vote_networks: int = Field(default=2, ge=1, le=2)
+    # what the vote of two networks is taken in: "labels" = the labels written (the belief that
+    # selection, auto and the estimate read stays the current network's); "all" = those too
+    vote_for: Literal["labels", "all"] = "labels"
     # a label named for a whole region with one click (a superpixel's dominant class): in its
     # own frame the named class's belief is multiplied by 1 + this; None: as a drawn label,
     # certain

@@ -453,6 +453,7 @@ def fuse(
     device: torch.device | None = None,
     named: np.ndarray | None = None,
     regions: np.ndarray | None = None,
+    label_probs: torch.Tensor | None = None,
 ) -> tuple[np.ndarray, torch.Tensor]:
     """Labels (N,H,W) uint8 for the whole video, and fused probabilities at the network's size.
 
@@ -471,6 +472,10 @@ def fuse(
 
     ``device``: fuse each frame there (:mod:`hvsa.method.fusion_device`, the same rule with
     torch kernels; a GPU's gain) instead of with numpy and OpenCV on the host.
+
+    ``label_probs`` (N,C,h,w): another network vote for the labels alone (the mean of two
+    networks', ``fusion.vote_for: labels``): each frame's carried votes, the costly part, are
+    gathered once and fused with each vote; the probabilities returned are ``net_probs``'s.
     """
     n, num_classes, h, w = net_probs.shape
     labelled = (human != VOID).reshape(n, -1).any(1)
@@ -497,15 +502,14 @@ def fuse(
         if walker is None:
             votes = carried_votes(human, labelled, flow, t, num_classes, cfg, frames, spoken, memo,
                                   named, regions)  # fmt: skip
-            fused = torch.from_numpy(
-                fuse_frame(net_probs[t], votes, frames[t], human[t], cfg, layer, given, mark,
-                           weight)  # fmt: skip
-            )
+            kernel = fuse_frame
         else:
             votes = walker.votes(t)
-            fused = on_device.fuse_frame(net_probs[t], votes, frames[t], human[t], cfg, layer,
-                                         given, mark, weight)  # fmt: skip
-        labels[t] = fused.argmax(0).cpu().numpy()
+            kernel = on_device.fuse_frame
+        rest = (votes, frames[t], human[t], cfg, layer, given, mark, weight)
+        fused = torch.as_tensor(kernel(net_probs[t], *rest))
+        chosen = fused if label_probs is None else torch.as_tensor(kernel(label_probs[t], *rest))
+        labels[t] = chosen.argmax(0).cpu().numpy()
         small[t] = F.interpolate(fused[None], size=(h, w), mode="area")[0].cpu()
     if isinstance(small, DiskTensor):
         small.flush()

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -98,11 +99,20 @@ class View:
     # the network's vote at the estimate's probes as if it had not seen them (frame → (C,h,w),
     # ``steps.unseen_votes``); None: its own vote (a view made without the network at hand)
     unseen: dict[int, torch.Tensor] | None = None
+    # the vote of two networks the labels alone were made from (``fusion.vote_for: labels``;
+    # ``pred`` and the belief are then the current network's own); None: the labels' vote is
+    # ``pred``
+    label_vote: Prediction | None = None
 
     @property
     def network(self) -> Prediction:
         """The current network's own prediction: the earlier one of the next vote."""
         return self.pred if self.own is None else self.own
+
+    @property
+    def vote(self) -> Prediction:
+        """The network vote the labels were made from."""
+        return self.pred if self.label_vote is None else self.label_vote
 
 
 def network_vote(
@@ -117,12 +127,29 @@ def network_vote(
     two networks keeps the rise and halves the swing (benchmarks/RESULTS.md "Does fine-tuning
     make the network worse?"). ``before`` is the last round's view: when it was made from the
     same two predictions, its vote is reused (no new array; fusion can then stay incremental).
+    :func:`split_vote` says what the vote is taken in.
     """
     if cfg.fusion.vote_networks < 2 or earlier is None or earlier is pred:
         return pred
-    if before is not None and before.own is pred and before.earlier is earlier:
-        return before.pred
+    if before is not None and before.network is pred and before.earlier is earlier:
+        return before.vote
     return mean_prediction(pred, earlier)
+
+
+def split_vote(
+    own: Prediction, vote: Prediction, cfg: Config
+) -> tuple[Prediction, Prediction | None]:
+    """The network vote the belief is fused from, and the one the labels alone are fused from
+    (None: the same). With ``fusion.vote_for: labels`` (the default) the vote of two networks
+    writes the labels while the belief — what selection, ``auto``, class layers and the
+    estimate read — stays the current network's. Why: the mean of two networks is flatter where
+    they disagree, and with it in the belief ``auto`` on 0006R0 took rectangles from round 9
+    where it had taken whole frames and fell 9 points behind by round 16; in the labels alone it
+    only removes the swings a round's fine-tuning leaves (benchmarks/RESULTS.md "Does
+    fine-tuning make the network worse?")."""
+    if vote is own or cfg.fusion.vote_for == "all":
+        return vote, None
+    return own, vote
 
 
 def earlier_network_round(round_no: int, trained: Callable[[int], bool]) -> int | None:
@@ -231,7 +258,8 @@ def label_round(
     """
     t0 = time.perf_counter()
     own = pred
-    pred = network_vote(own, earlier, cfg, previous[0] if previous is not None else None)
+    vote = network_vote(own, earlier, cfg, previous[0] if previous is not None else None)
+    pred, label_vote = split_vote(own, vote, cfg)
     t_vote = time.perf_counter()
     unseen = None
     if network is not None:
@@ -245,10 +273,10 @@ def label_round(
     only, before = None, None
     if previous is not None and cfg.fusion.enabled:
         view, labels_before = previous
-        if view.pred is pred and view.fusion == fusion:
+        if view.pred is pred and view.label_vote is label_vote and view.fusion == fusion:
             only = reach(state.touched, state.touched_layers, len(ctx.video), fusion)
             before = (labels_before, view.belief.probs)
-    labels, belief = compose_labels(ctx, pred, state, cfg, fusion, only, before)
+    labels, belief = compose_labels(ctx, pred, state, cfg, fusion, only, before, label_vote)
     state.touched.clear()
     state.touched_layers.clear()
     t2 = time.perf_counter()
@@ -256,9 +284,25 @@ def label_round(
         timings |= {"calibrate": (t_vote - t0) + (t1 - t_probes), "labels": t2 - t1}
         if network is not None:
             timings["probe_votes"] = t_probes - t_vote
-    voted = pred is not own
-    return labels, View(pred, belief, fusion, fused=only, own=own if voted else None,
-                        earlier=earlier if voted else None, unseen=unseen)  # fmt: skip
+    return labels, view_of(own, vote, earlier, belief, fusion, cfg, fused=only, unseen=unseen)
+
+
+def view_of(
+    own: Prediction,
+    vote: Prediction,
+    earlier: Prediction | None,
+    belief: Prediction,
+    fusion: FusionConfig,
+    cfg: Config,
+    **rest: Any,
+) -> View:
+    """The :class:`View` of labels made from the current network's prediction ``own`` and the
+    network ``vote`` (:func:`network_vote`; ``earlier`` voted in it unless it is ``own``),
+    taken as :func:`split_vote` says; ``rest``: the view's other fields."""
+    pred, label_vote = split_vote(own, vote, cfg)
+    voted = vote is not own
+    return View(pred, belief, fusion, own=own if pred is not own else None,
+                earlier=earlier if voted else None, label_vote=label_vote, **rest)  # fmt: skip
 
 
 def predict_video(

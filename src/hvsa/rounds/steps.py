@@ -701,6 +701,7 @@ def compose_labels(
     fusion_cfg: FusionConfig | None = None,
     only: np.ndarray | None = None,
     previous: tuple[np.ndarray, torch.Tensor] | None = None,
+    label_vote: Prediction | None = None,
 ) -> tuple[np.ndarray, Prediction]:
     """Full-resolution labels, and the belief that the next selection ranks samples by.
 
@@ -709,6 +710,8 @@ def compose_labels(
     the belief is the fused probabilities; otherwise the labels are the network's prediction
     with human labels winning, and the belief is the network's own. ``only`` and ``previous``:
     fuse those frames alone, the rest as ``previous`` (labels, belief) had them (``fuse``).
+    ``label_vote``: the network vote the labels alone are made from (``fusion.vote_for:
+    labels``); the belief stays ``pred``'s.
     """
     if cfg.fusion.enabled:
         fcfg = fusion_settings(ctx, pred, state, cfg) if fusion_cfg is None else fusion_cfg
@@ -716,9 +719,11 @@ def compose_labels(
             pred.probs, state.human, ctx.video.frames, ctx.flow, fcfg, state.annotated,
             state.layers, state.complete_mask(len(ctx.classes)), only, previous,
             fusion_device(cfg), state.named, state.provenance,
+            None if label_vote is None else label_vote.probs,
         )  # fmt: skip
         return labels, Prediction(probs, pred.features)
     if state.complete:
         raise HvsaError("class layers act through the label generator: set fusion.enabled true")
-    net = upsample_argmax(pred.probs, ctx.full, cfg.output.batch_size)
+    net = upsample_argmax((pred if label_vote is None else label_vote).probs, ctx.full,
+                          cfg.output.batch_size)  # fmt: skip
     return compose(net, state.human), pred

@@ -51,6 +51,7 @@ from hvsa.rounds.engine import (
     network_vote,
     predict_video,
     video_contexts,
+    view_of,
 )
 from hvsa.rounds.rules import sample_set_names
 from hvsa.rounds.state import LoopState
@@ -246,9 +247,8 @@ def read_view(ws: Workspace, key: str, folder: Path) -> View:
         belief = np.asarray(load_arrays(path, "a stored belief")["probs"])
         fusion = FusionConfig.model_validate_json((folder / FUSION).read_text())
         vote = network_vote(pred, earlier, ws.cfg)
-        voted = vote is not pred
-        view = View(vote, Prediction(torch.from_numpy(belief), pred.features), fusion,
-                    own=pred if voted else None, earlier=earlier if voted else None)  # fmt: skip
+        view = view_of(pred, vote, earlier, Prediction(torch.from_numpy(belief), pred.features),
+                       fusion, ws.cfg)  # fmt: skip
         return _memo("views", (belief_key, key), lambda: view)
     model, classes, device = load_model(ws, folder)
     ctx = next(iter(load_contexts(ws, key, classes).values()))
