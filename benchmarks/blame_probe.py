@@ -10,7 +10,11 @@ with the round engine's own ``label_round`` (the guided radius calibrated as a r
 - ``earlier_labels``: the round before's human labels, this round's network.
 
 If ``earlier_network`` falls as far as the round did, the new labels did it; if
-``earlier_labels`` does, the network did. ``--erode D`` also fuses both rounds with every
+``earlier_labels`` does, the network did. Every fusion here takes one network's vote, as runs
+with ``fusion.vote_networks: 1`` wrote their labels; on a run with the default (the last two
+networks' mean writes the labels) ``labels_miou_before`` and ``labels_miou`` are the run's, and
+``vote_probe.py`` gives the one-network labels of the same rounds to compare the fusions with.
+``--erode D`` also fuses both rounds with every
 region of one class in the human labels shrunk by ``D`` px (``eroded_before``, ``eroded``): does
 the drop come from the labels' borders (a superpixel named by its dominant class is wrong where
 it straddles a border)? ``--labels-only`` skips the fusions and writes, per round, how many

@@ -6,8 +6,10 @@ lowering the labels although a human added some. The mean of the predictions of 
 networks (the last two that differ: a round of class layers keeps its network) kept the
 network's mean and rose in every round after the first. This script takes a finished benchmark
 run and makes every round's labels twice with the round engine's own ``label_round`` (the guided
-radius calibrated as the round did): from the round's network, as the run did, and from that
-mean; both scored on every frame against the ground truth, as the benchmark scores a round.
+radius calibrated as the round did): from the round's network, as a run with
+``fusion.vote_networks: 1`` did, and from that mean, as a run with the default does (to the
+guided radius, which the mean calibrates here and the current network in a run); both scored
+on every frame against the ground truth, as the benchmark scores a round.
 
     .venv/bin/python benchmarks/vote_probe.py ../shared/datasets/camvid/clips/0006R0 \\
         runs/b06/target/runs/auto --rounds 16 --csv benchmarks/results/0006R0/vote_probe.csv

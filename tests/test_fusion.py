@@ -325,7 +325,7 @@ def test_a_vote_for_the_labels_alone_writes_its_labels_and_leaves_the_belief_as_
     the network's own, from one gathering of the carried votes; and ``split_vote`` takes the
     vote of two networks in the labels alone unless ``fusion.vote_for`` is ``all``."""
     from hvsa.method.predict import Prediction
-    from hvsa.rounds.engine import split_vote
+    from hvsa.rounds.engine import network_vote, split_vote, view_of
 
     frames, labels, _ = generate(8, 32, 40, seed=2)
     flow = compute_flow(frames, CFG.flow)
@@ -344,14 +344,35 @@ def test_a_vote_for_the_labels_alone_writes_its_labels_and_leaves_the_belief_as_
     np.testing.assert_array_equal(both, by_other)
     assert torch.equal(belief, belief_own)
     np.testing.assert_array_equal(both[human != VOID], human[human != VOID])
+    for device in _devices():  # the torch kernels (fusion_device) take the second vote alike
+        alone, _ = fuse(other, human, frames, flow, cfg, human != VOID, device=device)
+        on, belief_on = fuse(own, human, frames, flow, cfg, human != VOID, device=device,
+                             label_probs=other)  # fmt: skip
+        _, belief_alone = fuse(own, human, frames, flow, cfg, human != VOID, device=device)
+        np.testing.assert_array_equal(on, alone)
+        assert torch.equal(belief_on, belief_alone)
 
-    now, mean = Prediction(own, own), Prediction(other, own)
-    labels_only = load_config(REPO / "params.yaml")
-    assert labels_only.fusion.vote_for == "labels"
-    assert split_vote(now, mean, labels_only) == (now, mean)
-    assert split_vote(now, now, labels_only) == (now, None)  # one network: nothing to split
-    labels_only.fusion.vote_for = "all"
-    assert split_vote(now, mean, labels_only) == (mean, None)
+    now, before = Prediction(own, own), Prediction(other, own)
+    cfg_labels = load_config(REPO / "params.yaml")
+    assert (cfg_labels.fusion.vote_networks, cfg_labels.fusion.vote_for) == (2, "labels")
+    mean = network_vote(now, before, cfg_labels)
+    base, label_vote = split_vote(now, mean, cfg_labels)
+    assert base is now and label_vote is mean
+    base, label_vote = split_vote(now, now, cfg_labels)  # one network: nothing to split
+    assert base is now and label_vote is None
+    # the view keeps the current network for the belief and the mean for the labels, and a
+    # round that kept both networks (class layers) takes the same mean again: fusion can then
+    # stay incremental (label_round compares the votes by identity)
+    view = view_of(now, mean, before, Prediction(belief_own, own), cfg, cfg_labels)
+    assert view.pred is now and view.own is None and view.network is now
+    assert view.label_vote is mean and view.vote is mean and view.earlier is before
+    assert network_vote(now, before, cfg_labels, view) is mean
+    cfg_all = load_config(REPO / "params.yaml")
+    cfg_all.fusion.vote_for = "all"
+    base, label_vote = split_vote(now, mean, cfg_all)
+    assert base is mean and label_vote is None
+    view = view_of(now, mean, before, Prediction(belief_own, own), cfg, cfg_all)
+    assert view.pred is mean and view.own is now and view.label_vote is None
 
 
 def _devices():

@@ -84,7 +84,9 @@ FUSION, AUTO = "fusion.json", "auto.json"
 class View:
     """What a round's labels were made from, and what the next round selects by."""
 
-    pred: Prediction  # the network's vote: its softmax and features (network_vote)
+    # the prediction the belief is fused from, softmax and features: the current network's
+    # own unless the vote of two networks goes into the belief too (``fusion.vote_for: all``)
+    pred: Prediction
     belief: Prediction  # the fused probabilities (with the network's features)
     fusion: FusionConfig  # the fusion settings, calibrated on the human labels so far
     # the probes' estimates of this view, and the labels they were taken on (probes_of)
@@ -92,9 +94,11 @@ class View:
     # (N,) bool: the frames fused anew for this view, the others kept from the view before
     # (``label_round``'s ``previous``); None = every frame
     fused: np.ndarray | None = None
-    # where ``pred`` is a vote of two networks: the current network's own prediction, and the
-    # earlier network's that voted with it (None: ``pred`` is the current network's own)
+    # where ``pred`` is a vote of two networks (``vote_for: all``): the current network's own
+    # prediction (None: ``pred`` is the current network's own)
     own: Prediction | None = None
+    # the earlier network's prediction that voted with the current one, in ``pred`` or in
+    # ``label_vote`` (None: no vote of two networks)
     earlier: Prediction | None = None
     # the network's vote at the estimate's probes as if it had not seen them (frame → (C,h,w),
     # ``steps.unseen_votes``); None: its own vote (a view made without the network at hand)

@@ -242,7 +242,10 @@ def read_view(ws: Workspace, key: str, folder: Path) -> View:
         return cache[(belief_key, key)]
     path = _store(ws, key) / f"belief-{belief_key}.npz"
     pred = stored_prediction(ws, key, folder)
-    earlier = earlier_prediction(ws, key, folder)
+    # the stages that read a view (selection, fine-tuning) read its belief and its network's
+    # own prediction; the earlier network votes in them only with fusion.vote_for: all (the
+    # labels stage takes it itself)
+    earlier = earlier_prediction(ws, key, folder) if ws.cfg.fusion.vote_for == "all" else None
     if pred is not None and path.is_file():
         belief = np.asarray(load_arrays(path, "a stored belief")["probs"])
         fusion = FusionConfig.model_validate_json((folder / FUSION).read_text())
