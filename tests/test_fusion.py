@@ -289,7 +289,7 @@ def test_a_new_label_moves_only_the_frames_it_reaches():
 
 def test_the_vote_of_two_networks_is_their_mean_and_is_made_once_per_pair(tmp_path):
     from hvsa.data.spill import DiskTensor
-    from hvsa.method.predict import Prediction, mean_prediction
+    from hvsa.method.predict import MeanProbs, Prediction, mean_prediction
     from hvsa.rounds.engine import View, network_vote
 
     gen = torch.Generator().manual_seed(0)
@@ -303,7 +303,14 @@ def test_the_vote_of_two_networks_is_their_mean_and_is_made_once_per_pair(tmp_pa
     assert network_vote(now, None, two) is now  # the first network has none to vote with
     vote = network_vote(now, before, two)
     mean = (a.half().float() + b.half().float()) / 2
-    torch.testing.assert_close(vote.probs.float(), mean, atol=1e-3, rtol=0)
+    # in the labels alone (the default) the mean is made frame by frame where it is read
+    assert isinstance(vote.probs, MeanProbs) and vote.probs.shape == tuple(a.shape)
+    torch.testing.assert_close(vote.probs[0:5].float(), mean, atol=1e-3, rtol=0)
+    stored = mean_prediction(now, before)  # with fusion.vote_for: all, every step reads it
+    assert torch.equal(torch.stack([vote.probs[t] for t in range(5)]), stored.probs)
+    two_all = two.model_copy(deep=True)
+    two_all.fusion.vote_for = "all"
+    assert torch.equal(network_vote(now, before, two_all).probs, stored.probs)
     assert vote.features is now.features  # the current network's, for the next selection
     # a round that kept both networks (class layers) takes the vote it was made with again
     kept = View(vote, vote, one.fusion, own=now, earlier=before)
@@ -317,14 +324,17 @@ def test_the_vote_of_two_networks_is_their_mean_and_is_made_once_per_pair(tmp_pa
     disk_a[0:5], disk_b[0:5] = a.half(), b.half()
     on_disk = mean_prediction(Prediction(disk_a, now.features), Prediction(disk_b, now.features), 2)
     assert isinstance(on_disk.probs, DiskTensor)
-    torch.testing.assert_close(on_disk.probs[0:5], vote.probs)
+    torch.testing.assert_close(on_disk.probs[0:5], stored.probs)
+    lazy = mean_prediction(Prediction(disk_a, now.features), Prediction(disk_b, now.features),
+                           lazy=True)  # fmt: skip
+    assert torch.equal(lazy.probs[1:4], stored.probs[1:4])
 
 
 def test_a_vote_for_the_labels_alone_writes_its_labels_and_leaves_the_belief_as_it_was():
     """``fuse(label_probs=...)``: the labels of fusing with that vote, the belief of fusing with
     the network's own, from one gathering of the carried votes; and ``split_vote`` takes the
     vote of two networks in the labels alone unless ``fusion.vote_for`` is ``all``."""
-    from hvsa.method.predict import Prediction
+    from hvsa.method.predict import Prediction, mean_prediction
     from hvsa.rounds.engine import network_vote, split_vote, view_of
 
     frames, labels, _ = generate(8, 32, 40, seed=2)
@@ -356,6 +366,12 @@ def test_a_vote_for_the_labels_alone_writes_its_labels_and_leaves_the_belief_as_
     cfg_labels = load_config(REPO / "params.yaml")
     assert (cfg_labels.fusion.vote_networks, cfg_labels.fusion.vote_for) == (2, "labels")
     mean = network_vote(now, before, cfg_labels)
+    # the mean made frame by frame where fusion reads it writes the labels a stored mean writes
+    by_lazy, _ = fuse(own, human, frames, flow, cfg, human != VOID, label_probs=mean.probs)
+    stored = mean_prediction(now, before)
+    by_stored, _ = fuse(own, human, frames, flow, cfg, human != VOID, label_probs=stored.probs)
+    np.testing.assert_array_equal(by_lazy, by_stored)
+    assert (by_lazy != by_own).any()
     base, label_vote = split_vote(now, mean, cfg_labels)
     assert base is now and label_vote is mean
     base, label_vote = split_vote(now, now, cfg_labels)  # one network: nothing to split

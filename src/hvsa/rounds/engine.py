@@ -137,7 +137,8 @@ def network_vote(
         return pred
     if before is not None and before.network is pred and before.earlier is earlier:
         return before.vote
-    return mean_prediction(pred, earlier)
+    # in the labels alone fusion reads the mean frame by frame: made there, never stored whole
+    return mean_prediction(pred, earlier, lazy=cfg.fusion.vote_for == "labels")
 
 
 def split_vote(
