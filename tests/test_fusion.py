@@ -288,6 +288,7 @@ def test_a_new_label_moves_only_the_frames_it_reaches():
 
 
 def test_the_vote_of_two_networks_is_their_mean_and_is_made_once_per_pair(tmp_path):
+    from hvsa.data.scaling import upsample_argmax
     from hvsa.data.spill import DiskTensor
     from hvsa.method.predict import MeanProbs, Prediction, mean_prediction
     from hvsa.rounds.engine import View, network_vote
@@ -313,9 +314,12 @@ def test_the_vote_of_two_networks_is_their_mean_and_is_made_once_per_pair(tmp_pa
     assert torch.equal(network_vote(now, before, two_all).probs, stored.probs)
     assert vote.features is now.features  # the current network's, for the next selection
     # a round that kept both networks (class layers) takes the vote it was made with again
-    kept = View(vote, vote, one.fusion, own=now, earlier=before)
+    kept = View(now, now, one.fusion, earlier=before, label_vote=vote)
     assert network_vote(now, before, two, kept) is vote
     assert network_vote(now, now, two, kept) is now
+    # ... but not where the mean now goes into the belief too: that one is stored
+    again = network_vote(now, before, two_all, kept)
+    assert again is not vote and torch.equal(again.probs, stored.probs)
     # a long video's probabilities on disk: the same mean, on disk too
     disk_a, disk_b = (
         DiskTensor(tmp_path, a.shape, torch.float16),
@@ -328,13 +332,17 @@ def test_the_vote_of_two_networks_is_their_mean_and_is_made_once_per_pair(tmp_pa
     lazy = mean_prediction(Prediction(disk_a, now.features), Prediction(disk_b, now.features),
                            lazy=True)  # fmt: skip
     assert torch.equal(lazy.probs[1:4], stored.probs[1:4])
+    assert torch.equal(lazy.probs[3], stored.probs[3])  # fusion reads one frame at a time
+    # the labels without fusion (upsampled argmax, chunk by chunk) read the lazy mean alike
+    np.testing.assert_array_equal(upsample_argmax(lazy.probs, (8, 12), 2),
+                                  upsample_argmax(stored.probs, (8, 12), 2))  # fmt: skip
 
 
 def test_a_vote_for_the_labels_alone_writes_its_labels_and_leaves_the_belief_as_it_was():
     """``fuse(label_probs=...)``: the labels of fusing with that vote, the belief of fusing with
     the network's own, from one gathering of the carried votes; and ``split_vote`` takes the
     vote of two networks in the labels alone unless ``fusion.vote_for`` is ``all``."""
-    from hvsa.method.predict import Prediction, mean_prediction
+    from hvsa.method.predict import MeanProbs, Prediction, mean_prediction
     from hvsa.rounds.engine import network_vote, split_vote, view_of
 
     frames, labels, _ = generate(8, 32, 40, seed=2)
@@ -385,10 +393,14 @@ def test_a_vote_for_the_labels_alone_writes_its_labels_and_leaves_the_belief_as_
     assert network_vote(now, before, cfg_labels, view) is mean
     cfg_all = load_config(REPO / "params.yaml")
     cfg_all.fusion.vote_for = "all"
-    base, label_vote = split_vote(now, mean, cfg_all)
-    assert base is mean and label_vote is None
-    view = view_of(now, mean, before, Prediction(belief_own, own), cfg, cfg_all)
-    assert view.pred is mean and view.own is now and view.label_vote is None
+    stored = network_vote(now, before, cfg_all)  # the belief's vote: stored whole
+    assert not isinstance(stored.probs, MeanProbs)
+    base, label_vote = split_vote(now, stored, cfg_all)
+    assert base is stored and label_vote is None
+    view = view_of(now, stored, before, Prediction(belief_own, own), cfg, cfg_all)
+    assert view.pred is stored and view.own is now and view.label_vote is None
+    with pytest.raises(ValueError, match="frame by frame"):
+        split_vote(now, mean, cfg_all)  # a mean made frame by frame never becomes the belief's
 
 
 def _devices():

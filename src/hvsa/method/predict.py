@@ -18,7 +18,9 @@ class Prediction:
     more than ranking samples and voting need, and half the memory; every step computes in
     float32 a few frames at a time); features (N,F,hf,wf) float32 holding float16-rounded
     values, the precision a campaign's files keep them at, so that the in-process loop and the
-    DVC stages select from the same numbers."""
+    DVC stages select from the same numbers. probs may be a :class:`MeanProbs` where it is a
+    vote for the labels alone (``View.label_vote``): it supports ``len``, ``shape``, ``dtype``
+    and indexing along frames, nothing else (no ``.float()``, ``.clone()``, saving)."""
 
     probs: torch.Tensor | DiskTensor | MeanProbs  # MeanProbs: a vote for the labels alone
     features: torch.Tensor | DiskTensor

@@ -50,7 +50,7 @@ from hvsa.method.estimate import interval as estimate_interval
 from hvsa.method.fusion import reach
 from hvsa.method.metrics import expected_miou, iou_per_class, mean_iou
 from hvsa.method.network import SegmentationNet
-from hvsa.method.predict import Prediction, mean_prediction, predict
+from hvsa.method.predict import MeanProbs, Prediction, mean_prediction, predict
 from hvsa.method.uncertainty import pixel_uncertainty
 from hvsa.rounds.result import RoundResult
 from hvsa.rounds.rules import is_auto, sample_set_names
@@ -135,10 +135,13 @@ def network_vote(
     """
     if cfg.fusion.vote_networks < 2 or earlier is None or earlier is pred:
         return pred
-    if before is not None and before.network is pred and before.earlier is earlier:
+    # in the labels alone fusion reads the mean frame by frame: made there, never stored whole;
+    # in the belief too (vote_for: all) every step reads it, with tensor methods, so it is stored
+    lazy = cfg.fusion.vote_for == "labels"
+    same = before is not None and before.network is pred and before.earlier is earlier
+    if same and isinstance(before.vote.probs, MeanProbs) == lazy:
         return before.vote
-    # in the labels alone fusion reads the mean frame by frame: made there, never stored whole
-    return mean_prediction(pred, earlier, lazy=cfg.fusion.vote_for == "labels")
+    return mean_prediction(pred, earlier, lazy=lazy)
 
 
 def split_vote(
@@ -153,6 +156,8 @@ def split_vote(
     only removes the swings a round's fine-tuning leaves (benchmarks/RESULTS.md "Does
     fine-tuning make the network worse?")."""
     if vote is own or cfg.fusion.vote_for == "all":
+        if isinstance(vote.probs, MeanProbs):
+            raise ValueError("a mean made frame by frame cannot be the belief's vote")
         return vote, None
     return own, vote
 
