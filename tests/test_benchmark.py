@@ -207,6 +207,12 @@ def test_quick_benchmark_end_to_end(tiny_videos, tmp_path, capsys):
     for column in ["round", "clicks", "clicks_pct", "miou", "seconds", "peak_memory_mb"]:
         assert column in rows.columns
     assert any(c.startswith("iou_") for c in rows.columns)
+    # an hvsa round says where its seconds went; the steps take no more than the round
+    hvsa_rows = rows[rows["strategy"] == "hvsa-frame-paper"]
+    steps = hvsa_rows[[c for c in rows.columns if c.startswith("seconds_")]]
+    assert {"seconds_labels", "seconds_finetune", "seconds_select"} <= set(steps.columns)
+    last = hvsa_rows["round"].idxmax()
+    assert 0 < steps.loc[last].sum() <= hvsa_rows.loc[last, "seconds"] + 0.05
     manual_clicks = pd.read_csv(out / "manual_clicks.csv")
     assert len(manual_clicks) == quick.frames
     total = int(manual_clicks["clicks"].sum())

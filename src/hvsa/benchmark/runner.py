@@ -192,6 +192,8 @@ def run_hvsa(bench: Bench, strategy: Strategy) -> list[dict]:
         bench.row(
             strategy.name, r.round, r.clicks_total, r.miou, r.per_class, r.seconds, r.peak_memory_mb
         )  # fmt: skip
+        # each step's seconds (select, finetune, labels, …): where a slow round spends its time
+        | {f"seconds_{step}": round(value, 2) for step, value in r.timings.items()}
         for r in results
     ]
     same = same_labels_propagation(bench, [folder / f"round_{r.round:02d}" for r in results])
