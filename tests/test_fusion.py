@@ -154,7 +154,7 @@ def test_sparse_votes_equal_dense_votes_for_labels_in_pieces(monkeypatch):
     calls = []
     real = fusion._vote
     monkeypatch.setattr(
-        fusion, "_vote", lambda *a: calls.append(a[-2] is not None) or real(*a)
+        fusion, "_vote", lambda *a, **kw: calls.append(a[-2] is not None) or real(*a, **kw)
     )  # a[-2]: at
     monkeypatch.setattr(fusion, "_REMAP_COLS", 50)  # several rows, the last one padded
     frames, labels, _ = generate(8, 64, 80, seed=3)
@@ -195,6 +195,51 @@ def test_sparse_votes_equal_dense_votes_for_labels_in_pieces(monkeypatch):
     b = fuse(net, human, frames, flow, sparse, spoken)
     np.testing.assert_array_equal(a[0], b[0])
     assert torch.equal(a[1], b[1])
+
+
+def test_walking_only_the_live_points_gives_the_votes_of_walking_every_pixel(monkeypatch):
+    """Points that left the frame are dropped from the walk: the votes stay the same to the bit,
+    on the dense and the sparse path, with and without void answers and named labels."""
+    import hvsa.method.fusion as fusion
+
+    frames, labels = shifting_video(frames=14, shift=3)  # 3 px a frame: points leave the frame
+    flow = compute_flow(frames, CFG.flow)
+    n = len(frames)
+    rng = np.random.default_rng(1)
+    human = np.full_like(labels, VOID)
+    spoken = np.zeros(labels.shape, bool)
+    for k in range(n):  # a 16 px square a frame, a band of it answered "void"
+        r, c = rng.integers(0, 48), rng.integers(0, 64)
+        human[k, r : r + 16, c : c + 16] = labels[k, r : r + 16, c : c + 16]
+        spoken[k, r : r + 16, c : c + 16] = True
+        human[k, r : r + 3, c : c + 16] = VOID
+    human[5] = labels[5]  # one frame labelled in full
+    spoken[5] = True
+    named = np.zeros(labels.shape, bool)
+    named[::2] = human[::2] != VOID
+    labelled = (human != VOID).reshape(n, -1).any(1)
+    packed = []
+    real = fusion._compact
+
+    def spy(*a):
+        out = real(*a)
+        packed.append(out[-1] is not None)
+        return out
+
+    monkeypatch.setattr(fusion, "_compact", spy)
+    monkeypatch.setattr(fusion, "_REMAP_COLS", 64)  # several rows, the last one padded
+    for share in (0.0, 1.0):  # the dense path, then the sparse one
+        cfg = CFG.fusion.model_copy(update={"sparse_share": share, "named_shadow": False})
+        for extra in ({}, {"spoken": spoken}, {"spoken": spoken, "named": named}):
+            for t in (0, 6, n - 1):
+                monkeypatch.setattr(fusion, "_COMPACT_BELOW", 0.0)  # never: every pixel walked
+                want = carried_votes(human, labelled, flow, t, 2, cfg, frames, **extra)
+                for below in (0.5, 1.01):  # the default, and packed again at every step
+                    monkeypatch.setattr(fusion, "_COMPACT_BELOW", below)
+                    got = carried_votes(human, labelled, flow, t, 2, cfg, frames, **extra)
+                    assert want.any()
+                    np.testing.assert_array_equal(got, want)
+    assert any(packed), "the chains were packed"
 
 
 def test_a_chain_walks_on_through_frames_labelled_in_pieces():

@@ -171,6 +171,7 @@ def carried_votes(
         x, y = pixel_grid(human.shape[1:])
         err = np.zeros(x.shape, np.float32)
         remaining = np.ones(x.shape, np.float32)
+        points = None  # the frame's pixels in place; else the flat pixels still walked
         at = t
         for k in reach:
             x, y, e = step(flow, at, forward, x, y)
@@ -183,14 +184,53 @@ def carried_votes(
             remaining[fit == 0] = 0
             if remaining.max() < cfg.min_remaining:
                 break
-            if not labelled[k]:
-                continue
-            facts = _labelled(human, spoken, k, cfg.sparse_share, memo, past, trust)
-            pixels = _reaching(facts, x, y, remaining, cfg.sparse_share)
-            _vote(votes, remaining, human, spoken, frames, k, t, x, y, fit, cfg, pixels, facts)
-            if remaining.max() < cfg.min_remaining:
-                break
+            if labelled[k]:
+                facts = _labelled(human, spoken, k, cfg.sparse_share, memo, past, trust)
+                pixels = _reaching(facts, x, y, remaining, cfg.sparse_share)
+                _vote(votes, remaining, human, spoken, frames, k, t, x, y, fit, cfg, pixels, facts,
+                      points=points)  # fmt: skip
+                if remaining.max() < cfg.min_remaining:
+                    break
+            x, y, err, remaining, points = _compact(x, y, err, remaining, points)
     return votes
+
+
+_COMPACT_BELOW = 0.5  # walk only the live points once fewer than this share of those walked live
+
+
+def _compact(
+    x: np.ndarray,
+    y: np.ndarray,
+    err: np.ndarray,
+    remaining: np.ndarray,
+    points: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """The chain's points with the dead ones dropped, once they are most of it.
+
+    A point whose ``remaining`` is 0 (it left the frame, its chain broke, or nearer labels
+    answered it) never votes again, yet stepping it costs as much as a live one: where the
+    camera moves forward, the chains walking forward lose half their points within 20 frames
+    at 15 Hz and 90 % within 60, while every point is stepped, resampled and weighed to the
+    chain's end. The live points are packed in rows of ``_REMAP_COLS`` (cv2.remap takes maps
+    of under 32767 rows), the last row padded with dead points far outside the frame;
+    ``points`` (flat pixel indices of frame t, None = every pixel in place) says whose chain
+    each is. Every live point keeps its coordinates, error and share, so the votes are the
+    same to the bit.
+    """
+    alive = np.flatnonzero(remaining.reshape(-1) > 0)
+    walked = remaining.size if points is None else points.size
+    if alive.size >= _COMPACT_BELOW * walked:
+        return x, y, err, remaining, points
+    rows = max(1, -(-alive.size // _REMAP_COLS))
+
+    def pack(a: np.ndarray, fill: float) -> np.ndarray:
+        out = np.full(rows * _REMAP_COLS, fill, a.dtype)
+        out[: alive.size] = a.reshape(-1)[alive]
+        return out.reshape(rows, _REMAP_COLS)
+
+    far = -1e4  # a coordinate no bilinear sample of the frame reaches: padding never votes
+    kept = alive if points is None else points[alive]
+    return pack(x, far), pack(y, far), pack(err, np.inf), pack(remaining, 0.0), kept
 
 
 def carry_limit(cfg: FusionConfig, frames: int) -> int:
@@ -286,7 +326,9 @@ def _reaching(
     return None if at.size > share * hit.size else at
 
 
-def _vote(votes, remaining, human, spoken, frames, k, t, x, y, fit, cfg, at, facts) -> None:
+def _vote(
+    votes, remaining, human, spoken, frames, k, t, x, y, fit, cfg, at, facts, points=None
+) -> None:
     """Add frame ``k``'s carried labels to ``votes`` and shade ``remaining`` (in place).
 
     ``at`` (flat pixel indices, from :func:`_reaching`) restricts the work to those pixels,
@@ -298,26 +340,39 @@ def _vote(votes, remaining, human, spoken, frames, k, t, x, y, fit, cfg, at, fac
     Where ``facts.trust`` is given, its weight, sampled at the same points, scales both the
     vote and the shading (a doubtful named pixel votes less and ends less of the chain);
     sampled apart from the labels, so within a pixel of a weighed named pixel a drawn label's
-    vote is scaled by the blend of the two weights.
+    vote is scaled by the blend of the two weights. ``points`` (from :func:`_compact`): the
+    flat pixels of frame t whose chains ``x``, ``y``, ``fit`` and ``remaining`` hold, packed
+    in rows; None = every pixel of frame t in place.
     """
-    if at is None:
-        pick, here = (lambda a: a), frames[t].transpose(2, 0, 1) if frames is not None else None
-    elif at.size == 0:
+    if at is not None and at.size == 0:
         return
+    if at is None:
+        shape = x.shape
+
+        def pick(a: np.ndarray, fill: float = 0.0) -> np.ndarray:
+            return a
+
+        mine = points  # the pixels of frame t that the points start from; None = all in place
     else:
         # cv2.remap takes maps under 32767 rows: the chosen pixels as rows of _REMAP_COLS,
         # the last row padded with points far outside the frame (they read 0)
-        rows = -(-at.size // _REMAP_COLS)
+        shape = (-(-at.size // _REMAP_COLS), _REMAP_COLS)
 
         def pick(a: np.ndarray, fill: float = 0.0) -> np.ndarray:
-            out = np.full(rows * _REMAP_COLS, fill, a.dtype)
+            out = np.full(shape[0] * shape[1], fill, a.dtype)
             out[: at.size] = a.reshape(-1)[at]
-            return out.reshape(rows, _REMAP_COLS)
+            return out.reshape(shape)
 
-        here = None
-        if frames is not None and cfg.photo_sigma:
-            mine = frames[t].reshape(-1, frames.shape[-1])
-            here = np.stack([pick(mine[:, ch]) for ch in range(mine.shape[1])])
+        mine = at if points is None else points[at]
+    here = None
+    if frames is not None and cfg.photo_sigma:
+        if mine is None:
+            here = frames[t].transpose(2, 0, 1)
+        else:
+            colours = frames[t].reshape(-1, frames.shape[-1])[mine]
+            here = np.zeros((colours.shape[1], shape[0] * shape[1]), colours.dtype)
+            here[:, : len(mine)] = colours.T
+            here = here.reshape(-1, *shape)
     far = -1e4  # a coordinate no bilinear sample of the frame reaches
     xs, ys = (pick(x), pick(y)) if at is None else (pick(x, far), pick(y, far))
     carried = _carry(human[k], len(votes), xs, ys, facts.present)
@@ -332,16 +387,19 @@ def _vote(votes, remaining, human, spoken, frames, k, t, x, y, fit, cfg, at, fac
         carried *= weight[None]
         cover = cover * weight
     trust = pick(fit) / abs(k - t) ** cfg.distance_power
-    if here is not None and cfg.photo_sigma:
+    if here is not None:
         there = _pull(frames[k].transpose(2, 0, 1).astype(np.float32), xs, ys)
         trust *= np.exp(-np.abs(there - here).mean(0) / cfg.photo_sigma)
     add = carried * (pick(remaining) * trust)[None]
     keep = 1 - np.clip(cover, 0, 1)
     if at is None:
-        votes += add
-        remaining *= keep
+        remaining *= keep  # padding (remaining 0) stays 0
+        if mine is None:
+            votes += add
+        else:
+            votes.reshape(len(votes), -1)[:, mine] += add.reshape(len(votes), -1)[:, : mine.size]
     else:
-        votes.reshape(len(votes), -1)[:, at] += add.reshape(len(votes), -1)[:, : at.size]
+        votes.reshape(len(votes), -1)[:, mine] += add.reshape(len(votes), -1)[:, : at.size]
         remaining.reshape(-1)[at] *= keep.reshape(-1)[: at.size]
 
 
