@@ -1,8 +1,8 @@
 """Where a round's label generation spends its seconds: cProfile of one round's fusion.
 
 Takes a finished benchmark run, fuses round ``R``'s human labels as the round did (its network's
-prediction for the belief, the mean of its and the round before's for the labels (a run whose
-every round fine-tunes: a round of class layers keeps its network), the guided
+prediction for the belief, the mean of its and the network before it for the labels (the
+network of the round before the last one that fine-tuned, as the run chose it), the guided
 radius and network weight the round calibrated, read from its ``metrics.json``) and writes the
 cumulative seconds of the functions that matter: walking the flow chains (``carried_votes``:
 ``step`` moves the points, ``_vote`` samples the labelled frames), reading the flow, and
@@ -23,12 +23,14 @@ import cProfile
 import json
 import pstats
 import time
+from pathlib import Path
 
 from probe_common import CPU, open_round, open_run, parse, save_table
 from scale import machine  # benchmarks/scale.py: the same machine column
 
 from hvsa.method.fusion import fuse
 from hvsa.method.predict import mean_prediction, predict
+from hvsa.rounds.engine import earlier_network_round
 
 # (function name, file tail) → the label in the table
 WATCHED = {
@@ -37,9 +39,15 @@ WATCHED = {
     ("step", "propagate.py"): "step: moving the points one frame",
     ("_vote", "fusion.py"): "_vote: sampling a labelled frame",
     ("_reaching", "fusion.py"): "_reaching: the points that land on a label",
+    ("_compact", "fusion.py"): "_compact: dropping the points that can no longer vote",
     ("frame", "chunks.py"): "reading a flow frame (float16 to float32)",
     ("fuse_frame", "fusion.py"): "fuse_frame: network vote, guided filter (both votes)",
 }
+
+
+def _timings(run: Path, r: int) -> dict:
+    """Round ``r``'s seconds per step (a round that fine-tuned has ``finetune``)."""
+    return json.loads((run / f"round_{r:02d}" / "metrics.json").read_text()).get("timings", {})
 
 
 def main() -> None:
@@ -49,8 +57,9 @@ def main() -> None:
     metrics = json.loads((args.run / f"round_{args.round:02d}" / "metrics.json").read_text())
     pred = predict(model, ctx.frames_t, cfg.output.batch_size, CPU)
     label_probs = None
-    if cfg.fusion.vote_networks >= 2 and args.round > 0:
-        before, _, _ = open_round(args.run, args.round - 1, cfg, video, flow)
+    older = earlier_network_round(args.round, lambda r: "finetune" in _timings(args.run, r))
+    if cfg.fusion.vote_networks >= 2 and older is not None:
+        before, _, _ = open_round(args.run, older, cfg, video, flow)
         earlier = predict(before, ctx.frames_t, cfg.output.batch_size, CPU)
         label_probs = mean_prediction(pred, earlier, lazy=True).probs
     fcfg = cfg.fusion.model_copy(update={"guided_radius": metrics["guided_radius"],
