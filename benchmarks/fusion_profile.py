@@ -53,6 +53,10 @@ def _timings(run: Path, r: int) -> dict:
 def main() -> None:
     args = parse(__doc__, lambda ap: ap.add_argument("--round", type=int, required=True))
     cfg, video, flow = open_run(args)
+    if cfg.fusion.vote_networks >= 2 and cfg.fusion.vote_for != "labels":
+        raise SystemExit(
+            "fusion_profile.py: only fusion.vote_for: labels is profiled as the run fused"
+        )
     model, ctx, state = open_round(args.run, args.round, cfg, video, flow)
     metrics = json.loads((args.run / f"round_{args.round:02d}" / "metrics.json").read_text())
     pred = predict(model, ctx.frames_t, cfg.output.batch_size, CPU)

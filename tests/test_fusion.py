@@ -228,9 +228,15 @@ def test_walking_only_the_live_points_gives_the_votes_of_walking_every_pixel(mon
 
     monkeypatch.setattr(fusion, "_compact", spy)
     monkeypatch.setattr(fusion, "_REMAP_COLS", 64)  # several rows, the last one padded
+    rows, cols = np.indices(labels.shape[1:])
+    regions = np.broadcast_to((rows // 8) * 100 + cols // 8, labels.shape)  # 8 px named regions
+    weighed = {"spoken": spoken, "named": named, "regions": regions}  # named pixels by colour
     for share in (0.0, 1.0):  # the dense path, then the sparse one
-        cfg = CFG.fusion.model_copy(update={"sparse_share": share, "named_shadow": False})
-        for extra in ({}, {"spoken": spoken}, {"spoken": spoken, "named": named}):
+        cfg = CFG.fusion.model_copy(
+            update={"sparse_share": share, "named_shadow": False, "named_colour_sigma": 10.0}
+        )
+        packed.clear()
+        for extra in ({}, {"spoken": spoken}, {"spoken": spoken, "named": named}, weighed):
             for t in (0, 6, n - 1):
                 monkeypatch.setattr(fusion, "_COMPACT_BELOW", 0.0)  # never: every pixel walked
                 want = carried_votes(human, labelled, flow, t, 2, cfg, frames, **extra)
@@ -239,7 +245,7 @@ def test_walking_only_the_live_points_gives_the_votes_of_walking_every_pixel(mon
                     got = carried_votes(human, labelled, flow, t, 2, cfg, frames, **extra)
                     assert want.any()
                     np.testing.assert_array_equal(got, want)
-    assert any(packed), "the chains were packed"
+        assert any(packed), "the chains were packed"
 
 
 def test_a_chain_walks_on_through_frames_labelled_in_pieces():
