@@ -221,16 +221,12 @@ def _compact(
     walked = remaining.size if points is None else points.size
     if alive.size >= _COMPACT_BELOW * walked:
         return x, y, err, remaining, points
-    rows = max(1, -(-alive.size // _REMAP_COLS))
 
     def pack(a: np.ndarray, fill: float) -> np.ndarray:
-        out = np.full(rows * _REMAP_COLS, fill, a.dtype)
-        out[: alive.size] = a.reshape(-1)[alive]
-        return out.reshape(rows, _REMAP_COLS)
+        return _in_rows(a.reshape(-1)[alive], fill)
 
-    far = -1e4  # a coordinate no bilinear sample of the frame reaches: padding never votes
     kept = alive if points is None else points[alive]
-    return pack(x, far), pack(y, far), pack(err, np.inf), pack(remaining, 0.0), kept
+    return pack(x, _FAR), pack(y, _FAR), pack(err, np.inf), pack(remaining, 0.0), kept
 
 
 def carry_limit(cfg: FusionConfig, frames: int) -> int:
@@ -250,7 +246,17 @@ def carry_limit(cfg: FusionConfig, frames: int) -> int:
     return min(frames, math.ceil((100 / cfg.network_weight) ** (1 / cfg.distance_power)))
 
 
-_REMAP_COLS = 1024  # row length of the sparse path's remap maps (cv2 needs < 32767 rows)
+_REMAP_COLS = 1024  # row length of packed and picked points as remap maps (cv2: < 32767 rows)
+_FAR = -1e4  # a coordinate no bilinear sample of the frame reaches: padding there reads 0
+
+
+def _in_rows(values: np.ndarray, fill: float = 0.0) -> np.ndarray:
+    """(P,) values as rows of ``_REMAP_COLS`` (cv2.remap takes maps of under 32767 rows),
+    the last row padded with ``fill``: a set of chosen points as a map to remap at."""
+    rows = max(1, -(-values.size // _REMAP_COLS))
+    out = np.full(rows * _REMAP_COLS, fill, values.dtype)
+    out[: values.size] = values
+    return out.reshape(rows, _REMAP_COLS)
 
 
 class _Labelled(NamedTuple):
@@ -347,34 +353,26 @@ def _vote(
     if at is not None and at.size == 0:
         return
     if at is None:
-        shape = x.shape
 
         def pick(a: np.ndarray, fill: float = 0.0) -> np.ndarray:
             return a
 
         mine = points  # the pixels of frame t that the points start from; None = all in place
     else:
-        # cv2.remap takes maps under 32767 rows: the chosen pixels as rows of _REMAP_COLS,
-        # the last row padded with points far outside the frame (they read 0)
-        shape = (-(-at.size // _REMAP_COLS), _REMAP_COLS)
+        # the chosen pixels as rows, the last padded with points far outside the frame
 
         def pick(a: np.ndarray, fill: float = 0.0) -> np.ndarray:
-            out = np.full(shape[0] * shape[1], fill, a.dtype)
-            out[: at.size] = a.reshape(-1)[at]
-            return out.reshape(shape)
+            return _in_rows(a.reshape(-1)[at], fill)
 
         mine = at if points is None else points[at]
     here = None
     if frames is not None and cfg.photo_sigma:
         if mine is None:
             here = frames[t].transpose(2, 0, 1)
-        else:
+        else:  # laid out as the points are (packed by _compact, or picked)
             colours = frames[t].reshape(-1, frames.shape[-1])[mine]
-            here = np.zeros((colours.shape[1], shape[0] * shape[1]), colours.dtype)
-            here[:, : len(mine)] = colours.T
-            here = here.reshape(-1, *shape)
-    far = -1e4  # a coordinate no bilinear sample of the frame reaches
-    xs, ys = (pick(x), pick(y)) if at is None else (pick(x, far), pick(y, far))
+            here = np.stack([_in_rows(colours[:, ch]) for ch in range(colours.shape[1])])
+    xs, ys = (pick(x), pick(y)) if at is None else (pick(x, _FAR), pick(y, _FAR))
     carried = _carry(human[k], len(votes), xs, ys, facts.present)
     if facts.ends is not None:
         cover = _pull(facts.ends[None] * 1.0, xs, ys)[0]
