@@ -45,9 +45,9 @@ WATCHED = {
 }
 
 
-def _timings(run: Path, r: int) -> dict:
-    """Round ``r``'s seconds per step (a round that fine-tuned has ``finetune``)."""
-    return json.loads((run / f"round_{r:02d}" / "metrics.json").read_text()).get("timings", {})
+def _metrics(run: Path, r: int) -> dict:
+    """Round ``r``'s ``metrics.json`` (its ``timings`` hold ``finetune`` where it fine-tuned)."""
+    return json.loads((run / f"round_{r:02d}" / "metrics.json").read_text())
 
 
 def main() -> None:
@@ -58,10 +58,12 @@ def main() -> None:
             "fusion_profile.py: only fusion.vote_for: labels is profiled as the run fused"
         )
     model, ctx, state = open_round(args.run, args.round, cfg, video, flow)
-    metrics = json.loads((args.run / f"round_{args.round:02d}" / "metrics.json").read_text())
+    metrics = _metrics(args.run, args.round)
     pred = predict(model, ctx.frames_t, cfg.output.batch_size, CPU)
     label_probs = None
-    older = earlier_network_round(args.round, lambda r: "finetune" in _timings(args.run, r))
+    older = earlier_network_round(
+        args.round, lambda r: "finetune" in _metrics(args.run, r).get("timings", {})
+    )
     if cfg.fusion.vote_networks >= 2 and older is not None:
         before, _, _ = open_round(args.run, older, cfg, video, flow)
         earlier = predict(before, ctx.frames_t, cfg.output.batch_size, CPU)
