@@ -1,0 +1,81 @@
+"""What fixing each class layer a run asked for would cost, against drawing it from nothing.
+
+Why: the corrector (``annotation.annotator: corrector``) draws a class layer from nothing when
+fixing its prefill would cost as much; on CamVid 0016E5_15hz it did so for nearly every pole
+layer. This script shows why, layer by layer: the prefill's IoU with the truth, how many
+pieces the prefill shows against the true objects, and the fix's clicks by tool
+(:func:`hvsa.method.corrections.correct` with ``scratch=False``) beside the price of drawing.
+
+    .venv/bin/python benchmarks/layer_fix_price.py ../shared/datasets/camvid/clips/0016E5_15hz \
+        runs/fix_b15 --rounds 5 6 --csv benchmarks/results/0016E5_15hz/layer_fix_price.csv
+
+The prefill of round r is the labels the run wrote in round r − 1 (what the app shows).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from hvsa.config import load_config
+from hvsa.data.video import VOID, load_video
+from hvsa.method.clicks import layer_clicks
+from hvsa.method.corrections import correct
+
+
+def pieces(mask: np.ndarray) -> int:
+    return cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)[0] - 1
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("video")
+    ap.add_argument("run")
+    ap.add_argument("--rounds", nargs="+", type=int, required=True)
+    ap.add_argument("--csv", required=True)
+    args = ap.parse_args()
+    cfg = load_config(Path(__file__).resolve().parents[1] / "params.yaml")
+    a = cfg.annotation
+    video = load_video(args.video, cfg.data.classes_file, cfg.data.void_id)
+    run, rows = Path(args.run), []
+    for r in args.rounds:
+        sel = pd.read_parquet(run / f"round_{r:02d}" / "selected.parquet")
+        names = sorted((run / f"round_{r - 1:02d}" / "labels").glob("*.png"))
+        for frame, kind, cls in zip(sel["frame"], sel["kind"], sel["class_id"], strict=True):
+            if kind != "layer":
+                continue
+            prefill = cv2.imread(str(names[frame]), cv2.IMREAD_UNCHANGED)
+            truth = video.labels[frame]
+            truth2 = np.where(truth == VOID, VOID, truth == cls).astype(np.uint8)
+            shown2 = (prefill == cls).astype(np.uint8)
+            fix = correct(shown2, truth2, np.ones(truth.shape, bool), a.polygon_tolerance,
+                          a.leave_width, a.leave_pixels, a.leave_share, scratch=False)  # fmt: skip
+            shown, true = prefill == cls, truth == cls
+            rows.append({
+                "round": r, "frame": int(frame), "class": video.classes.names[cls],
+                "prefill_iou": (shown & true).sum() / max((shown | true).sum(), 1),
+                "true_objects": pieces(true), "prefill_pieces": pieces(shown),
+                "draw_clicks": layer_clicks(truth, cls, a.polygon_tolerance).total,
+                "fix_clicks": fix.total, "reassign": fix.reassigned, "polygons": fix.redrawn,
+                "vertices": fix.vertices, "crossings": fix.crossings,
+                "left_pixels": fix.left_pixels,
+            })  # fmt: skip
+    table = pd.DataFrame(rows)
+    Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.csv, index=False, float_format="%.4f")
+    summary = table.groupby(["round", "class"]).agg(
+        layers=("frame", "size"), prefill_iou=("prefill_iou", "mean"),
+        true_objects=("true_objects", "mean"), prefill_pieces=("prefill_pieces", "mean"),
+        draw=("draw_clicks", "sum"), fix=("fix_clicks", "sum"), polygons=("polygons", "sum"),
+        vertices=("vertices", "sum"), cheaper_to_fix=("fix_clicks", lambda s: int(
+            (s.to_numpy() < table.loc[s.index, "draw_clicks"].to_numpy()).sum())),
+    )  # fmt: skip
+    print(summary.to_string(float_format="%.2f"))
+
+
+if __name__ == "__main__":
+    main()
