@@ -7,7 +7,7 @@ changes shape from one frame to the next, nothing carried can. This script score
 the ground truth of frame t as a guess for frame t + d, three ways:
 
 * ``unmoved``: as it is;
-* ``flow``: carried by DIS (params.yaml's preset, full resolution; nearest-neighbour warp);
+* ``flow``: carried by the flow hvsa computes (params.yaml's ``flow``; nearest-neighbour warp);
 * ``best_shift``: every connected object of the class moved by the one translation (within
   ``--reach`` px) that overlaps the truth of t + d most — a tracker that knows the answer, an
   upper bound on any rigid carrying of whole objects.
@@ -31,22 +31,7 @@ from tqdm import tqdm
 
 from hvsa.config import load_config
 from hvsa.data.video import VOID, load_video
-from hvsa.method.motion import DIS_PRESETS
-
-
-def dis_backward(a: np.ndarray, b: np.ndarray, preset: str) -> np.ndarray:
-    """Flow from frame b back to frame a (where each pixel of b was in a), full resolution."""
-    dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
-    dis.setFinestScale(0)
-    ga, gb = (cv2.cvtColor(x, cv2.COLOR_RGB2GRAY) for x in (a, b))
-    return dis.calc(gb, ga, None)
-
-
-def warp_nearest(labels: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    h, w = labels.shape
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(labels, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_NEAREST,
-                     borderMode=cv2.BORDER_CONSTANT, borderValue=VOID)  # fmt: skip
+from hvsa.method.motion import compute_flow, warp
 
 
 def best_shift(here: np.ndarray, there: np.ndarray, reach: int) -> np.ndarray:
@@ -88,8 +73,9 @@ def main() -> None:
         for t in tqdm(range(0, len(gt) - d, args.every), desc=f"distance {d}"):
             target = gt[t + d]
             known = target != VOID
-            carried = warp_nearest(gt[t], dis_backward(video.frames[t], video.frames[t + d],
-                                                       cfg.flow.dis_preset))  # fmt: skip
+            # the product's flow (params.yaml's flow settings) between t and t + d
+            back = compute_flow(video.frames[[t, t + d]], cfg.flow).backward[0]
+            carried = warp(gt[t], back, nearest=True)
             for c in range(len(names)):
                 truth = (target == c) & known
                 share[c] += truth.sum()
