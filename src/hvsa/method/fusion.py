@@ -372,7 +372,7 @@ def _vote(
         else:  # laid out as the points are (packed by _compact, or picked)
             colours = frames[t].reshape(-1, frames.shape[-1])[mine]
             here = np.stack([_in_rows(colours[:, ch]) for ch in range(colours.shape[1])])
-    xs, ys = (pick(x), pick(y)) if at is None else (pick(x, _FAR), pick(y, _FAR))
+    xs, ys = pick(x, _FAR), pick(y, _FAR)  # packed points come padded with _FAR already
     carried = _carry(human[k], len(votes), xs, ys, facts.present)
     if facts.ends is not None:
         cover = _pull(facts.ends[None] * 1.0, xs, ys)[0]
