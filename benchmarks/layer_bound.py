@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from probe_common import save_table
 
 from hvsa.config import load_config
 from hvsa.data.video import load_video
@@ -84,9 +85,7 @@ def main() -> None:
                          "target": target, "layers_share_of_frames": bought,
                          "layer_clicks": clicks,
                          "total_share_of_manual": (spent + clicks) / args.manual})  # fmt: skip
-    table = pd.DataFrame(rows)
-    Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.csv, index=False, float_format="%.4f")
+    table = save_table(rows, Path(args.csv), float_format="%.4f")
     print(pd.DataFrame({"class": names, "layer_price": price.round(1)}).to_string(index=False))
     print(table.to_string(index=False, float_format="%.3f"))
 

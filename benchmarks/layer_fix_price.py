@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+from probe_common import save_table
 
 from hvsa.config import load_config
 from hvsa.data.video import VOID, load_video
@@ -64,10 +65,8 @@ def main() -> None:
                 "vertices": fix.vertices, "crossings": fix.crossings,
                 "left_pixels": fix.left_pixels,
             })  # fmt: skip
-    table = pd.DataFrame(rows)
+    table = save_table(rows, Path(args.csv), float_format="%.4f")
     cheaper = table.assign(cheaper_to_fix=table["fix_clicks"] < table["draw_clicks"])
-    Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.csv, index=False, float_format="%.4f")
     summary = cheaper.groupby(["round", "class"]).agg(
         layers=("frame", "size"), prefill_iou=("prefill_iou", "mean"),
         true_objects=("true_objects", "mean"), prefill_pieces=("prefill_pieces", "mean"),

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pandas as pd
+from probe_common import save_table
 from tqdm import tqdm
 
 from hvsa.config import load_config
@@ -87,9 +87,7 @@ def main() -> None:
             iou = counts[c, :, 0] / np.maximum(counts[c, :, 1], 1)
             rows.append({"distance": d, "class": name, "pixel_share": share[c] / share.sum(),
                          "unmoved": iou[0], "flow": iou[1], "best_shift": iou[2]})  # fmt: skip
-    table = pd.DataFrame(rows)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False, float_format="%.4f")
+    table = save_table(rows, Path(args.out), float_format="%.4f")
     print(table.to_string(index=False, float_format="%.3f"))
 
 

@@ -82,8 +82,8 @@ def network_miou(model: SegmentationNet, ctx: VideoContext, state: LoopState, cf
     return miou(ctx.video.labels[free], net[free], len(ctx.classes))[0]
 
 
-def save_table(rows: list[dict], csv: Path) -> pd.DataFrame:
+def save_table(rows: list[dict], csv: Path, float_format: str | None = None) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     csv.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(csv, index=False)
+    table.to_csv(csv, index=False, float_format=float_format)
     return table

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
+from probe_common import save_table
 
 from hvsa.config import load_config
 from hvsa.data.scaling import frames_to_tensor
@@ -83,9 +84,7 @@ def main() -> None:
                      "mean_probability_on_truth":
                          float(probs[torch.from_numpy(on), cls][torch.from_numpy(truth[on])]
                                .mean())})  # fmt: skip
-    table = pd.DataFrame(rows)
-    Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.csv, index=False, float_format="%.4f")
+    table = save_table(rows, Path(args.csv), float_format="%.4f")
     print(table.to_string(index=False, float_format="%.3f"))
 
 
