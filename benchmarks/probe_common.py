@@ -1,8 +1,9 @@
 """What the diagnosis scripts beside this file share: their command line, a finished round of a
 run loaded as the loop holds it, the network's own score, and the output table.
 
-Each script reads a benchmark strategy's run folder (``round_NN`` inside, the flow cache two
-levels up) on the video it ran on; only what they do with it differs.
+Each script reads a finished run folder (``round_NN`` inside) on the video it ran on: an
+``hvsa run`` output (its flow cache inside it) or a benchmark strategy's (the flow cache two
+levels up); only what they do with it differs.
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ def labelled_video(path: str, sets: list[str]) -> tuple[Config, Video]:
 def open_run(args: argparse.Namespace) -> tuple[Config, Video, Flow]:
     """The settings, the video (with its ground truth) and the run's cached flow."""
     cfg, video = labelled_video(args.video, args.set)
-    flow = load_or_compute_flow(video.frames, cfg.flow, args.run.parents[1] / "cache")
+    own = args.run / "cache"  # an `hvsa run` folder; a benchmark's shares its video's cache
+    cache = own if own.is_dir() else args.run.parents[1] / "cache"
+    flow = load_or_compute_flow(video.frames, cfg.flow, cache)
     return cfg, video, flow
 
 
