@@ -4,7 +4,7 @@ Why: the corrector (``annotation.annotator: corrector``) draws a class layer fro
 fixing its prefill would cost as much; on CamVid 0016E5_15hz it did so for nearly every pole
 layer. This script shows why, layer by layer: the prefill's IoU with the truth, how many
 pieces the prefill shows against the true objects, and the fix's clicks by tool
-(:func:`hvsa.method.corrections.correct` with ``scratch=False``) beside the price of drawing.
+(:func:`hvsa.method.corrections.correct_layer` with ``scratch=False``) beside the price of drawing.
 
     .venv/bin/python benchmarks/layer_fix_price.py ../shared/datasets/camvid/clips/0016E5_15hz \
         runs/fix_b15 --rounds 5 6 --csv benchmarks/results/0016E5_15hz/layer_fix_price.csv
@@ -23,9 +23,9 @@ import pandas as pd
 from probe_common import save_table
 
 from hvsa.config import load_config
-from hvsa.data.video import VOID, load_video
+from hvsa.data.video import load_video
 from hvsa.method.clicks import layer_clicks
-from hvsa.method.corrections import correct
+from hvsa.method.corrections import correct_layer
 
 
 def pieces(mask: np.ndarray) -> int:
@@ -51,10 +51,8 @@ def main() -> None:
                 continue
             prefill = cv2.imread(str(names[frame]), cv2.IMREAD_UNCHANGED)
             truth = video.labels[frame]
-            truth2 = np.where(truth == VOID, VOID, truth == cls).astype(np.uint8)
-            shown2 = (prefill == cls).astype(np.uint8)
-            fix = correct(shown2, truth2, np.ones(truth.shape, bool), a.polygon_tolerance,
-                          a.leave_width, a.leave_pixels, a.leave_share, scratch=False)  # fmt: skip
+            fix = correct_layer(prefill, truth, cls, a.polygon_tolerance, a.leave_width,
+                                a.leave_pixels, a.leave_share, scratch=False)  # fmt: skip
             shown, true = prefill == cls, truth == cls
             rows.append({
                 "round": r, "frame": int(frame), "class": video.classes.names[cls],

@@ -195,6 +195,18 @@ def test_a_layer_no_cheaper_to_fix_is_drawn_from_nothing():
     assert ((fix.labels == CAR) == (truth == CAR)).all()
 
 
+def test_a_layer_fix_can_be_priced_even_where_drawing_is_cheaper():
+    # the missed car redrawn (1 + 4 vertices) and the accept click: 6, one more than drawing
+    # the layer from nothing (5), which scratch=False does not fall back to
+    truth = np.full((40, 40), ROAD, np.uint8)
+    truth[5:15, 5:15] = CAR
+    fix = correct_layer(np.full_like(truth, ROAD), truth, CAR, 2.0, *LEAVE, scratch=False)
+    assert fix.from_scratch is None
+    assert (fix.redrawn, fix.vertices, fix.accepted) == (1, 4, 1)
+    assert fix.total == 6 > layer_clicks(truth, CAR, 2.0).total == 5
+    assert ((fix.labels == CAR) == (truth == CAR)).all()
+
+
 class _Samples:
     """Two whole-frame samples of a 2-frame video."""
 

@@ -226,19 +226,22 @@ def correct_layer(
     leave_width: int,
     leave_pixels: int,
     leave_share: float,
+    scratch: bool = True,
 ) -> Correction:
     """Fix a class layer: the prefill's pixels of ``cls`` in a whole frame towards the truth's
     (two classes, the class and the rest; void of the truth kept void). The hand-in holds
-    ``cls`` where the layer says so and void elsewhere, as a layer drawn from nothing does."""
+    ``cls`` where the layer says so and void elsewhere, as a layer drawn from nothing does.
+    ``scratch=False``: the fix alone, even where drawing the layer would be cheaper (what
+    fixing a layer costs, ``benchmarks/layer_fix_price.py``)."""
     two = lambda labels: np.where(labels == cls, 1, 0).astype(np.uint8)  # noqa: E731
     truth2 = np.where(truth == VOID, VOID, two(truth)).astype(np.uint8)
     everywhere = np.ones(truth.shape, bool)
     fix = correct(two(prefill), truth2, everywhere, tolerance, leave_width, leave_pixels,
-                  leave_share)  # fmt: skip
-    scratch = layer_clicks(truth, cls, tolerance)
-    if fix.from_scratch is None and fix.total < scratch.total:
+                  leave_share, scratch)  # fmt: skip
+    drawn = layer_clicks(truth, cls, tolerance) if scratch else None
+    if drawn is None or (fix.from_scratch is None and fix.total < drawn.total):
         layer = np.where(fix.labels == 1, cls, VOID).astype(np.uint8)
         return Correction(layer, fix.reassigned, fix.redrawn, fix.vertices, fix.crossings,
                           fix.accepted, fix.left_pixels, None)  # fmt: skip
     exact = np.where(truth == cls, cls, VOID).astype(np.uint8)
-    return Correction(exact, 0, 0, 0, 0, 0, 0, scratch)
+    return Correction(exact, 0, 0, 0, 0, 0, 0, drawn)
