@@ -6,11 +6,12 @@ Why: LR-ASPP's logits come on an 8 px grid (the backbone's stride-8 features), w
 0.02 on those very frames (``thin_class_probe.py``). This adds to the head a branch on the
 backbone's stride-4 features (MobileNetV3's block 3, 24 channels): the stride-8 logits
 upsampled to stride 4, concatenated with those features, a 3×3 convolution to 32 channels,
-ReLU, and a 1×1 convolution to the classes whose output is added to the upsampled logits. The
-last convolution starts at zero, so the network starts as the checkpoint it is loaded from
-(which holds no branch) and fine-tuning alone teaches the branch. ``--balanced`` also swaps
-the supervised term for ``balanced_loss_run.balanced``. A probe, not a setting (measured:
-benchmarks/RESULTS.md "Why 90 % at 6 % and 95 % at 12 % are out of reach on this clip").
+ReLU, and a 1×1 convolution to the classes whose output, upsampled to the input, is added to
+the logits. The last convolution starts at zero, so the network starts exactly as the
+checkpoint it is loaded from (which holds no branch) and fine-tuning alone teaches the
+branch. ``--balanced`` also swaps the supervised term for ``balanced_loss_run.balanced``. A
+probe, not a setting (measured: benchmarks/RESULTS.md "Why 90 % at 6 % and 95 % at 12 % are
+out of reach on this clip").
 
     C=../shared/datasets/camvid/clips
     .venv/bin/python benchmarks/detail_head_run.py run $C/0016E5_15hz \
@@ -25,6 +26,9 @@ checkpoints) as ``detail_head_run.py script SCRIPT.py ARGS…``:
     .venv/bin/python benchmarks/detail_head_run.py script benchmarks/thin_class_probe.py \
         $C/0016E5_15hz runs/fix_b15_d4 --round 5 --cls pole \
         --csv $R/thin_class_probe_detail_head.csv
+    .venv/bin/python benchmarks/detail_head_run.py --balanced script \
+        benchmarks/thin_class_probe.py $C/0016E5_15hz runs/fix_b15_d4w --round 5 --cls pole \
+        --csv $R/thin_class_probe_detail_head_balanced.csv
     .venv/bin/python benchmarks/detail_head_run.py --balanced script benchmarks/network_weight.py \
         $C/0016E5_15hz runs/fix_b15_d4w --rounds 5 --weights 0 0.005 0.05 0.2 1 \
         --csv $R/network_weight_detail_head_balanced.csv
@@ -78,9 +82,12 @@ def _forward_with_detail(
     up = F.interpolate(hidden, size=low.shape[-2:], mode="bilinear", align_corners=False)
     logits = head.low_classifier(low) + head.high_classifier(up)
     fine = feats["detail"]
-    logits = F.interpolate(logits, size=fine.shape[-2:], mode="bilinear", align_corners=False)
-    logits = logits + self.detail(torch.cat([fine, logits], 1))
-    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False), hidden
+    on_fine = F.interpolate(logits, size=fine.shape[-2:], mode="bilinear", align_corners=False)
+    detail = self.detail(torch.cat([fine, on_fine], 1))
+    # each upsampled to the input on its own: with the branch at zero, exactly the checkpoint
+    logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    detail = F.interpolate(detail, size=size, mode="bilinear", align_corners=False)
+    return logits + detail, hidden
 
 
 def _load_without_detail(self: network.SegmentationNet, state: dict, strict: bool = True, **kw):
@@ -108,6 +115,8 @@ if __name__ == "__main__":
         finetune.supervised_loss = balanced
         args = args[1:]
     if args[:1] == ["script"]:
+        if len(args) < 2 or not Path(args[1]).is_file():
+            raise SystemExit("detail_head_run.py script: name a benchmark script to run")
         sys.argv = args[1:]
         sys.path.insert(0, str(Path(args[1]).resolve().parent))
         runpy.run_path(args[1], run_name="__main__")

@@ -34,7 +34,8 @@ def parse(doc: str, add: Callable[[argparse.ArgumentParser], None]) -> argparse.
     """``VIDEO RUN [--set k=v]... --csv FILE`` plus the script's own options (``add``)."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("video")
-    ap.add_argument("run", type=Path, help="a benchmark strategy's run folder (round_NN inside)")
+    ap.add_argument("run", type=Path,
+                    help="a finished run folder (round_NN inside): hvsa run's or a strategy's")
     add(ap)
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--csv", type=Path, required=True)
