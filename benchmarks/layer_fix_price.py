@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from probe_common import save_table
+from probe_common import iou, save_table
 
 from hvsa.config import load_config
 from hvsa.data.video import load_video
@@ -56,7 +56,7 @@ def main() -> None:
             shown, true = prefill == cls, truth == cls
             rows.append({
                 "round": r, "frame": int(frame), "class": video.classes.names[cls],
-                "prefill_iou": (shown & true).sum() / max((shown | true).sum(), 1),
+                "prefill_iou": iou(shown, true),
                 "true_objects": pieces(true), "prefill_pieces": pieces(shown),
                 "draw_clicks": layer_clicks(truth, cls, a.polygon_tolerance).total,
                 "fix_clicks": fix.total, "reassign": fix.reassigned, "polygons": fix.redrawn,

@@ -86,6 +86,11 @@ def network_miou(model: SegmentationNet, ctx: VideoContext, state: LoopState, cf
     return miou(ctx.video.labels[free], net[free], len(ctx.classes))[0]
 
 
+def iou(guess: np.ndarray, truth: np.ndarray) -> float:
+    """IoU of two boolean masks (any shape); 0 where both are empty."""
+    return float((guess & truth).sum() / max((guess | truth).sum(), 1))
+
+
 def save_table(rows: list[dict], csv: Path, float_format: str | None = None) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     csv.parent.mkdir(parents=True, exist_ok=True)

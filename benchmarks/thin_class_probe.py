@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
-from probe_common import save_table
+from probe_common import iou, save_table
 
 from hvsa.config import load_config
 from hvsa.data.scaling import frames_to_tensor
@@ -42,10 +42,6 @@ def given_frames(run: Path, last: int, cls: int) -> set[int]:
             if k == "frame" or (k == "layer" and c == cls):
                 out.add(int(f))
     return out
-
-
-def iou(guess: np.ndarray, truth: np.ndarray) -> float:
-    return float((guess & truth).sum() / max((guess | truth).sum(), 1))
 
 
 def main() -> None:
