@@ -76,11 +76,7 @@ def _forward_with_detail(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     size = x.shape[-2:]
     feats = self.net.backbone((x - self.mean) / self.std)
-    head = self.net.classifier
-    low, high = feats["low"], feats["high"]
-    hidden = head.cbr(high) * head.scale(high)
-    up = F.interpolate(hidden, size=low.shape[-2:], mode="bilinear", align_corners=False)
-    logits = head.low_classifier(low) + head.high_classifier(up)
+    logits, hidden = self.head_logits(feats)
     fine = feats["detail"]
     on_fine = F.interpolate(logits, size=fine.shape[-2:], mode="bilinear", align_corners=False)
     detail = self.detail(torch.cat([fine, on_fine], 1))

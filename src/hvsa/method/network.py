@@ -49,20 +49,22 @@ class SegmentationNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         size = x.shape[-2:]
-        x = (x - self.mean) / self.std
-        feats: OrderedDict = self.net.backbone(x)
+        feats: OrderedDict = self.net.backbone((x - self.mean) / self.std)
+        logits, hidden = self.head_logits(feats)
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        return logits, hidden
+
+    def head_logits(self, feats: OrderedDict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head on the backbone's features: logits on the head's own grid (stride 8) and
+        its last hidden feature map."""
+        head = self.net.classifier
         if self.arch.startswith("lraspp"):
-            head = self.net.classifier
             low, high = feats["low"], feats["high"]
             hidden = head.cbr(high) * head.scale(high)
             up = F.interpolate(hidden, size=low.shape[-2:], mode="bilinear", align_corners=False)
-            logits = head.low_classifier(low) + head.high_classifier(up)
-        else:
-            head = self.net.classifier
-            hidden = head[:-1](feats["out"])
-            logits = head[-1](hidden)
-        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        return logits, hidden
+            return head.low_classifier(low) + head.high_classifier(up), hidden
+        hidden = head[:-1](feats["out"])
+        return head[-1](hidden), hidden
 
 
 def normalise_on(model: SegmentationNet, batches: list[torch.Tensor], batch_size: int) -> None:
