@@ -297,3 +297,14 @@ def test_keep_known_ratio_adds_at_most_that_many_times_the_answered_pixels():
     np.testing.assert_array_equal(again, labels)  # the same state draws the same pixels
     cfg.finetune.keep_known_ratio = 100.0  # more than there are: every sure pixel
     assert int((teaching_labels(ctx, state, cfg, lambda: pred).numpy()[1] == 2).sum()) == 380
+
+
+@pytest.mark.parametrize("arch", ["lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large"])
+def test_each_architecture_gives_logits_at_the_input_size_and_its_features(arch):
+    # both of params.yaml's model.arch choices: logits for every pixel, and the head's hidden
+    # map that selection clusters samples by, a few times coarser than the frame
+    model = SegmentationNet(arch, 5).eval()
+    with torch.no_grad():
+        logits, hidden = model(torch.rand(1, 3, 64, 96) * 255)
+    assert logits.shape == (1, 5, 64, 96)
+    assert hidden.ndim == 4 and hidden.shape[0] == 1 and hidden.shape[-1] < 96

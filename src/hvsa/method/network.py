@@ -63,7 +63,9 @@ class SegmentationNet(nn.Module):
             hidden = head.cbr(high) * head.scale(high)
             up = F.interpolate(hidden, size=low.shape[-2:], mode="bilinear", align_corners=False)
             return head.low_classifier(low) + head.high_classifier(up), hidden
-        hidden = head[:-1](feats["out"])
+        hidden = feats["out"]
+        for layer in list(head)[:-1]:  # DeepLabHead cannot be sliced (its init needs classes)
+            hidden = layer(hidden)
         return head[-1](hidden), hidden
 
 
