@@ -55,6 +55,7 @@ Worked examples (unit tests in ``tests/test_corrections.py``, and docs/click-mod
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -170,21 +171,30 @@ def _wide(mask: np.ndarray, leave_width: int) -> np.ndarray:
     return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, kernel).astype(bool)
 
 
-def correct(
-    prefill: np.ndarray,
+@dataclass(frozen=True)
+class WrongRegion:
+    """One connected region of one true class that a prefill gets wrong."""
+
+    cls: int  # its true class
+    part: np.ndarray  # (h, w) bool: its pixels
+    free: np.ndarray  # (h, w) bool: where a polygon of ``cls`` may stray (see :func:`_free`)
+    left: bool  # small enough to be left as it is (the module's rule)
+
+
+def wrong_regions(
+    fixed: np.ndarray,
     truth: np.ndarray,
     region: np.ndarray,
     tolerance: float,
     leave_width: int,
     leave_pixels: int,
     leave_share: float,
-    scratch: bool = True,
-) -> Correction:
-    """Fix ``prefill`` (h, w) towards ``truth`` (h, w) inside ``region`` (h, w bool) with the
-    fewest clicks of the model above; the hand-in and its price. ``scratch=False``: the fix
-    alone, even where drawing from nothing would be cheaper (a fix made in the app, priced)."""
-    fixed, reassigned = _reassign(prefill, truth, region)
-    redrawn = vertices = crossings = left = 0
+) -> Iterator[WrongRegion]:
+    """Every region that ``fixed`` (h, w; the prefill after reassigning) gets wrong inside
+    ``region``, and whether a person leaves it: what :func:`correct` redraws, and what the
+    diagnosis of other tools (``benchmarks/superpixel_fix_price.py``) prices again. One at a
+    time (a region is a whole-frame mask); ``fixed`` is read before the first, so the caller
+    may fix each region as it comes."""
     wrong = region & (truth != VOID) & (fixed != truth)
     true_ids, true_sizes = _objects(truth, region)
     shown_ids, shown_sizes = _objects(fixed, region)
@@ -200,13 +210,33 @@ def correct(
             spoils = min(true_sizes[true_ids[part][0]],
                          shown_sizes[np.bincount(shown_ids[part]).argmax()])  # fmt: skip
             small = area < leave_pixels or not wide[c]
-            if small and area < leave_share * spoils:
-                left += area
-                continue
-            redrawn += 1
-            vertices += fix_vertices(part, free, tolerance)
-            crossings += boundary_crossings(part.astype(np.uint8))
-            fixed[part] = cls
+            yield WrongRegion(int(cls), part, free, small and area < leave_share * spoils)
+
+
+def correct(
+    prefill: np.ndarray,
+    truth: np.ndarray,
+    region: np.ndarray,
+    tolerance: float,
+    leave_width: int,
+    leave_pixels: int,
+    leave_share: float,
+    scratch: bool = True,
+) -> Correction:
+    """Fix ``prefill`` (h, w) towards ``truth`` (h, w) inside ``region`` (h, w bool) with the
+    fewest clicks of the model above; the hand-in and its price. ``scratch=False``: the fix
+    alone, even where drawing from nothing would be cheaper (a fix made in the app, priced)."""
+    fixed, reassigned = _reassign(prefill, truth, region)
+    redrawn = vertices = crossings = left = 0
+    for w in wrong_regions(fixed, truth, region, tolerance, leave_width, leave_pixels,
+                           leave_share):  # fmt: skip
+        if w.left:
+            left += int(w.part.sum())
+            continue
+        redrawn += 1
+        vertices += fix_vertices(w.part, w.free, tolerance)
+        crossings += boundary_crossings(w.part.astype(np.uint8))
+        fixed[w.part] = w.cls
     labels = np.where(region, fixed, VOID).astype(np.uint8)
     fix = Correction(labels, reassigned, redrawn, vertices, crossings, 1, left, None)
     if not scratch:
