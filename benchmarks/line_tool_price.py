@@ -10,15 +10,17 @@ the object alone) and a line's — the object's centre line (the mean of its pix
 principal axis, one point per pixel along it) simplified by Douglas–Peucker at the polygon
 tolerance, its vertices + 1 click, drawn at the object's mean width (area / centre-line
 length) — and the line's IoU with the object. A person takes the line where it covers the object
-at least as well as ``threshold`` (IoU) and costs fewer clicks, and draws the polygon elsewhere;
-each row is one class and threshold: the share of objects drawn as lines, the layer's clicks per
-frame and the IoU of the layer handed in (a polygon hands in the object exactly, as the
-oracle does). With ``--run`` and ``--round``, a last column prices what matters to a run:
-clicks per point of the class's IoU lifted from that round's labels (``iou_<class>`` in its
-rounds.parquet), on a frame whose layer is drawn.
+at least as well as ``threshold`` (IoU) and costs fewer clicks, and draws the polygon elsewhere.
+The same line painted in one drag of the brush is priced too, at the 1 click the app's page
+counts for a stroke (a person would need a steady hand to follow a pole in one drag; the price
+favours the brush). Each row is one class, tool and threshold: the share of objects drawn as
+lines, the layer's clicks per frame and the IoU of the layer handed in (a polygon hands in the
+object exactly, as the oracle does). With ``--run`` and ``--round``, a last column prices what
+matters to a run: clicks per point of the class's IoU lifted from that round's labels
+(``iou_<class>`` in its rounds.parquet), on a frame whose layer is drawn.
 
     .venv/bin/python benchmarks/line_tool_price.py ../shared/datasets/camvid/clips/0016E5_15hz \
-        --run runs/fix_b15 --round 4 \
+        --run runs/fix_b15 --round 4 --thresholds 0 0.3 0.5 0.6 0.7 0.8 0.9 \
         --csv benchmarks/results/0016E5_15hz/line_tool_price.csv
 """
 
@@ -109,21 +111,23 @@ def main() -> None:
     for name in args.classes:
         cls = names.index(name)
         obj = pd.DataFrame([o for f in frames for o in objects(video.labels[f], cls, tolerance)])
-        for threshold in args.thresholds:
-            line = (obj.line_iou >= threshold) & (obj.line < obj.polygon)
-            clicks = float(np.where(line, obj.line, obj.polygon).sum()) / len(frames)
-            inter = np.where(line, obj.line_inter, obj.pixels).sum()
-            union = np.where(line, obj.line_union, obj.pixels).sum()
-            row = {"class": name, "threshold": threshold, "objects": len(obj),
-                   "share_as_lines": float(line.mean()), "clicks_per_frame": clicks,
-                   "polygons_only_clicks_per_frame": float(obj.polygon.sum()) / len(frames),
-                   "layer_iou": float(inter / union)}  # fmt: skip
-            if start is not None:
-                lift = row["layer_iou"] - float(start[f"iou_{name}"])
-                row["clicks_per_point_lifted"] = clicks / (100 * lift) if lift > 0 else np.inf
-                row["polygons_clicks_per_point_lifted"] = row["polygons_only_clicks_per_frame"] / (
-                    100 * (1 - float(start[f"iou_{name}"])))
-            rows.append(row)
+        for tool, price in (("polyline", obj.line), ("brush stroke", pd.Series(1, obj.index))):
+            for threshold in args.thresholds:
+                line = (obj.line_iou >= threshold) & (price < obj.polygon)
+                clicks = float(np.where(line, price, obj.polygon).sum()) / len(frames)
+                inter = np.where(line, obj.line_inter, obj.pixels).sum()
+                union = np.where(line, obj.line_union, obj.pixels).sum()
+                row = {"class": name, "tool": tool, "threshold": threshold, "objects": len(obj),
+                       "share_as_lines": float(line.mean()), "clicks_per_frame": clicks,
+                       "polygons_only_clicks_per_frame": float(obj.polygon.sum()) / len(frames),
+                       "layer_iou": float(inter / union)}  # fmt: skip
+                if start is not None:
+                    q = float(start[f"iou_{name}"])
+                    lift = row["layer_iou"] - q
+                    row["clicks_per_point_lifted"] = clicks / (100 * lift) if lift > 0 else np.inf
+                    row["polygons_clicks_per_point_lifted"] = (
+                        row["polygons_only_clicks_per_frame"] / (100 * (1 - q)))
+                rows.append(row)
     table = save_table(rows, args.csv, float_format="%.4f")
     print(table.to_string(index=False, float_format="%.3f"))
 
