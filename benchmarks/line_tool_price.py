@@ -13,11 +13,15 @@ length) — and the line's IoU with the object. A person takes the line where it
 at least as well as ``threshold`` (IoU) and costs fewer clicks, and draws the polygon elsewhere.
 The same line painted in one drag of the brush is priced too, at the 1 click the app's page
 counts for a stroke (a person would need a steady hand to follow a pole in one drag; the price
-favours the brush). Each row is one class, tool and threshold: the share of objects drawn as
-lines, the layer's clicks per frame and the IoU of the layer handed in (a polygon hands in the
-object exactly, as the oracle does). With ``--run`` and ``--round``, a last column prices what
-matters to a run: clicks per point of the class's IoU lifted from that round's labels
-(``iou_<class>`` in its rounds.parquet), on a frame whose layer is drawn.
+favours the brush; one stroke of one width an object, as modelled here, is what limits its IoU,
+not the brush). Void pixels of the truth are nobody's: a line painted over them costs nothing.
+Each row is one class, tool and threshold: the share of objects a line covers at that IoU, the
+share drawn as lines (covered and cheaper than the polygon), the layer's clicks per frame and
+the IoU of the layer handed in (a polygon hands in the object exactly, as the oracle does).
+With ``--run`` and ``--round``, the frames are those of the every ``--every``-th that the round
+had not labelled in full, and two last columns price what matters to a run: the class's IoU in
+the round's labels on those frames (void aside), and clicks per point of it lifted on a frame
+whose layer is drawn, by each tool and by polygons alone.
 
     .venv/bin/python benchmarks/line_tool_price.py ../shared/datasets/camvid/clips/0016E5_15hz \
         --run runs/fix_b15 --round 4 --thresholds 0 0.3 0.5 0.6 0.7 0.8 0.9 \
@@ -35,7 +39,7 @@ import pandas as pd
 from probe_common import iou, save_table
 
 from hvsa.config import load_config
-from hvsa.data.video import load_video
+from hvsa.data.video import VOID, load_video
 from hvsa.method.clicks import layer_clicks
 
 
@@ -74,7 +78,7 @@ def objects(truth: np.ndarray, cls: int, tolerance: float) -> list[dict]:
     for c in range(1, n):
         part = comp == c
         vertices, width = centre_line(part, tolerance)
-        drawn = line_mask(truth.shape, vertices, width)
+        drawn = line_mask(truth.shape, vertices, width) & (truth != VOID)  # void is nobody's
         rows.append({
             "pixels": int(part.sum()),
             "polygon": layer_clicks(np.where(part, cls, 0).astype(np.uint8), cls,
@@ -102,15 +106,23 @@ def main() -> None:
     if video.labels is None:
         raise SystemExit(f"{args.video} has no labels/: the prices are read off its ground truth")
     names = list(video.classes.names)
+    frames = list(range(0, len(video.labels), args.every))
     start = None
-    if args.run is not None:
-        start = pd.read_parquet(args.run / "rounds.parquet").set_index("round").loc[args.round]
-    frames = range(0, len(video.labels), args.every)
+    if args.run is not None:  # the frames a layer could still lift: not labelled in full
+        folder = args.run / f"round_{args.round:02d}"
+        human = np.load(folder / "human.npz")["labels"]
+        frames = [f for f in frames if (human[f] != VOID).mean() < cfg.annotation.whole_frame]
+        pngs = sorted((folder / "labels").glob("*.png"))
+        start = np.stack([cv2.imread(str(pngs[f]), cv2.IMREAD_UNCHANGED) for f in frames])
+    truth = video.labels[frames]
     tolerance = cfg.annotation.polygon_tolerance
     rows = []
     for name in args.classes:
         cls = names.index(name)
-        obj = pd.DataFrame([o for f in frames for o in objects(video.labels[f], cls, tolerance)])
+        obj = pd.DataFrame([o for t in truth for o in objects(t, cls, tolerance)])
+        if start is not None:  # the round's labels of the class on those frames, void aside
+            known = truth != VOID
+            q = iou((start == cls) & known, truth == cls)
         for tool, price in (("polyline", obj.line), ("brush stroke", pd.Series(1, obj.index))):
             for threshold in args.thresholds:
                 line = (obj.line_iou >= threshold) & (price < obj.polygon)
@@ -118,11 +130,12 @@ def main() -> None:
                 inter = np.where(line, obj.line_inter, obj.pixels).sum()
                 union = np.where(line, obj.line_union, obj.pixels).sum()
                 row = {"class": name, "tool": tool, "threshold": threshold, "objects": len(obj),
+                       "share_covered": float((obj.line_iou >= threshold).mean()),
                        "share_as_lines": float(line.mean()), "clicks_per_frame": clicks,
                        "polygons_only_clicks_per_frame": float(obj.polygon.sum()) / len(frames),
                        "layer_iou": float(inter / union)}  # fmt: skip
                 if start is not None:
-                    q = float(start[f"iou_{name}"])
+                    row["start_iou"] = q
                     lift = row["layer_iou"] - q
                     row["clicks_per_point_lifted"] = clicks / (100 * lift) if lift > 0 else np.inf
                     row["polygons_clicks_per_point_lifted"] = (

@@ -1,16 +1,16 @@
 """Would the app's superpixel fill fix a frame cheaper than the correction model's polygons?
 
-Why: a frame corrected in the corrector's rounds still costs a third to three quarters of
+Why: a frame corrected in the corrector's rounds still costs about half to three quarters of
 drawing it (RESULTS, "Correcting instead of redrawing"), and its wrong regions are what the
-polygons pay for. The app has a superpixel fill (one click paints a SLIC superpixel of the
-frame with the chosen class) that the correction model does not use. This script prices it on
-a run's labels: every ``--every``-th frame that nobody labelled in full is taken as a prefill
-(the labels of round ``--round``, what the app would show), reassigned as the model does, and
-each wrong region the model redraws (:func:`hvsa.method.corrections.wrong_regions`, the ones not
-left) is priced twice — its polygon (1 + vertices + crossings, the model's rule) and the
-superpixels that fill it (those overlapping it whose true pixels are mostly its class, one
-click each). A person takes the fill where it costs fewer clicks and hands in nearly as good a
-region: what it leaves of the region wrong (pixels outside those superpixels) plus what it
+polygons pay for. The app has a superpixel fill (one click paints a SLIC superpixel of the frame
+with the chosen class) that the correction model does not use. This script prices it on a run's
+labels: every ``--every``-th frame (from ``--every // 2``) that nobody labelled in full is taken
+as a prefill (the labels of round ``--round``, what the app would show), reassigned as the model
+does, and each wrong region the model redraws (:func:`hvsa.method.corrections.wrong_regions`,
+the ones not left) is priced twice — its polygon (1 + vertices + crossings, the model's rule)
+and the superpixels that fill it (those overlapping it whose true pixels are mostly its class,
+one click each). A person takes the fill where it costs fewer clicks and hands in nearly as good
+a region: what it leaves of the region wrong (pixels outside those superpixels) plus what it
 breaks (right pixels of another class inside them) at most ``--slack`` of the region. One row
 per superpixel count: the regions, their polygon clicks, how many the fill takes over and the
 clicks it saves, the pixels it leaves wrong, and the median wrong region's size beside a

@@ -177,7 +177,8 @@ class WrongRegion:
 
     cls: int  # its true class
     part: np.ndarray  # (h, w) bool: its pixels
-    free: np.ndarray  # (h, w) bool: where a polygon of ``cls`` may stray (see :func:`_free`)
+    free: np.ndarray  # (h, w) bool: where a polygon of ``cls`` may stray (:func:`_free`; one
+    # array shared by the regions of a class: read it, never write it)
     left: bool  # small enough to be left as it is (the module's rule)
 
 
