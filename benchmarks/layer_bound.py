@@ -17,6 +17,14 @@ one-frame carry possible, and a drawn layer lifts only its own frame.
         --csv benchmarks/results/0016E5_15hz/layer_bound.csv
 
 Writes one row per (start, target): the layers bought (share of frames per class) and clicks.
+``--strokes`` (``line_tool_price.py``'s CSV) lowers each class's layer price by what one-click
+brush strokes save per point of IoU where they cover an object at ``--stroke-threshold``:
+
+    .venv/bin/python benchmarks/layer_bound.py ../shared/datasets/camvid/clips/0016E5_15hz \
+        --ceiling benchmarks/results/0016E5_15hz/object_shift_ceiling.csv \
+        --run runs/fix_b15 --rounds 2 4 --manual 80107 \
+        --strokes benchmarks/results/0016E5_15hz/line_tool_price.csv \
+        --csv benchmarks/results/0016E5_15hz/layer_bound_strokes.csv
 """
 
 from __future__ import annotations
@@ -58,6 +66,10 @@ def main() -> None:
     ap.add_argument("--targets", nargs="+", type=float, default=[0.90, 0.95])
     ap.add_argument("--manual", type=float, required=True, help="clicks of full manual annotation")
     ap.add_argument("--every", type=int, default=5)
+    ap.add_argument("--strokes", help="line_tool_price.py's CSV: a class's layers cost less by "
+                    "its brush strokes' ratio of clicks per point lifted to its polygons'")
+    ap.add_argument("--stroke-threshold", type=float, default=0.8,
+                    help="with --strokes: the coverage at which a stroke replaces a polygon")
     ap.add_argument("--csv", required=True)
     args = ap.parse_args()
     cfg = load_config(Path(__file__).resolve().parents[1] / "params.yaml")
@@ -66,6 +78,12 @@ def main() -> None:
     price = np.array([np.mean([layer_clicks(gt[f], c, cfg.annotation.polygon_tolerance).total
                                for f in range(0, n, args.every)])
                       for c in range(len(names))])  # fmt: skip
+    if args.strokes:  # strokes where they cover an object well, at their measured saving
+        lines = pd.read_csv(args.strokes)
+        lines = lines[(lines.tool == "brush stroke") & (lines.threshold == args.stroke_threshold)]
+        ratio = lines.clicks_per_point_lifted / lines.polygons_clicks_per_point_lifted
+        for name, r in zip(lines["class"], ratio, strict=True):
+            price[names.index(name)] *= min(r, 1.0)
     ceiling = pd.read_csv(args.ceiling)
     one = ceiling[ceiling.distance == 1].set_index("class")
     carried = np.array([max(one.loc[c, "flow"], one.loc[c, "best_shift"]) for c in names])
