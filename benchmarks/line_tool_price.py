@@ -36,10 +36,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from probe_common import iou, save_table
+from probe_common import iou, labelled_video, save_table
 
-from hvsa.config import load_config
-from hvsa.data.video import VOID, load_video
+from hvsa.data.video import VOID
 from hvsa.method.clicks import layer_clicks
 
 
@@ -101,10 +100,8 @@ def main() -> None:
     ap.add_argument("--round", type=int)
     ap.add_argument("--csv", type=Path, required=True)
     args = ap.parse_args()
-    cfg = load_config(Path(__file__).resolve().parents[1] / "params.yaml")
-    video = load_video(args.video, cfg.data.classes_file, cfg.data.void_id)
-    if video.labels is None:
-        raise SystemExit(f"{args.video} has no labels/: the prices are read off its ground truth")
+    cfg, video = labelled_video(args.video, [])
+    assert video.labels is not None
     names = list(video.classes.names)
     frames = list(range(0, len(video.labels), args.every))
     start = None

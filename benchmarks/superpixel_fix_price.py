@@ -30,10 +30,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from probe_common import save_table
+from probe_common import labelled_video, save_table
 
-from hvsa.config import load_config
-from hvsa.data.video import VOID, load_video
+from hvsa.data.video import VOID
 from hvsa.method.clicks import boundary_crossings
 from hvsa.method.corrections import _reassign, fix_vertices, wrong_regions
 from hvsa.method.samples import superpixel_segments
@@ -49,10 +48,8 @@ def main() -> None:
     ap.add_argument("--slack", type=float, default=0.25)
     ap.add_argument("--csv", type=Path, required=True)
     args = ap.parse_args()
-    cfg = load_config(Path(__file__).resolve().parents[1] / "params.yaml")
-    video = load_video(args.video, cfg.data.classes_file, cfg.data.void_id)
-    if video.labels is None:
-        raise SystemExit(f"{args.video} has no labels/: the prices are read off its ground truth")
+    cfg, video = labelled_video(args.video, [])
+    assert video.labels is not None
     folder = args.run / f"round_{args.round:02d}"
     human = np.load(folder / "human.npz")["labels"]
     names = sorted((folder / "labels").glob("*.png"))
