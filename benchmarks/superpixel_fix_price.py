@@ -34,7 +34,7 @@ from probe_common import labelled_video, save_table
 
 from hvsa.data.video import VOID
 from hvsa.method.clicks import boundary_crossings
-from hvsa.method.corrections import _reassign, fix_vertices, wrong_regions
+from hvsa.method.corrections import fix_vertices, reassign, wrong_regions
 from hvsa.method.samples import superpixel_segments
 
 
@@ -67,7 +67,7 @@ def main() -> None:
             truth = video.labels[f]
             known = truth != VOID
             everywhere = np.ones(truth.shape, bool)
-            fixed, _ = _reassign(prefill, truth, everywhere)
+            fixed, _ = reassign(prefill, truth, everywhere)
             seg = superpixel_segments(video.frames[f], n_sp, cfg.samples.compactness)
             votes = np.bincount(seg[known] * 256 + truth[known], minlength=(seg.max() + 1) * 256)
             major = votes.reshape(-1, 256).argmax(1)

@@ -7,7 +7,7 @@ import pytest
 from hvsa.annotation.annotator import CorrectorAnnotator
 from hvsa.data.video import VOID
 from hvsa.method.clicks import layer_clicks, region_clicks
-from hvsa.method.corrections import correct, correct_layer
+from hvsa.method.corrections import correct, correct_layer, reassign, wrong_regions
 
 ROAD, SIDEWALK, CAR, POLE = 0, 1, 2, 3
 LEAVE = (2, 16, 0.05)  # params.yaml: annotation.leave_width, leave_pixels, leave_share
@@ -67,6 +67,25 @@ def test_drawing_from_nothing_when_fixing_is_no_cheaper():
     fix = correct(np.full_like(truth, ROAD), truth, _everywhere(truth.shape), 2.0, *LEAVE)
     assert fix.from_scratch == region_clicks(truth, 2.0) and fix.total == 4
     assert fix.by_tool == {"polygon": 4} and (fix.labels == truth).all()
+
+
+def test_wrong_regions_are_what_correct_redraws_and_leaves():
+    truth = np.full((160, 160), ROAD, np.uint8)
+    truth[:, 80:] = SIDEWALK
+    truth[20:50, 20:50] = CAR
+    truth[100:110, 100:120] = CAR
+    prefill = truth.copy()
+    prefill[:, 80:82] = ROAD  # a thin band along the border: left
+    prefill[100:110, 100:120] = SIDEWALK  # a car on the sidewalk missed: redrawn
+    prefill[20:50, 20:50] = SIDEWALK  # the car labelled sidewalk: reassigned, not a wrong region
+    everywhere = _everywhere(truth.shape)
+    fixed, reassigned = reassign(prefill, truth, everywhere)
+    assert reassigned == 1 and (fixed[20:50, 20:50] == CAR).all()
+    regions = list(wrong_regions(fixed, truth, everywhere, 2.0, *LEAVE))
+    assert sorted((r.cls, int(r.part.sum()), r.left) for r in regions) == [
+        (SIDEWALK, 320, True), (CAR, 200, False)]
+    fix = correct(prefill, truth, everywhere, 2.0, *LEAVE)
+    assert (fix.reassigned, fix.redrawn, fix.left_pixels) == (1, 1, 320)
 
 
 def _halves() -> np.ndarray:

@@ -104,7 +104,7 @@ class Correction:
         return {k: v for k, v in tools.items() if v}
 
 
-def _reassign(prefill: np.ndarray, truth: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, int]:
+def reassign(prefill: np.ndarray, truth: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, int]:
     """The prefill with every region whose pixels mostly belong to one other class given that
     class (one click each), and how many were."""
     out = prefill.copy()
@@ -227,7 +227,7 @@ def correct(
     """Fix ``prefill`` (h, w) towards ``truth`` (h, w) inside ``region`` (h, w bool) with the
     fewest clicks of the model above; the hand-in and its price. ``scratch=False``: the fix
     alone, even where drawing from nothing would be cheaper (a fix made in the app, priced)."""
-    fixed, reassigned = _reassign(prefill, truth, region)
+    fixed, reassigned = reassign(prefill, truth, region)
     redrawn = vertices = crossings = left = 0
     for w in wrong_regions(fixed, truth, region, tolerance, leave_width, leave_pixels,
                            leave_share):  # fmt: skip
