@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from probe_common import iou, save_table
+from probe_common import iou, round_label_files, save_table
 
 from hvsa.config import load_config
 from hvsa.data.video import load_video
@@ -45,7 +45,7 @@ def main() -> None:
     run, rows = Path(args.run), []
     for r in args.rounds:
         sel = pd.read_parquet(run / f"round_{r:02d}" / "selected.parquet")
-        names = sorted((run / f"round_{r - 1:02d}" / "labels").glob("*.png"))
+        names = round_label_files(run, r - 1)  # what the app showed in round r
         for frame, kind, cls in zip(sel["frame"], sel["kind"], sel["class_id"], strict=True):
             if kind != "layer":
                 continue

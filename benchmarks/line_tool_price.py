@@ -36,10 +36,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from probe_common import iou, labelled_video, save_table
+from probe_common import iou, labelled_in_full, labelled_video, round_label_files, save_table
 
 from hvsa.data.video import VOID
 from hvsa.method.clicks import layer_clicks
+from hvsa.rounds.state import LoopState
 
 
 def centre_line(part: np.ndarray, tolerance: float) -> tuple[np.ndarray, float]:
@@ -106,19 +107,19 @@ def main() -> None:
     frames = list(range(0, len(video.labels), args.every))
     start = None
     if args.run is not None:  # the frames a layer could still lift: not labelled in full
-        folder = args.run / f"round_{args.round:02d}"
-        human = np.load(folder / "human.npz")["labels"]
-        frames = [f for f in frames if (human[f] != VOID).mean() < cfg.annotation.whole_frame]
-        pngs = sorted((folder / "labels").glob("*.png"))
+        state = LoopState.load(args.run / f"round_{args.round:02d}" / "human.npz")
+        full = labelled_in_full(state, cfg.annotation.whole_frame)
+        frames = [f for f in frames if not full[f]]
+        pngs = round_label_files(args.run, args.round)
         start = np.stack([cv2.imread(str(pngs[f]), cv2.IMREAD_UNCHANGED) for f in frames])
     truth = video.labels[frames]
     tolerance = cfg.annotation.polygon_tolerance
+    known = truth != VOID
     rows = []
     for name in args.classes:
         cls = names.index(name)
         obj = pd.DataFrame([o for t in truth for o in objects(t, cls, tolerance)])
         if start is not None:  # the round's labels of the class on those frames, void aside
-            known = truth != VOID
             q = iou((start == cls) & known, truth == cls)
         for tool, price in (("polyline", obj.line), ("brush stroke", pd.Series(1, obj.index))):
             for threshold in args.thresholds:

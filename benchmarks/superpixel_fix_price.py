@@ -30,12 +30,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from probe_common import labelled_video, save_table
+from probe_common import labelled_in_full, labelled_video, round_label_files, save_table
 
 from hvsa.data.video import VOID
 from hvsa.method.clicks import boundary_crossings
 from hvsa.method.corrections import fix_vertices, reassign, wrong_regions
 from hvsa.method.samples import superpixel_segments
+from hvsa.rounds.state import LoopState
 
 
 def main() -> None:
@@ -50,41 +51,41 @@ def main() -> None:
     args = ap.parse_args()
     cfg, video = labelled_video(args.video, [])
     assert video.labels is not None
-    folder = args.run / f"round_{args.round:02d}"
-    human = np.load(folder / "human.npz")["labels"]
-    names = sorted((folder / "labels").glob("*.png"))
+    state = LoopState.load(args.run / f"round_{args.round:02d}" / "human.npz")
+    full = labelled_in_full(state, cfg.annotation.whole_frame)
+    names = round_label_files(args.run, args.round)
     a = cfg.annotation
-    frames = [f for f in range(args.every // 2, len(names), args.every)
-              if (human[f] != VOID).mean() < cfg.annotation.whole_frame]  # fmt: skip
-    rows = []
-    for n_sp in args.superpixels:
-        row = {"superpixels": n_sp, "frames": len(frames), "regions": 0, "polygon_clicks": 0,
-               "filled_regions": 0, "fill_clicks": 0, "their_polygon_clicks": 0,
-               "filled_pixels": 0, "fill_left_wrong": 0, "fill_broke": 0}  # fmt: skip
-        areas, prices = [], []
-        for f in frames:
-            prefill = cv2.imread(str(names[f]), cv2.IMREAD_UNCHANGED)
-            truth = video.labels[f]
-            known = truth != VOID
-            everywhere = np.ones(truth.shape, bool)
-            fixed, _ = reassign(prefill, truth, everywhere)
+    frames = [f for f in range(args.every // 2, len(names), args.every) if not full[f]]
+    rows = {n_sp: {"superpixels": n_sp, "frames": len(frames), "regions": 0, "polygon_clicks": 0,
+                   "filled_regions": 0, "fill_clicks": 0, "their_polygon_clicks": 0,
+                   "filled_pixels": 0, "fill_left_wrong": 0, "fill_broke": 0}
+            for n_sp in args.superpixels}  # fmt: skip
+    areas, prices = [], []
+    for f in frames:
+        prefill = cv2.imread(str(names[f]), cv2.IMREAD_UNCHANGED)
+        truth = video.labels[f]
+        known = truth != VOID
+        everywhere = np.ones(truth.shape, bool)
+        fixed, _ = reassign(prefill, truth, everywhere)
+        # the regions the model redraws and their polygons' price, once for every superpixel count
+        redrawn = [(w, 1 + fix_vertices(w.part, w.free, a.polygon_tolerance)
+                    + boundary_crossings(w.part.astype(np.uint8)))
+                   for w in wrong_regions(fixed, truth, everywhere, a.polygon_tolerance,
+                                          a.leave_width, a.leave_pixels, a.leave_share)
+                   if not w.left]  # fmt: skip
+        areas += [int(w.part.sum()) for w, _ in redrawn]
+        prices += [polygon for _, polygon in redrawn]
+        for n_sp, row in rows.items():
             seg = superpixel_segments(video.frames[f], n_sp, cfg.samples.compactness)
             votes = np.bincount(seg[known] * 256 + truth[known], minlength=(seg.max() + 1) * 256)
             major = votes.reshape(-1, 256).argmax(1)
-            for w in wrong_regions(fixed, truth, everywhere, a.polygon_tolerance, a.leave_width,
-                                   a.leave_pixels, a.leave_share):  # fmt: skip
-                if w.left:
-                    continue
+            for w, polygon in redrawn:
                 area = int(w.part.sum())
-                areas.append(area)
-                polygon = 1 + fix_vertices(w.part, w.free, a.polygon_tolerance) + \
-                    boundary_crossings(w.part.astype(np.uint8))
                 ids = np.unique(seg[w.part])
                 ids = ids[major[ids] == w.cls]
                 filled = np.isin(seg, ids)
                 left = int((w.part & ~filled).sum())
                 broke = int((filled & known & (truth != w.cls) & (fixed == truth)).sum())
-                prices.append(polygon)
                 row["regions"] += 1
                 row["polygon_clicks"] += polygon
                 if 0 < len(ids) < polygon and left + broke <= args.slack * area:
@@ -94,16 +95,16 @@ def main() -> None:
                     row["filled_pixels"] += area
                     row["fill_left_wrong"] += left
                     row["fill_broke"] += broke
+    small = np.asarray(areas) < 4 * a.leave_pixels
+    for n_sp, row in rows.items():
         row["median_region_pixels"] = float(np.median(areas))
-        row["superpixel_pixels"] = truth.size / n_sp
-        small = np.asarray(areas) < 4 * a.leave_pixels
+        row["superpixel_pixels"] = video.labels[0].size / n_sp
         row["small_regions"] = int(small.sum())
         row["small_regions_polygon_clicks"] = int(np.asarray(prices)[small].sum())
         row["clicks_saved"] = row["their_polygon_clicks"] - row["fill_clicks"]
         row["saved_share_of_polygon_clicks"] = row["clicks_saved"] / max(row["polygon_clicks"], 1)
-        rows.append(row)
         print(row, flush=True)
-    save_table(rows, args.csv, float_format="%.4f")
+    save_table(list(rows.values()), args.csv, float_format="%.4f")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
-from probe_common import iou, save_table
+from probe_common import iou, round_label_files, save_table
 
 from hvsa.config import load_config
 from hvsa.data.scaling import frames_to_tensor
@@ -58,7 +58,7 @@ def main() -> None:
     cls = video.classes.names.index(args.cls)
     truth = np.stack([video.labels[f] == cls for f in range(len(video.labels))])
     labels = np.stack([cv2.imread(str(p), cv2.IMREAD_UNCHANGED) == cls
-                       for p in sorted((here / "labels").glob("*.png"))])  # fmt: skip
+                       for p in round_label_files(run, args.round)])  # fmt: skip
     given = sorted(given_frames(run, args.round, cls))
     distance = np.array([min(abs(f - g) for g in given) for f in range(len(truth))])
     model, _, _ = load_checkpoint(here / "model.pt", torch.device("cpu"))
